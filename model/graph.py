@@ -161,14 +161,15 @@ def checkin_paths(g: nx.MultiDiGraph) -> Iterator[Path]:
                 stack.append((e[1], [*path, e]))
 
 
-def _min_flow_paths(
+def _min_flow_paths_simplex(
     dag: nx.DiGraph, source: Any, sink: Any, must: set[tuple[Any, Any]]
 ) -> list[list[Any]]:
-    """Fewest source->sink paths of a DAG that together use every edge in ``must``.
+    """Reference for :func:`_min_flow_paths`: the same problem by network simplex.
 
     Minimum flow with lower bounds, as a min-cost circulation: each edge in ``must``
     gets lower bound 1 (moved into node demands), a return edge sink->source costs 1
-    per unit, so the optimum counts paths. The flow is then split into paths.
+    per unit, so the optimum counts paths. Exact but super-linear; tests check the fast
+    solver against it.
     """
     net = nx.DiGraph()
     for u, v in dag.edges():
@@ -199,28 +200,289 @@ def _min_flow_paths(
     return paths
 
 
-_SRC, _SNK = ("__source__",), ("__sink__",)
+def _min_flow_paths(
+    dag: nx.DiGraph, source: Any, sink: Any, must: set[tuple[Any, Any]]
+) -> list[list[Any]]:
+    """Fewest source->sink paths of a DAG that together use every edge in ``must``.
+
+    Each path is its list of nodes. At each branch the walk takes the successor that
+    sorts first by ``str``, so the answer is stable. Raises :class:`ValueError` when a
+    required edge lies on no source->sink path.
+    """
+    nodes = list(dag)
+    index = {n: i for i, n in enumerate(nodes)}
+    arcs = sorted(dag.edges(), key=lambda e: (str(e[0]), str(e[1])))
+    tails = [index[u] for u, _ in arcs]
+    heads = [index[v] for _, v in arcs]
+    lower = [1 if e in must else 0 for e in arcs]
+    s, t = index[source], index[sink]
+    flow = _min_flow_arcs(len(nodes), tails, heads, lower, s, t)
+    return [
+        [source, *(nodes[heads[i]] for i in p)]
+        for p in _decompose(len(nodes), tails, heads, flow, s)
+    ]
+
+
+def _min_flow_arcs(
+    n: int, tails: list[int], heads: list[int], lower: list[int], s: int, t: int
+) -> list[int]:
+    """A minimum s-t flow of a DAG with lower bounds and unbounded capacities.
+
+    Nodes are ``0..n-1``; arc ``i`` runs ``tails[i] -> heads[i]`` and must carry at least
+    ``lower[i]``. Parallel arcs are fine. Returns the flow of every arc.
+
+    Theory: a flow of value F decomposes into F paths and F paths make a flow, so the
+    fewest covering paths is the minimum feasible flow. With unbounded capacities the
+    classic reduction applies (Ahuja, Magnanti & Orlin, *Network Flows*, §6.7; Ciurea
+    & Ciupală 2004): start from any feasible flow f, then push as much as possible
+    *back* from t to s in the residual network where arc u->v may still be reversed by
+    f - lower (v->u) and raised without limit (u->v). Every t->s augmentation lowers
+    the value and keeps the flow feasible; when none is left, the max-flow/min-cut
+    theorem on that residual network makes the flow minimum (no feasible flow differs
+    from it by a t->s flow of positive value). The answer is exact, not a heuristic.
+
+    Cost: the feasible start comes from two linear topological passes; the push back is
+    Dinic's algorithm (BFS levels, blocking flow with current-arc pointers), iterative
+    because check-in paths are longer than Python's recursion limit allows.
+    """
+    m = len(tails)
+    out_arcs: list[list[int]] = [[] for _ in range(n)]
+    in_arcs: list[list[int]] = [[] for _ in range(n)]
+    for i in range(m):
+        out_arcs[tails[i]].append(i)
+        in_arcs[heads[i]].append(i)
+    order = _topological_order(n, out_arcs, heads)
+
+    # Only arcs on some s->t path can carry flow; a required arc elsewhere is a model
+    # bug (a check-in that cannot end, or a state nothing reaches).
+    reach, coreach = [False] * n, [False] * n
+    reach[s] = coreach[t] = True
+    for v in order:
+        if reach[v]:
+            for i in out_arcs[v]:
+                reach[heads[i]] = True
+    for v in reversed(order):
+        if not coreach[v]:
+            coreach[v] = any(coreach[heads[i]] for i in out_arcs[v])
+    useful = [reach[tails[i]] and coreach[heads[i]] for i in range(m)]
+    for i in range(m):
+        if lower[i] > 0 and not useful[i]:
+            raise ValueError(f"required arc {tails[i]}->{heads[i]} is on no s-t path")
+
+    # Feasible start. Pass 1, sinks first: a node that sends more than it receives
+    # draws the difference through one useful in-arc (whose tail comes later in this
+    # pass). Pass 2, sources first: a node that now receives more than it sends pushes
+    # the surplus down one useful out-arc. Afterwards every inner node balances.
+    flow = list(lower)
+    inflow, outflow = [0] * n, [0] * n
+    for i in range(m):
+        outflow[tails[i]] += lower[i]
+        inflow[heads[i]] += lower[i]
+    for v in reversed(order):
+        d = outflow[v] - inflow[v]
+        if d > 0 and v != s:
+            i = next(i for i in in_arcs[v] if useful[i])
+            flow[i] += d
+            inflow[v] += d
+            outflow[tails[i]] += d
+    for v in order:
+        d = inflow[v] - outflow[v]
+        if d > 0 and v != t:
+            i = next(i for i in out_arcs[v] if useful[i])
+            flow[i] += d
+            outflow[v] += d
+            inflow[heads[i]] += d
+
+    # Residual moves out of each node: ``i`` raises arc i (forward, unbounded),
+    # ``~i`` lowers arc i (backward, while flow[i] > lower[i]).
+    moves: list[list[int]] = [
+        [i for i in out_arcs[v] if useful[i]] + [~i for i in in_arcs[v] if useful[i]]
+        for v in range(n)
+    ]
+    while True:
+        level = _residual_levels(n, moves, tails, heads, flow, lower, s, t)
+        if level[s] < 0:
+            return flow
+        _blocking_flow(n, moves, tails, heads, flow, lower, level, s, t)
+
+
+def _topological_order(n: int, out_arcs: list[list[int]], heads: list[int]) -> list[int]:
+    indeg = [0] * n
+    for v in range(n):
+        for i in out_arcs[v]:
+            indeg[heads[i]] += 1
+    order = [v for v in range(n) if indeg[v] == 0]
+    for v in order:  # the list grows while we walk it: Kahn's queue
+        for i in out_arcs[v]:
+            w = heads[i]
+            indeg[w] -= 1
+            if indeg[w] == 0:
+                order.append(w)
+    if len(order) < n:
+        raise ValueError("the flow network has a cycle")
+    return order
+
+
+def _residual_levels(
+    n: int,
+    moves: list[list[int]],
+    tails: list[int],
+    heads: list[int],
+    flow: list[int],
+    lower: list[int],
+    s: int,
+    t: int,
+) -> list[int]:
+    """BFS distances from t in the residual network (-1: unreached), up to s."""
+    level = [-1] * n
+    level[t] = 0
+    queue = [t]
+    for x in queue:
+        if x == s:
+            break  # deeper nodes cannot lie on a shortest t->s path
+        lx = level[x] + 1
+        for a in moves[x]:
+            if a >= 0:
+                y = heads[a]
+            elif flow[~a] > lower[~a]:
+                y = tails[~a]
+            else:
+                continue
+            if level[y] < 0:
+                level[y] = lx
+                queue.append(y)
+    return level
+
+
+def _blocking_flow(
+    n: int,
+    moves: list[list[int]],
+    tails: list[int],
+    heads: list[int],
+    flow: list[int],
+    lower: list[int],
+    level: list[int],
+    s: int,
+    t: int,
+) -> None:
+    """Augment t->s along level-increasing moves until none is left (Dinic)."""
+    ptr = [0] * n
+    path: list[int] = []  # moves taken from t
+    at = [t]  # nodes visited, at[k] is where path[k] starts
+    x = t
+    while True:
+        if x == s:
+            # Raising an arc is unbounded, and every t->s walk lowers at least one
+            # arc (the DAG runs s->t), so the bottleneck is finite.
+            b = min(flow[~a] - lower[~a] for a in path if a < 0)
+            for a in path:
+                if a >= 0:
+                    flow[a] += b
+                else:
+                    flow[~a] -= b
+            # Resume from the first move the augmentation used up.
+            k = next(k for k, a in enumerate(path) if a < 0 and flow[~a] == lower[~a])
+            del path[k:]
+            del at[k + 1 :]
+            x = at[-1]
+            continue
+        adj, p, want = moves[x], ptr[x], level[x] + 1
+        while p < len(adj):
+            a = adj[p]
+            if a >= 0:
+                y = heads[a]
+            elif flow[~a] > lower[~a]:
+                y = tails[~a]
+            else:
+                p += 1
+                continue
+            if level[y] == want:
+                break
+            p += 1
+        ptr[x] = p
+        if p < len(adj):
+            path.append(adj[p])
+            at.append(y)
+            x = y
+        elif x == t:
+            return
+        else:
+            level[x] = -1  # dead end for the rest of this phase
+            path.pop()
+            at.pop()
+            x = at[-1]
+            ptr[x] += 1
+
+
+def _decompose(
+    n: int, tails: list[int], heads: list[int], flow: list[int], s: int
+) -> list[list[int]]:
+    """Split a DAG flow from s into paths, each a list of arc indices.
+
+    Each node hands out its arcs in index order through a pointer that only moves
+    forward, so the split costs the total length of the paths plus the arcs: linear,
+    and the same input always gives the same paths.
+    """
+    rest = list(flow)
+    out_arcs: list[list[int]] = [[] for _ in range(n)]
+    for i, f in enumerate(flow):
+        if f > 0:
+            out_arcs[tails[i]].append(i)
+    ptr = [0] * n
+    paths: list[list[int]] = []
+    while True:
+        path: list[int] = []
+        x = s
+        while True:
+            arcs, p = out_arcs[x], ptr[x]
+            while p < len(arcs) and rest[arcs[p]] == 0:
+                p += 1
+            ptr[x] = p
+            if p == len(arcs):
+                break  # by conservation, only at the sink (or at s once all is split)
+            i = arcs[p]
+            rest[i] -= 1
+            path.append(i)
+            x = heads[i]
+        if not path:
+            return paths
+        paths.append(path)
 
 
 def cover_transitions(g: nx.MultiDiGraph) -> list[Path]:
-    """A smallest set of check-in paths that together take every edge of ``g``."""
-    dag = nx.DiGraph()
-    must: set[tuple[Any, Any]] = set()
-    for u, v, k in g.edges(keys=True):
-        a = ("out", u) if is_rest(g, u) else ("mid", u)
-        b = ("in", v) if is_rest(g, v) else ("mid", v)
-        # An edge of the multigraph becomes a node pair so parallel edges stay apart.
-        e = ("edge", u, v, k)
-        dag.add_edge(a, e)
-        dag.add_edge(e, b)
-        must.add((a, e))
-    for n in g:
-        if is_rest(g, n):
-            dag.add_edge(_SRC, ("out", n))
-            dag.add_edge(("in", n), _SNK)
+    """A smallest set of check-in paths that together take every edge of ``g``.
+
+    The flow network is ``g`` with each rest state split in two (``out``: where
+    check-ins start, ``in``: where they end) between a source and a sink; every edge
+    of ``g`` is an arc with lower bound 1.
+    """
+    s, t, n = 0, 1, 2
+    out_of: dict[str, int] = {}
+    into: dict[str, int] = {}
+    tails: list[int] = []
+    heads: list[int] = []
+    lower: list[int] = []
+    for v in sorted(g):
+        out_of[v] = n
+        if is_rest(g, v):
+            into[v] = n + 1
+            tails += [s, n + 1]
+            heads += [n, t]
+            lower += [0, 0]
+            n += 2
+        else:
+            into[v] = n
+            n += 1
+    first = len(tails)
+    edges: list[Edge] = sorted(g.edges(keys=True))
+    for u, v, _ in edges:
+        tails.append(out_of[u])
+        heads.append(into[v])
+        lower.append(1)
+    flow = _min_flow_arcs(n, tails, heads, lower, s, t)
     return [
-        [(x[1], x[2], x[3]) for x in p if x[0] == "edge"]
-        for p in _min_flow_paths(dag, _SRC, _SNK, must)
+        [edges[i - first] for i in p if i >= first]
+        for p in _decompose(n, tails, heads, flow, s)
     ]
 
 
@@ -230,26 +492,33 @@ def cover_edge_pairs(g: nx.MultiDiGraph) -> list[Path]:
 
     Pairs through a rest state are not obligations: any check-in may follow any other
     that ends in the same rest state, so they hold by composition.
+
+    The flow network has a node per edge of ``g`` and an arc, lower bound 1, for every
+    obligation: source->e for e leaving a rest state, e->sink for e entering one, e->f
+    for every pair. Every edge has such an arc, so covering arcs covers edges too.
     """
-    dag = nx.DiGraph()
-    must: set[tuple[Any, Any]] = set()
-    for u, v, k in g.edges(keys=True):
-        e = ("edge", u, v, k)
-        dag.add_node(e)
+    edges: list[Edge] = sorted(g.edges(keys=True))
+    s, t = len(edges), len(edges) + 1
+    leaving: dict[str, list[int]] = {}
+    for j, (u, _, _) in enumerate(edges):
+        leaving.setdefault(u, []).append(j)
+    tails: list[int] = []
+    heads: list[int] = []
+    for j, (u, v, _) in enumerate(edges):
         if is_rest(g, u):
-            dag.add_edge(_SRC, e)
-            must.add((_SRC, e))
+            tails.append(s)
+            heads.append(j)
         if is_rest(g, v):
-            dag.add_edge(e, _SNK)
-            must.add((e, _SNK))
+            tails.append(j)
+            heads.append(t)
         else:
-            for _, w, k2 in g.out_edges(v, keys=True):
-                f = ("edge", v, w, k2)
-                dag.add_edge(e, f)
-                must.add((e, f))
+            for k in leaving.get(v, []):
+                tails.append(j)
+                heads.append(k)
+    flow = _min_flow_arcs(len(edges) + 2, tails, heads, [1] * len(tails), s, t)
     return [
-        [(x[1], x[2], x[3]) for x in p if x[0] == "edge"]
-        for p in _min_flow_paths(dag, _SRC, _SNK, must)
+        [edges[heads[i]] for i in p if heads[i] != t]
+        for p in _decompose(len(edges) + 2, tails, heads, flow, s)
     ]
 
 

@@ -151,6 +151,8 @@ class Guard(enum.Enum):
     SOURCE_MANAGER = "source_manager"
     #: The location's LiveUpdate policy names a Group Update Provider.
     SOURCE_GUP = "source_gup"
+    #: The location's policy (changed since the index was compared) names no source.
+    SOURCE_NONE = "source_none"
     #: sylink.xml says pull mode.
     PULL_MODE = "pull_mode"
     #: sylink.xml says push mode.
@@ -181,6 +183,7 @@ _PREDICATES: Final = {
     Guard.NO_DOWNLOAD: lambda c: not c.index_changed or c.source is Source.NONE,
     Guard.SOURCE_MANAGER: lambda c: c.source is Source.MANAGER,
     Guard.SOURCE_GUP: lambda c: c.source is Source.GUP,
+    Guard.SOURCE_NONE: lambda c: c.source is Source.NONE,
     Guard.PULL_MODE: lambda c: c.mode is Mode.PULL,
     Guard.PUSH_MODE: lambda c: c.mode is Mode.PUSH,
     Guard.NEXT_MANAGER: lambda c: c.has_next_manager,
@@ -196,6 +199,9 @@ GUARDS: Final[dict[Guard, GuardSpec]] = {
     ),
     Guard.SOURCE_MANAGER: GuardSpec(Scope.RUNTIME, "REQ-4-URLS", "policy source: manager"),
     Guard.SOURCE_GUP: GuardSpec(Scope.RUNTIME, "REQ-4-URLS", "policy source: GUP"),
+    Guard.SOURCE_NONE: GuardSpec(
+        Scope.RUNTIME, "REQ-3-LU-POLICY", "policy source: none (location changed)"
+    ),
     Guard.PULL_MODE: GuardSpec(Scope.CONFIG, "REQ-7-PULL", "CommunicationMode=PULL"),
     Guard.PUSH_MODE: GuardSpec(Scope.CONFIG, "REQ-7-PUSH", "CommunicationMode=PUSH"),
     Guard.NEXT_MANAGER: GuardSpec(Scope.CONFIG, "REQ-2-FAILOVER", "another manager left"),
@@ -276,6 +282,9 @@ TABLE: Final[tuple[Row, ...]] = (
         "REQ-4-PORT-8014"),
     Row(S.FETCHING_URLS, E.URLS_RECEIVED, S.DOWNLOADING_GUP, G.SOURCE_GUP,
         "REQ-4-PORT-2967"),
+    # The location (and so its policy) may change between index and URLs: the
+    # policy in force when the URLs are answered decides (ambiguity A9).
+    Row(S.FETCHING_URLS, E.URLS_RECEIVED, S.UPLOADING_LOGS, G.SOURCE_NONE, "REQ-5-LOGS"),
     Row(S.FETCHING_URLS, E.REQUEST_FAILED, S.IDLE, None, "REQ-X-ABORT"),
     Row(S.DOWNLOADING_MANAGER, E.CONTENT_RECEIVED, S.UPLOADING_LOGS, None, "REQ-5-LOGS"),
     Row(S.DOWNLOADING_MANAGER, E.REQUEST_FAILED, S.IDLE, None, "REQ-X-ABORT"),
