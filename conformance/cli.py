@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "Mermaid), optionally highlighting one check-in path "
                                    "from `sephb paths` with the same options.")
     _interpretation(p)
-    p.add_argument("--format", "-f", default="svg", choices=("svg", "png", "dot", "mermaid"),
+    p.add_argument("--format", "-f", default="svg",
+                   choices=("svg", "png", "dot", "mermaid"),
                    help="output format (default: svg)")
     p.add_argument("--highlight", type=int, metavar="PATH_INDEX",
                    help="index of a path in `sephb paths` (same options) to highlight")

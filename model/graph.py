@@ -17,12 +17,13 @@ source) stay as branches.
 A *check-in path* starts at a rest state (IDLE, PUSH_HELD), follows edges through
 non-rest states and stops at the first rest state it reaches. Non-rest states form a
 DAG in every concrete graph (failover only moves forward in the manager order), so the
-paths are finite and the covering problems below are flow problems on a DAG, solved
-exactly with networkx's network simplex.
+paths are finite and the covering problems below are minimum-flow problems on a DAG,
+solved exactly (see ``_min_flow_arcs``).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -231,15 +232,16 @@ def _min_flow_arcs(
     Nodes are ``0..n-1``; arc ``i`` runs ``tails[i] -> heads[i]`` and must carry at least
     ``lower[i]``. Parallel arcs are fine. Returns the flow of every arc.
 
-    Theory: a flow of value F decomposes into F paths and F paths make a flow, so the
-    fewest covering paths is the minimum feasible flow. With unbounded capacities the
-    classic reduction applies (Ahuja, Magnanti & Orlin, *Network Flows*, §6.7; Ciurea
-    & Ciupală 2004): start from any feasible flow f, then push as much as possible
-    *back* from t to s in the residual network where arc u->v may still be reversed by
-    f - lower (v->u) and raised without limit (u->v). Every t->s augmentation lowers
-    the value and keeps the flow feasible; when none is left, the max-flow/min-cut
-    theorem on that residual network makes the flow minimum (no feasible flow differs
-    from it by a t->s flow of positive value). The answer is exact, not a heuristic.
+    Theory: a flow of value F decomposes into F source->sink paths (the network is
+    acyclic) and F paths make a flow, so the fewest covering paths is the value of a
+    minimum feasible flow. Minimum flow is maximum flow run backwards (Ahuja, Magnanti
+    & Orlin, *Network Flows*, flows with lower bounds; Ciurea & Ciupală, minimum
+    flows): take any feasible flow f and, in its residual network -- arc u->v may be
+    lowered by f - lower (a move v->u) and raised without limit (u->v) -- send as much
+    as possible from t to s. Each unit sent keeps every bound and lowers the value by
+    one. When no t->s path is left, f is minimum: a cheaper feasible flow f' would
+    make f - f' a t->s flow of positive value in that residual network. So the answer
+    is exact; the choices below only change which minimum flow comes out.
 
     Cost: the feasible start comes from two linear topological passes; the push back is
     Dinic's algorithm (BFS levels, blocking flow with current-arc pointers), iterative
@@ -254,25 +256,27 @@ def _min_flow_arcs(
     order = _topological_order(n, out_arcs, heads)
 
     # Only arcs on some s->t path can carry flow; a required arc elsewhere is a model
-    # bug (a check-in that cannot end, or a state nothing reaches).
-    reach, coreach = [False] * n, [False] * n
-    reach[s] = coreach[t] = True
+    # bug (a check-in that cannot end, or a state nothing reaches). Hop counts from s
+    # and to t also steer the feasible start onto short detours.
+    far = n + 1
+    from_s, to_t = [far] * n, [far] * n
+    from_s[s] = to_t[t] = 0
     for v in order:
-        if reach[v]:
+        if from_s[v] < far:
             for i in out_arcs[v]:
-                reach[heads[i]] = True
+                from_s[heads[i]] = min(from_s[heads[i]], from_s[v] + 1)
     for v in reversed(order):
-        if not coreach[v]:
-            coreach[v] = any(coreach[heads[i]] for i in out_arcs[v])
-    useful = [reach[tails[i]] and coreach[heads[i]] for i in range(m)]
+        for i in out_arcs[v]:
+            to_t[v] = min(to_t[v], to_t[heads[i]] + 1)
+    useful = [from_s[tails[i]] < far and to_t[heads[i]] < far for i in range(m)]
     for i in range(m):
         if lower[i] > 0 and not useful[i]:
             raise ValueError(f"required arc {tails[i]}->{heads[i]} is on no s-t path")
 
     # Feasible start. Pass 1, sinks first: a node that sends more than it receives
-    # draws the difference through one useful in-arc (whose tail comes later in this
-    # pass). Pass 2, sources first: a node that now receives more than it sends pushes
-    # the surplus down one useful out-arc. Afterwards every inner node balances.
+    # draws the difference through the in-arc nearest to s (whose tail comes later in
+    # this pass). Pass 2, sources first: a node that now receives more than it sends
+    # pushes the surplus down the out-arc nearest to t. Then every inner node balances.
     flow = list(lower)
     inflow, outflow = [0] * n, [0] * n
     for i in range(m):
@@ -281,14 +285,14 @@ def _min_flow_arcs(
     for v in reversed(order):
         d = outflow[v] - inflow[v]
         if d > 0 and v != s:
-            i = next(i for i in in_arcs[v] if useful[i])
+            i = min(in_arcs[v], key=lambda i: from_s[tails[i]])
             flow[i] += d
             inflow[v] += d
             outflow[tails[i]] += d
     for v in order:
         d = inflow[v] - outflow[v]
         if d > 0 and v != t:
-            i = next(i for i in out_arcs[v] if useful[i])
+            i = min(out_arcs[v], key=lambda i: to_t[heads[i]])
             flow[i] += d
             outflow[v] += d
             inflow[heads[i]] += d
@@ -419,34 +423,27 @@ def _decompose(
 ) -> list[list[int]]:
     """Split a DAG flow from s into paths, each a list of arc indices.
 
-    Each node hands out its arcs in index order through a pointer that only moves
-    forward, so the split costs the total length of the paths plus the arcs: linear,
-    and the same input always gives the same paths.
+    Every node holds a stack with one entry per unit of flow it sends, lowest arc
+    index on top; a walk pops its way from s until it reaches a node that sends
+    nothing (by conservation, the sink). Each step is O(1), so the split costs the
+    total length of the paths, and the same flow always gives the same paths.
     """
-    rest = list(flow)
-    out_arcs: list[list[int]] = [[] for _ in range(n)]
-    for i, f in enumerate(flow):
-        if f > 0:
-            out_arcs[tails[i]].append(i)
-    ptr = [0] * n
+    units: list[list[int]] = [[] for _ in range(n)]
+    for i in range(len(flow) - 1, -1, -1):
+        if flow[i] > 0:
+            units[tails[i]].extend([i] * flow[i])
     paths: list[list[int]] = []
-    while True:
-        path: list[int] = []
-        x = s
-        while True:
-            arcs, p = out_arcs[x], ptr[x]
-            while p < len(arcs) and rest[arcs[p]] == 0:
-                p += 1
-            ptr[x] = p
-            if p == len(arcs):
-                break  # by conservation, only at the sink (or at s once all is split)
-            i = arcs[p]
-            rest[i] -= 1
+    start = units[s]
+    while start:
+        i = start.pop()
+        path = [i]
+        step = units[heads[i]]
+        while step:
+            i = step.pop()
             path.append(i)
-            x = heads[i]
-        if not path:
-            return paths
+            step = units[heads[i]]
         paths.append(path)
+    return paths
 
 
 def cover_transitions(g: nx.MultiDiGraph) -> list[Path]:
@@ -480,9 +477,11 @@ def cover_transitions(g: nx.MultiDiGraph) -> list[Path]:
         heads.append(into[v])
         lower.append(1)
     flow = _min_flow_arcs(n, tails, heads, lower, s, t)
+    # A path is source->out(rest), edges..., in(rest)->sink: its inner arcs are edges
+    # (the placeholder labels of the source and sink arcs are never read).
+    label: list[Edge] = [("", "", "")] * first + edges
     return [
-        [edges[i - first] for i in p if i >= first]
-        for p in _decompose(n, tails, heads, flow, s)
+        list(map(label.__getitem__, p[1:-1])) for p in _decompose(n, tails, heads, flow, s)
     ]
 
 
@@ -499,16 +498,17 @@ def cover_edge_pairs(g: nx.MultiDiGraph) -> list[Path]:
     """
     edges: list[Edge] = sorted(g.edges(keys=True))
     s, t = len(edges), len(edges) + 1
+    rest = {v for v in g if is_rest(g, v)}
     leaving: dict[str, list[int]] = {}
     for j, (u, _, _) in enumerate(edges):
         leaving.setdefault(u, []).append(j)
     tails: list[int] = []
     heads: list[int] = []
     for j, (u, v, _) in enumerate(edges):
-        if is_rest(g, u):
+        if u in rest:
             tails.append(s)
             heads.append(j)
-        if is_rest(g, v):
+        if v in rest:
             tails.append(j)
             heads.append(t)
         else:
@@ -516,8 +516,11 @@ def cover_edge_pairs(g: nx.MultiDiGraph) -> list[Path]:
                 tails.append(j)
                 heads.append(k)
     flow = _min_flow_arcs(len(edges) + 2, tails, heads, [1] * len(tails), s, t)
+    # A path visits its edges as the heads of all its arcs but the last (into the sink,
+    # whose placeholder label is never read).
+    label = [edges[h] if h != t else ("", "", "") for h in heads]
     return [
-        [edges[heads[i]] for i in p if heads[i] != t]
+        list(map(label.__getitem__, p[:-1]))
         for p in _decompose(len(edges) + 2, tails, heads, flow, s)
     ]
 
@@ -525,7 +528,7 @@ def cover_edge_pairs(g: nx.MultiDiGraph) -> list[Path]:
 def edge_pairs(paths: Iterable[Path], g: nx.MultiDiGraph) -> set[tuple[Edge, Edge]]:
     """The consecutive edge pairs (through non-rest states) that ``paths`` take."""
     return {
-        (a, b) for p in paths for a, b in zip(p, p[1:], strict=False) if not is_rest(g, a[1])
+        (a, b) for p in paths for a, b in itertools.pairwise(p) if not is_rest(g, a[1])
     }
 
 

@@ -160,4 +160,6 @@ def get(name: str) -> Interpretation:
         return INTERPRETATIONS[name]
     except KeyError:
         known = ", ".join(INTERPRETATIONS)
-        raise UsageError(f"unknown interpretation {name!r}; expected one of: {known}")
+        raise UsageError(
+            f"unknown interpretation {name!r}; expected one of: {known}"
+        ) from None

@@ -37,6 +37,7 @@ check-in. Guards carry their own requirement id (the rule that decides between r
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -178,7 +179,7 @@ class GuardSpec:
 # The predicates are the only executable reading of a guard. They are total and, for
 # guards sharing (state, event), mutually exclusive: analysis.check_guard_partition
 # proves it over every Context.
-_PREDICATES: Final = {
+_PREDICATES: Final[dict[Guard, Callable[[Context], bool]]] = {
     Guard.DOWNLOAD_ALLOWED: lambda c: c.index_changed and c.source is not Source.NONE,
     Guard.NO_DOWNLOAD: lambda c: not c.index_changed or c.source is Source.NONE,
     Guard.SOURCE_MANAGER: lambda c: c.source is Source.MANAGER,
@@ -253,12 +254,13 @@ def _session_failures(source: State) -> list[Row]:
     """The rows for 'session cannot be established' from one state: the seed's
     reading ends the check-in; with failover the next manager is tried first."""
     rows: list[Row] = []
-    for ev in (E.SESSION_TIMEOUT, E.CONNECT_FAILED):
+    for ev in (Event.SESSION_TIMEOUT, Event.CONNECT_FAILED):
         rows += [
-            Row(source, ev, S.IDLE, None, "REQ-2-TIMEOUT-30000", (Switch.FAILOVER, _SEED)),
-            Row(source, ev, S.CONNECTING, G.NEXT_MANAGER, "REQ-2-FAILOVER",
+            Row(source, ev, State.IDLE, None, "REQ-2-TIMEOUT-30000",
+                (Switch.FAILOVER, _SEED)),
+            Row(source, ev, State.CONNECTING, Guard.NEXT_MANAGER, "REQ-2-FAILOVER",
                 (Switch.FAILOVER, _DOC)),
-            Row(source, ev, S.IDLE, G.LAST_MANAGER, "REQ-2-TIMEOUT-30000",
+            Row(source, ev, State.IDLE, Guard.LAST_MANAGER, "REQ-2-TIMEOUT-30000",
                 (Switch.FAILOVER, _DOC)),
         ]
     return rows

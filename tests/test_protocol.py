@@ -8,8 +8,8 @@ import re
 import pytest
 
 from sephb.model import protocol as P
-from sephb.model.interpretations import AMBIGUITIES, INTERPRETATIONS, get
 from sephb.model.errors import UsageError
+from sephb.model.interpretations import AMBIGUITIES, INTERPRETATIONS, get
 
 #: The requirement ids the issue names; each must be encoded by the protocol module.
 NAMED = [
