@@ -1,0 +1,278 @@
+"""State diagrams of the heartbeat, drawn from the transition table.
+
+Theory of operation
+-------------------
+The table (:data:`sephb.model.protocol.TABLE`, filtered by an interpretation's
+:meth:`~sephb.model.interpretations.Interpretation.rows`) is loaded into a
+``transitions`` ``GraphMachine`` -- one transition per row, guards as conditions --
+and the machine's own diagram engines draw it: Graphviz for DOT, SVG and PNG, Mermaid
+for ``stateDiagram-v2``. No DOT or Mermaid is written by hand; the few places where
+the engines needed bending (one edge per row rather than one per pair of states,
+highlighting one row among parallel ones) are in :mod:`sephb.diagrams._engines`.
+
+Each edge reads ``EVENT [guard]`` over the requirement id that makes the move
+mandatory, so a reviewer can go from any arrow to the seed's sentence. Each node gives
+the state, the seed step it performs and its entry action. Rest states (where a
+check-in starts and ends) are shaded.
+
+A *highlight* is a check-in path as :mod:`sephb.model.graph` produces it: edges
+``(source node, dest node, row name)`` of the abstract graph or of a concrete graph
+(nodes like ``CONNECTING@m2``); the row name decides which edge is meant, so parallel
+edges and a self-loop taken several times (failover across managers) are drawn
+exactly. Highlighted edges carry their step numbers, ``(1) HEARTBEAT_DUE ...``.
+
+Everything rendered is deterministic: the same table gives the same DOT and Mermaid
+bytes anywhere, and the same SVG/PNG bytes with the same Graphviz. That is what
+:func:`is_stale` relies on to tell whether the committed ``docs/diagrams`` still
+match the table.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from sephb.model.errors import UsageError
+from sephb.model.interpretations import INTERPRETATIONS, Interpretation, get
+from sephb.model.protocol import ENTRY, INITIAL, REST_STATES, STEP, Row, State
+
+#: Output formats :func:`render` accepts.
+FORMATS: Final[tuple[str, ...]] = ("svg", "png", "dot", "mermaid")
+#: File suffix written for each format.
+SUFFIXES: Final[dict[str, str]] = {"svg": ".svg", "png": ".png", "dot": ".dot",
+                                   "mermaid": ".mmd"}
+
+#: An edge of a networkx graph from :mod:`sephb.model.graph`: (source, dest, row name).
+HighlightEdge = tuple[str, str, str]
+
+_FONT: Final = "Helvetica,Arial,sans-serif"
+_INK: Final = "#37474f"
+_PATH_INK: Final = "#c62828"
+
+# Graphviz styles, in the shape GraphMachine.style_attributes has: "default" is the
+# base of every node/edge, the others are applied by name on top of it.
+_DOT_STYLES: Final[dict[str, dict[str, dict[str, str]]]] = {
+    "node": {
+        "default": {"shape": "box", "style": "rounded,filled", "fillcolor": "white",
+                    "color": _INK, "fontcolor": "black", "fontname": _FONT,
+                    "fontsize": "12", "margin": "0.15,0.07", "penwidth": "1.2"},
+        "rest": {"fillcolor": "#e3ecf5"},
+        "path": {"fillcolor": "#fde3df", "color": _PATH_INK, "penwidth": "2.5"},
+    },
+    "edge": {
+        "default": {"color": _INK, "fontcolor": "#263238", "fontname": _FONT,
+                    "fontsize": "10", "arrowsize": "0.7"},
+        "path": {"color": _PATH_INK, "fontcolor": _PATH_INK, "penwidth": "2.5"},
+    },
+    "graph": {
+        "default": {"fontname": _FONT, "fontsize": "14", "labelloc": "t",
+                    "labeljust": "l"},
+    },
+}
+# Layout (top to bottom, set in _engines): generous separation keeps the labels of
+# parallel edges and of the long edges back to IDLE apart.
+_DOT_LAYOUT: Final[dict[str, str]] = {
+    "nodesep": "0.55",
+    "ranksep": "0.9",
+    "splines": "true",
+    "pad": "0.3",
+    "newrank": "true",
+}
+# Mermaid's classDef takes CSS; "default" must exist (every state gets a class).
+_MERMAID_STYLES: Final[dict[str, dict[str, dict[str, str]]]] = {
+    "node": {
+        "default": {"fill": "white"},
+        "rest": {"fill": "#e3ecf5"},
+        "path": {"fill": "#fde3df", "stroke": _PATH_INK, "stroke-width": "3px"},
+    },
+    "edge": {},
+    "graph": {},
+}
+
+
+def edge_label(row: Row) -> str:
+    """``EVENT [guard]`` over the requirement id (a newline between; each engine
+    writes it in its own syntax)."""
+    guard = f" [{row.guard.value}]" if row.guard else ""
+    return f"{row.event.value}{guard}\n{row.requirement}"
+
+
+def node_label(state: State) -> str:
+    """The state over the seed step it performs and its entry action."""
+    return f"{state.value}\nstep {STEP[state]}: entry / {ENTRY[state].value}"
+
+
+def filename(interpretation: str, fmt: str) -> str:
+    """The file :func:`write_all` writes for one interpretation and format."""
+    _check_format(fmt)
+    return f"heartbeat-{interpretation}{SUFFIXES[fmt]}"
+
+
+def render(
+    interpretation: str = "seed",
+    fmt: str = "svg",
+    highlight: Sequence[HighlightEdge] | None = None,
+) -> bytes:
+    """The state diagram of one interpretation in one of :data:`FORMATS`.
+
+    ``highlight`` is a check-in path (edges of the abstract or of a concrete graph);
+    its edges and states are drawn in red and its edges numbered in path order.
+    """
+    _check_format(fmt)
+    interp = get(interpretation)
+    graph = _machine_graph(interp, "mermaid" if fmt == "mermaid" else "graphviz",
+                           list(highlight or []))
+    if fmt in ("dot", "mermaid"):
+        return str(graph.source).encode()
+    return _pipe(graph, fmt)
+
+
+def write_all(outdir: Path) -> list[Path]:
+    """Write every interpretation in every format into ``outdir``; return the paths."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    for name, fmt, data in _renders():
+        path = outdir / filename(name, fmt)
+        path.write_bytes(data)
+        paths.append(path)
+    return paths
+
+
+def is_stale(outdir: Path) -> list[str]:
+    """Files of ``outdir`` (as :func:`write_all` names them) that are missing or no
+    longer match a fresh render, in :func:`write_all`'s order.
+
+    DOT and Mermaid are compared byte for byte: they depend on the table only. SVG and
+    PNG also depend on the Graphviz that drew them; they are compared (SVG without its
+    generator comment) when the committed SVG names the Graphviz installed here, and
+    otherwise only checked to exist -- another Graphviz cannot reproduce them.
+    """
+    stale: list[str] = []
+    fresh = _renders()
+    same_renderer = {
+        name: _generator(outdir / filename(name, "svg")) == _generator(data)
+        for name, fmt, data in fresh
+        if fmt == "svg"
+    }
+    for name, fmt, data in fresh:
+        path = outdir / filename(name, fmt)
+        comparable = fmt in ("dot", "mermaid") or same_renderer[name]
+        if not path.is_file() or (
+            comparable and _normalise(fmt, path.read_bytes()) != _normalise(fmt, data)
+        ):
+            stale.append(path.name)
+    return stale
+
+
+# ---------------------------------------------------------------------------------
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown diagram format {fmt!r}; expected one of: "
+                         f"{', '.join(FORMATS)}")
+
+
+@functools.cache
+def _renders() -> tuple[tuple[str, str, bytes], ...]:
+    """Every plain diagram. Cached: the table cannot change within a process, and
+    ``write_all`` followed by ``is_stale`` would otherwise run ``dot`` twice over."""
+    return tuple(
+        (name, fmt, render(name, fmt)) for name in INTERPRETATIONS for fmt in FORMATS
+    )
+
+
+_GENERATOR = re.compile(rb"<!-- Generated by graphviz version [^>]*-->\n?")
+
+
+def _generator(svg: Path | bytes) -> bytes | None:
+    data = svg if isinstance(svg, bytes) else (svg.read_bytes() if svg.is_file() else b"")
+    m = _GENERATOR.search(data)
+    return m.group(0) if m else None
+
+
+def _normalise(fmt: str, data: bytes) -> bytes:
+    return _GENERATOR.sub(b"", data) if fmt == "svg" else data
+
+
+def _path_steps(
+    interp: Interpretation, highlight: Sequence[HighlightEdge]
+) -> tuple[dict[str, list[int]], frozenset[str]]:
+    """Row name -> positions on the path, and the states the path visits.
+
+    Concrete nodes (``STATE@m<k>``) fold onto their state: the diagram has one node
+    per state, so a failover path takes the CONNECTING self-loop once per manager.
+    """
+    rows = {r.name: r for r in interp.rows()}
+    steps: dict[str, list[int]] = {}
+    states: set[str] = set()
+    for i, edge in enumerate(highlight, 1):
+        try:
+            source, dest, key = edge
+        except (TypeError, ValueError):
+            raise UsageError(f"highlight step {i}: expected (source, dest, row), "
+                             f"got {edge!r}") from None
+        row = rows.get(key)
+        if row is None:
+            raise UsageError(f"highlight step {i}: {key!r} is not a row of the "
+                             f"{interp.name!r} interpretation")
+        got = (source.split("@")[0], dest.split("@")[0])
+        if got != (row.source.value, row.dest.value):
+            raise UsageError(f"highlight step {i}: edge {source} -> {dest} does not "
+                             f"match row {key}")
+        steps.setdefault(key, []).append(i)
+        states.update(got)
+    return steps, frozenset(states)
+
+
+def _machine_graph(
+    interp: Interpretation, engine: str, highlight: Sequence[HighlightEdge]
+) -> Any:
+    """The engine's graph object (a ``graphviz.Digraph`` or Mermaid text holder)."""
+    from . import _engines  # imports transitions (and graphviz): only when drawing
+
+    steps, on_path = _path_steps(interp, highlight)
+    rows = interp.rows()
+    drawing = _engines.Drawing(
+        title=(f"SEP client heartbeat, interpretation '{interp.name}': "
+               f"{interp.summary} ({len(rows)} transitions)"),
+        node_labels={s.value: node_label(s) for s in State},
+        path_steps=steps,
+        path_states=on_path,
+        rest_states=frozenset(s.value for s in REST_STATES),
+        dot_graph_attr=_DOT_LAYOUT,
+    )
+    machine = _engines.TableMachine(
+        states=[s.value for s in State],
+        initial=INITIAL.value,
+        edges=[
+            _engines.EdgeSpec(
+                row=r.name,
+                trigger=r.event.value,
+                source=r.source.value,
+                dest=r.dest.value,
+                label=edge_label(r),
+                guard=r.guard.value if r.guard else None,
+            )
+            for r in rows
+        ],
+        drawing=drawing,
+        engine=engine,
+        style_attributes=_MERMAID_STYLES if engine == "mermaid" else _DOT_STYLES,
+    )
+    graph_cls = _engines.MermaidGraph if engine == "mermaid" else _engines.DotGraph
+    return graph_cls(machine).get_graph()
+
+
+def _pipe(graph: Any, fmt: str) -> bytes:
+    import graphviz
+
+    try:
+        data: bytes = graph.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise UsageError(f"drawing {fmt} needs Graphviz's `dot` on PATH: install "
+                         "graphviz (e.g. apt-get install graphviz)") from None
+    return data
