@@ -8,6 +8,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET  # our own output: no untrusted XML
 
 import pytest
+
 from sephb.diagrams import FORMATS, filename, is_stale, render, write_all
 from sephb.diagrams.statechart import _machine_graph, edge_label
 from sephb.model.errors import UsageError
