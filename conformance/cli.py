@@ -182,8 +182,8 @@ def cmd_model(args: argparse.Namespace) -> int:
     print(f"\nanalyses: {len(st.reachable)}/{len(protocol.State)} states reachable, "
           f"{len(st.dead_ends)} dead ends, {len(st.unreachable_rows)} unreachable "
           f"transitions, {len(problems)} problems")
-    for p in problems:
-        print(f"  ! {p}")
+    for problem in problems:
+        print(f"  ! {problem}")
     return 1 if problems else 0
 
 
@@ -226,14 +226,14 @@ def cmd_paths(args: argparse.Namespace) -> int:
           f"{len(covered)}/{total}, edge pairs covered {pairs}/{all_pairs}")
     digits = len(str(len(paths)))
     for i, p in enumerate(paths):
-        steps = " ".join(
-            f"-{graph.row_of(g, e).event.value}"
-            + (f"[{graph.row_of(g, e).guard.value}]" if graph.row_of(g, e).guard else "")
-            + f"-> {e[1]}"
-            for e in p
-        )
+        steps = " ".join(f"-{_label(graph.row_of(g, e))}-> {e[1]}" for e in p)
         print(f"T{i:0{digits}d}  {p[0][0]} {steps}")
     return 0
+
+
+def _label(row: Any) -> str:
+    guard = f"[{row.guard.value}]" if row.guard else ""
+    return f"{row.event.value}{guard}"
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:

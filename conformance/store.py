@@ -1,0 +1,399 @@
+"""The reference client's durable state: its ``--state-dir``.
+
+Theory of operation
+-------------------
+A heartbeat client keeps two things across restarts: its copy of ``index.dat`` (what
+it compares the manager's against in step 3) and the logs it has not yet delivered
+(steps 5 and 6). The seed does not say what happens to logs when an upload fails; a
+client that loses them is wrong (ambiguity 8), so a log leaves the queue only when the
+manager has acknowledged it, and the process may be SIGKILLed between any two
+syscalls without losing, duplicating or tearing an entry.
+
+Layout of a state directory::
+
+    <state-dir>/index.json                    the index copy (serial, revision)
+    <state-dir>/logs/000000000042-<rand>.log  one file per queued log (step 5)
+    <state-dir>/sensors/...                   same, LAN-sensor/learned-app logs (step 6)
+
+**Atomic files.** Every file is written whole or not at all: the bytes go to a
+hidden temporary file in the same directory, which is fsynced, renamed over its final
+name with ``os.replace`` (atomic on POSIX) and the directory is fsynced so that the
+rename itself is durable. A crash leaves at most a stray ``.*.tmp`` file, which a
+:class:`LogQueue` deletes when it opens and every reader ignores.
+
+**The log queue is a directory, one file per entry.** An entry's id is its file's
+name: a 12-digit sequence number, which gives the append order, and 64 random bits,
+which make ids unique for ever (the sequence restarts after the highest entry when a
+queue is reopened, so after the newest entries were acked a number can come back; the
+random part cannot). ``append`` returns only after the entry's rename is durable, so
+a returned id is never lost. ``ack`` deletes files; deleting an absent or unknown id
+is a no-op, so a repeated acknowledgement after a crash is harmless. The crash
+cases are therefore:
+
+* killed during ``append``: the entry exists whole or not at all. If the rename
+  happened but the caller never saw the id, the entry is still delivered (at least
+  once); the manager drops duplicates by id.
+* killed during ``ack``: some of the ids are deleted, the rest stay queued and are
+  uploaded again with the same ids.
+
+There is no journal to replay and no index to rebuild: the directory listing *is* the
+queue. One process writes a state directory at a time (the client that owns it).
+
+A directory that cannot be created or listed is a :class:`UsageError` (a bad
+``--state-dir``); an I/O failure later (a full disk) is the ``OSError`` itself, raised
+before the id is returned, so nothing is reported queued that is not.
+
+``fsync=False`` skips the fsyncs for fast simulations: rename and unlink stay atomic,
+so the queue still survives a killed process, just not a power cut.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Final
+
+import msgspec
+
+from sephb.model.errors import UsageError
+from sephb.model.protocol import FULL_HEARTBEAT_BYTES
+
+__all__ = [
+    "DEFAULT_ENTRY_BYTES",
+    "FULL_LOGGING_BYTES",
+    "INDEX_FILE",
+    "LOGS_DIR",
+    "SENSORS_DIR",
+    "ClientState",
+    "IndexCopy",
+    "LogEntry",
+    "LogQueue",
+    "atomic_write",
+    "fsync_dir",
+    "make_logs",
+]
+
+INDEX_FILE: Final = "index.json"
+LOGS_DIR: Final = "logs"
+SENSORS_DIR: Final = "sensors"
+
+#: Log bytes per heartbeat at maximum logging: the middle of the seed's 200-300 KB
+#: band, which leaves the protocol's own few KB inside the band too.
+FULL_LOGGING_BYTES: Final = (FULL_HEARTBEAT_BYTES[0] + FULL_HEARTBEAT_BYTES[1]) // 2
+#: Size of one generated log entry when :func:`make_logs` is not told a count.
+DEFAULT_ENTRY_BYTES: Final = 8 * 1024
+
+_ENTRY_RE: Final = re.compile(r"[0-9]{12}-[0-9a-f]{16}")
+_SUFFIX: Final = ".log"
+_TMP_SUFFIX: Final = ".tmp"
+
+
+# -- atomic files ----------------------------------------------------------------------
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the directory's entries (creations, renames, deletions) durable."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_tmp(directory: Path, name: str, data: bytes, fsync: bool) -> Path:
+    """Write ``data`` to a fresh hidden temporary file; return its path."""
+    tmp = directory / f".{name}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:  # os.write may write less than asked
+            view = view[os.write(fd, view):]
+        if fsync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    return tmp
+
+
+def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
+    """Replace ``path`` with ``data``: readers and crashes see the old file or the new
+    one, never a mix. With ``fsync`` the new content survives a power cut too."""
+    tmp = _write_tmp(path.parent, path.name, data, fsync)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_dir(path.parent)
+
+
+# -- the index copy --------------------------------------------------------------------
+
+
+class _IndexFile(msgspec.Struct, forbid_unknown_fields=True):
+    serial: str
+    revision: Annotated[int, msgspec.Meta(ge=0)]
+
+
+@dataclass(frozen=True)
+class IndexCopy:
+    """The client's copy of index.dat: what step 3 compares the manager's against."""
+
+    #: Policy serial number, e.g. ``A3AF-01/30/2012 23:50:54 284``.
+    serial: str
+    #: Content revision (>= 0).
+    revision: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.serial, str):
+            raise ValueError(f"serial must be a str, got {self.serial!r}")
+        if isinstance(self.revision, bool) or not isinstance(self.revision, int) \
+                or self.revision < 0:
+            raise ValueError(f"revision must be an integer >= 0, got {self.revision!r}")
+
+    @classmethod
+    def load(cls, state_dir: str | Path) -> IndexCopy | None:
+        """The copy saved in ``state_dir``; None if the client never saved one.
+
+        A file that exists but cannot be decoded raises :class:`UsageError`: it was
+        written atomically, so it is damage from outside, and guessing a value would
+        hide it.
+        """
+        path = Path(state_dir) / INDEX_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            f = msgspec.json.decode(raw, type=_IndexFile)
+        except msgspec.DecodeError as e:
+            raise UsageError(
+                f"{path}: not a client index copy ({e}); expected "
+                '{"serial": "<policy serial>", "revision": <integer >= 0>}'
+            ) from None
+        return cls(f.serial, f.revision)
+
+    def save(self, state_dir: str | Path, *, fsync: bool = True) -> None:
+        """Store this copy in ``state_dir`` atomically."""
+        data = msgspec.json.encode(_IndexFile(self.serial, self.revision))
+        atomic_write(Path(state_dir) / INDEX_FILE, data + b"\n", fsync=fsync)
+
+
+# -- the log queue ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One queued log: its stable id and its text."""
+
+    id: str
+    data: str
+
+
+class LogQueue:
+    """A durable FIFO of log entries in a directory (see the module docstring)."""
+
+    def __init__(self, directory: str | Path, *, fsync: bool = True) -> None:
+        self.directory = Path(directory)
+        self.fsync = fsync
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            # Leftovers of appends that were killed before their rename: never visible
+            # as entries, removed so they do not pile up.
+            for p in self.directory.glob(f".*{_TMP_SUFFIX}"):
+                p.unlink(missing_ok=True)
+            ids = self._ids()
+        except OSError as e:
+            raise UsageError(
+                f"{self.directory}: cannot use as a log queue: {e.strerror or e}"
+            ) from None
+        self._next_seq = int(ids[-1][:12]) + 1 if ids else 0
+
+    def _ids(self) -> list[str]:
+        """Ids of the queued entries, in append order (names sort by sequence)."""
+        ids = [
+            name[: -len(_SUFFIX)]
+            for name in os.listdir(self.directory)
+            if name.endswith(_SUFFIX) and _ENTRY_RE.fullmatch(name[: -len(_SUFFIX)])
+        ]
+        ids.sort()
+        return ids
+
+    def _path(self, entry_id: str) -> Path:
+        return self.directory / f"{entry_id}{_SUFFIX}"
+
+    def append(self, data: str) -> str:
+        """Queue ``data``; return its id once the entry is durable."""
+        return self.append_many([data])[0]
+
+    def append_many(self, items: Iterable[str]) -> list[str]:
+        """Queue several entries in order, with one directory sync for the batch.
+
+        Each entry is atomic on its own; a crash part-way leaves a prefix of the batch
+        queued. The ids are returned only when all of them are durable.
+        """
+        # Encode first: a str that is not valid text fails before anything is written.
+        blobs = [d.encode("utf-8") for d in items]
+        ids: list[str] = []
+        for blob in blobs:
+            entry_id = f"{self._next_seq:012d}-{secrets.token_hex(8)}"
+            self._next_seq += 1
+            tmp = _write_tmp(self.directory, entry_id, blob, self.fsync)
+            try:
+                os.replace(tmp, self._path(entry_id))
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            ids.append(entry_id)
+        if ids and self.fsync:
+            fsync_dir(self.directory)
+        return ids
+
+    def pending(self, limit: int | None = None) -> list[LogEntry]:
+        """The oldest ``limit`` (default: all) entries not yet acknowledged."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        entries: list[LogEntry] = []
+        for entry_id in self._ids():
+            if limit is not None and len(entries) >= limit:
+                break
+            path = self._path(entry_id)
+            try:
+                raw = path.read_bytes()
+            except FileNotFoundError:  # acked between listing and reading
+                continue
+            try:
+                entries.append(LogEntry(entry_id, raw.decode("utf-8")))
+            except UnicodeDecodeError as e:
+                raise UsageError(f"{path}: queued log is not UTF-8 ({e})") from None
+        return entries
+
+    def ack(self, ids: Iterable[str]) -> int:
+        """Remove acknowledged entries durably; return how many were removed.
+
+        Ids that name no queued entry (already acked, or not an id at all) are
+        ignored: a manager may acknowledge twice, and a malformed id from the wire
+        must not reach the file system.
+        """
+        removed = 0
+        for entry_id in ids:
+            if not isinstance(entry_id, str) or not _ENTRY_RE.fullmatch(entry_id):
+                continue
+            try:
+                self._path(entry_id).unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+        if removed and self.fsync:
+            fsync_dir(self.directory)
+        return removed
+
+    def pending_bytes(self) -> int:
+        """Total size of the queued entries, in bytes of UTF-8."""
+        total = 0
+        for entry_id in self._ids():
+            try:
+                total += self._path(entry_id).stat().st_size
+            except FileNotFoundError:
+                continue
+        return total
+
+    def __len__(self) -> int:
+        return len(self._ids())
+
+    def __repr__(self) -> str:
+        return f"LogQueue({str(self.directory)!r}, fsync={self.fsync})"
+
+
+# -- the state directory ---------------------------------------------------------------
+
+
+class ClientState:
+    """A client's ``--state-dir``: the index copy and the two upload queues."""
+
+    def __init__(self, root: str | Path, *, fsync: bool = True) -> None:
+        self.root = Path(root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"{self.root}: cannot use as a state directory: "
+                             f"{e.strerror or e}") from None
+        self.fsync = fsync
+        #: Step 5: client log files.
+        self.logs = LogQueue(self.root / LOGS_DIR, fsync=fsync)
+        #: Step 6: LAN-sensor and learned-application logs.
+        self.sensors = LogQueue(self.root / SENSORS_DIR, fsync=fsync)
+
+    def load_index(self) -> IndexCopy | None:
+        return IndexCopy.load(self.root)
+
+    def save_index(self, index: IndexCopy) -> None:
+        index.save(self.root, fsync=self.fsync)
+
+
+# -- log volume ------------------------------------------------------------------------
+
+# Event ids and texts of the client System Log (syslog.log), from SEPparser's format
+# notes: generated logs look like what a real client uploads.
+_EVENTS: Final = (
+    (0x12070301, "Connected to Symantec Endpoint Protection Manager"),
+    (0x12070302, "No response from Symantec Endpoint Protection Manager"),
+    (0x12070303, "Failed to connect to the server"),
+    (0x12070304, "Disconnected from Symantec Endpoint Protection Manager"),
+    (0x12070306, "New policy received"),
+    (0x12070307, "New policy has been applied"),
+    (0x1207030A, "The client has the latest policy"),
+    (0x1207020F, "Location has been changed to Default"),
+    (0x12070900, "Group Update Provider message"),
+)
+
+
+def _log_text(rnd: random.Random, size: int) -> str:
+    """Exactly ``size`` bytes (ASCII) of tab-separated System Log lines."""
+    lines: list[str] = []
+    n = 0
+    while n < size:
+        event, text = rnd.choice(_EVENTS)
+        line = (
+            f"{rnd.randint(1, 12):02d}/{rnd.randint(1, 28):02d} "
+            f"{rnd.randint(0, 23):02d}:{rnd.randint(0, 59):02d}:{rnd.randint(0, 59):02d}"
+            f"\t0x{event:08X}\t{text}\t{rnd.getrandbits(64):016x}\n"
+        )
+        lines.append(line)
+        n += len(line)
+    return "".join(lines)[:size]
+
+
+def make_logs(
+    queue: LogQueue, total_bytes: int, count: int | None = None, *, seed: int = 0
+) -> list[str]:
+    """Queue ``count`` generated log entries totalling exactly ``total_bytes``.
+
+    ``total_bytes=0`` is an idle client (the seed's 3-5 KB heartbeat carries no logs);
+    :data:`FULL_LOGGING_BYTES` is maximum logging (200-300 KB). ``count`` defaults to
+    one entry per :data:`DEFAULT_ENTRY_BYTES`. The text is deterministic for a seed.
+    Returns the new ids in order.
+    """
+    if total_bytes < 0:
+        raise ValueError(f"total_bytes must be >= 0, got {total_bytes}")
+    if count is None:
+        count = math.ceil(total_bytes / DEFAULT_ENTRY_BYTES)
+    if count < 0 or (count == 0) != (total_bytes == 0) or count > total_bytes:
+        raise ValueError(
+            f"cannot split {total_bytes} bytes into {count} non-empty log entries"
+        )
+    rnd = random.Random(seed)
+    base, extra = divmod(total_bytes, count) if count else (0, 0)
+    return queue.append_many(
+        _log_text(rnd, base + (1 if i < extra else 0)) for i in range(count)
+    )

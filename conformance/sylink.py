@@ -1,0 +1,597 @@
+"""Reading and writing sylink.xml, the client's communication settings.
+
+Theory of operation
+-------------------
+Step 1 of the seed: "SEP client reads sylink.xml to determine first available SEPM
+according to priority". This module turns a real-shaped sylink.xml into a frozen
+:class:`Sylink` value, and writes one back with :func:`to_xml` (the conformance suite
+writes sylink.xml files for the clients under test). Only what the heartbeat needs is
+read; everything else a real file carries (certificates, the KCS, the many
+``Upload*`` flags) is ignored, so real files load as they are::
+
+    <ServerSettings DomainId="..." NameSpace="rpc">
+      <CommConf>
+        <AgentCommunicationSetting CommunicationMode="PULL"
+            PullHeartbeatSeconds="300" PushHeartbeatSeconds="300"/>
+        <ServerList Name="Default Management Server List">
+          <ServerPriorityBlock Name="Priority1">
+            <Server Address="127.0.0.2" HttpPort="8014"/>
+          </ServerPriorityBlock>
+        </ServerList>
+        <GupList><Gup Address="127.0.0.4" Port="2967"/></GupList>  (our extension)
+      </CommConf>
+    </ServerSettings>
+
+Parsing is in two layers. The XML layer is ``defusedxml``'s parser with every
+protection on: entity declarations and external entities are refused, and a DTD of any
+kind is refused too (a real sylink.xml has none); a custom parse target records the
+expat line of every start tag so that each later error can say where it is. The
+meaning layer walks the small tree and checks it. Any failure in either layer -- a
+file that cannot be read, is not XML, is an entity bomb, lacks a required element or
+attribute, or holds a value out of range -- is ONE :class:`ConfigError` naming the
+file, the line, the element and what was expected::
+
+    sylink.xml:7: <Server> HttpPort must be an integer 1-65535, got "80x4"
+
+Decisions where the real format is silent (each one is tested):
+
+* **Priority** comes from the block's ``Name``, which must be ``Priority<N>`` with N a
+  positive integer (the prefix is case-insensitive, leading zeros are allowed). A lower
+  N is tried first; gaps are allowed (Priority1, Priority3), the document order of the
+  blocks is not used, and two blocks with the same N (``Priority1``, ``priority01``)
+  are an error. Within a block the document order of the
+  ``<Server>`` elements is kept as :attr:`Server.index` (the client picks at random
+  within a priority; the index only names the server). A block may be empty, but the
+  list as a whole needs at least one server.
+* **Heartbeat**: :attr:`Sylink.heartbeat_s` is the interval of the file's own mode:
+  ``PullHeartbeatSeconds`` in pull mode, ``PushHeartbeatSeconds`` in push mode. An
+  absent attribute means the model's ``HEARTBEAT_INTERVAL_S`` (300 s, KB 156653); the
+  other mode's attribute is never borrowed, since it configures something else.
+  :attr:`Sylink.push_heartbeat_s` is always ``PushHeartbeatSeconds`` (same default),
+  which the push-heartbeat interpretation switch needs even when read in pull mode.
+  Values are decimal digits only, 1 to 2**31-1.
+* **CommunicationMode** is required (it decides step 7), ``PUSH`` or ``PULL`` in any
+  case. ``<AgentCommunicationSetting>``, ``<ServerList>`` and ``<CommConf>`` are
+  required and may appear once.
+* **Ports**: ``HttpPort`` defaults to 8014 (the seed's manager content port) and the
+  GUP's ``Port`` to 2967 (the seed's GUP port) when absent; present values must be
+  decimal integers 1-65535.
+* **GUP**: a real sylink.xml names no Group Update Provider (its address comes from
+  the LiveUpdate policy). This project adds an optional
+  ``<GupList><Gup Address=".." Port="2967"/></GupList>`` under ``<CommConf>`` so that a
+  test bed can hand a client its GUP in the same file. At most one ``<Gup>``; an empty
+  ``<GupList>`` means no GUP.
+* Element names are case-sensitive and compared without any XML namespace; unknown
+  elements and attributes are ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+from xml.etree.ElementTree import ParseError
+from xml.parsers import expat
+from xml.sax.saxutils import escape
+
+import defusedxml.ElementTree as _defused  # type: ignore[import-untyped]
+from defusedxml import (
+    DefusedXmlException,
+    DTDForbidden,
+    EntitiesForbidden,
+    ExternalReferenceForbidden,
+)
+
+from sephb.conformance.store import atomic_write
+from sephb.model.errors import ConfigError
+from sephb.model.protocol import GUP_PORT, HEARTBEAT_INTERVAL_S, MANAGER_CONTENT_PORT, Mode
+
+__all__ = [
+    "MAX_BYTES",
+    "MAX_HEARTBEAT_S",
+    "Gup",
+    "Server",
+    "Sylink",
+    "load",
+    "parse",
+    "save",
+    "to_xml",
+]
+
+#: A real sylink.xml is a few KB (certificates included); anything this large is not one,
+#: and refusing it early keeps a hostile file from costing memory.
+MAX_BYTES: Final = 4 * 1024 * 1024
+#: Upper bound of a heartbeat interval: a 32-bit signed count of seconds.
+MAX_HEARTBEAT_S: Final = 2**31 - 1
+_MAX_PRIORITY: Final = 999_999_999
+
+# Host names, IPv4 and IPv6 literals (optionally bracketed, with a %zone): what a client
+# can connect to. Anything else (spaces, quotes, an empty string) is a typo.
+_ADDRESS_RE: Final = re.compile(r"[A-Za-z0-9._:%\-\[\]]{1,253}")
+_PRIORITY_RE: Final = re.compile(r"priority0*([1-9][0-9]{0,8})", re.IGNORECASE)
+_PORT_RE: Final = re.compile(r"[0-9]{1,5}")
+# Ten digits reach past 2**31-1; more are rejected before int() sees them.
+_SECONDS_RE: Final = re.compile(r"[0-9]{1,10}")
+# XML 1.0 Char production: what an attribute value can carry at all.
+_NOT_XML_CHAR_RE: Final = re.compile(
+    "[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+# -- the value -------------------------------------------------------------------------
+
+
+def _check_port(port: int, what: str) -> None:
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"{what} must be an integer 1-65535, got {port!r}")
+
+
+def _check_address(address: str, what: str) -> None:
+    if not isinstance(address, str) or not _ADDRESS_RE.fullmatch(address):
+        raise ValueError(f"{what} must be a host name or IP address, got {address!r}")
+
+
+@dataclass(frozen=True)
+class Server:
+    """One management server (SEPM) of the server list."""
+
+    #: Host name or IP address.
+    address: str
+    #: The manager's HTTP port (``HttpPort``), 8014 by default.
+    port: int = MANAGER_CONTENT_PORT
+    #: N of the block's ``Priority<N>``; 1 is tried first.
+    priority: int = 1
+    #: Position within its priority block, in document order, from 0.
+    index: int = 0
+
+    def __post_init__(self) -> None:
+        _check_address(self.address, "Server address")
+        _check_port(self.port, "Server port")
+        if not 1 <= self.priority <= _MAX_PRIORITY:
+            raise ValueError(
+                f"Server priority must be 1-{_MAX_PRIORITY}, got {self.priority}"
+            )
+        if self.index < 0:
+            raise ValueError(f"Server index must be >= 0, got {self.index}")
+
+    @property
+    def name(self) -> str:
+        """A stable label for traces and reports, e.g. ``Priority1[0]``."""
+        return f"Priority{self.priority}[{self.index}]"
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port``, with an IPv6 literal in brackets."""
+        return _endpoint(self.address, self.port)
+
+
+@dataclass(frozen=True)
+class Gup:
+    """The Group Update Provider (this project's ``<GupList>`` extension)."""
+
+    address: str
+    port: int = GUP_PORT
+
+    def __post_init__(self) -> None:
+        _check_address(self.address, "GUP address")
+        _check_port(self.port, "GUP port")
+
+    @property
+    def endpoint(self) -> str:
+        """``host:port``, with an IPv6 literal in brackets."""
+        return _endpoint(self.address, self.port)
+
+
+def _endpoint(address: str, port: int) -> str:
+    if ":" in address and not address.startswith("["):
+        return f"[{address}]:{port}"
+    return f"{address}:{port}"
+
+
+@dataclass(frozen=True)
+class Sylink:
+    """What the heartbeat needs from sylink.xml.
+
+    Constructing an inconsistent value (no servers, servers out of order, a push-mode
+    ``heartbeat_s`` that differs from ``push_heartbeat_s``) raises ``ValueError``: such
+    a value has no sylink.xml that reads back as it. Build one from priority blocks
+    with :meth:`build`.
+    """
+
+    #: ``CommunicationMode``.
+    mode: Mode
+    #: The check-in interval of this mode, in seconds (see the module docstring).
+    heartbeat_s: int
+    #: ``PushHeartbeatSeconds``, in seconds.
+    push_heartbeat_s: int
+    #: Managers ordered by priority, then document order within a priority.
+    servers: tuple[Server, ...]
+    #: ``DomainId`` of the root element; None when absent.
+    domain_id: str | None = None
+    #: The GUP, when the file names one.
+    gup: Gup | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mode, Mode):
+            raise ValueError(f"mode must be a Mode, got {self.mode!r}")
+        for name in ("heartbeat_s", "push_heartbeat_s"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) \
+                    or not 1 <= v <= MAX_HEARTBEAT_S:
+                raise ValueError(
+                    f"{name} must be an integer 1-{MAX_HEARTBEAT_S}, got {v!r}"
+                )
+        if self.mode is Mode.PUSH and self.heartbeat_s != self.push_heartbeat_s:
+            raise ValueError(
+                "in push mode heartbeat_s is PushHeartbeatSeconds: "
+                f"{self.heartbeat_s} != push_heartbeat_s {self.push_heartbeat_s}"
+            )
+        if not self.servers:
+            raise ValueError("a sylink needs at least one server")
+        expected: dict[int, int] = {}
+        keys = [(s.priority, s.index) for s in self.servers]
+        if keys != sorted(keys):
+            raise ValueError("servers must be ordered by (priority, index)")
+        for s in self.servers:
+            if s.index != expected.get(s.priority, 0):
+                raise ValueError(
+                    f"server indexes within Priority{s.priority} must run 0, 1, ...; "
+                    f"got {s.index} at {s.endpoint}"
+                )
+            expected[s.priority] = s.index + 1
+        if self.domain_id is not None and _NOT_XML_CHAR_RE.search(self.domain_id):
+            raise ValueError(
+                f"domain_id holds a character XML cannot carry: {self.domain_id!r}"
+            )
+
+    @classmethod
+    def build(
+        cls,
+        priorities: Sequence[Sequence[str | tuple[str, int]]],
+        mode: Mode = Mode.PULL,
+        heartbeat_s: int = HEARTBEAT_INTERVAL_S,
+        push_heartbeat_s: int | None = None,
+        domain_id: str | None = None,
+        gup: Gup | str | None = None,
+    ) -> Sylink:
+        """A sylink from blocks of managers, highest priority first.
+
+        A manager is ``"host"`` (port 8014) or ``(host, port)``; block *i* becomes
+        ``Priority<i+1>``. ``push_heartbeat_s`` defaults to ``heartbeat_s``.
+        """
+        servers: list[Server] = []
+        for p, block in enumerate(priorities, start=1):
+            for i, m in enumerate(block):
+                host, port = (m, MANAGER_CONTENT_PORT) if isinstance(m, str) else m
+                servers.append(Server(host, port, p, i))
+        push = heartbeat_s if push_heartbeat_s is None else push_heartbeat_s
+        return cls(
+            mode=mode,
+            heartbeat_s=push if mode is Mode.PUSH else heartbeat_s,
+            push_heartbeat_s=push,
+            servers=tuple(servers),
+            domain_id=domain_id,
+            gup=Gup(gup) if isinstance(gup, str) else gup,
+        )
+
+    def tiers(self) -> tuple[tuple[Server, ...], ...]:
+        """The servers grouped by priority, the highest priority (lowest N) first."""
+        groups: dict[int, list[Server]] = {}
+        for s in self.servers:
+            groups.setdefault(s.priority, []).append(s)
+        return tuple(tuple(g) for _, g in sorted(groups.items()))
+
+
+# -- the XML layer ---------------------------------------------------------------------
+
+
+@dataclass
+class _Node:
+    """An element as the meaning layer sees it: no text, a line number."""
+
+    tag: str
+    attrib: dict[str, str]
+    line: int
+    children: list[_Node] = field(default_factory=list)
+
+    def all(self, tag: str) -> list[_Node]:
+        return [c for c in self.children if c.tag == tag]
+
+
+class _DTDRejected(Exception):
+    """Raised from expat's end-of-DTD callback: a DTD without any entity in it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+class _LineTarget:
+    """Parse target that builds :class:`_Node` trees.
+
+    ElementTree drops line numbers; expat knows them while its start-element callback
+    runs, so the target reads ``CurrentLineNumber`` right there.
+    """
+
+    def __init__(self) -> None:
+        self.expat: Any = None  # the pyexpat parser, set once the XMLParser exists
+        self.root: _Node | None = None
+        self._stack: list[_Node] = []
+
+    def start(self, tag: str, attrib: dict[str, str]) -> None:
+        node = _Node(tag.rpartition("}")[2], dict(attrib), self.expat.CurrentLineNumber)
+        if self._stack:
+            self._stack[-1].children.append(node)
+        else:
+            self.root = node
+        self._stack.append(node)
+
+    def end(self, tag: str) -> None:
+        self._stack.pop()
+
+    def close(self) -> _Node | None:
+        return self.root
+
+
+def _parse_tree(data: str | bytes, path: str) -> _Node:
+    target = _LineTarget()
+    # Every defusedxml protection stays on: entity declarations (billion laughs) and
+    # external entities raise. forbid_dtd is off only so that a DTD with an entity in
+    # it is reported as the entity (the more useful message); any DTD that gets to its
+    # end is then refused by the handler below.
+    parser = _defused.DefusedXMLParser(
+        target=target, forbid_dtd=False, forbid_entities=True, forbid_external=True
+    )
+    x = parser.parser
+    target.expat = x
+    doctype: list[str] = []
+
+    def start_doctype(name: str, *_: object) -> None:
+        doctype.append(name)
+
+    def end_doctype() -> None:
+        raise _DTDRejected(doctype[-1] if doctype else "?")
+
+    x.StartDoctypeDeclHandler = start_doctype
+    x.EndDoctypeDeclHandler = end_doctype
+    try:
+        parser.feed(data)
+        root = parser.close()
+    except ParseError as e:
+        line, col = e.position
+        code = getattr(e, "code", None)
+        msg = expat.ErrorString(code) if isinstance(code, int) else str(e)
+        raise ConfigError(
+            path, line, None, f"not well-formed XML: {msg} (column {col + 1})"
+        ) from None
+    except EntitiesForbidden as e:
+        if e.sysid or e.pubid:
+            what = (
+                f'external entity "{e.name}" ({e.sysid or e.pubid}) is forbidden: '
+                "it would make the parser read a file or URL"
+            )
+        else:
+            what = (
+                f'entity declaration "{e.name}" is forbidden: entities allow '
+                'expansion bombs ("billion laughs"); sylink.xml declares none'
+            )
+        raise ConfigError(path, x.CurrentLineNumber, "!ENTITY", what) from None
+    except ExternalReferenceForbidden as e:
+        raise ConfigError(
+            path, x.CurrentLineNumber, None,
+            f"external reference ({e.sysid or e.pubid}) is forbidden",
+        ) from None
+    except (_DTDRejected, DTDForbidden):
+        raise ConfigError(
+            path, x.CurrentLineNumber, "!DOCTYPE",
+            "a document type declaration is not allowed: sylink.xml has none, and a "
+            "DTD is where entity bombs and external entities live",
+        ) from None
+    except DefusedXmlException as e:  # any protection added by a later defusedxml
+        raise ConfigError(path, x.CurrentLineNumber, None, f"refused: {e}") from None
+    except (ValueError, LookupError) as e:
+        # pyexpat raises these for input it cannot even decode (e.g. str with lone
+        # surrogates); still "not XML" to the user.
+        raise ConfigError(path, x.CurrentLineNumber, None, f"not XML: {e}") from None
+    if not isinstance(root, _Node):  # pragma: no cover - expat requires a root element
+        raise ConfigError(path, None, None, "no root element")
+    return root
+
+
+# -- the meaning layer -----------------------------------------------------------------
+
+
+def _err(path: str, node: _Node, what: str) -> ConfigError:
+    return ConfigError(path, node.line, node.tag, what)
+
+
+def _one(path: str, parent: _Node, tag: str, required: bool) -> _Node | None:
+    found = parent.all(tag)
+    if len(found) > 1:
+        raise _err(
+            path, found[1], f"only one <{tag}> is allowed in <{parent.tag}> "
+            f"(the first is on line {found[0].line})",
+        )
+    if not found and required:
+        raise _err(path, parent, f"must contain a <{tag}> element")
+    return found[0] if found else None
+
+
+def _attr(path: str, node: _Node, name: str, hint: str = "") -> str:
+    try:
+        return node.attrib[name]
+    except KeyError:
+        raise _err(path, node, f"missing required attribute {name}{hint}") from None
+
+
+def _port(path: str, node: _Node, name: str, default: int) -> int:
+    raw = node.attrib.get(name)
+    if raw is None:
+        return default
+    if _PORT_RE.fullmatch(raw) and 1 <= int(raw) <= 65535:
+        return int(raw)
+    raise _err(path, node, f'{name} must be an integer 1-65535, got "{raw}"')
+
+
+def _seconds(path: str, node: _Node, name: str) -> int:
+    raw = node.attrib.get(name)
+    if raw is None:
+        return HEARTBEAT_INTERVAL_S
+    if _SECONDS_RE.fullmatch(raw) and 1 <= int(raw) <= MAX_HEARTBEAT_S:
+        return int(raw)
+    raise _err(
+        path, node,
+        f'{name} must be a positive integer of seconds (1-{MAX_HEARTBEAT_S}), got "{raw}"',
+    )
+
+
+def _address(path: str, node: _Node) -> str:
+    raw = _attr(path, node, "Address")
+    if not _ADDRESS_RE.fullmatch(raw):
+        raise _err(path, node, f'Address must be a host name or IP address, got "{raw}"')
+    return raw
+
+
+def _mode(path: str, node: _Node) -> Mode:
+    raw = _attr(path, node, "CommunicationMode", " (PUSH or PULL)")
+    try:
+        return Mode(raw.lower())
+    except ValueError:
+        raise _err(
+            path, node, f'CommunicationMode must be PUSH or PULL, got "{raw}"'
+        ) from None
+
+
+def _servers(path: str, server_list: _Node) -> tuple[Server, ...]:
+    blocks: dict[int, _Node] = {}
+    servers: list[Server] = []
+    hint = ' ("Priority<N>", N = 1, 2, ...)'
+    for block in server_list.all("ServerPriorityBlock"):
+        name = _attr(path, block, "Name", hint)
+        m = _PRIORITY_RE.fullmatch(name)
+        if not m:
+            raise _err(
+                path, block, f'Name must be "Priority<N>" with N a positive integer, '
+                f'got "{name}"',
+            )
+        prio = int(m.group(1))
+        if prio in blocks:
+            raise _err(
+                path, block, f'Name "{name}" repeats priority {prio} of the block on '
+                f"line {blocks[prio].line}",
+            )
+        blocks[prio] = block
+        for i, s in enumerate(block.all("Server")):
+            servers.append(
+                Server(_address(path, s), _port(path, s, "HttpPort", MANAGER_CONTENT_PORT),
+                       prio, i)
+            )
+    if not servers:
+        raise _err(path, server_list, "has no <Server>: at least one management server "
+                   "is required (inside <ServerPriorityBlock Name=\"Priority1\">)")
+    # Stable sort: document order within a priority survives.
+    servers.sort(key=lambda s: s.priority)
+    return tuple(servers)
+
+
+def _gup(path: str, commconf: _Node) -> Gup | None:
+    gup_list = _one(path, commconf, "GupList", required=False)
+    if gup_list is None:
+        return None
+    node = _one(path, gup_list, "Gup", required=False)
+    if node is None:
+        return None
+    return Gup(_address(path, node), _port(path, node, "Port", GUP_PORT))
+
+
+def _interpret(root: _Node, path: str) -> Sylink:
+    if root.tag != "ServerSettings":
+        raise _err(path, root, "is not a sylink.xml: the root element must be "
+                   "<ServerSettings>")
+    commconf = _one(path, root, "CommConf", required=True)
+    assert commconf is not None
+    acs = _one(path, commconf, "AgentCommunicationSetting", required=True)
+    assert acs is not None
+    mode = _mode(path, acs)
+    # Both are checked whatever the mode: a bad value is a bad file either way.
+    pull_s = _seconds(path, acs, "PullHeartbeatSeconds")
+    push_s = _seconds(path, acs, "PushHeartbeatSeconds")
+    server_list = _one(path, commconf, "ServerList", required=True)
+    assert server_list is not None
+    servers = _servers(path, server_list)
+    return Sylink(
+        mode=mode,
+        heartbeat_s=push_s if mode is Mode.PUSH else pull_s,
+        push_heartbeat_s=push_s,
+        servers=servers,
+        domain_id=root.attrib.get("DomainId"),
+        gup=_gup(path, commconf),
+    )
+
+
+# -- public entry points ---------------------------------------------------------------
+
+
+def parse(text: str | bytes, path: str = "<string>") -> Sylink:
+    """Read a sylink.xml document; ``path`` only names it in error messages.
+
+    Raises :class:`ConfigError` and nothing else for any input.
+    """
+    if len(text) > MAX_BYTES:
+        raise ConfigError(path, None, None, f"too large for a sylink.xml "
+                          f"({len(text)} > {MAX_BYTES} bytes)")
+    return _interpret(_parse_tree(text, path), path)
+
+
+def load(path: str | Path) -> Sylink:
+    """Read sylink.xml from a file. Raises :class:`ConfigError` and nothing else."""
+    name = str(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    except OSError as e:
+        raise ConfigError(name, None, None, f"cannot read: {e.strerror or e}") from None
+    return parse(data, name)
+
+
+def _a(value: str | int) -> str:
+    # Tabs and newlines as character references: literal ones would come back as
+    # spaces (attribute-value normalisation).
+    return escape(str(value), {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
+
+
+def to_xml(s: Sylink) -> str:
+    """A sylink.xml document that :func:`parse` reads back as ``s``."""
+    root = f' DomainId="{_a(s.domain_id)}"' if s.domain_id is not None else ""
+    acs = f'CommunicationMode="{s.mode.name}"'
+    if s.mode is Mode.PULL:
+        acs += f' PullHeartbeatSeconds="{s.heartbeat_s}"'
+    acs += f' PushHeartbeatSeconds="{s.push_heartbeat_s}"'
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        f'<ServerSettings{root} NameSpace="rpc">',
+        "  <CommConf>",
+        f"    <AgentCommunicationSetting {acs}/>",
+        '    <ServerList Name="Default Management Server List">',
+    ]
+    for tier in s.tiers():
+        out.append(f'      <ServerPriorityBlock Name="Priority{tier[0].priority}">')
+        out += [f'        <Server Address="{_a(m.address)}" HttpPort="{m.port}"/>'
+                for m in tier]
+        out.append("      </ServerPriorityBlock>")
+    out.append("    </ServerList>")
+    if s.gup is not None:
+        out += [
+            "    <GupList>",
+            f'      <Gup Address="{_a(s.gup.address)}" Port="{s.gup.port}"/>',
+            "    </GupList>",
+        ]
+    out += ["  </CommConf>", "</ServerSettings>", ""]
+    return "\n".join(out)
+
+
+def save(s: Sylink, path: str | Path) -> None:
+    """Write ``s`` to ``path`` atomically, so a client reading it mid-write sees the old
+    file or the new one, never half of one."""
+    atomic_write(Path(path), to_xml(s).encode("utf-8"))
