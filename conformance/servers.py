@@ -1,0 +1,999 @@
+"""Simulated SEP managers and a Group Update Provider, over real HTTP on loopback.
+
+Theory of operation
+-------------------
+A :class:`Fleet` starts one :class:`SimServer` per manager and one for the GUP of a
+:class:`~sephb.conformance.managerconfig.FleetConfig`, each on its own loopback address
+and the seed's port (8014 for managers, 2967 for the GUP; an ephemeral port when that
+one is taken). They speak the wire profile of :mod:`sephb.conformance.wire` and record
+what they observe through one :class:`~sephb.conformance.trace.Recorder`, stamped with
+one :class:`~sephb.conformance.clock.Clock`.
+
+The HTTP layer is aiohttp's low-level server (``aiohttp.web_server.Server``), not
+``web.Application``: the servers must see connections, not only requests. A
+``_Conn`` (aiohttp's ``RequestHandler`` with four hooks: connection made and lost,
+data received, unparsable request) numbers each connection, counts its bytes in
+``data_received`` and through a counting transport, and reports its end. That is
+what lets the trace say CONNECT when a connection's first request names the client,
+and DISCONNECT with the connection's totals when it closes -- after the record of any
+request still running on it.
+
+The managers share a :class:`Site` (a real SEPM site shares one database): the policy
+serial, the content revision, and every log accepted from every client, so that a log
+uploaded twice -- to one manager or across a failover -- is stored once.
+
+Faults are per server, for all requests or for one path, and change at run time
+(:meth:`SimServer.set_fault`, or the JSON control API in
+:mod:`sephb.conformance.control`). ``refuse`` closes the listening socket, so that
+connects are refused by the kernel; the others act on a request once its head is
+read: ``stall`` never answers (until the client gives up), ``reset`` aborts with an
+RST, ``error`` answers 503, ``garbage`` answers bytes that are not HTTP.
+
+Request bodies above ``max_upload`` are answered 413 without being buffered; aiohttp
+then reads and discards the rest ("lingering", at most 10 s), so a 100 MB upload
+costs no memory and the client still reads its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import errno
+import math
+import signal
+import socket
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any, Final
+
+import msgspec
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server as _AioServer
+
+from sephb.model.errors import ConfigError, UsageError
+from sephb.model.protocol import Action, Event, Source
+
+from . import wire
+from .clock import Clock
+from .managerconfig import FleetConfig, ServerSpec, apply_listen, load_config
+from .trace import Record, Recorder, TraceWriter
+from .wire import IndexAnswer, LogEntry, Role, Route
+
+__all__ = [
+    "GARBAGE",
+    "Endpoint",
+    "FaultMode",
+    "Fleet",
+    "SimServer",
+    "Site",
+    "run_manager_process",
+]
+
+
+class FaultMode(enum.Enum):
+    """How a server misbehaves."""
+
+    #: Normal service (clears faults; listens again after ``refuse``).
+    UP = "up"
+    #: Stop listening: connects are refused. Open connections go on.
+    REFUSE = "refuse"
+    #: Read the request, never answer, until the client gives up.
+    STALL = "stall"
+    #: Abort the connection with an RST (SO_LINGER 0) mid-request.
+    RESET = "reset"
+    #: Answer 503 Service Unavailable.
+    ERROR = "error"
+    #: Answer bytes that are not HTTP, then close.
+    GARBAGE = "garbage"
+
+
+#: What ``garbage`` answers: not a status line, a NUL and invalid UTF-8.
+GARBAGE: Final = b"\x00\xffSEPHB-GARBAGE this is not HTTP \x8f\x00\r\n\r\n"
+_FAULT_TEXT: Final = {
+    FaultMode.STALL: "fault stall: request read, never answered; the client gave up",
+    FaultMode.RESET: "fault reset: connection aborted with RST",
+    FaultMode.ERROR: "fault error: answered 503 Service Unavailable",
+    FaultMode.GARBAGE: "fault garbage: answered bytes that are not HTTP, then closed",
+}
+
+
+# --- shared site state --------------------------------------------------------------
+
+
+@dataclass
+class StoredLog:
+    """A log the site accepted: from which client, through which manager, when."""
+
+    id: str
+    data: str
+    server: str
+    t: int
+
+
+@dataclass
+class SensorTotals:
+    uploads: int = 0
+    lan_sensor: int = 0
+    learned_apps: int = 0
+
+
+@dataclass
+class Site:
+    """What the managers of a site share: policy serial, content, accepted uploads."""
+
+    serial: str
+    content: int
+    files: tuple[str, ...]
+    content_size: int
+    #: Content revisions from this one on are served (older URLs still work).
+    first_content: int = 0
+    logs: dict[str, dict[str, StoredLog]] = field(default_factory=dict)
+    sensors: dict[str, SensorTotals] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.first_content = self.content
+
+    def index(self) -> IndexAnswer:
+        return IndexAnswer(self.serial, self.content)
+
+    def publish(self) -> IndexAnswer:
+        """New content: a new serial and the next revision."""
+        self.serial = wire.next_serial(self.serial)
+        self.content += 1
+        return self.index()
+
+    def has_content(self, revision: int, file: str) -> bool:
+        return self.first_content <= revision <= self.content and file in self.files
+
+    def accept_logs(self, client: str, logs: list[LogEntry], server: str, t: int
+                    ) -> list[str]:
+        """Store the new logs; return the ids that were accepted before."""
+        kept = self.logs.setdefault(client, {})
+        dups = []
+        for log in logs:
+            if log.id in kept:
+                dups.append(log.id)
+            else:
+                kept[log.id] = StoredLog(log.id, log.data, server, t)
+        return dups
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a server listens, for printing and for a client's sylink.xml."""
+
+    name: str
+    role: str
+    address: str
+    port: int
+    #: The configured port; differs from ``port`` after a fallback.
+    requested_port: int
+    priority: int = 0
+
+    @property
+    def fell_back(self) -> bool:
+        return self.requested_port != 0 and self.port != self.requested_port
+
+    def line(self) -> str:
+        prio = f"  priority {self.priority}" if self.priority else ""
+        note = (f"  (port {self.requested_port} was taken; using an ephemeral port)"
+                if self.fell_back else "")
+        return f"{self.name:<8} {self.role:<8} {self.address}:{self.port}{prio}{note}"
+
+
+# --- connections ----------------------------------------------------------------------
+
+
+class _CountingTransport(asyncio.Transport):
+    """Delegates to the socket transport and counts the bytes written to it."""
+
+    def __init__(self, inner: asyncio.Transport, conn: _Conn):
+        super().__init__()
+        self._inner, self._conn = inner, conn
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self._conn.bytes_out += len(data)
+        self._inner.write(data)
+
+    def writelines(self, list_of_data: Any) -> None:
+        chunks = list(list_of_data)
+        self._conn.bytes_out += sum(len(c) for c in chunks)
+        self._inner.writelines(chunks)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._inner.get_extra_info(name, default)
+
+    def is_closing(self) -> bool:
+        return self._inner.is_closing()
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def abort(self) -> None:
+        self._inner.abort()
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        self._inner.set_protocol(protocol)
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._inner.get_protocol()
+
+    def is_reading(self) -> bool:
+        return self._inner.is_reading()
+
+    def pause_reading(self) -> None:
+        self._inner.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._inner.resume_reading()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None
+                                ) -> None:
+        self._inner.set_write_buffer_limits(high, low)
+
+    def get_write_buffer_size(self) -> int:
+        return self._inner.get_write_buffer_size()
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return self._inner.get_write_buffer_limits()
+
+    def write_eof(self) -> None:
+        self._inner.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._inner.can_write_eof()
+
+
+class _Conn(RequestHandler):
+    """aiohttp's per-connection protocol, plus what the trace needs to know."""
+
+    def __init__(self, manager: _HttpServer, *, sim: SimServer, **kwargs: Any):
+        super().__init__(manager, **kwargs)
+        self.sim = sim
+        self.id = 0
+        self.peer = "?"
+        self.local: tuple[str, int] = (sim.address, sim.port)
+        self.accepted_t = 0
+        #: The client id, known from the first request (peer "ip:port" if none).
+        self.client: str | None = None
+        self.requests = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        #: A request handler is running; the DISCONNECT record waits for it.
+        self.busy = False
+        self.closed = False
+        #: The server closed it on purpose (drop); held pushes record CONNECTION_LOST.
+        self.dropped = False
+        self.lost_exc: BaseException | None = None
+        self.ended = False
+        self.lost: asyncio.Future[None] = self._loop.create_future()
+        self.done: asyncio.Future[None] = self._loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.id = self.sim.next_conn_id()
+        self.accepted_t = self.sim.fleet.recorder.now()
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        local = transport.get_extra_info("sockname")
+        if local:
+            self.local = (str(local[0]), int(local[1]))
+        self.sim.conns.add(self)
+        super().connection_made(_CountingTransport(transport, self))
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_in += len(data)
+        super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.closed, self.lost_exc = True, exc
+        self.sim.conns.discard(self)
+        if not self.lost.done():
+            self.lost.set_result(None)
+        super().connection_lost(exc)
+        if not self.busy:
+            self.sim.record_end(self)
+
+    def handle_error(self, request: BaseRequest, status: int = 500,
+                     exc: BaseException | None = None, message: str | None = None
+                     ) -> web.StreamResponse:
+        # aiohttp calls this for requests it could not parse (400) and for handler
+        # crashes (500). A client sending garbage is an observation, not a server bug:
+        # record it and answer quietly. Real crashes keep aiohttp's logging.
+        if status >= 500 or self.closed:
+            return super().handle_error(request, status, exc, message)
+        self.requests += 1
+        self.sim.ensure_connect(self, None)
+        self.sim.emit(wire.failure_event(None, first_request=self.requests == 1), self,
+                      status=status, error=f"bad request: {message or exc}")
+        resp = web.Response(status=status, text=f"{status} {HTTPStatus(status).phrase}\n")
+        resp.force_close()
+        return resp
+
+
+class _HttpServer(_AioServer):
+    """aiohttp's low-level server, making :class:`_Conn` protocols."""
+
+    def __init__(self, sim: SimServer, **kwargs: Any):
+        super().__init__(sim.handle, **kwargs)
+        self.sim = sim
+
+    def __call__(self) -> RequestHandler:
+        return _Conn(self, sim=self.sim, loop=self._loop, **self._kwargs)
+
+
+class _BodyLost(Exception):
+    """The client went away (or broke the framing) in the middle of a request body."""
+
+    def __init__(self, received: int, cause: BaseException):
+        super().__init__(received, cause)
+        self.received, self.cause = received, cause
+
+
+def _head_size(request: BaseRequest) -> int:
+    """Bytes of the request line and headers as parsed (exact for the usual
+    ``Name: value\\r\\n`` spelling)."""
+    v = request.version
+    line = len(request.method) + len(request.raw_path) + len(f"HTTP/{v.major}.{v.minor}")
+    return line + 4 + sum(len(k) + len(val) + 4 for k, val in request.raw_headers) + 2
+
+
+# --- one server -----------------------------------------------------------------------
+
+
+class SimServer:
+    """One simulated manager or GUP: its listener, faults, policies and connections."""
+
+    def __init__(self, fleet: Fleet, spec: ServerSpec):
+        self.fleet, self.spec = fleet, spec
+        self.name, self.role = spec.name, spec.role
+        self.address = spec.address
+        #: The bound port (the configured one until started).
+        self.port = spec.port
+        #: LiveUpdate policy: the default source and one per location.
+        self.source: Source = spec.source
+        self.locations: dict[str, Source] = dict(spec.locations)
+        #: Fault per path; the key None applies to every request.
+        self.faults: dict[str | None, FaultMode] = {}
+        self.conns: set[_Conn] = set()
+        self._held: set[asyncio.Future[str]] = set()
+        self._listener: asyncio.Server | None = None
+        self._http: _HttpServer | None = None
+        self._conn_ids = 0
+
+    def __repr__(self) -> str:
+        return f"<SimServer {self.name} {self.role.value} {self.address}:{self.port}>"
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint(self.name, self.role.value, self.address, self.port,
+                        self.spec.port, self.spec.priority)
+
+    @property
+    def listening(self) -> bool:
+        return self._listener is not None
+
+    @property
+    def held(self) -> int:
+        """Push requests being held open."""
+        return len(self._held)
+
+    def next_conn_id(self) -> int:
+        self._conn_ids += 1
+        return self._conn_ids
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        self._http = _HttpServer(self, access_log=None)
+        try:
+            self._listener = await self._listen(self.spec.port)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or self.spec.port == 0:
+                raise self._bind_error(self.spec.port, exc) from None
+            try:
+                # The seed's port is taken (another fleet, a real service): fall back
+                # to an ephemeral one on the same address and say so (Endpoint.line).
+                self._listener = await self._listen(0)
+            except OSError as exc2:
+                raise self._bind_error(0, exc2) from None
+        self.port = self._listener.sockets[0].getsockname()[1]
+
+    async def _listen(self, port: int) -> asyncio.Server:
+        assert self._http is not None
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(self._http, self.address, port, backlog=1024,
+                                        reuse_address=True)
+
+    def _bind_error(self, port: int, exc: OSError) -> ConfigError:
+        cfg = self.fleet.config
+        elem = (f"manager[{cfg.managers.index(self.spec) + 1}]"
+                if self.role is Role.MANAGER else "gup")
+        return ConfigError(cfg.path, self.spec.line, elem,
+                           f"cannot listen on {self.address}:{port}: {exc.strerror}")
+
+    async def stop(self) -> None:
+        if self._listener is not None:
+            # Server.wait_closed() is not awaited: from Python 3.12 on it waits for
+            # every connection, and we close those ourselves below.
+            self._listener.close()
+            self._listener = None
+        pending = [c.done for c in self.conns]
+        for c in list(self.conns):
+            if c.transport is not None:
+                c.transport.abort()
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+        if self._http is not None:
+            await self._http.shutdown(1.0)
+
+    # -- run-time control --
+
+    async def set_fault(self, mode: FaultMode | str, path: str | None = None) -> None:
+        """Misbehave on every request, or on requests for ``path`` (exact, or every
+        path below it: ``/content`` covers ``/content/3/avdefs.zip``). ``up`` clears
+        the fault of ``path``, or with no path every fault, listening again after
+        ``refuse`` on the same port."""
+        try:
+            mode = FaultMode(mode)
+        except ValueError:
+            raise UsageError(
+                f"fault mode {mode!r}: expected one of "
+                f"{', '.join(m.value for m in FaultMode)}") from None
+        if path is not None and not path.startswith("/"):
+            raise UsageError(f"fault path {path!r}: expected a path starting with '/'")
+        if mode is FaultMode.REFUSE:
+            if path is not None:
+                raise UsageError("fault refuse applies to the whole server: give no path")
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+            self.faults[None] = mode
+            return
+        if mode is FaultMode.UP:
+            if path is not None:
+                self.faults.pop(path, None)
+                return
+            self.faults.clear()
+            if self._listener is None and self._http is not None:
+                try:
+                    self._listener = await self._listen(self.port)
+                except OSError as exc:
+                    raise UsageError(
+                        f"{self.name}: cannot listen again on {self.address}:{self.port}: "
+                        f"{exc.strerror}") from None
+            return
+        if self.faults.get(None) is FaultMode.REFUSE and path is None:
+            raise UsageError(f"{self.name} refuses connections; set it up first")
+        self.faults[path] = mode
+
+    def fault_for(self, path: str) -> FaultMode | None:
+        for key, mode in self.faults.items():
+            if key is not None and (path == key or path.startswith(key.rstrip("/") + "/")):
+                return mode
+        every = self.faults.get(None)
+        return None if every is FaultMode.REFUSE else every
+
+    def set_policy(self, source: Source | str, location: str | None = None) -> None:
+        """Set the LiveUpdate source of ``location`` (None: the default policy)."""
+        try:
+            source = Source(source)
+        except ValueError:
+            raise UsageError(
+                f"source {source!r}: expected one of "
+                f"{', '.join(s.value for s in Source)}") from None
+        if self.role is not Role.MANAGER:
+            raise UsageError(f"{self.name} is a GUP: only managers have policies")
+        if source is Source.GUP and self.fleet.gup is None:
+            raise UsageError("source 'gup' needs a GUP, and this fleet has none")
+        if location is None:
+            self.source = source
+        else:
+            self.locations[location] = source
+
+    def source_for(self, location: str | None) -> Source:
+        return self.locations.get(location, self.source) if location else self.source
+
+    def push(self, serial: str) -> int:
+        """Answer every held push request with ``serial``; return how many."""
+        n = 0
+        for fut in list(self._held):
+            if not fut.done():
+                fut.set_result(serial)
+                n += 1
+        return n
+
+    def drop(self) -> int:
+        """Close every open connection (a held push sees CONNECTION_LOST)."""
+        conns = list(self.conns)
+        for c in conns:
+            c.dropped = True
+            if c.transport is not None:
+                c.transport.close()
+        return len(conns)
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "role": self.role.value,
+            "address": self.address,
+            "port": self.port,
+            "requested_port": self.spec.port,
+            "priority": self.spec.priority,
+            "listening": self.listening,
+            "faults": {k or "*": v.value for k, v in self.faults.items()},
+            "policy": ({"default": self.source.value,
+                        "locations": {k: v.value for k, v in self.locations.items()}}
+                       if self.role is Role.MANAGER else None),
+            "connections": len(self.conns),
+            "held": self.held,
+        }
+
+    # -- recording --
+
+    def emit(self, name: Action | Event, conn: _Conn, *, t: int | None = None,
+             **fields: Any) -> Record:
+        return self.fleet.recorder.emit(
+            name, conn.client or conn.peer, t=t, by="server", server=self.name,
+            role=self.role, conn=conn.id, addr=conn.local[0], port=conn.local[1], **fields)
+
+    def ensure_connect(self, conn: _Conn, client: str | None) -> None:
+        """Record CONNECT, at the accept time, once the client is known."""
+        if conn.client is None:
+            conn.client = client or conn.peer
+            self.emit(Action.CONNECT, conn, t=conn.accepted_t)
+
+    def record_end(self, conn: _Conn) -> None:
+        if conn.ended:
+            return
+        conn.ended = True
+        self.ensure_connect(conn, None)
+        exc = conn.lost_exc
+        self.emit(Action.DISCONNECT, conn, bytes_in=conn.bytes_in,
+                  bytes_out=conn.bytes_out, error=str(exc) if exc else None)
+        if not conn.done.done():
+            conn.done.set_result(None)
+
+    # -- serving --
+
+    async def handle(self, request: BaseRequest) -> web.StreamResponse:
+        conn = request.protocol
+        assert isinstance(conn, _Conn)
+        conn.busy = True
+        try:
+            return await self._serve(conn, request)
+        finally:
+            conn.busy = False
+            if conn.closed:
+                self.record_end(conn)
+
+    async def _serve(self, conn: _Conn, request: BaseRequest) -> web.StreamResponse:
+        t0 = self.fleet.recorder.now()
+        conn.requests += 1
+        first = conn.requests == 1
+        self.ensure_connect(conn, request.headers.get(wire.HEADER_CLIENT))
+        route = wire.route_for(self.role, request.method, request.path)
+        failed = wire.failure_event(route, first_request=first)
+        req: dict[str, Any] = {"method": request.method, "path": request.path}
+        fault = self.fault_for(request.path)
+        head = _head_size(request)
+
+        if fault is FaultMode.RESET:
+            if route:
+                self.emit(route.action, conn, t=t0, bytes_in=head, **req,
+                          **self._action_fields(route, request, None))
+            self._reset(request)
+            self.emit(failed, conn, error=_FAULT_TEXT[fault], **req)
+            return web.Response()
+
+        try:
+            body, too_big = await self._read_body(request)
+        except _BodyLost as lost:
+            # The client did act (it sent the head): record that, then the failure.
+            if route:
+                self.emit(route.action, conn, t=t0, bytes_in=head + lost.received, **req,
+                          **self._action_fields(route, request, None))
+            self.emit(failed, conn, error=f"request body not received: {lost.cause}",
+                      **req)
+            return web.Response()
+        parsed: Any = None
+        bad: str | None = None
+        if route and route.body is not None and not too_big:
+            try:
+                parsed = msgspec.json.decode(body, type=route.body)
+            except msgspec.DecodeError as exc:
+                bad = f"bad {route.body.__name__} body: {exc}"
+        if route:
+            self.emit(route.action, conn, t=t0, bytes_in=head + len(body), **req,
+                      **self._action_fields(route, request, parsed))
+
+        if fault is not None:
+            return await self._fault(fault, conn, request, failed, req)
+        if too_big:
+            cap = self.fleet.config.max_upload
+            return await self._fail(conn, request, failed, req, 413,
+                                    f"request body larger than {cap} bytes", close=True)
+        if route is None:
+            return await self._fail(conn, request, failed, req, 404,
+                                    f"no {request.method} {request.path} on a "
+                                    f"{self.role.value}")
+        if bad is not None:
+            return await self._fail(conn, request, failed, req, 400, bad)
+        return await self._answer_route(route, conn, request, parsed, failed, req)
+
+    def _action_fields(self, route: Route, request: BaseRequest, parsed: Any
+                       ) -> dict[str, Any]:
+        if route.action is Action.GET_INDEX:
+            serial = request.headers.get(wire.HEADER_SERIAL)
+            return {} if serial is None else {"serial": serial}
+        if route.action is Action.GET_URLS:
+            loc = request.headers.get(wire.HEADER_LOCATION)
+            return {} if loc is None else {"location": loc}
+        if route.action is Action.UPLOAD_LOGS and isinstance(parsed, wire.LogsUpload):
+            return {"ids": [log.id for log in parsed.logs]}
+        return {}
+
+    async def _read_body(self, request: BaseRequest) -> tuple[bytes, bool]:
+        """The body, or (b"", True) when it exceeds max_upload (not buffered)."""
+        cap = self.fleet.config.max_upload
+        if request.content_length is not None and request.content_length > cap:
+            return b"", True
+        if not request.body_exists:
+            return b"", False
+        buf = bytearray()
+        try:
+            while chunk := await request.content.readany():
+                buf += chunk
+                if len(buf) > cap:
+                    return b"", True
+        except (ConnectionError, RequestPayloadError) as exc:
+            raise _BodyLost(len(buf), exc) from None
+        return bytes(buf), False
+
+    async def _send(self, conn: _Conn, request: BaseRequest, resp: web.StreamResponse,
+                    chunks: Iterable[bytes] = ()) -> int | None:
+        """Write ``resp`` now (so that its size is known); None if the client left."""
+        before = conn.bytes_out
+        try:
+            await resp.prepare(request)
+            for chunk in chunks:
+                await resp.write(chunk)
+            await resp.write_eof()
+        except ConnectionError:
+            return None
+        return conn.bytes_out - before
+
+    async def _fail(self, conn: _Conn, request: BaseRequest, failed: Event,
+                    req: dict[str, Any], status: int, error: str, *, close: bool = False
+                    ) -> web.StreamResponse:
+        resp = web.json_response({"error": error}, status=status)
+        if close:
+            resp.force_close()
+        n = await self._send(conn, request, resp)
+        self.emit(failed, conn, status=status, bytes_out=n, error=error, **req)
+        return resp
+
+    def _reset(self, request: BaseRequest) -> None:
+        tr = request.transport
+        if tr is None:
+            return
+        sock = tr.get_extra_info("socket")
+        if sock is not None:
+            # SO_LINGER on, 0 s: close() sends RST instead of FIN.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        tr.abort()
+
+    async def _fault(self, fault: FaultMode, conn: _Conn, request: BaseRequest,
+                     failed: Event, req: dict[str, Any]) -> web.StreamResponse:
+        if fault is FaultMode.ERROR:
+            resp = web.Response(status=503, text="503 Service Unavailable (fault)\n")
+            n = await self._send(conn, request, resp)
+            self.emit(failed, conn, status=503, bytes_out=n, error=_FAULT_TEXT[fault],
+                      **req)
+            return resp
+        if fault is FaultMode.GARBAGE:
+            tr = request.transport
+            if tr is not None:
+                tr.write(GARBAGE)
+                tr.close()
+            self.emit(failed, conn, bytes_out=len(GARBAGE), error=_FAULT_TEXT[fault],
+                      **req)
+            return web.Response()
+        if fault is FaultMode.STALL:
+            await conn.lost
+            self.emit(failed, conn, error=_FAULT_TEXT[fault], **req)
+            return web.Response()
+        raise AssertionError(f"unhandled fault {fault}")  # RESET is handled earlier
+
+    async def _answer_route(self, route: Route, conn: _Conn, request: BaseRequest,
+                            parsed: Any, failed: Event, req: dict[str, Any]
+                            ) -> web.StreamResponse:
+        site = self.fleet.site
+        action = route.action
+        fields: dict[str, Any] = {}
+        chunks: Iterable[bytes] = ()
+        if action is Action.GET_INDEX:
+            answer: Any = site.index()
+            client_serial = request.headers.get(wire.HEADER_SERIAL)
+            fields = {"serial": answer.serial, "content": answer.content,
+                      "changed": client_serial != answer.serial}
+        elif action is Action.GET_URLS:
+            location = request.headers.get(wire.HEADER_LOCATION)
+            source = self.source_for(location)
+            answer = wire.UrlsAnswer(source, self._urls(conn, source))
+            fields = {"source": source, "urls": answer.urls}
+            if location is not None:
+                fields["location"] = location
+        elif action in (Action.DOWNLOAD_MANAGER, Action.DOWNLOAD_GUP):
+            rev_file = wire.parse_content_path(request.path)
+            if rev_file is None or not site.has_content(*rev_file):
+                return await self._fail(
+                    conn, request, failed, req, 404,
+                    f"no content {request.path} (revisions {site.first_content}.."
+                    f"{site.content} of {', '.join(site.files)})")
+            answer = None
+            chunks = wire.content_chunks(rev_file[0], rev_file[1], site.content_size)
+        elif action is Action.UPLOAD_LOGS:
+            assert isinstance(parsed, wire.LogsUpload)
+            ids = [log.id for log in parsed.logs]
+            dups = site.accept_logs(conn.client or conn.peer, parsed.logs, self.name,
+                                    self.fleet.recorder.now())
+            answer = wire.LogsAck(ids)
+            fields = {"ids": ids, "duplicates": dups}
+        elif action is Action.UPLOAD_SENSORS:
+            assert isinstance(parsed, wire.SensorsUpload)
+            tot = site.sensors.setdefault(conn.client or conn.peer, SensorTotals())
+            tot.uploads += 1
+            tot.lan_sensor += len(parsed.lan_sensor)
+            tot.learned_apps += len(parsed.learned_apps)
+            answer = wire.SensorsAck(True)
+        elif action is Action.HOLD:
+            return await self._hold(conn, request, route, failed, req)
+        else:  # pragma: no cover - ROUTES and this dispatch are kept in step by tests
+            raise AssertionError(f"no handler for {action}")
+
+        if answer is None:
+            resp = web.StreamResponse(status=200)
+            resp.content_type = "application/octet-stream"
+            resp.content_length = site.content_size
+        else:
+            resp = web.Response(body=msgspec.json.encode(answer),
+                                content_type="application/json")
+        n = await self._send(conn, request, resp, chunks)
+        if n is None:
+            self.emit(failed, conn, error="connection lost while answering", **req)
+        else:
+            self.emit(route.answer, conn, status=200, bytes_out=n, **req, **fields)
+        return resp
+
+    def _urls(self, conn: _Conn, source: Source) -> list[str]:
+        site = self.fleet.site
+        if source is Source.NONE:
+            return []
+        if source is Source.MANAGER:
+            host, port = conn.local[0], self.port
+        else:
+            gup = self.fleet.gup
+            assert gup is not None  # set_policy and the config check it
+            # A GUP bound to every address is reached the way the client reached us.
+            host = conn.local[0] if gup.address == "0.0.0.0" else gup.address
+            port = gup.port
+        return [wire.content_url(host, port, site.content, f) for f in site.files]
+
+    async def _hold(self, conn: _Conn, request: BaseRequest, route: Route, failed: Event,
+                    req: dict[str, Any]) -> web.StreamResponse:
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._held.add(fut)
+        try:
+            either: list[asyncio.Future[Any]] = [fut, conn.lost]
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._held.discard(fut)
+        if conn.closed or not fut.done():
+            if conn.dropped:
+                self.emit(failed, conn, error="held connection closed by the server",
+                          **req)
+            # Closed by the client: DISCONNECT tells it.
+            return web.Response()
+        serial = fut.result()
+        resp = web.Response(body=msgspec.json.encode(
+            wire.PushAnswer("policy_changed", serial)), content_type="application/json")
+        n = await self._send(conn, request, resp)
+        if n is None:
+            self.emit(failed, conn, error="connection lost while answering", **req)
+        else:
+            self.emit(route.answer, conn, status=200, bytes_out=n, serial=serial, **req)
+        return resp
+
+
+# --- the fleet ------------------------------------------------------------------------
+
+
+class Fleet:
+    """Managers, an optional GUP and the control API of one config, started together.
+
+    ``async with Fleet(config) as fleet:`` starts and stops it. ``trace`` (a path or a
+    :class:`~sephb.conformance.trace.TraceWriter`) also writes every record to a file;
+    records are always kept in memory (``maxlen`` bounds them) for tests and for
+    ``GET /control/trace``.
+    """
+
+    def __init__(
+        self,
+        config: FleetConfig,
+        *,
+        clock: Clock | None = None,
+        trace: TraceWriter | str | None = None,
+        listen: str | None = None,
+        maxlen: int | None = None,
+        recorder: Recorder | None = None,
+    ):
+        self.config = apply_listen(config, listen)
+        if recorder is not None and (trace is not None or clock is not None):
+            raise UsageError("give a Fleet either a recorder or a clock and a trace")
+        self.clock = recorder.clock if recorder else (clock or Clock())
+        # A shared recorder (e.g. the reference client's) stays open after stop().
+        self._own_recorder = recorder is None
+        if recorder is None:
+            writer = TraceWriter(trace) if isinstance(trace, str) else trace
+            recorder = Recorder(self.clock, writer=writer, maxlen=maxlen)
+        self.recorder = recorder
+        self.site = Site(self.config.serial, self.config.content, self.config.files,
+                         self.config.content_size)
+        self.servers: dict[str, SimServer] = {
+            s.name: SimServer(self, s) for s in self.config.servers
+        }
+        self.control: Any = None  # a control.ControlApi once started
+        self._started = False
+
+    # -- access --
+
+    def __getitem__(self, name: str) -> SimServer:
+        try:
+            return self.servers[name]
+        except KeyError:
+            raise UsageError(f"no server named {name!r} (have: "
+                             f"{', '.join(self.servers)})") from None
+
+    @property
+    def managers(self) -> list[SimServer]:
+        """Managers in priority order, then config order."""
+        ms = [s for s in self.servers.values() if s.role is Role.MANAGER]
+        return sorted(ms, key=lambda s: s.spec.priority)
+
+    @property
+    def gup(self) -> SimServer | None:
+        return next((s for s in self.servers.values() if s.role is Role.GUP), None)
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        return [s.endpoint for s in self.servers.values()]
+
+    @property
+    def records(self) -> list[Record]:
+        return self.recorder.records
+
+    def logs(self, client: str) -> list[StoredLog]:
+        """The logs the site accepted from ``client``, in order of acceptance."""
+        return list(self.site.logs.get(client, {}).values())
+
+    def describe(self) -> list[str]:
+        """One line per server (and the control API): name, role, address:port."""
+        lines = [e.line() for e in self.endpoints]
+        if self.control is not None:
+            lines.append(self.control.endpoint.line())
+        return lines
+
+    # -- lifecycle --
+
+    async def start(self) -> Fleet:
+        if self._started:
+            return self
+        self._started = True
+        try:
+            for s in self.servers.values():
+                await s.start()
+            if self.config.control is not None:
+                from .control import ControlApi  # control imports this module
+
+                self.control = ControlApi(self, self.config.control)
+                await self.control.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def stop(self) -> None:
+        if self.control is not None:
+            await self.control.stop()
+            self.control = None
+        for s in self.servers.values():
+            await s.stop()
+        if self._own_recorder:
+            self.recorder.close()
+        self._started = False
+
+    async def __aenter__(self) -> Fleet:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- run-time control --
+
+    def publish(self, *, push: bool = True) -> IndexAnswer:
+        """Publish new content (new serial, next revision); by default announce it to
+        every held push connection, as a real manager does in push mode."""
+        answer = self.site.publish()
+        if push:
+            self.push()
+        return answer
+
+    def push(self, server: str | None = None) -> int:
+        """Announce the current serial on held push requests (of one server or all);
+        return how many were answered."""
+        targets = [self[server]] if server else list(self.servers.values())
+        return sum(s.push(self.site.serial) for s in targets)
+
+    def state(self) -> dict[str, Any]:
+        """Everything a test may want to assert on, as JSON-ready data."""
+        return {
+            "serial": self.site.serial,
+            "content": self.site.content,
+            "servers": {n: s.state() for n, s in self.servers.items()},
+            "clients": {
+                c: {
+                    "logs": [{"id": lg.id, "data": lg.data, "server": lg.server,
+                              "t": lg.t} for lg in self.logs(c)],
+                    "sensors": vars(self.site.sensors[c]).copy()
+                    if c in self.site.sensors else None,
+                }
+                for c in sorted(set(self.site.logs) | set(self.site.sensors))
+            },
+        }
+
+
+# --- the `sephb manager` process -------------------------------------------------------
+
+
+def run_manager_process(config_path: str, *, listen: str | None, time_scale: float,
+                        trace_path: str | None) -> int:
+    """Run the fleet of ``config_path`` until SIGINT or SIGTERM; return 0.
+
+    Prints one line per server (name, role, address:port, and a note when the port
+    was taken). Raises ConfigError / UsageError for a bad config, a bad argument or a
+    port that cannot be bound.
+    """
+    if not (isinstance(time_scale, (int, float)) and math.isfinite(time_scale)
+            and time_scale > 0):
+        raise UsageError(f"--time-scale {time_scale!r}: expected a number > 0")
+    config = load_config(config_path)
+    apply_listen(config, listen)  # fail before starting anything
+    return asyncio.run(_serve(config, listen, time_scale, trace_path))
+
+
+async def _serve(config: FleetConfig, listen: str | None, time_scale: float,
+                 trace_path: str | None) -> int:
+    # Bounded memory: a long-running process keeps the last 100,000 records for
+    # GET /control/trace; the trace file has them all.
+    fleet = Fleet(config, clock=Clock(time_scale), trace=trace_path, listen=listen,
+                  maxlen=100_000)
+    await fleet.start()
+    try:
+        for line in fleet.describe():
+            print(line, flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+    finally:
+        await fleet.stop()
+    return 0
