@@ -627,8 +627,14 @@ class SimServer:
     def _action_fields(self, route: Route, request: BaseRequest, parsed: Any
                        ) -> dict[str, Any]:
         if route.action is Action.GET_INDEX:
+            fields = {}
             serial = request.headers.get(wire.HEADER_SERIAL)
-            return {} if serial is None else {"serial": serial}
+            if serial is not None:
+                fields["serial"] = serial
+            loc = request.headers.get(wire.HEADER_LOCATION)
+            if loc is not None:
+                fields["location"] = loc
+            return fields
         if route.action is Action.GET_URLS:
             loc = request.headers.get(wire.HEADER_LOCATION)
             return {} if loc is None else {"location": loc}
@@ -716,10 +722,16 @@ class SimServer:
         fields: dict[str, Any] = {}
         chunks: Iterable[bytes] = ()
         if action is Action.GET_INDEX:
-            answer: Any = site.index()
+            location = request.headers.get(wire.HEADER_LOCATION)
+            current = site.index()
+            answer: Any = wire.IndexAnswer(current.serial, current.content,
+                                           self.source_for(location))
             client_serial = request.headers.get(wire.HEADER_SERIAL)
             fields = {"serial": answer.serial, "content": answer.content,
-                      "changed": client_serial != answer.serial}
+                      "changed": client_serial != answer.serial,
+                      "source": answer.source}
+            if location is not None:
+                fields["location"] = location
         elif action is Action.GET_URLS:
             location = request.headers.get(wire.HEADER_LOCATION)
             source = self.source_for(location)
@@ -787,11 +799,23 @@ class SimServer:
                     req: dict[str, Any]) -> web.StreamResponse:
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._held.add(fut)
+        hold = _hold_seconds(request, self.fleet.clock)
         try:
             either: list[asyncio.Future[Any]] = [fut, conn.lost]
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(either, timeout=hold, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self._held.discard(fut)
+        if hold is not None and not fut.done() and not conn.closed:
+            # The client's push heartbeat is due: end the hold so that it can check in
+            # on this same connection (HTTP/1.1 has one request in flight at a time).
+            fut.cancel()
+            resp = web.Response(status=204)
+            n = await self._send(conn, request, resp)
+            if n is None:
+                self.emit(failed, conn, error="connection lost while answering", **req)
+            else:
+                self.emit(Event.HEARTBEAT_DUE, conn, status=204, bytes_out=n, **req)
+            return resp
         if conn.closed or not fut.done():
             if conn.dropped:
                 self.emit(failed, conn, error="held connection closed by the server",
@@ -807,6 +831,14 @@ class SimServer:
         else:
             self.emit(route.answer, conn, status=200, bytes_out=n, serial=serial, **req)
         return resp
+
+
+def _hold_seconds(request: BaseRequest, clock: Clock) -> float | None:
+    """Wall seconds a push hold may last (``X-Sephb-Hold-Ms``), None for no limit."""
+    raw = request.headers.get(wire.HEADER_HOLD_MS)
+    if raw is None or not raw.isdigit():
+        return None
+    return clock.wall_seconds(int(raw))
 
 
 # --- the fleet ------------------------------------------------------------------------

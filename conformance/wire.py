@@ -45,6 +45,7 @@ __all__ = [
     "CONTENT_PREFIX",
     "GUP_PORT",
     "HEADER_CLIENT",
+    "HEADER_HOLD_MS",
     "HEADER_LOCATION",
     "HEADER_SERIAL",
     "INDEX_PATH",
@@ -85,6 +86,9 @@ HEADER_CLIENT: Final = "X-Sephb-Client"
 HEADER_SERIAL: Final = "X-Sephb-Serial"
 #: On ``GET /urls``: the client's current location; it selects the LiveUpdate policy.
 HEADER_LOCATION: Final = "X-Sephb-Location"
+#: On ``GET /push``: end the hold with 204 after this many model milliseconds (the
+#: push heartbeat of the ``documented`` interpretation); absent, hold until a change.
+HEADER_HOLD_MS: Final = "X-Sephb-Hold-Ms"
 
 #: The manager's port for all client traffic, content included (seed, step 4).
 MANAGER_PORT: Final = MANAGER_CONTENT_PORT
@@ -117,6 +121,9 @@ class IndexAnswer(msgspec.Struct, frozen=True):
     serial: str
     #: Content revision; it changes together with the serial when content is published.
     content: int
+    #: LiveUpdate content source of the policy for the client's location
+    #: (``X-Sephb-Location``): step 3 checks a change against it before asking URLs.
+    source: Source = Source.MANAGER
 
 
 class UrlsAnswer(msgspec.Struct, frozen=True):

@@ -130,7 +130,8 @@ def test_pull_checkin_on_the_real_ports_records_the_model_vocabulary() -> None:
         assert [(e.name, e.port) for e in fleet.endpoints] == [
             ("m1", 8014), ("m2", 8014), ("gup", 2967)]
         got = await pull_checkin(fleet, "c1")
-        assert got["index"] == {"serial": fleet.site.serial, "content": 1}
+        assert got["index"] == {"serial": fleet.site.serial, "content": 1,
+                                "source": "manager"}
         m1 = fleet["m1"]
         assert got["urls"] == {"source": "manager", "urls": [
             f"http://{m1.address}:8014/content/1/avdefs.zip"]}
@@ -250,7 +251,8 @@ def test_push_hold_is_answered_on_publish_and_index_follows_on_the_same_connecti
                 assert await r.json() == {"event": "policy_changed", "serial": new.serial}
             assert new.serial != old and new.content == 2
             async with s.get(url + wire.INDEX_PATH, headers={wire.HEADER_SERIAL: old}) as r:
-                assert await r.json() == {"serial": new.serial, "content": 2}
+                assert await r.json() == {"serial": new.serial, "content": 2,
+                                          "source": "manager"}
         await disconnects(fleet, "p1")
         recs = [r for r in fleet.records if r.client == "p1"]
         assert [r.event for r in recs] == [
@@ -259,6 +261,45 @@ def test_push_hold_is_answered_on_publish_and_index_follows_on_the_same_connecti
         assert {r.conn for r in recs} == {1}
         assert recs[4].serial == new.serial and recs[6].changed is True
         assert fleet.push() == 0  # nobody holds any more
+
+    with_fleet(go)
+
+
+def test_push_hold_with_a_limit_ends_with_204_and_heartbeat_due() -> None:
+    async def go(fleet: Fleet) -> None:
+        url = base(fleet)
+        async with session("h1") as s:
+            async with s.get(url + wire.INDEX_PATH):
+                pass
+            # 50 model ms at the fleet's time scale (1.0): a 204 ends the hold.
+            hold = {wire.HEADER_HOLD_MS: "50"}
+            async with s.get(url + wire.PUSH_PATH, headers=hold) as r:
+                assert r.status == 204
+            async with s.get(url + wire.INDEX_PATH) as r:  # same connection goes on
+                assert r.status == 200
+        await disconnects(fleet, "h1")
+        recs = [r for r in fleet.records if r.client == "h1"]
+        assert [r.event for r in recs] == [
+            "CONNECT", "GET_INDEX", "INDEX_RECEIVED", "HOLD", "HEARTBEAT_DUE", "GET_INDEX",
+            "INDEX_RECEIVED", "DISCONNECT"]
+        assert recs[4].t - recs[3].t >= 50 and {r.conn for r in recs} == {1}
+
+    with_fleet(go)
+
+
+def test_index_answer_carries_the_locations_source() -> None:
+    async def go(fleet: Fleet) -> None:
+        fleet["m1"].set_policy("gup", location="branch")
+        url = base(fleet)
+        async with session("l1") as s:
+            hdr = {wire.HEADER_LOCATION: "branch"}
+            async with s.get(url + wire.INDEX_PATH, headers=hdr) as r:
+                assert (await r.json())["source"] == "gup"
+            async with s.get(url + wire.INDEX_PATH) as r:
+                assert (await r.json())["source"] == "manager"
+        got = [(r.location, r.source) for r in fleet.records
+               if r.client == "l1" and r.event == "INDEX_RECEIVED"]
+        assert got == [("branch", Source.GUP), (None, Source.MANAGER)]
 
     with_fleet(go)
 

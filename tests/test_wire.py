@@ -108,7 +108,7 @@ def test_serials() -> None:
 
 def test_bodies_encode_as_the_profile_says() -> None:
     enc = msgspec.json.encode
-    assert enc(wire.IndexAnswer("S", 3)) == b'{"serial":"S","content":3}'
+    assert enc(wire.IndexAnswer("S", 3)) == b'{"serial":"S","content":3,"source":"manager"}'
     assert enc(wire.UrlsAnswer(Source.GUP, ["http://x/content/1/a"])) == (
         b'{"source":"gup","urls":["http://x/content/1/a"]}')
     assert enc(wire.LogsAck(["a"])) == b'{"acked":["a"]}'
