@@ -48,6 +48,30 @@ def _positive(text: str) -> int:
     return value
 
 
+def _scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 1000, got {value}")
+    return value
+
+
+def _size(text: str) -> int:
+    named = {"idle": 0, "full": 256_000}
+    if text in named:
+        return named[text]
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a byte count, 'idle' or 'full', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _interpretation(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--interpretation", "-i", default=DEFAULT, choices=sorted(INTERPRETATIONS),
@@ -119,6 +143,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write every format of every interpretation into the -o directory")
     _topology(p)
     p.set_defaults(run=cmd_diagram)
+
+    p = sub.add_parser("manager", help="run simulated managers and a GUP on loopback",
+                       description="Start the simulated managers and GUP of a fleet "
+                                   "file (see docs/examples/managers.toml) as real HTTP "
+                                   "servers, print their addresses and a control API, "
+                                   "and run until SIGINT/SIGTERM.")
+    p.add_argument("--config", "-c", required=True, metavar="FILE",
+                   help="fleet file (TOML)")
+    p.add_argument("--listen", metavar="ADDR",
+                   help="bind every server to ADDR instead of its configured loopback "
+                        "address (needed for anything outside 127.0.0.0/8)")
+    p.add_argument("--time-scale", type=_scale, default=1.0, metavar="S",
+                   help="wall seconds per model second, for trace times (default: 1)")
+    p.add_argument("--trace", metavar="FILE",
+                   help="append what the servers observe to this NDJSON trace")
+    p.set_defaults(run=cmd_manager)
+
+    p = sub.add_parser("client", help="run the reference heartbeat client",
+                       description="Run the reference client: read sylink.xml, check in "
+                                   "with the managers it names, keep its index copy and "
+                                   "log queue in --state-dir.")
+    _interpretation(p)
+    p.add_argument("--sylink", required=True, metavar="FILE", help="the sylink.xml to read")
+    p.add_argument("--state-dir", required=True, metavar="DIR",
+                   help="index.dat copy and durable log queue (created if missing)")
+    p.add_argument("--time-scale", type=_scale, default=1.0, metavar="S",
+                   help="wall seconds per model second: 0.001 makes the 30,000 ms "
+                        "session limit 30 ms (default: 1)")
+    p.add_argument("--trace", metavar="FILE",
+                   help="append what the client does and sees to this NDJSON trace")
+    p.add_argument("--heartbeats", type=_positive, metavar="N",
+                   help="stop after N check-ins (default: run until SIGINT/SIGTERM)")
+    p.add_argument("--location", default="Default", metavar="NAME",
+                   help="the client's current location (selects the LiveUpdate policy)")
+    p.add_argument("--client-id", metavar="ID",
+                   help="sent as X-Sephb-Client (default: host name and process id)")
+    p.add_argument("--log-bytes", type=_size, default=0, metavar="N",
+                   help="log volume produced before each heartbeat: a byte count, "
+                        "'idle' (0) or 'full' (256000, maximum logging)")
+    p.add_argument("--seed", type=int, help="seed for random choices (reproducible runs)")
+    p.set_defaults(run=cmd_client)
     return parser
 
 
@@ -262,6 +327,35 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(data.decode())
     return 0
+
+
+def cmd_manager(args: argparse.Namespace) -> int:
+    from sephb.conformance.servers import run_manager_process
+
+    return run_manager_process(args.config, listen=args.listen,
+                               time_scale=args.time_scale, trace_path=args.trace)
+
+
+def cmd_client(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from sephb.conformance import sylink
+    from sephb.conformance.client import ClientOptions, run_client
+    from sephb.model.interpretations import get
+
+    opts = ClientOptions(
+        sylink=sylink.load(args.sylink),
+        state_dir=Path(args.state_dir),
+        interpretation=get(args.interpretation),
+        time_scale=args.time_scale,
+        heartbeats=args.heartbeats,
+        location=args.location,
+        log_bytes=args.log_bytes,
+        seed=args.seed,
+    )
+    if args.client_id:
+        opts.client_id = args.client_id
+    return asyncio.run(run_client(opts, args.trace))
 
 
 def _print_json(doc: object) -> None:

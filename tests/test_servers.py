@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import itertools
-import os
 import socket
 import subprocess
 import sys
 import tracemalloc
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from netutil import addresses, run
 
 from sephb.conformance import wire
 from sephb.conformance.managerconfig import (
@@ -36,27 +35,6 @@ from sephb.model.errors import ConfigError, UsageError
 from sephb.model.protocol import Action, Event, Source
 
 ROOT = Path(__file__).resolve().parent.parent
-_counter = itertools.count()
-
-
-def addresses(n: int) -> list[str]:
-    """Loopback addresses no other test (or concurrent test run) uses."""
-    second = 20 + os.getpid() % 200
-    out = []
-    for _ in range(n):
-        i = next(_counter)
-        out.append(f"127.{second}.{i // 250}.{i % 250 + 2}")
-    return out
-
-
-def run(coro: Coroutine[Any, Any, Any]) -> Any:
-    async def guarded() -> Any:
-        async with asyncio.timeout(60):
-            return await coro
-
-    return asyncio.run(guarded())
-
-
 def fleet_config(managers: int = 2, gup: bool = True, **site: Any) -> FleetConfig:
     addrs = addresses(managers + 1)
     return FleetConfig.loopback(addrs[:managers], gup=addrs[-1] if gup else None,

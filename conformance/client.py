@@ -1,0 +1,381 @@
+"""The reference heartbeat client: the pure core plus a thin asyncio HTTP adapter.
+
+Theory of operation
+-------------------
+:class:`~sephb.conformance.core.ClientCore` decides everything; this module only
+carries out its effects over the wire profile (``docs/wire-profile.md``) and turns
+what happens into events for it. At any moment there is at most one piece of I/O in
+flight (one request, the connect, or the held push request) and one core timer; the
+loop waits for whichever comes first. When the timer wins, the I/O is cancelled and
+its connection closed, so the client never waits past the session limit.
+
+Durability: logs live in the state directory's queues (:mod:`.store`) and leave them
+only when the manager acknowledged their ids; a restart re-sends the same ids and the
+manager drops the duplicates. The index copy is saved once its content arrived.
+
+Everything the client does and sees is recorded in model time (``--trace``) with
+``by: "client"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+
+from sephb.model.interpretations import Interpretation
+from sephb.model.protocol import Action, Event, State
+
+from . import wire
+from .clock import Clock
+from .core import ClientCore, Effect, Peer
+from .http import HttpConnection, HttpError, Response
+from .store import ClientState, IndexCopy, make_logs
+from .sylink import Sylink
+from .trace import Recorder, TraceWriter
+
+#: Learned applications the client reports each heartbeat (step 6). A real client
+#: sends its inventory of seen executables; the size puts an idle heartbeat where the
+#: seed says (3-5 KB), see README "Heartbeat sizes".
+LEARNED_APPS = 24
+
+
+@dataclass
+class ClientOptions:
+    """How to run one reference client (``sephb client``)."""
+
+    sylink: Sylink
+    state_dir: Path
+    interpretation: Interpretation
+    time_scale: float = 1.0
+    #: Stop after this many check-ins have ended (None: run until stopped).
+    heartbeats: int | None = None
+    location: str = "Default"
+    client_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    #: Bytes of new log entries the client produces before each heartbeat.
+    log_bytes: int = 0
+    seed: int | None = None
+    #: fsync the state directory (off only for large simulations).
+    fsync: bool = True
+
+
+@dataclass
+class _Outcome:
+    """How a piece of I/O ended: an event for the core, or a failure."""
+
+    event: Event | None = None
+    timed_out: bool = False
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class ReferenceClient:
+    """One client: the core, its state directory and its connections."""
+
+    def __init__(self, opts: ClientOptions, recorder: Recorder) -> None:
+        self.opts = opts
+        self.recorder = recorder
+        self.clock: Clock = recorder.clock
+        self.state = ClientState(opts.state_dir, fsync=opts.fsync)
+        sy = opts.sylink
+        self.peers = [Peer(s.address, s.port, s.priority) for s in sy.servers]
+        index = self.state.load_index()
+        self.core = ClientCore(
+            self.peers,
+            sy.mode,
+            opts.interpretation,
+            interval_ms=sy.heartbeat_s * 1000,
+            push_interval_ms=sy.push_heartbeat_s * 1000,
+            rng=random.Random(opts.seed),
+            index=(index.serial, index.revision) if index else None,
+        )
+        self.conn: HttpConnection | None = None
+        self.urls: list[str] = []
+        #: Check-ins that ended (arrived at IDLE or PUSH_HELD).
+        self.checkins = 0
+        self.errors: list[str] = []
+        self._bytes = [0, 0]  # (in, out) of the current check-in, closed connections
+        self._rnd = random.Random(opts.seed)
+
+    # --- the loop ------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until ``heartbeats`` check-ins ended (or forever); return exit status."""
+        core, clock = self.core, self.clock
+        self._produce_logs()
+        core.start(clock.now_ms())
+        io: asyncio.Task[_Outcome] | None = None
+        try:
+            while not self._done():
+                timer = core.timer
+                now = clock.now_ms()
+                wait = (None if timer is None
+                        else max(0.0, clock.wall_seconds(timer.at - now)))
+                if io is not None and core.state is State.PUSH_HELD and wait is not None:
+                    # The manager ends the hold with 204 when the push heartbeat is
+                    # due (X-Sephb-Hold-Ms); give it the session limit to do so.
+                    wait += clock.wall_seconds(core.session_limit_ms)
+                if io is None:
+                    if wait is None:
+                        return self._stuck()
+                    await asyncio.sleep(wait)
+                    effects = self._fire_timer()
+                else:
+                    done, _ = await asyncio.wait({io}, timeout=wait)
+                    if io in done:
+                        outcome, io = io.result(), None
+                        effects = self._apply(outcome)
+                    elif timer is not None and clock.now_ms() >= timer.at:
+                        io.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await io
+                        io = None
+                        self._close()
+                        effects = self._fire_timer()
+                    else:
+                        continue  # woke a little early: the timer is not due yet
+                for effect in effects:
+                    io = self._start(effect)
+        finally:
+            if io is not None:
+                io.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await io
+            self._close()
+        return 0
+
+    def _done(self) -> bool:
+        limit = self.opts.heartbeats
+        return limit is not None and self.checkins >= limit
+
+    def _stuck(self) -> int:
+        # Only a seed-interpretation push client whose held connection is gone and
+        # that has no timer could get here; the table never leaves it so.
+        self.errors.append(f"nothing to wait for in state {self.core.state.value}")
+        return 1
+
+    def _fire_timer(self) -> list[Effect]:
+        timer = self.core.timer
+        if timer is None or self.clock.now_ms() < timer.at:
+            return []
+        self._record(timer.event)
+        return self._after(self.core.expire(max(self.clock.now_ms(), timer.at)))
+
+    def _apply(self, outcome: _Outcome) -> list[Effect]:
+        now = self.clock.now_ms()
+        if outcome.event is None:
+            before = self.core.state
+            effects = self.core.fail(now, timed_out=outcome.timed_out)
+            assert self.core.path[-1].source is before
+            self._record(self.core.path[-1].event, error=outcome.data.get("error"))
+            return self._after(effects)
+        if self.core.state is State.PUSH_HELD:
+            self._new_checkin()  # a push or the push heartbeat starts one
+        self._record(outcome.event, **outcome.data)
+        kw = {k: outcome.data[k] for k in ("serial", "content", "source")
+              if k in outcome.data}
+        return self._after(self.core.handle(outcome.event, now, **kw))
+
+    def _after(self, effects: list[Effect]) -> list[Effect]:
+        """Bookkeeping after a move: save a new index copy, count ended check-ins."""
+        core = self.core
+        if core.index is not None:
+            saved = self.state.load_index()
+            if saved is None or (saved.serial, saved.revision) != core.index:
+                self.state.save_index(IndexCopy(*core.index))
+        return effects
+
+    # --- effects -------------------------------------------------------------------
+
+    def _start(self, effect: Effect) -> asyncio.Task[_Outcome] | None:
+        manager = self.peers[effect.manager] if effect.manager is not None else None
+        fields: dict[str, Any] = {}
+        if manager is not None:
+            fields = {"addr": manager.address, "port": manager.port}
+        action = effect.action
+        if action is Action.DISCONNECT:
+            self._close()
+            self._record(action, bytes_in=self._bytes[0], bytes_out=self._bytes[1])
+            self._checkin_ended()
+            return None
+        if action is Action.CONNECT:
+            self._close()
+            if self.core.path[-1].source is State.IDLE:
+                self._new_checkin()
+        if action is Action.HOLD:
+            conn = self.conn
+            self._record_size()
+            self._record(action, bytes_in=self._bytes[0], bytes_out=self._bytes[1],
+                         **fields)
+            self._checkin_ended()
+            assert conn is not None
+            if self._done():
+                return None  # the last check-in ended held: nothing more to wait for
+            return asyncio.create_task(self._guard(self._hold(conn)))
+        self._record(action, **fields)
+        return asyncio.create_task(self._guard(self._do(action, manager)))
+
+    def _new_checkin(self) -> None:
+        self._bytes = [0, 0]
+
+    def _produce_logs(self) -> None:
+        # The client's own activity between heartbeats. Writing the queue is durable
+        # (fsync) and takes real time, so it happens while the client rests, never
+        # inside a check-in whose session limit is running.
+        if self.opts.log_bytes:
+            make_logs(self.state.logs, self.opts.log_bytes,
+                      seed=self._rnd.getrandbits(32))
+
+    def _checkin_ended(self) -> None:
+        self.checkins += 1
+        self._produce_logs()
+
+    def _record_size(self) -> None:
+        # In push mode the check-in ends with the connection kept: its size so far.
+        if self.conn is not None:
+            self._bytes[0] += self.conn.bytes_in
+            self._bytes[1] += self.conn.bytes_out
+            self.conn.bytes_in = self.conn.bytes_out = 0
+
+    async def _guard(self, work: Any) -> _Outcome:
+        try:
+            outcome: _Outcome = await work
+            return outcome
+        except (HttpError, OSError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+            return _Outcome(data={"error": f"{type(exc).__name__}: {exc}"})
+
+    def _headers(self) -> dict[str, str]:
+        return {wire.HEADER_CLIENT: self.opts.client_id,
+                wire.HEADER_LOCATION: self.opts.location}
+
+    async def _call(self, method: str, path: str, body: bytes = b"",
+                    headers: dict[str, str] | None = None) -> Response:
+        assert self.conn is not None
+        hdrs = self._headers() | (headers or {})
+        if body:
+            hdrs["Content-Type"] = "application/json"
+        resp = await self.conn.request(method, path, hdrs, body)
+        if resp.status >= 300:
+            raise HttpError(f"{self.conn.host}: {method} {path} answered {resp.status}")
+        return resp
+
+    async def _do(self, action: Action, manager: Peer | None) -> _Outcome:
+        if action is Action.CONNECT:
+            assert manager is not None
+            self.conn = await HttpConnection.open(manager.address, manager.port)
+            return _Outcome(Event.CONNECTED)
+        if action is Action.GET_INDEX:
+            serial = self.core.index[0] if self.core.index else ""
+            resp = await self._call("GET", wire.INDEX_PATH,
+                                    headers={wire.HEADER_SERIAL: serial})
+            idx = msgspec.json.decode(resp.body, type=wire.IndexAnswer)
+            return _Outcome(Event.INDEX_RECEIVED, data={
+                "serial": idx.serial, "content": idx.content, "source": idx.source.value,
+                "changed": (idx.serial, idx.content) != self.core.index})
+        if action is Action.GET_URLS:
+            resp = await self._call("GET", wire.URLS_PATH)
+            urls = msgspec.json.decode(resp.body, type=wire.UrlsAnswer)
+            self.urls = list(urls.urls)
+            return _Outcome(Event.URLS_RECEIVED, data={"source": urls.source.value})
+        if action in (Action.DOWNLOAD_MANAGER, Action.DOWNLOAD_GUP):
+            await self._download(action, manager)
+            return _Outcome(Event.CONTENT_RECEIVED)
+        if action is Action.UPLOAD_LOGS:
+            batch = self.state.logs.pending()
+            body = msgspec.json.encode(wire.LogsUpload(
+                [wire.LogEntry(e.id, e.data) for e in batch]))
+            resp = await self._call("POST", wire.LOGS_PATH, body)
+            acked = set(msgspec.json.decode(resp.body, type=wire.LogsAck).acked)
+            # Only what the manager acknowledged leaves the queue (ambiguity A8).
+            self.state.logs.ack([e.id for e in batch if e.id in acked])
+            return _Outcome(Event.LOGS_ACKED, data={"ids": sorted(acked)})
+        if action is Action.UPLOAD_SENSORS:
+            batch = self.state.sensors.pending()
+            apps = [{"sha256": f"{self._rnd.getrandbits(256):064x}",
+                     "path": f"C:\\Program Files\\App{i:02d}\\app{i:02d}.exe"}
+                    for i in range(LEARNED_APPS)]
+            body = msgspec.json.encode(wire.SensorsUpload(
+                [{"id": e.id, "data": e.data} for e in batch], apps))
+            await self._call("POST", wire.SENSORS_PATH, body)
+            self.state.sensors.ack([e.id for e in batch])
+            return _Outcome(Event.SENSORS_ACKED)
+        raise AssertionError(f"no adapter for {action}")  # ENTRY has no other actions
+
+    async def _download(self, action: Action, manager: Peer | None) -> None:
+        """Fetch every URL; from the manager's port, or from the GUP on its port."""
+        assert manager is not None
+        for url in self.urls:
+            parts = urlsplit(url)
+            target = parts.path + (f"?{parts.query}" if parts.query else "")
+            if action is Action.DOWNLOAD_MANAGER:
+                # Manager URLs, or GUP URLs refetched from the manager (fallback, A5).
+                await self._call("GET", target)
+                continue
+            host, port = parts.hostname or "", parts.port or 80
+            gup = await HttpConnection.open(host, port)
+            try:
+                resp = await gup.request("GET", target, self._headers())
+                if resp.status >= 300:
+                    raise HttpError(f"{gup.host}: GET {target} answered {resp.status}")
+            finally:
+                gup.close()
+                self._bytes[0] += gup.bytes_in
+                self._bytes[1] += gup.bytes_out
+
+    async def _hold(self, conn: HttpConnection) -> _Outcome:
+        headers = self._headers()
+        timer = self.core.timer
+        if timer is not None:
+            headers[wire.HEADER_HOLD_MS] = str(max(0, timer.at - self.clock.now_ms()))
+        resp = await conn.request("GET", wire.PUSH_PATH, headers)
+        if resp.status == 204:
+            return _Outcome(Event.HEARTBEAT_DUE)
+        if resp.status != 200:
+            raise HttpError(f"{conn.host}: GET {wire.PUSH_PATH} answered {resp.status}")
+        push = msgspec.json.decode(resp.body, type=wire.PushAnswer)
+        return _Outcome(Event.POLICY_PUSHED, data={"serial": push.serial})
+
+    def _close(self) -> None:
+        if self.conn is not None:
+            self._bytes[0] += self.conn.bytes_in
+            self._bytes[1] += self.conn.bytes_out
+            self.conn.close()
+            self.conn = None
+
+    def _record(self, name: Action | Event, **fields: Any) -> None:
+        fields = {k: v for k, v in fields.items()
+                  if v is not None and k in _RECORD_FIELDS}
+        self.recorder.emit(name, self.opts.client_id, by="client", **fields)
+
+
+_RECORD_FIELDS = frozenset({
+    "addr", "port", "serial", "content", "source", "changed", "ids", "error",
+    "bytes_in", "bytes_out",
+})
+
+
+async def run_client(opts: ClientOptions, trace: str | None = None) -> int:
+    """Run one reference client with its own clock and trace; stop on SIGINT/SIGTERM."""
+    writer = TraceWriter(trace) if trace else None
+    recorder = Recorder(Clock(opts.time_scale), writer=writer, keep=False)
+    client = ReferenceClient(opts, recorder)
+    task = asyncio.ensure_future(client.run())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return 0
+    finally:
+        recorder.close()
+

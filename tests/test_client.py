@@ -1,0 +1,210 @@
+"""The reference client against the simulated managers and GUP, over real sockets on
+loopback, at time scale 0.001 (30,000 model ms = 30 wall ms)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sephb.conformance.client import ClientOptions, ReferenceClient
+from sephb.conformance.clock import Clock
+from sephb.conformance.managerconfig import FleetConfig
+from sephb.conformance.servers import Fleet
+from sephb.conformance.store import ClientState, make_logs
+from sephb.conformance.sylink import Sylink
+from sephb.conformance.trace import Record
+from sephb.model.interpretations import get
+from sephb.model.protocol import Mode
+
+from netutil import addresses, run
+
+SCALE = 0.001
+
+
+def config(managers: int = 2, gup: bool = True) -> FleetConfig:
+    addrs = addresses(managers + 1)
+    return FleetConfig.loopback(addrs[:managers], gup=addrs[-1] if gup else None)
+
+
+def sylink_for(fleet: Fleet, mode: Mode = Mode.PULL) -> Sylink:
+    blocks = [[(s.address, s.port)] for s in fleet.managers]
+    gup = fleet.gup
+    return Sylink.build(blocks, mode=mode, heartbeat_s=300,
+                        gup=f"{gup.address}" if gup else None)
+
+
+def client(fleet: Fleet, state: Path, *, interp: str = "seed", mode: Mode = Mode.PULL,
+           heartbeats: int = 1, cid: str = "c1", **kw: Any) -> ReferenceClient:
+    opts = ClientOptions(sylink=sylink_for(fleet, mode), state_dir=state,
+                         interpretation=get(interp), time_scale=SCALE,
+                         heartbeats=heartbeats, client_id=cid, seed=1, fsync=False, **kw)
+    return ReferenceClient(opts, fleet.recorder)
+
+
+def names(fleet: Fleet, cid: str = "c1", by: str = "client") -> list[str]:
+    return [r.event for r in fleet.records if r.client == cid and r.by == by]
+
+
+def recs(fleet: Fleet, cid: str = "c1", by: str = "client") -> list[Record]:
+    return [r for r in fleet.records if r.client == cid and r.by == by]
+
+
+def in_fleet(fn: Any, cfg: FleetConfig | None = None) -> None:
+    async def main() -> None:
+        async with Fleet(cfg or config(), clock=Clock(SCALE)) as fleet:
+            with tempfile.TemporaryDirectory() as tmp:
+                await fn(fleet, Path(tmp))
+
+    run(main())
+
+
+FULL_PULL = ["HEARTBEAT_DUE", "CONNECT", "CONNECTED", "GET_INDEX", "INDEX_RECEIVED",
+             "GET_URLS", "URLS_RECEIVED", "DOWNLOAD_MANAGER", "CONTENT_RECEIVED",
+             "UPLOAD_LOGS", "LOGS_ACKED", "UPLOAD_SENSORS", "SENSORS_ACKED", "DISCONNECT"]
+IDLE_PULL = ["HEARTBEAT_DUE", "CONNECT", "CONNECTED", "GET_INDEX", "INDEX_RECEIVED",
+             "UPLOAD_LOGS", "LOGS_ACKED", "UPLOAD_SENSORS", "SENSORS_ACKED", "DISCONNECT"]
+
+
+def test_pull_checkins_follow_the_seed_and_keep_the_index() -> None:
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        c = client(fleet, tmp / "st", heartbeats=2, log_bytes=10_000)
+        assert await c.run() == 0
+        assert names(fleet) == FULL_PULL + IDLE_PULL
+        state = ClientState(tmp / "st", fsync=False)
+        idx = state.load_index()
+        assert idx is not None and (idx.serial, idx.revision) == (fleet.site.serial, 1)
+        assert len(state.logs) == 2  # produced after the last check-in, kept for the next
+        uploaded = [log.id for log in fleet.logs("c1")]
+        assert len(uploaded) == len(set(uploaded)) == 4  # 2 heartbeats x 2 entries
+        # the second heartbeat waited the interval (model time)
+        hb = [r.t for r in recs(fleet) if r.event == "HEARTBEAT_DUE"]
+        assert hb[1] - hb[0] >= 300_000
+        # the servers saw the same steps on the manager's port
+        await fleet.recorder.wait_for(
+            lambda r: r.by == "server" and r.event == "DISCONNECT", count=2)
+        assert names(fleet, by="server") == [n for n in FULL_PULL + IDLE_PULL
+                                              if n not in ("HEARTBEAT_DUE", "CONNECTED")]
+        assert {r.port for r in recs(fleet, by="server")} == {fleet["m1"].port}
+
+    in_fleet(go)
+
+
+def test_gup_source_downloads_from_the_gup_port() -> None:
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        fleet["m1"].set_policy("gup", location="Branch")
+        assert await client(fleet, tmp / "st", location="Branch").run() == 0
+        assert "DOWNLOAD_GUP" in names(fleet)
+        gup = [r for r in fleet.records if r.server == "gup" and r.event == "DOWNLOAD_GUP"]
+        assert [r.port for r in gup] == [fleet.gup.port]  # type: ignore[union-attr]
+
+    in_fleet(go)
+
+
+@pytest.mark.parametrize(("interp", "want"), [
+    ("seed", ["DOWNLOAD_GUP", "DOWNLOAD_FAILED", "UPLOAD_LOGS"]),
+    ("documented", ["DOWNLOAD_GUP", "DOWNLOAD_FAILED", "DOWNLOAD_MANAGER",
+                    "CONTENT_RECEIVED", "UPLOAD_LOGS"]),
+])
+def test_gup_down_seed_skips_documented_falls_back(interp: str, want: list[str]) -> None:
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        fleet["m1"].set_policy("gup")
+        assert fleet.gup is not None
+        await fleet.gup.set_fault("refuse")
+        assert await client(fleet, tmp / "st", interp=interp).run() == 0
+        got = names(fleet)
+        start = got.index("DOWNLOAD_GUP")
+        assert got[start:start + len(want)] == want
+        assert got[-1] == "DISCONNECT"
+
+    in_fleet(go)
+
+
+@pytest.mark.parametrize("interp", ["seed", "documented"])
+def test_refused_first_manager(interp: str) -> None:
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        await fleet["m1"].set_fault("refuse")
+        assert await client(fleet, tmp / "st", interp=interp).run() == 0
+        addrs = [r.addr for r in recs(fleet) if r.event == "CONNECT"]
+        if interp == "seed":  # the check-in ends: m2 is not tried
+            assert addrs == [fleet["m1"].address]
+            assert names(fleet)[-2:] == ["CONNECT_FAILED", "DISCONNECT"]
+        else:  # failover to the next priority in the same heartbeat
+            assert addrs == [fleet["m1"].address, fleet["m2"].address]
+            assert names(fleet)[-1] == "DISCONNECT" and "SENSORS_ACKED" in names(fleet)
+
+    in_fleet(go)
+
+
+STEPS = ["/index.dat", "/urls", "/content", "/logs", "/sensors"]
+# A refusing server stops listening, so only the connect of a check-in can meet it.
+CASES = [("refuse", "/index.dat")] + [
+    (fault, path) for fault in ("stall", "reset", "error", "garbage") for path in STEPS
+]
+
+
+@pytest.mark.parametrize(("fault", "path"), CASES)
+def test_every_fault_at_every_step_ends_the_checkin_and_keeps_logs(
+    fault: str, path: str
+) -> None:
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        st = tmp / "st"
+        make_logs(ClientState(st, fsync=False).logs, 5000, 2, seed=3)
+        await fleet["m1"].set_fault(fault, None if fault == "refuse" else path)
+        # two heartbeats under the fault: each ends cleanly, the second tries again
+        assert await client(fleet, st, heartbeats=2).run() == 0
+        got = names(fleet)
+        assert got.count("HEARTBEAT_DUE") == 2 and got.count("DISCONNECT") == 2
+        failures = {"CONNECT_FAILED", "SESSION_TIMEOUT", "REQUEST_FAILED"}
+        assert len([n for n in got if n in failures]) == 2, got
+        if path != "/sensors":
+            assert fleet.logs("c1") == []
+            assert len(ClientState(st, fsync=False).logs) == 2  # kept for next time
+        # the fault cleared: the next run uploads every kept log exactly once
+        await fleet["m1"].set_fault("up")
+        assert await client(fleet, st, heartbeats=1).run() == 0
+        ids = [log.id for log in fleet.logs("c1")]
+        assert len(ids) == len(set(ids)) == 2
+        assert len(ClientState(st, fsync=False).logs) == 0
+
+    in_fleet(go)
+
+
+@pytest.mark.parametrize("interp", ["seed", "documented"])
+def test_push_mode_holds_and_applies_a_published_change_at_once(interp: str) -> None:
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        import asyncio
+
+        c = client(fleet, tmp / "st", interp=interp, mode=Mode.PUSH, heartbeats=2)
+        task = asyncio.create_task(c.run())
+        await fleet.recorder.wait_for(lambda r: r.event == "HOLD" and r.by == "server")
+        assert fleet["m1"].held == 1
+        new = fleet.publish()
+        assert await task == 0
+        got = names(fleet)
+        first = got.index("HOLD")
+        assert got[first:first + 5] == [
+            "HOLD", "POLICY_PUSHED", "GET_INDEX", "INDEX_RECEIVED", "GET_URLS"]
+        assert got[-1] == "HOLD" and "DISCONNECT" not in got
+        idx = ClientState(tmp / "st", fsync=False).load_index()
+        assert idx is not None and idx.serial == new.serial
+        # one TCP connection throughout: push mode does not fully disconnect
+        assert {r.conn for r in recs(fleet, by="server") if r.server == "m1"} == {1}
+
+    in_fleet(go)
+
+
+def test_documented_push_client_still_heartbeats() -> None:
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        c = client(fleet, tmp / "st", interp="documented", mode=Mode.PUSH, heartbeats=3)
+        assert await c.run() == 0
+        got = names(fleet)
+        # check-in, hold, push heartbeat (204 ends the hold), check-in, hold, ...
+        assert got.count("HOLD") == 3 and got.count("HEARTBEAT_DUE") == 3
+        assert got[got.index("HOLD") + 1:got.index("HOLD") + 3] == [
+            "HEARTBEAT_DUE", "GET_INDEX"]
+        assert "DISCONNECT" not in got
+
+    in_fleet(go)
