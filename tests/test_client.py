@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from netutil import addresses, run
 
 from sephb.conformance.client import ClientOptions, ReferenceClient
 from sephb.conformance.clock import Clock
@@ -18,8 +19,6 @@ from sephb.conformance.sylink import Sylink
 from sephb.conformance.trace import Record
 from sephb.model.interpretations import get
 from sephb.model.protocol import Mode
-
-from netutil import addresses, run
 
 SCALE = 0.001
 
