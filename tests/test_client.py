@@ -17,6 +17,7 @@ from sephb.conformance.servers import Fleet
 from sephb.conformance.store import ClientState, make_logs
 from sephb.conformance.sylink import Sylink
 from sephb.conformance.trace import Record
+from sephb.model import protocol as P
 from sephb.model.interpretations import get
 from sephb.model.protocol import Mode
 
@@ -205,5 +206,22 @@ def test_documented_push_client_still_heartbeats() -> None:
         assert got[got.index("HOLD") + 1:got.index("HOLD") + 3] == [
             "HEARTBEAT_DUE", "GET_INDEX"]
         assert "DISCONNECT" not in got
+
+    in_fleet(go)
+
+
+@pytest.mark.parametrize(("log_bytes", "bounds"), [
+    (0, P.IDLE_HEARTBEAT_BYTES), (256_000, P.FULL_HEARTBEAT_BYTES)])
+def test_heartbeat_sizes_on_the_wire_land_in_the_seeds_ranges(
+    log_bytes: int, bounds: tuple[int, int]
+) -> None:
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        st = tmp / "st"
+        # first check-in downloads the content; the second is the one measured
+        assert await client(fleet, st, heartbeats=1).run() == 0
+        assert await client(fleet, st, heartbeats=1, log_bytes=log_bytes).run() == 0
+        last = [r for r in recs(fleet) if r.event == "DISCONNECT"][-1]
+        size = (last.bytes_in or 0) + (last.bytes_out or 0)
+        assert bounds[0] <= size <= bounds[1], size
 
     in_fleet(go)

@@ -1,0 +1,151 @@
+"""Many reference clients against one simulated manager, over real sockets.
+
+Runs `sephb manager` (one manager, no GUP) as its own process and N reference clients
+in this process's event loop, at a time scale (default 0.01: the 300 s interval lasts
+3 s, the 30,000 ms session limit 300 ms). Client starts are spread over one interval,
+as sylink.xml's RandomizationRange spreads a real fleet. Prints check-ins per second,
+errors, log accounting (none lost, none twice) and peak memory of both processes.
+
+Not a test: figures go in the README. Run it with the project's venv:
+    .venv/bin/python tests/benchmarks/bench_fleet.py --clients 500 --heartbeats 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from sephb.conformance.client import ClientOptions, ReferenceClient
+from sephb.conformance.clock import Clock
+from sephb.conformance.store import ClientState
+from sephb.conformance.sylink import Sylink
+from sephb.conformance.trace import Recorder
+from sephb.model.interpretations import get
+
+FAILURES = {"CONNECT_FAILED", "SESSION_TIMEOUT", "REQUEST_FAILED", "DOWNLOAD_FAILED",
+            "CONNECTION_LOST"}
+
+
+def start_manager(tmp: Path, address: str, scale: float) -> tuple[subprocess.Popen[str],
+                                                                   str, int]:
+    cfg = tmp / "managers.toml"
+    cfg.write_text(f"""
+[site]
+content_size = 4096
+[[manager]]
+name = "m1"
+address = "{address}"
+port = 8014
+priority = 1
+[control]
+address = "127.0.0.1"
+port = 0
+""")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sephb.conformance.cli", "manager", "--config", str(cfg),
+         "--time-scale", str(scale)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    port, control = 0, ""
+    while not control:
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit("the manager did not start")
+        parts = line.split()
+        if parts[0] == "m1":
+            port = int(parts[2].rsplit(":", 1)[1])
+        if parts[0] == "control":
+            control = "http://" + parts[2]
+    return proc, control, port
+
+
+def peak_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def run_clients(args: argparse.Namespace, tmp: Path, address: str, port: int
+                      ) -> tuple[list[ReferenceClient], Recorder, float]:
+    recorder = Recorder(Clock(args.time_scale), keep=True)
+    sy = Sylink.build([[(address, port)]], heartbeat_s=300)
+    clients = [
+        ReferenceClient(ClientOptions(
+            sylink=sy, state_dir=tmp / f"c{i}", interpretation=get(args.interpretation),
+            time_scale=args.time_scale, heartbeats=args.heartbeats, client_id=f"c{i}",
+            log_bytes=args.log_bytes, seed=i, fsync=False), recorder)
+        for i in range(args.clients)
+    ]
+    spread = 300 * args.time_scale  # one interval, wall seconds
+
+    async def one(i: int, c: ReferenceClient) -> None:
+        await asyncio.sleep(spread * i / len(clients))
+        await c.run()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(one(i, c) for i, c in enumerate(clients)))
+    return clients, recorder, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=500)
+    ap.add_argument("--heartbeats", type=int, default=20)
+    ap.add_argument("--time-scale", type=float, default=0.01)
+    ap.add_argument("--log-bytes", type=int, default=2000,
+                    help="log volume each client produces per heartbeat")
+    ap.add_argument("--interpretation", default="seed")
+    ap.add_argument("--address", default="127.0.9.2")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        proc, control, port = start_manager(tmp, args.address, args.time_scale)
+        try:
+            clients, recorder, wall = asyncio.run(run_clients(args, tmp, args.address,
+                                                              port))
+            with urllib.request.urlopen(control + "/control/state", timeout=60) as r:
+                state: dict[str, Any] = json.loads(r.read())
+            mgr_peak = peak_rss_kib(proc.pid)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        failures = sum(1 for r in recorder.records if r.event in FAILURES)
+        checkins = sum(c.checkins for c in clients)
+        lost = twice = 0
+        for c in clients:
+            cid = c.opts.client_id
+            got = [lg["id"] for lg in state["clients"].get(cid, {}).get("logs", [])]
+            twice += len(got) - len(set(got))
+            still = {e.id for e in ClientState(c.opts.state_dir, fsync=False).logs.pending()}
+            produced = len(set(got) | still)
+            # every entry the client produced is either stored once or still queued
+            expected = (args.heartbeats + 1) * -(-args.log_bytes // 8192)
+            lost += max(0, expected - produced)
+    own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}")
+    print(f"{args.clients} clients x {args.heartbeats} heartbeats, time scale "
+          f"{args.time_scale}, {args.log_bytes} log bytes per heartbeat, "
+          f"interpretation {args.interpretation}")
+    print()
+    print("| check-ins | wall s | check-ins/s | failure events | logs lost | logs twice "
+          "| peak RSS clients | peak RSS manager |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| {checkins} | {wall:.1f} | {checkins / wall:.0f} | {failures} | {lost} "
+          f"| {twice} | {own_peak / 1024:.0f} MiB | {mgr_peak / 1024:.0f} MiB |")
+
+
+if __name__ == "__main__":
+    main()
