@@ -128,7 +128,8 @@ def main() -> None:
             cid = c.opts.client_id
             got = [lg["id"] for lg in state["clients"].get(cid, {}).get("logs", [])]
             twice += len(got) - len(set(got))
-            still = {e.id for e in ClientState(c.opts.state_dir, fsync=False).logs.pending()}
+            queue = ClientState(c.opts.state_dir, fsync=False).logs
+            still = {e.id for e in queue.pending()}
             produced = len(set(got) | still)
             # every entry the client produced is either stored once or still queued
             expected = (args.heartbeats + 1) * -(-args.log_bytes // 8192)

@@ -47,8 +47,9 @@ def main() -> None:
         ("full logging (256,000 B of logs)", 256_000, FULL_HEARTBEAT_BYTES, "127.0.9.4"),
     ):
         out, inn = asyncio.run(measure(logs, addr))
-        print(f"| {name} | {out:,} B | {inn:,} B | {out + inn:,} B ({(out + inn) / 1024:.1f}"
-              f" KiB) | {lo // 1024}-{hi // 1024} KiB |")
+        total = out + inn
+        print(f"| {name} | {out:,} B | {inn:,} B | {total:,} B ({total / 1024:.1f} KiB)"
+              f" | {lo // 1024}-{hi // 1024} KiB |")
 
 
 if __name__ == "__main__":
