@@ -34,7 +34,7 @@ system-deps:
 setup: $(STAMP) system-deps
 
 run: setup
-	$(BIN)/sephb model --summary
+	$(BIN)/sephb model
 	$(BIN)/sephb diagram --all -o out/
 
 test: setup
