@@ -98,7 +98,8 @@ class ReferenceClient:
             index=(index.serial, index.revision) if index else None,
         )
         self.conn: HttpConnection | None = None
-        self.urls: list[str] = []
+        #: Ids of the last log upload the manager acknowledged, until the core settles.
+        self._inflight: list[str] = []
         #: Check-ins that ended (arrived at IDLE or PUSH_HELD).
         self.checkins = 0
         self.errors: list[str] = []
@@ -180,7 +181,7 @@ class ReferenceClient:
         if self.core.state is State.PUSH_HELD:
             self._new_checkin()  # a push or the push heartbeat starts one
         self._record(outcome.event, **outcome.data)
-        kw = {k: outcome.data[k] for k in ("serial", "content", "source")
+        kw = {k: outcome.data[k] for k in ("serial", "content", "source", "urls")
               if k in outcome.data}
         return self._after(self.core.handle(outcome.event, now, **kw))
 
@@ -196,10 +197,13 @@ class ReferenceClient:
     # --- effects -------------------------------------------------------------------
 
     def _start(self, effect: Effect) -> asyncio.Task[_Outcome] | None:
-        manager = self.peers[effect.manager] if effect.manager is not None else None
+        if effect.settle_logs:
+            # The manager acknowledged the last upload: only now may it leave the queue.
+            self.state.logs.ack(self._inflight)
+            self._inflight = []
         fields: dict[str, Any] = {}
-        if manager is not None:
-            fields = {"addr": manager.address, "port": manager.port}
+        if effect.host is not None:
+            fields = {"addr": effect.host, "port": effect.port}
         action = effect.action
         if action is Action.DISCONNECT:
             self._close()
@@ -221,7 +225,7 @@ class ReferenceClient:
                 return None  # the last check-in ended held: nothing more to wait for
             return asyncio.create_task(self._guard(self._hold(conn)))
         self._record(action, **fields)
-        return asyncio.create_task(self._guard(self._do(action, manager)))
+        return asyncio.create_task(self._guard(self._do(effect)))
 
     def _new_checkin(self) -> None:
         self._bytes = [0, 0]
@@ -256,47 +260,74 @@ class ReferenceClient:
         return {wire.HEADER_CLIENT: self.opts.client_id,
                 wire.HEADER_LOCATION: self.opts.location}
 
-    async def _call(self, method: str, path: str, body: bytes = b"",
+    async def _call(self, effect: Effect, method: str, path: str, body: bytes = b"",
                     headers: dict[str, str] | None = None) -> Response:
+        """One request to the session's manager (opening the connection if a client
+        goes on without one) or, when the effect targets elsewhere, to that host."""
+        assert effect.host is not None and effect.port is not None
+        conn = self.conn
+        if conn is None or conn.host != f"{effect.host}:{effect.port}":
+            if conn is not None and effect.action not in _ELSEWHERE:
+                raise HttpError(f"{effect.action.value} aimed at {effect.host}:"
+                                f"{effect.port}, not the session's {conn.host}")
+            other = await HttpConnection.open(effect.host, effect.port)
+            if conn is None and effect.action not in _ELSEWHERE:
+                self.conn = other
+            else:  # a download from elsewhere: its own connection, closed after
+                try:
+                    return await self._send(other, method, path, body, headers)
+                finally:
+                    other.close()
+                    self._bytes[0] += other.bytes_in
+                    self._bytes[1] += other.bytes_out
         assert self.conn is not None
+        return await self._send(self.conn, method, path, body, headers)
+
+    async def _send(self, conn: HttpConnection, method: str, path: str, body: bytes,
+                    headers: dict[str, str] | None) -> Response:
         hdrs = self._headers() | (headers or {})
         if body:
             hdrs["Content-Type"] = "application/json"
-        resp = await self.conn.request(method, path, hdrs, body)
+        resp = await conn.request(method, path, hdrs, body)
         if resp.status >= 300:
-            raise HttpError(f"{self.conn.host}: {method} {path} answered {resp.status}")
+            raise HttpError(f"{conn.host}: {method} {path} answered {resp.status}")
         return resp
 
-    async def _do(self, action: Action, manager: Peer | None) -> _Outcome:
+    async def _do(self, effect: Effect) -> _Outcome:
+        action = effect.action
         if action is Action.CONNECT:
-            assert manager is not None
-            self.conn = await HttpConnection.open(manager.address, manager.port)
+            assert effect.host is not None and effect.port is not None
+            self.conn = await HttpConnection.open(effect.host, effect.port)
             return _Outcome(Event.CONNECTED)
         if action is Action.GET_INDEX:
             serial = self.core.index[0] if self.core.index else ""
-            resp = await self._call("GET", wire.INDEX_PATH,
+            resp = await self._call(effect, "GET", wire.INDEX_PATH,
                                     headers={wire.HEADER_SERIAL: serial})
             idx = msgspec.json.decode(resp.body, type=wire.IndexAnswer)
             return _Outcome(Event.INDEX_RECEIVED, data={
                 "serial": idx.serial, "content": idx.content, "source": idx.source.value,
                 "changed": (idx.serial, idx.content) != self.core.index})
         if action is Action.GET_URLS:
-            resp = await self._call("GET", wire.URLS_PATH)
+            resp = await self._call(effect, "GET", wire.URLS_PATH)
             urls = msgspec.json.decode(resp.body, type=wire.UrlsAnswer)
-            self.urls = list(urls.urls)
-            return _Outcome(Event.URLS_RECEIVED, data={"source": urls.source.value})
-        if action in (Action.DOWNLOAD_MANAGER, Action.DOWNLOAD_GUP):
-            await self._download(action, manager)
+            return _Outcome(Event.URLS_RECEIVED,
+                            data={"source": urls.source.value, "urls": list(urls.urls)})
+        if action in _ELSEWHERE:
+            # Every URL's path, fetched from where the core aims this download: the
+            # GUP, or the manager (its own URLs, or the GUP's ones on fallback, A5).
+            for url in self.core.urls:
+                parts = urlsplit(url)
+                await self._call(effect, "GET", parts.path
+                                 + (f"?{parts.query}" if parts.query else ""))
             return _Outcome(Event.CONTENT_RECEIVED)
         if action is Action.UPLOAD_LOGS:
             batch = self.state.logs.pending()
             body = msgspec.json.encode(wire.LogsUpload(
                 [wire.LogEntry(e.id, e.data) for e in batch]))
-            resp = await self._call("POST", wire.LOGS_PATH, body)
+            resp = await self._call(effect, "POST", wire.LOGS_PATH, body)
             acked = set(msgspec.json.decode(resp.body, type=wire.LogsAck).acked)
-            # Only what the manager acknowledged leaves the queue (ambiguity A8).
-            self.state.logs.ack([e.id for e in batch if e.id in acked])
-            return _Outcome(Event.LOGS_ACKED, data={"ids": sorted(acked)})
+            self._inflight = [e.id for e in batch if e.id in acked]
+            return _Outcome(Event.LOGS_ACKED, data={"ids": self._inflight})
         if action is Action.UPLOAD_SENSORS:
             batch = self.state.sensors.pending()
             apps = [{"sha256": f"{self._rnd.getrandbits(256):064x}",
@@ -304,31 +335,10 @@ class ReferenceClient:
                     for i in range(LEARNED_APPS)]
             body = msgspec.json.encode(wire.SensorsUpload(
                 [{"id": e.id, "data": e.data} for e in batch], apps))
-            await self._call("POST", wire.SENSORS_PATH, body)
+            await self._call(effect, "POST", wire.SENSORS_PATH, body)
             self.state.sensors.ack([e.id for e in batch])
             return _Outcome(Event.SENSORS_ACKED)
         raise AssertionError(f"no adapter for {action}")  # ENTRY has no other actions
-
-    async def _download(self, action: Action, manager: Peer | None) -> None:
-        """Fetch every URL; from the manager's port, or from the GUP on its port."""
-        assert manager is not None
-        for url in self.urls:
-            parts = urlsplit(url)
-            target = parts.path + (f"?{parts.query}" if parts.query else "")
-            if action is Action.DOWNLOAD_MANAGER:
-                # Manager URLs, or GUP URLs refetched from the manager (fallback, A5).
-                await self._call("GET", target)
-                continue
-            host, port = parts.hostname or "", parts.port or 80
-            gup = await HttpConnection.open(host, port)
-            try:
-                resp = await gup.request("GET", target, self._headers())
-                if resp.status >= 300:
-                    raise HttpError(f"{gup.host}: GET {target} answered {resp.status}")
-            finally:
-                gup.close()
-                self._bytes[0] += gup.bytes_in
-                self._bytes[1] += gup.bytes_out
 
     async def _hold(self, conn: HttpConnection) -> _Outcome:
         headers = self._headers()
@@ -356,8 +366,11 @@ class ReferenceClient:
         self.recorder.emit(name, self.opts.client_id, by="client", **fields)
 
 
+#: Downloads may go to another host than the session's manager (the GUP).
+_ELSEWHERE = frozenset({Action.DOWNLOAD_MANAGER, Action.DOWNLOAD_GUP})
+
 _RECORD_FIELDS = frozenset({
-    "addr", "port", "serial", "content", "source", "changed", "ids", "error",
+    "addr", "port", "serial", "content", "source", "changed", "ids", "error", "urls",
     "bytes_in", "bytes_out",
 })
 

@@ -25,12 +25,14 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from sephb.model.errors import ProtocolError
 from sephb.model.interpretations import Interpretation, Selection
 from sephb.model.protocol import (
     ENTRY,
     GUARDS,
+    GUP_PORT,
     INITIAL,
     SESSION_LIMIT_MS,
     SESSION_PENDING,
@@ -55,11 +57,18 @@ class Peer:
 
 @dataclass(frozen=True)
 class Effect:
-    """What the adapter must do now: a state's entry action, toward a manager."""
+    """What the adapter must do now: a state's entry action, and where."""
 
     action: Action
     #: Index into the client's manager list; None when no manager is involved.
     manager: int | None
+    #: Where the request goes (the manager, or the GUP of the URLs); None for
+    #: DISCONNECT.
+    host: str | None = None
+    port: int | None = None
+    #: The logs of the last upload may now leave the durable queue: the manager
+    #: acknowledged them (ambiguity A8: never on a failure).
+    settle_logs: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,8 @@ class ClientCore:
     offered: tuple[str, int] | None = None
     #: The LiveUpdate content source for the current location, as last announced.
     source: Source = Source.MANAGER
+    #: The download URLs of the last URLs answer.
+    urls: list[str] = field(default_factory=list)
     _order: list[int] = field(default_factory=list)
     _heartbeat_at: int = 0
 
@@ -145,14 +156,18 @@ class ClientCore:
         serial: str | None = None,
         content: int | None = None,
         source: str | None = None,
+        urls: Sequence[str] | None = None,
     ) -> list[Effect]:
         """Apply ``event`` at model time ``now``; return the effects to carry out.
 
         ``serial``/``content`` come with INDEX_RECEIVED, ``source`` with
-        INDEX_RECEIVED or URLS_RECEIVED (the policy for the client's location).
+        INDEX_RECEIVED or URLS_RECEIVED (the policy for the client's location),
+        ``urls`` with URLS_RECEIVED.
         """
         if source is not None:
             self.source = Source(source)
+        if urls is not None:
+            self.urls = list(urls)
         if event is Event.INDEX_RECEIVED:
             if serial is None or content is None:
                 raise ProtocolError(self.state.value, event.value, "index without serial")
@@ -213,7 +228,24 @@ class ClientCore:
         if row.dest is State.IDLE:
             self.manager = None
             self.offered = None
-        return [Effect(ENTRY[row.dest], self.manager)]
+        action = ENTRY[row.dest]
+        host, port = self._target(action)
+        return [Effect(action, self.manager, host, port, self._settles_logs(row))]
+
+    def _target(self, action: Action) -> tuple[str | None, int | None]:
+        """Where an action's request goes: the GUP of the URLs for a GUP download,
+        otherwise the current manager (its HttpPort carries content too, step 4)."""
+        if action is Action.DOWNLOAD_GUP and self.urls:
+            parts = urlsplit(self.urls[0])
+            return parts.hostname, parts.port or GUP_PORT
+        if self.manager is None:
+            return None, None
+        peer = self.managers[self.manager]
+        return peer.address, peer.port
+
+    def _settles_logs(self, row: Row) -> bool:
+        """Logs leave the queue only when the manager acknowledged them."""
+        return row.event is Event.LOGS_ACKED
 
     def _timer_for(self, came_from: State, dest: State, now: int) -> Timer | None:
         if dest is State.IDLE:

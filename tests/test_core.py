@@ -34,7 +34,7 @@ def actions(effects: list[Effect]) -> list[A]:
 def test_first_heartbeat_is_due_at_start_and_goes_to_the_first_manager() -> None:
     c = core()
     assert c.timer == c.timer.__class__(0, E.HEARTBEAT_DUE)  # type: ignore[union-attr]
-    assert c.expire(0) == [Effect(A.CONNECT, 0)]
+    assert c.expire(0) == [Effect(A.CONNECT, 0, "127.0.0.2", 8014)]
     assert c.timer is not None and c.timer.at == P.SESSION_LIMIT_MS
 
 
@@ -45,7 +45,9 @@ def test_full_pull_checkin_with_new_content_from_the_gup() -> None:
     assert actions(c.handle(E.INDEX_RECEIVED, 9, serial="s1", content=1, source="gup")) == [
         A.GET_URLS
     ]
-    assert actions(c.handle(E.URLS_RECEIVED, 12, source="gup")) == [A.DOWNLOAD_GUP]
+    effects = c.handle(E.URLS_RECEIVED, 12, source="gup",
+                       urls=["http://127.0.0.9:2967/content/1/a.zip"])
+    assert effects == [Effect(A.DOWNLOAD_GUP, 0, "127.0.0.9", 2967)]
     assert c.index is None  # not adopted before the content arrived
     assert actions(c.handle(E.CONTENT_RECEIVED, 20)) == [A.UPLOAD_LOGS]
     assert c.index == ("s1", 1)
@@ -159,6 +161,7 @@ def test_core_only_ever_takes_rows_of_its_table(
         except ProtocolError:
             assert not c.accepts(event) or event is E.INDEX_RECEIVED
             continue
-        assert effects == [Effect(P.ENTRY[c.state], c.manager)]
+        assert [(e.action, e.manager) for e in effects] == [(P.ENTRY[c.state], c.manager)]
+        assert effects[0].settle_logs is (c.path[-1].event is E.LOGS_ACKED)
         assert c.path[-1] in rows
         assert (c.manager is None) is (c.state is P.State.IDLE)
