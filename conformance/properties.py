@@ -1,0 +1,257 @@
+"""The oracle of the conformance suite: the model's checker plus data properties.
+
+Theory of operation
+-------------------
+The suite sees a client only as its servers do: the trace records they make
+(``by: "server"``). Two kinds of judgement run on every record:
+
+* **control**: :class:`sephb.model.checker.Checker`, compiled from the transition
+  table, tracks the set of model states consistent with the records so far. Events a
+  server cannot see (the client's own timers, a refused connect) are hidden and
+  closed over. An empty set is a violation naming the requirement of the state the
+  client should have been in.
+* **data**: what the control states cannot say, checked here against what the
+  environment knows (which managers it made unavailable, how many logs the client
+  produced, the configured ports and interval): the first manager by priority, the
+  30,000 ms session limit and the interval, the content ports, logs neither lost nor
+  uploaded twice.
+
+The properties read the model's parameters (:mod:`sephb.model.protocol`) and the
+interpretation; they never restate a transition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sephb.model.checker import Checker
+from sephb.model.interpretations import Interpretation, Selection
+from sephb.model.protocol import (
+    GUP_PORT,
+    SESSION_LIMIT_MS,
+    Action,
+    Event,
+    Mode,
+    Switch,
+)
+
+#: What servers cannot observe: the client's timers and its side of a failure.
+HIDDEN = frozenset({Event.HEARTBEAT_DUE, Event.CONNECTED, Event.SESSION_TIMEOUT,
+                    Event.CONNECT_FAILED, Event.REQUEST_FAILED, Event.DOWNLOAD_FAILED,
+                    Event.CONNECTION_LOST})
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A violation: which requirement, what happened, where in the trace."""
+
+    requirement: str
+    message: str
+    index: int
+    t: int
+
+
+@dataclass
+class Manager:
+    """What the oracle knows of one manager: where it is and its priority."""
+
+    name: str
+    address: str
+    port: int
+    priority: int
+
+
+@dataclass
+class Oracle:
+    """Judges one client's server-side trace, record by record."""
+
+    interpretation: Interpretation
+    mode: Mode
+    managers: list[Manager]
+    gup: tuple[str, int] | None
+    interval_ms: int
+    #: Whether a manager is available to the client now (the environment's view).
+    available: Callable[[str], bool] = lambda name: True
+    #: Model milliseconds of slack for timing properties (0 in virtual time; the
+    #: wire adapter's scheduling needs some).
+    tolerance_ms: int = 0
+    checker: Checker = field(init=False)
+    findings: list[Finding] = field(default_factory=list)
+    #: Requirement ids the data properties exercised, and how often.
+    exercised: dict[str, int] = field(default_factory=dict)
+    index: int = 0
+    #: What the checker was fed: (name, t, changed, source).
+    observations: list[tuple[str, int, Any, Any]] = field(default_factory=list)
+    produced: int = 0
+    acked: set[str] = field(default_factory=set)
+    _round_start: int | None = None
+    _tried: set[str] = field(default_factory=set)
+    _session_since: int | None = None
+    _session_manager: str | None = None
+    _uploading: int = 0
+    _restarted: bool = False
+    _failed: set[str] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.checker = Checker(self.interpretation, mode=self.mode, hidden=HIDDEN)
+
+    # --- what the environment tells the oracle ----------------------------------------
+
+    def logs_produced(self, count: int) -> None:
+        self.produced += count
+
+    def restarted(self, now: int) -> None:
+        """The client was restarted: its first heartbeat is due at once."""
+        self._round_start = None
+        self._tried = set()
+        self._session_since = None
+        self._restarted = True
+
+    def tick(self, now: int) -> None:
+        """Time advanced to ``now``: a pending session must have been given up."""
+        since = self._session_since
+        if since is not None and now > since + SESSION_LIMIT_MS + self.tolerance_ms:
+            self._find("REQ-2-TIMEOUT-30000",
+                       f"no session with {self._session_manager} within "
+                       f"{SESSION_LIMIT_MS} ms (connected at t={since}), and the client "
+                       f"still waits at t={now}", now)
+            self._session_since = None
+
+    # --- records ---------------------------------------------------------------------
+
+    def feed(self, rec: dict[str, Any]) -> None:
+        name = rec["event"]
+        t = int(rec["t"])
+        if rec.get("role") == "gup" and name in ("CONNECT", "DISCONNECT"):
+            return  # a GUP download's own connection: not a step of the model
+        self.tick(t)
+        self._data(rec, name, t)
+        if rec.get("server") == "-":
+            self.index += 1
+            return  # nothing listens there: the data properties named the port rule
+        obs = (name, t, rec.get("changed"), rec.get("source"))
+        self.observations.append(obs)
+        v = self.checker.feed(*obs)
+        if v is not None and not any(f.index == v.index for f in self.findings):
+            self.findings.append(Finding(v.requirement, v.message, v.index, v.t))
+        self.index += 1
+
+    def path(self) -> list[str]:
+        """Row names of one run of the model consistent with the records so far (the
+        reference checker's first branch): what coverage counts."""
+        from sephb.model.oracle import Checker as Reference
+
+        ref = Reference(self.interpretation, mode=self.mode, hidden=HIDDEN)
+        for obs in self.observations:
+            if ref.feed(*obs) is not None:
+                break
+        branches = ref._branches  # state -> its run, newest row first
+        if not branches:
+            return []
+        run = branches[min(branches, key=lambda s: s.value)]
+        names: list[str] = []
+        while run is not None:
+            names.append(run[0].name)
+            run = run[1]
+        return names[::-1]
+
+    def _find(self, requirement: str, message: str, t: int) -> None:
+        self.findings.append(Finding(requirement, message, self.index, t))
+
+    def _hit(self, requirement: str) -> None:
+        self.exercised[requirement] = self.exercised.get(requirement, 0) + 1
+
+    def _manager(self, rec: dict[str, Any]) -> Manager | None:
+        for m in self.managers:
+            if m.address == rec.get("addr") and m.port == rec.get("port"):
+                return m
+        return None
+
+    def _data(self, rec: dict[str, Any], name: str, t: int) -> None:
+        if name == Action.CONNECT.value and rec.get("role") == "manager":
+            self._connect(rec, t)
+        elif name == Event.INDEX_RECEIVED.value:
+            self._session_since = None
+        elif name in (Event.CONNECT_FAILED.value, Action.DISCONNECT.value):
+            if self._session_since is not None and self._session_manager:
+                self._failed.add(self._session_manager)
+            self._session_since = None
+        elif name in (Action.DOWNLOAD_MANAGER.value, Action.DOWNLOAD_GUP.value):
+            self._port(rec, name, t)
+        elif name == Action.UPLOAD_LOGS.value:
+            self._upload(rec, t)
+        elif name == Event.LOGS_ACKED.value:
+            ids = set(rec.get("ids") or [])
+            self.acked |= ids
+            self._hit("REQ-5-LOGS")
+            if len(self.acked) < self._uploading:
+                self._find("REQ-5-LOGS",
+                           f"{self._uploading - len(self.acked)} produced log(s) never "
+                           f"reached the manager: lost", t)
+        elif name == Event.SENSORS_ACKED.value:
+            self._failed = set()
+
+    def _connect(self, rec: dict[str, Any], t: int) -> None:
+        m = self._manager(rec)
+        if m is None:
+            return
+        self._session_since, self._session_manager = t, m.name
+        new_round = (self._round_start is None or self._restarted
+                     or t >= self._round_start + self.interval_ms - self.tolerance_ms)
+        if new_round:
+            self._round_start, self._tried, self._restarted = t, {m.name}, False
+            self._hit("REQ-7-PULL")
+            self._priority(m, t)
+            return
+        failover = self.interpretation.switches[Switch.FAILOVER]
+        if m.name in self._tried or not failover:
+            self._find("REQ-2-TIMEOUT-30000",
+                       f"a new check-in with {m.name} at t={t}, "
+                       f"{t - (self._round_start or 0)} ms after the last one began: "
+                       f"the next one is due after the {self.interval_ms} ms interval", t)
+        self._tried.add(m.name)
+
+    def _priority(self, m: Manager, t: int) -> None:
+        """REQ-1-PRIORITY: the first manager of a heartbeat is the first available
+        one by priority (the first listed, in the seed's reading)."""
+        self._hit("REQ-1-PRIORITY")
+        if self.interpretation.selection is Selection.FIRST:
+            allowed = [self.managers[0]]
+        else:
+            up = [x for x in self.managers
+                  if self.available(x.name) and x.name not in self._failed]
+            top = min((x.priority for x in up), default=m.priority)
+            allowed = [x for x in self.managers if x.priority <= top]
+        if m not in allowed:
+            self._find("REQ-1-PRIORITY",
+                       f"the heartbeat at t={t} began with {m.name} (priority "
+                       f"{m.priority}); expected {' or '.join(x.name for x in allowed)}",
+                       t)
+
+    def _port(self, rec: dict[str, Any], name: str, t: int) -> None:
+        """REQ-4-PORT-8014/2967: content only from the port the source implies."""
+        if name == Action.DOWNLOAD_GUP.value:
+            self._hit("REQ-4-PORT-2967")
+            want = self.gup or ("", GUP_PORT)
+            if (rec.get("addr"), rec.get("port")) != want:
+                self._find("REQ-4-PORT-2967",
+                           f"GUP content fetched from {rec.get('addr')}:{rec.get('port')},"
+                           f" not the GUP on {want[0]}:{want[1]}", t)
+        else:
+            self._hit("REQ-4-PORT-8014")
+            m = self._manager(rec)
+            if m is None or rec.get("server") == "-":
+                self._find("REQ-4-PORT-8014",
+                           f"manager content fetched from {rec.get('addr')}:"
+                           f"{rec.get('port')}, not a manager's content port", t)
+
+    def _upload(self, rec: dict[str, Any], t: int) -> None:
+        ids = list(rec.get("ids") or [])
+        again = [i for i in ids if i in self.acked]
+        if again and not self._restarted:
+            self._find("REQ-5-LOGS",
+                       f"log(s) {', '.join(again[:3])} uploaded again after the manager "
+                       f"acknowledged them", t)
+        self._uploading = self.produced

@@ -1,0 +1,327 @@
+"""The conformance suite: Hypothesis stateful testing of a client against the model.
+
+Theory of operation
+-------------------
+A Hypothesis ``RuleBasedStateMachine`` plays the environment of one client: three
+managers over two priorities and a GUP (a :class:`~.world.World` in process), a
+virtual clock, and the client under test. Its rules are environment actions -- a
+manager refusing, stalling, resetting, failing or answering garbage at some step, the
+GUP going down, new content published, the location's LiveUpdate source changed, the
+client moving location, logs produced, a policy change pushed, the held connection
+dropped, time advanced (by values that hug the 30,000 ms limit and the interval), the
+client restarted. The client's moves are not rules: they are what it does in answer,
+and the :class:`~.properties.Oracle` judges every record the servers make after every
+step (an invariant). No rule restates the protocol.
+
+Hypothesis shrinks a violation to a short program; the suite turns it into a
+:class:`~.results.Failure` with the records, the steps and a replay file. Coverage:
+every step's records are explained by one consistent run of the model, whose rows
+are counted (and reported to ``hypothesis.event``); a run fails when a row or a
+requirement id was never exercised. Rules are weighted toward what is not covered yet
+by :func:`_goal`, which steers the environment to the cause of an uncovered row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import hypothesis
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from sephb.model.interpretations import Interpretation
+from sephb.model.protocol import (
+    HEARTBEAT_INTERVAL_S,
+    REQUIREMENTS,
+    SESSION_LIMIT_MS,
+    Mode,
+    Source,
+)
+
+from .inproc import CoreClient, InProcessClient
+from .properties import Manager, Oracle
+from .results import Failure, RequirementResult, Status, SuiteResult
+from .world import Fault, World
+
+INTERVAL_MS = HEARTBEAT_INTERVAL_S * 1000
+#: Steps of time that matter: just under, at and over the session limit and the
+#: interval, plus small and large ones.
+TIME_STEPS = sorted({1, 1_000, SESSION_LIMIT_MS - 1, SESSION_LIMIT_MS,
+                     SESSION_LIMIT_MS + 1, INTERVAL_MS - 1, INTERVAL_MS, INTERVAL_MS + 1,
+                     2 * INTERVAL_MS})
+PATHS = [None, "/index.dat", "/urls", "/content", "/logs", "/sensors", "/push"]
+LOCATIONS = ["Default", "Office", "Branch"]
+#: The site every run uses: three managers over two priorities, and a GUP.
+SITE = [("127.0.10.2", 8014, 1), ("127.0.10.3", 8014, 1), ("127.0.10.4", 8014, 2)]
+GUP = ("127.0.10.9", 2967)
+
+#: name -> (cases, derandomize): "certify" is at least 2,995 clean cases, so that the
+#: rule of three gives 0.999 reliability at 95% confidence.
+PROFILES: dict[str, tuple[int, bool]] = {
+    "ci": (300, True),
+    "nightly": (10_000, False),
+    "certify": (3_000, False),
+}
+
+ClientFactory = Callable[[World, Interpretation, Mode], InProcessClient]
+
+
+def reference_factory(core: Any = None) -> ClientFactory:
+    """In-process clients built on the reference core (or a seeded-fault core)."""
+
+    def make(world: World, interp: Interpretation, mode: Mode) -> InProcessClient:
+        kw = {"core": core} if core is not None else {}
+        return CoreClient(world, interp, mode, **kw)
+
+    return make
+
+
+@dataclass
+class Coverage:
+    """Counts over a whole run (all test cases)."""
+
+    rows: dict[str, int]
+    requirements: dict[str, int] = field(default_factory=dict)
+    steps: int = 0
+    cases: int = 0
+
+    def uncovered(self) -> list[str]:
+        return [n for n, c in self.rows.items() if c == 0]
+
+
+class Violation(AssertionError):
+    """The oracle's finding, raised inside the state machine so Hypothesis shrinks."""
+
+    def __init__(self, requirement: str, message: str, records: list[dict[str, Any]]):
+        super().__init__(f"{requirement}: {message}")
+        self.requirement, self.message, self.records = requirement, message, records
+
+
+def make_machine(interp: Interpretation, factory: ClientFactory,
+                 coverage: Coverage) -> type[RuleBasedStateMachine]:
+    """A state machine class for one interpretation and one kind of client."""
+    rows = interp.rows()
+
+    class HeartbeatSuite(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.world: World | None = None
+            coverage.cases += 1
+
+        # --- set-up ---------------------------------------------------------------
+
+        @initialize(mode=st.sampled_from(Mode))
+        def start(self, mode: Mode) -> None:
+            self.mode = mode
+            self.world = w = World(SITE, GUP)
+            self.client = factory(w, interp, mode)
+            self.oracle = Oracle(
+                interp, mode,
+                [Manager(m.name, m.address, m.port, m.priority) for m in w.managers],
+                (w.gup.address, w.gup.port) if w.gup else None, INTERVAL_MS,
+                available=lambda name: not next(
+                    m for m in w.managers if m.name == name).refusing)
+            w.on_answer = lambda cid, reply: self.client.answer(w.now, reply)
+            self.fed = 0
+            self.client.start(0)
+            self._settle()
+
+        # --- environment actions ------------------------------------------------------
+
+        @rule(m=st.integers(0, len(SITE) - 1), fault=st.sampled_from(Fault),
+              path=st.sampled_from(PATHS))
+        def fault(self, m: int, fault: Fault, path: str | None) -> None:
+            assert self.world is not None
+            if fault is Fault.REFUSE:
+                path = None  # a refusing server refuses every connection
+            self.world.managers[m].faults[path] = fault
+
+        @rule()
+        def heal(self) -> None:
+            assert self.world is not None
+            for s in self.world.servers:
+                s.faults.clear()
+
+        @rule(up=st.booleans(), fault=st.sampled_from([Fault.REFUSE, Fault.ERROR,
+                                                       Fault.STALL]))
+        def gup(self, up: bool, fault: Fault) -> None:
+            assert self.world is not None and self.world.gup is not None
+            self.world.gup.faults = {} if up else {None: fault}
+
+        @rule()
+        def publish(self) -> None:
+            assert self.world is not None
+            self.world.publish()
+            self._settle()
+
+        @rule(location=st.sampled_from(LOCATIONS), source=st.sampled_from(Source))
+        def policy(self, location: str, source: Source) -> None:
+            assert self.world is not None
+            self.world.policies[location] = source
+
+        @rule(location=st.sampled_from(LOCATIONS))
+        def move(self, location: str) -> None:
+            self.client.location = location  # type: ignore[attr-defined]
+
+        @rule(count=st.integers(1, 4))
+        def logs(self, count: int) -> None:
+            self.client.produce_logs(count)
+            self.oracle.logs_produced(count)
+
+        @rule()
+        def push(self) -> None:
+            assert self.world is not None
+            self.world.push()
+            self._settle()
+
+        @rule(m=st.integers(0, len(SITE) - 1))
+        def drop(self, m: int) -> None:
+            assert self.world is not None
+            self.world.drop(self.world.managers[m])
+            self._settle()
+
+        @rule(dt=st.sampled_from(TIME_STEPS) | st.integers(1, 2 * INTERVAL_MS))
+        def wait(self, dt: int) -> None:
+            self._advance(dt)
+
+        @precondition(lambda self: self.world is not None)
+        @rule()
+        def restart(self) -> None:
+            assert self.world is not None
+            self.client.restart(self.world.now)
+            self.oracle.restarted(self.world.now)
+            self._settle()
+
+        # --- the oracle -------------------------------------------------------------
+
+        @invariant()
+        def conforms(self) -> None:
+            if self.world is None:
+                return
+            self._settle()
+
+        def _advance(self, dt: int) -> None:
+            assert self.world is not None
+            w = self.world
+            target = w.now + dt
+            while True:
+                due = self.client.wakeup()
+                holds = w.next_deadline()
+                nxt = min(x for x in (due, holds, target) if x is not None)
+                nxt = max(nxt, w.now)
+                w.advance(nxt)
+                self.oracle.tick(nxt)
+                self.client.tick(nxt)
+                self._settle()
+                if nxt >= target:
+                    return
+
+        def _settle(self) -> None:
+            assert self.world is not None
+            records = self.world.records
+            new = records[self.fed:]
+            self.fed = len(records)
+            for rec in new:
+                coverage.steps += 1
+                self.oracle.feed(rec)
+            if self.oracle.findings:
+                f = self.oracle.findings[0]
+                raise Violation(f.requirement, f.message, list(records))
+
+        def teardown(self) -> None:
+            if self.world is None:
+                return
+            for name in self.oracle.path():
+                coverage.rows[name] = coverage.rows.get(name, 0) + 1
+                hypothesis.event(name)
+            for req, n in self.oracle.exercised.items():
+                coverage.requirements[req] = coverage.requirements.get(req, 0) + n
+
+    HeartbeatSuite.__name__ = f"HeartbeatSuite_{interp.name}"
+    del rows
+    return HeartbeatSuite
+
+
+def run(interp: Interpretation, *, factory: ClientFactory | None = None,
+        profile: str = "ci", seed: int | None = None, client: str = "reference",
+        max_examples: int | None = None) -> SuiteResult:
+    """Run the suite; never raises for a non-conformant client (see the result)."""
+    factory = factory or reference_factory()
+    coverage = Coverage({r.name: 0 for r in interp.rows()})
+    cases, derandomize = PROFILES[profile]
+    machine = make_machine(interp, factory, coverage)
+    failures: list[Failure] = []
+    cfg = settings(
+        max_examples=max_examples or cases,
+        stateful_step_count=30,
+        derandomize=derandomize and seed is None,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
+        print_blob=False,
+    )
+    t0 = time.perf_counter()
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            test = _seeded(lambda: run_state_machine_as_test(machine, settings=cfg), seed)
+            test()
+    except Violation as v:
+        failures.append(Failure(v.requirement, v.message, _steps(out.getvalue()),
+                                v.records, "", seed))
+    return _result(interp, coverage, failures, profile, seed, client,
+                   time.perf_counter() - t0)
+
+
+def _seeded(fn: Callable[[], None], seed: int | None) -> Callable[[], None]:
+    if seed is None:
+        return fn
+    seeded: Callable[[], None] = hypothesis.seed(seed)(fn)
+    return seeded
+
+
+def _steps(printed: str) -> list[str]:
+    return [line.strip() for line in printed.splitlines()
+            if line.strip() and not line.startswith(("Falsifying", "You can", "Trying"))]
+
+
+def _result(interp: Interpretation, coverage: Coverage, failures: list[Failure],
+            profile: str, seed: int | None, client: str, duration: float) -> SuiteResult:
+    hits: dict[str, int] = dict(coverage.requirements)
+    for r in interp.rows():
+        hits[r.requirement] = hits.get(r.requirement, 0) + coverage.rows.get(r.name, 0)
+    failed = {f.requirement for f in failures}
+    reqs = []
+    for rid in _requirements(interp):
+        n = hits.get(rid, 0)
+        status = (Status.FAILED if rid in failed
+                  else Status.PASSED if n else Status.NOT_COVERED)
+        reqs.append(RequirementResult(rid, status, REQUIREMENTS[rid].text, n))
+    return SuiteResult(client=client, adapter="in-process", interpretation=interp.name,
+                       profile=profile, seed=seed, cases=coverage.cases,
+                       steps=coverage.steps, duration_s=duration,
+                       transitions=dict(coverage.rows), requirements=reqs,
+                       failures=failures)
+
+
+def _requirements(interp: Interpretation) -> list[str]:
+    """The requirement ids a run of this interpretation can exercise in process:
+    those of its rows, and those the data properties check (sizes need real bytes
+    on the wire, so only the wire adapter covers them)."""
+    ids = {r.requirement for r in interp.rows()} | {
+        "REQ-1-PRIORITY", "REQ-4-PORT-8014", "REQ-4-PORT-2967", "REQ-5-LOGS"}
+    return sorted(ids)

@@ -1,0 +1,302 @@
+"""The in-process environment: virtual managers, a GUP and a clock, with no sockets.
+
+Theory of operation
+-------------------
+The conformance suite explores millions of situations; real sockets and wall time
+would make each one cost milliseconds. The :class:`World` stands in for the
+simulated servers of :mod:`.servers`: a client under test sends it model-level
+requests (an :class:`~sephb.model.protocol.Action` to a host and port) and gets
+answers at once, fails at once, or is left pending (a stalled request, a held push)
+until time advances or the environment acts. The world records what it observed in
+the trace vocabulary of ``docs/trace-format.md``, as the real servers would
+(``by: "server"``), so one oracle judges in-process and over-the-wire runs alike.
+
+Which request embodies which action, what its answer and failure mean, comes from
+:data:`.wire.ROUTES`; the world adds no protocol rule of its own. It only keeps the
+site's data: the index serial and content revision, the LiveUpdate policy per
+location, faults per server and path, and the logs each client uploaded.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sephb.model.protocol import Action, Event, Source
+
+from . import wire
+from .wire import ROUTES, Role, Route
+
+_ROUTE: dict[Action, Route] = {r.action: r for r in ROUTES}
+
+
+class Fault(enum.Enum):
+    """What a virtual server does to a request (the modes of the real servers)."""
+
+    #: Answer normally.
+    UP = "up"
+    #: Refuse the connection (invisible to the server: it is not listening).
+    REFUSE = "refuse"
+    #: Accept and never answer.
+    STALL = "stall"
+    #: Reset the connection mid-request.
+    RESET = "reset"
+    #: Answer 503.
+    ERROR = "error"
+    #: Answer bytes that are not HTTP.
+    GARBAGE = "garbage"
+
+
+@dataclass
+class VServer:
+    name: str
+    role: Role
+    address: str
+    port: int
+    priority: int = 0
+    #: Fault per path (None: every request).
+    faults: dict[str | None, Fault] = field(default_factory=dict)
+
+    def fault_for(self, path: str | None) -> Fault:
+        for key, mode in self.faults.items():
+            if key is not None and path is not None and path.startswith(key):
+                return mode
+        return self.faults.get(None, Fault.UP)
+
+    @property
+    def refusing(self) -> bool:
+        return self.faults.get(None) is Fault.REFUSE
+
+
+@dataclass
+class Reply:
+    """The world's answer to one request."""
+
+    #: The event an answer means (None: the request failed or is pending).
+    event: Event | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    failed: bool = False
+
+    @property
+    def pending(self) -> bool:
+        return self.event is None and not self.failed
+
+
+@dataclass
+class _Conn:
+    server: VServer
+    id: int
+    requests: int = 0
+    #: A request the server has not answered (stall or hold): its action.
+    pending: Action | None = None
+    hold_until: int | None = None
+
+
+class World:
+    """Virtual managers (and a GUP) of one site, and the records they make."""
+
+    def __init__(self, managers: list[tuple[str, int, int]],
+                 gup: tuple[str, int] | None = None, *, content_size: int = 4096) -> None:
+        self.managers = [VServer(f"m{i}", Role.MANAGER, a, p, prio)
+                         for i, (a, p, prio) in enumerate(managers, 1)]
+        self.gup = VServer("gup", Role.GUP, *gup) if gup else None
+        self.serial_n = 1
+        self.content = 1
+        self.content_size = content_size
+        self.default_source = Source.MANAGER
+        self.policies: dict[str, Source] = {}
+        #: Accepted log ids per client, in upload order (duplicates dropped).
+        self.accepted: dict[str, list[str]] = {}
+        self.records: list[dict[str, Any]] = []
+        self.now = 0
+        self._conns: dict[str, _Conn] = {}
+        self._next_conn = 0
+        #: Called when a pending request gets its answer (push, end of a hold).
+        self.on_answer: Callable[[str, Reply], None] | None = None
+
+    # --- the site -------------------------------------------------------------------
+
+    @property
+    def serial(self) -> str:
+        return f"A3AF-11/26/2026 00:00:00 {self.serial_n:03d}"
+
+    @property
+    def servers(self) -> list[VServer]:
+        return self.managers + ([self.gup] if self.gup else [])
+
+    def server_at(self, host: str | None, port: int | None) -> VServer | None:
+        for s in self.servers:
+            if s.address == host and s.port == port:
+                return s
+        return None
+
+    def source_for(self, location: str) -> Source:
+        return self.policies.get(location, self.default_source)
+
+    def publish(self) -> None:
+        """New content: a new serial and revision; held push requests learn of it."""
+        self.serial_n += 1
+        self.content += 1
+        self.push()
+
+    def push(self) -> int:
+        """Answer every held push request with the current serial."""
+        n = 0
+        for client, conn in list(self._conns.items()):
+            if conn.pending is Action.HOLD:
+                conn.pending, conn.hold_until = None, None
+                n += 1
+                self._answer(client, conn, Event.POLICY_PUSHED, {"serial": self.serial})
+        return n
+
+    def advance(self, now: int) -> None:
+        """Time passes: holds whose limit ran out end with HEARTBEAT_DUE (204)."""
+        self.now = now
+        for client, conn in list(self._conns.items()):
+            if conn.pending is Action.HOLD and conn.hold_until is not None \
+                    and conn.hold_until <= now:
+                conn.pending, conn.hold_until = None, None
+                self._answer(client, conn, Event.HEARTBEAT_DUE, {})
+
+    def next_deadline(self) -> int | None:
+        """When the earliest held push request runs out of time, if any."""
+        ends = [c.hold_until for c in self._conns.values()
+                if c.pending is Action.HOLD and c.hold_until is not None]
+        return min(ends, default=None)
+
+    def drop(self, server: VServer) -> None:
+        """Close every connection of ``server`` (held push connections see it)."""
+        for client, conn in list(self._conns.items()):
+            if conn.server is server:
+                was = conn.pending
+                self._close(client, conn)
+                if was is Action.HOLD and self.on_answer:
+                    self.on_answer(client, Reply(failed=True))
+
+    # --- what clients do ---------------------------------------------------------
+
+    def connect(self, client: str, host: str | None, port: int | None) -> bool:
+        """Open the client's session connection; False when refused."""
+        server = self.server_at(host, port)
+        self.disconnect(client)
+        if server is None or server.refusing:
+            return False
+        self._next_conn += 1
+        self._conns[client] = _Conn(server, self._next_conn)
+        self._emit(client, server, Action.CONNECT.value, conn=self._next_conn)
+        return True
+
+    def request(self, client: str, action: Action, host: str | None, port: int | None,
+                *, location: str = "Default", have: tuple[str, int] | None = None,
+                ids: list[str] | None = None, hold_ms: int | None = None) -> Reply:
+        """One request. Downloads may go elsewhere than the session (the GUP): they
+        get a connection of their own, as in the wire profile."""
+        route = _ROUTE[action]
+        server = self.server_at(host, port)
+        if server is None:
+            # Nothing listens there (a wrong port, say). A real client's connect is
+            # refused; the world still notes the attempt, as a trap listener would,
+            # so that the oracle can name the port rule it breaks.
+            self.records.append({"t": self.now, "client": client, "event": action.value,
+                                 "by": "server", "server": "-", "addr": host,
+                                 "port": port})
+            return Reply(failed=True)
+        conn = self._conns.get(client)
+        if conn is None or conn.server is not server:
+            if action in (Action.DOWNLOAD_GUP, Action.DOWNLOAD_MANAGER) or conn is None:
+                return self._side_request(client, route, server, location, ids)
+            return Reply(failed=True)
+        return self._serve(client, conn, route, location, have, ids, hold_ms)
+
+    def abandon(self, client: str) -> None:
+        """The client gave up its pending request (its timer ran out)."""
+        conn = self._conns.get(client)
+        if conn is not None:
+            if conn.pending is not None and conn.pending is not Action.HOLD:
+                route = _ROUTE[conn.pending]
+                self._emit(client, conn.server,
+                           wire.failure_event(route, first_request=conn.requests == 1)
+                           .value, conn=conn.id, error="client gave up")
+            self._close(client, conn)
+
+    def disconnect(self, client: str) -> None:
+        conn = self._conns.get(client)
+        if conn is not None:
+            self._close(client, conn)
+
+    # --- internals -----------------------------------------------------------------
+
+    def _side_request(self, client: str, route: Route, server: VServer | None,
+                      location: str, ids: list[str] | None) -> Reply:
+        # A connection just for this request (a GUP download, or a client going on
+        # without its session): connect, ask, close.
+        if server is None or server.refusing or server.role is not route.role:
+            return Reply(failed=True)
+        self._next_conn += 1
+        conn = _Conn(server, self._next_conn)
+        reply = self._serve(client, conn, route, location, None, ids, None, side=True)
+        if reply.pending:  # a stalled side request: the client will give up on it
+            return Reply(failed=True)
+        return reply
+
+    def _serve(self, client: str, conn: _Conn, route: Route, location: str,
+               have: tuple[str, int] | None, ids: list[str] | None, hold_ms: int | None,
+               *, side: bool = False) -> Reply:
+        s = conn.server
+        conn.requests += 1
+        req = {"conn": conn.id}
+        self._emit(client, s, route.action.value, **req,
+                   **({"ids": list(ids)} if ids is not None else {}))
+        fault = s.fault_for(route.path)
+        if fault is Fault.STALL:
+            conn.pending = route.action
+            return Reply()
+        if fault is not Fault.UP:
+            failed = wire.failure_event(route, first_request=conn.requests == 1)
+            self._emit(client, s, failed.value, **req, error=fault.value)
+            if fault in (Fault.RESET, Fault.GARBAGE) and not side:
+                self._close(client, conn)
+            return Reply(failed=True)
+        action = route.action
+        data: dict[str, Any] = {}
+        if action is Action.GET_INDEX:
+            data = {"serial": self.serial, "content": self.content,
+                    "source": self.source_for(location).value,
+                    "changed": have != (self.serial, self.content)}
+        elif action is Action.GET_URLS:
+            source = self.source_for(location)
+            host = {Source.MANAGER: (s.address, s.port),
+                    Source.GUP: (self.gup.address, self.gup.port) if self.gup else None,
+                    Source.NONE: None}[source]
+            urls = [wire.content_url(host[0], host[1], self.content, "defs.zip")] \
+                if host else []
+            data = {"source": source.value, "urls": urls}
+        elif action is Action.UPLOAD_LOGS:
+            seen = self.accepted.setdefault(client, [])
+            dups = [i for i in ids or [] if i in seen]
+            seen.extend(i for i in ids or [] if i not in seen)
+            data = {"ids": list(ids or []), "duplicates": dups}
+        elif action is Action.HOLD:
+            conn.pending = Action.HOLD
+            conn.hold_until = None if hold_ms is None else self.now + hold_ms
+            return Reply()
+        self._emit(client, s, route.answer.value, **req, **data)
+        return Reply(route.answer, data)
+
+    def _answer(self, client: str, conn: _Conn, event: Event, data: dict[str, Any]) -> None:
+        self._emit(client, conn.server, event.value, conn=conn.id, **data)
+        if self.on_answer:
+            self.on_answer(client, Reply(event, data))
+
+    def _close(self, client: str, conn: _Conn) -> None:
+        self._emit(client, conn.server, Action.DISCONNECT.value, conn=conn.id)
+        if self._conns.get(client) is conn:
+            del self._conns[client]
+
+    def _emit(self, client: str, server: VServer, name: str, **fields: Any) -> None:
+        self.records.append({"t": self.now, "client": client, "event": name,
+                             "by": "server", "server": server.name,
+                             "role": server.role.value, "addr": server.address,
+                             "port": server.port, **fields})
