@@ -18,6 +18,8 @@ from typing import Any, NoReturn
 from sephb.model.errors import SephbError, UsageError
 from sephb.model.interpretations import DEFAULT, INTERPRETATIONS
 
+from .faults import FAULTS
+
 EPILOG = """\
 examples:
   sephb model --json                         the table as JSON
@@ -183,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log volume produced before each heartbeat: a byte count, "
                         "'idle' (0) or 'full' (256000, maximum logging)")
     p.add_argument("--seed", type=int, help="seed for random choices (reproducible runs)")
+    p.add_argument("--fault", choices=list(FAULTS), metavar="NAME",
+                   help="run a seeded-fault client (for testing conformance suites): "
+                        + ", ".join(FAULTS))
     p.set_defaults(run=cmd_client)
     return parser
 
@@ -352,6 +357,7 @@ def cmd_client(args: argparse.Namespace) -> int:
         location=args.location,
         log_bytes=args.log_bytes,
         seed=args.seed,
+        fault=args.fault,
     )
     if args.client_id:
         opts.client_id = args.client_id

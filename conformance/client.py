@@ -35,7 +35,7 @@ import msgspec
 from sephb.model.interpretations import Interpretation
 from sephb.model.protocol import Action, Event, State
 
-from . import wire
+from . import faults, wire
 from .clock import Clock
 from .core import ClientCore, Effect, Peer
 from .http import HttpConnection, HttpError, Response
@@ -66,6 +66,9 @@ class ClientOptions:
     seed: int | None = None
     #: fsync the state directory (off only for large simulations).
     fsync: bool = True
+    #: Run a seeded-fault core (:mod:`.faults`) instead of the reference one; for
+    #: testing conformance suites.
+    fault: str | None = None
 
 
 @dataclass
@@ -88,7 +91,7 @@ class ReferenceClient:
         sy = opts.sylink
         self.peers = [Peer(s.address, s.port, s.priority) for s in sy.servers]
         index = self.state.load_index()
-        self.core = ClientCore(
+        self.core: ClientCore = faults.core_class(opts.fault)(
             self.peers,
             sy.mode,
             opts.interpretation,
@@ -98,7 +101,8 @@ class ReferenceClient:
             index=(index.serial, index.revision) if index else None,
         )
         self.conn: HttpConnection | None = None
-        #: Ids of the last log upload the manager acknowledged, until the core settles.
+        #: Ids of the log upload in flight (narrowed to those the manager acknowledged
+        #: once answered), until the core settles them.
         self._inflight: list[str] = []
         #: Check-ins that ended (arrived at IDLE or PUSH_HELD).
         self.checkins = 0
@@ -322,6 +326,9 @@ class ReferenceClient:
             return _Outcome(Event.CONTENT_RECEIVED)
         if action is Action.UPLOAD_LOGS:
             batch = self.state.logs.pending()
+            # The whole batch is in flight until answered: the reference settles only
+            # after an acknowledgement, a seeded fault may settle on a failure.
+            self._inflight = [e.id for e in batch]
             body = msgspec.json.encode(wire.LogsUpload(
                 [wire.LogEntry(e.id, e.data) for e in batch]))
             resp = await self._call(effect, "POST", wire.LOGS_PATH, body)

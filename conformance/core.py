@@ -122,8 +122,13 @@ class ClientCore:
         if not self.managers:
             raise ValueError("a client needs at least one manager")
         self._rows: dict[tuple[State, Event], list[Row]] = {}
-        for r in self.interpretation.rows():
+        for r in self._table():
             self._rows.setdefault((r.source, r.event), []).append(r)
+
+    def _table(self) -> tuple[Row, ...]:
+        """The rows this client follows: the interpretation's table. Seeded-fault
+        clients (:mod:`.faults`) override it to follow a mutated copy."""
+        return self.interpretation.rows()
 
     # --- inputs ------------------------------------------------------------------
 
@@ -217,6 +222,10 @@ class ClientCore:
             # Step 1: a new heartbeat reads the server list and picks a manager.
             self._order = self._failover_order()
             self.manager = self._order[0]
+            self._heartbeat_at = now
+        elif row.event is Event.HEARTBEAT_DUE:
+            # A push heartbeat on the held connection is a heartbeat too: the next
+            # one, should the connection be lost, is an interval after it.
             self._heartbeat_at = now
         elif row.dest is State.CONNECTING:
             # Failover: the next manager in order (the NEXT_MANAGER guard held).

@@ -81,6 +81,8 @@ class CoreClient:
         self._inflight: list[str] = []
         self.core = self._make(None)
         self._pending = False
+        #: Rows of the table the client took, across restarts (white-box coverage).
+        self.rows: list[str] = []
 
     # --- the interface -------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class CoreClient:
         self._feed(reply, now)
 
     def restart(self, now: int) -> None:
+        self.rows += [r.name for r in self.core.path]
         self.world.disconnect(self.client_id)
         self._pending = False
         self._inflight = []
@@ -117,6 +120,10 @@ class CoreClient:
     @property
     def state(self) -> State:
         return self.core.state
+
+    def taken(self) -> list[str]:
+        """Every row taken so far, by name."""
+        return self.rows + [r.name for r in self.core.path]
 
     # --- effects -------------------------------------------------------------------
 
@@ -158,17 +165,18 @@ class CoreClient:
             return None
         if action is Action.CONNECT:
             ok = w.connect(cid, effect.host, effect.port)
+            if ok is None:
+                return Reply()  # dropped: pending until the session limit
             return Reply(Event.CONNECTED) if ok else Reply(failed=True)
         if action is Action.HOLD:
             timer = self.core.timer
             hold = None if timer is None else max(0, timer.at - now)
             return w.request(cid, action, effect.host, effect.port, hold_ms=hold)
         if action is Action.UPLOAD_LOGS:
-            batch = list(self.queue)
-            reply = w.request(cid, action, effect.host, effect.port, ids=batch)
-            if reply.event is Event.LOGS_ACKED:
-                self._inflight = batch
-            return reply
+            # In flight until the core settles it (only after an acknowledgement,
+            # unless a seeded fault settles a failed upload too).
+            self._inflight = list(self.queue)
+            return w.request(cid, action, effect.host, effect.port, ids=self._inflight)
         return w.request(cid, action, effect.host, effect.port, location=self.location,
                          have=self.core.index)
 

@@ -72,8 +72,8 @@ class Oracle:
     managers: list[Manager]
     gup: tuple[str, int] | None
     interval_ms: int
-    #: Whether a manager is available to the client now (the environment's view).
-    available: Callable[[str], bool] = lambda name: True
+    #: Whether a manager is unreachable now (the environment's view), by name.
+    unreachable: Callable[[str], bool] = lambda name: False
     #: Model milliseconds of slack for timing properties (0 in virtual time; the
     #: wire adapter's scheduling needs some).
     tolerance_ms: int = 0
@@ -93,6 +93,10 @@ class Oracle:
     _uploading: int = 0
     _restarted: bool = False
     _failed: set[str] = field(default_factory=set)
+    #: The manager a push-mode client last held its connection with.
+    _held_with: str | None = None
+    #: When each manager was last seen unreachable (a refused or dropped connect).
+    _last_unreachable: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.checker = Checker(self.interpretation, mode=self.mode, hidden=HIDDEN)
@@ -108,6 +112,13 @@ class Oracle:
         self._tried = set()
         self._session_since = None
         self._restarted = True
+
+    def observe_environment(self, now: int) -> None:
+        """Note which managers are unreachable at ``now``: a client's attempts there
+        leave no record, so a later first CONNECT elsewhere may be right."""
+        for m in self.managers:
+            if self.unreachable(m.name):
+                self._last_unreachable[m.name] = now
 
     def tick(self, now: int) -> None:
         """Time advanced to ``now``: a pending session must have been given up."""
@@ -139,23 +150,9 @@ class Oracle:
         self.index += 1
 
     def path(self) -> list[str]:
-        """Row names of one run of the model consistent with the records so far (the
-        reference checker's first branch): what coverage counts."""
-        from sephb.model.oracle import Checker as Reference
-
-        ref = Reference(self.interpretation, mode=self.mode, hidden=HIDDEN)
-        for obs in self.observations:
-            if ref.feed(*obs) is not None:
-                break
-        branches = ref._branches  # state -> its run, newest row first
-        if not branches:
-            return []
-        run = branches[min(branches, key=lambda s: s.value)]
-        names: list[str] = []
-        while run is not None:
-            names.append(run[0].name)
-            run = run[1]
-        return names[::-1]
+        """Row names of one run of the model consistent with the records so far:
+        what coverage counts."""
+        return self.checker.run()
 
     def _find(self, requirement: str, message: str, t: int) -> None:
         self.findings.append(Finding(requirement, message, self.index, t))
@@ -192,20 +189,37 @@ class Oracle:
                            f"reached the manager: lost", t)
         elif name == Event.SENSORS_ACKED.value:
             self._failed = set()
+        elif name == Action.HOLD.value:
+            m = self._manager(rec)
+            self._held_with = m.name if m else None
+        elif name == Event.HEARTBEAT_DUE.value and rec.get("role") == "manager":
+            # A push heartbeat ended the hold: a new heartbeat on the held connection.
+            m = self._manager(rec)
+            self._round_start, self._tried = t, {m.name} if m else set()
 
     def _connect(self, rec: dict[str, Any], t: int) -> None:
         m = self._manager(rec)
         if m is None:
             return
         self._session_since, self._session_manager = t, m.name
+        if m.name == self._held_with:
+            # A push-mode client reconnecting to the manager it held: the same
+            # heartbeat (or the next) on the same manager, not a new choice.
+            self._held_with = None
+            return
+        # The first CONNECT seen may come after failovers the servers could not see
+        # (a refused connect): the heartbeat began up to (managers - 1) session
+        # limits earlier.
+        failover = self.interpretation.switches[Switch.FAILOVER]
+        unseen = (len(self.managers) - 1) * SESSION_LIMIT_MS if failover else 0
         new_round = (self._round_start is None or self._restarted
-                     or t >= self._round_start + self.interval_ms - self.tolerance_ms)
+                     or t >= self._round_start - unseen + self.interval_ms
+                     - self.tolerance_ms)
         if new_round:
             self._round_start, self._tried, self._restarted = t, {m.name}, False
             self._hit("REQ-7-PULL")
             self._priority(m, t)
             return
-        failover = self.interpretation.switches[Switch.FAILOVER]
         if m.name in self._tried or not failover:
             self._find("REQ-2-TIMEOUT-30000",
                        f"a new check-in with {m.name} at t={t}, "
@@ -220,8 +234,11 @@ class Oracle:
         if self.interpretation.selection is Selection.FIRST:
             allowed = [self.managers[0]]
         else:
-            up = [x for x in self.managers
-                  if self.available(x.name) and x.name not in self._failed]
+            # Managers the heartbeat may have tried unseen, up to (managers - 1)
+            # session limits before this first record of it.
+            window = t - (len(self.managers) - 1) * SESSION_LIMIT_MS - self.tolerance_ms
+            up = [x for x in self.managers if x.name not in self._failed
+                  and self._last_unreachable.get(x.name, -1) < window]
             top = min((x.priority for x in up), default=m.priority)
             allowed = [x for x in self.managers if x.priority <= top]
         if m not in allowed:

@@ -23,8 +23,6 @@ by :func:`_goal`, which steers the environment to the cause of an uncovered row.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from typing import Any
 import hypothesis
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
+from hypothesis.reporting import with_reporter
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
@@ -44,13 +43,19 @@ from hypothesis.stateful import (
 
 from sephb.model.interpretations import Interpretation
 from sephb.model.protocol import (
+    ENTRY,
     HEARTBEAT_INTERVAL_S,
     REQUIREMENTS,
     SESSION_LIMIT_MS,
+    Event,
+    Guard,
     Mode,
+    Row,
     Source,
+    State,
 )
 
+from . import wire
 from .inproc import CoreClient, InProcessClient
 from .properties import Manager, Oracle
 from .results import Failure, RequirementResult, Status, SuiteResult
@@ -113,7 +118,7 @@ class Violation(AssertionError):
 def make_machine(interp: Interpretation, factory: ClientFactory,
                  coverage: Coverage) -> type[RuleBasedStateMachine]:
     """A state machine class for one interpretation and one kind of client."""
-    rows = interp.rows()
+    by_name = {r.name: r for r in interp.rows()}
 
     class HeartbeatSuite(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -132,8 +137,8 @@ def make_machine(interp: Interpretation, factory: ClientFactory,
                 interp, mode,
                 [Manager(m.name, m.address, m.port, m.priority) for m in w.managers],
                 (w.gup.address, w.gup.port) if w.gup else None, INTERVAL_MS,
-                available=lambda name: not next(
-                    m for m in w.managers if m.name == name).refusing)
+                unreachable=lambda name: next(
+                    m for m in w.managers if m.name == name).unreachable)
             w.on_answer = lambda cid, reply: self.client.answer(w.now, reply)
             self.fed = 0
             self.client.start(0)
@@ -145,8 +150,8 @@ def make_machine(interp: Interpretation, factory: ClientFactory,
               path=st.sampled_from(PATHS))
         def fault(self, m: int, fault: Fault, path: str | None) -> None:
             assert self.world is not None
-            if fault is Fault.REFUSE:
-                path = None  # a refusing server refuses every connection
+            if fault in (Fault.REFUSE, Fault.BLACKHOLE):
+                path = None  # connection-level faults: every connection
             self.world.managers[m].faults[path] = fault
 
         @rule()
@@ -171,6 +176,23 @@ def make_machine(interp: Interpretation, factory: ClientFactory,
         def policy(self, location: str, source: Source) -> None:
             assert self.world is not None
             self.world.policies[location] = source
+
+        @rule(source=st.sampled_from(Source))
+        def flip(self, source: Source) -> None:
+            """The location's policy changes between the index and the URLs."""
+            assert self.world is not None
+            self.world.flip = source
+
+        @rule(pick=st.integers(0, len(by_name) - 1))
+        def goal(self, pick: int) -> None:
+            """Steer toward a row of the table: set up its cause, then let time pass.
+
+            Every row is a target with equal weight, so the rare ones (a failure at
+            one step, failover to the last manager) come up in every run. The choice
+            must not depend on the coverage so far: Hypothesis replays and shrinks by
+            the same draws, and needs the same behaviour from them."""
+            _provoke(self, list(by_name.values())[pick])
+            self._advance(INTERVAL_MS)
 
         @rule(location=st.sampled_from(LOCATIONS))
         def move(self, location: str) -> None:
@@ -222,6 +244,7 @@ def make_machine(interp: Interpretation, factory: ClientFactory,
                 holds = w.next_deadline()
                 nxt = min(x for x in (due, holds, target) if x is not None)
                 nxt = max(nxt, w.now)
+                self.oracle.observe_environment(w.now)
                 w.advance(nxt)
                 self.oracle.tick(nxt)
                 self.client.tick(nxt)
@@ -231,6 +254,7 @@ def make_machine(interp: Interpretation, factory: ClientFactory,
 
         def _settle(self) -> None:
             assert self.world is not None
+            self.oracle.observe_environment(self.world.now)
             records = self.world.records
             new = records[self.fed:]
             self.fed = len(records)
@@ -244,15 +268,74 @@ def make_machine(interp: Interpretation, factory: ClientFactory,
         def teardown(self) -> None:
             if self.world is None:
                 return
-            for name in self.oracle.path():
+            # A client that says which rows it took (the reference does) is counted
+            # exactly; otherwise one run of the model that explains its records.
+            taken = getattr(self.client, "taken", None)
+            for name in taken() if taken else self.oracle.path():
                 coverage.rows[name] = coverage.rows.get(name, 0) + 1
                 hypothesis.event(name)
             for req, n in self.oracle.exercised.items():
                 coverage.requirements[req] = coverage.requirements.get(req, 0) + n
 
     HeartbeatSuite.__name__ = f"HeartbeatSuite_{interp.name}"
-    del rows
     return HeartbeatSuite
+
+
+#: How the environment causes a session failure, by (state, event).
+_SESSION_CAUSE = {
+    (State.CONNECTING, Event.SESSION_TIMEOUT): (Fault.BLACKHOLE, None),
+    (State.CONNECTING, Event.CONNECT_FAILED): (Fault.REFUSE, None),
+    (State.FETCHING_INDEX, Event.SESSION_TIMEOUT): (Fault.STALL, wire.INDEX_PATH),
+    (State.FETCHING_INDEX, Event.CONNECT_FAILED): (Fault.ERROR, wire.INDEX_PATH),
+}
+_PATH_OF = {r.action: r.path for r in wire.ROUTES}
+
+
+def _provoke(m: Any, row: Row) -> None:
+    """Set the world up so that ``row`` can fire at the client's next chance.
+
+    This is knowledge of the environment (which fault produces which event), not of
+    the client: the client's answer is still judged by the oracle.
+    """
+    w: World = m.world
+    location = getattr(m.client, "location", "Default")
+    event = row.event
+    if (row.source, event) in _SESSION_CAUSE:
+        fault, path = _SESSION_CAUSE[(row.source, event)]
+        # Failover rows need every manager before the last to fail; the others all.
+        victims = w.managers[:-1] if row.guard is Guard.NEXT_MANAGER else w.managers
+        for s in victims:
+            s.faults = {path: fault}
+    elif event is Event.REQUEST_FAILED:
+        path = _PATH_OF.get(ENTRY[row.source])
+        for s in w.managers:
+            s.faults = {path: Fault.ERROR}
+        w.policies[location] = Source.MANAGER
+        w.publish()
+    elif event is Event.DOWNLOAD_FAILED and w.gup is not None:
+        w.gup.faults = {None: Fault.REFUSE}
+        w.policies[location] = Source.GUP
+        w.publish()
+    elif event in (Event.URLS_RECEIVED, Event.CONTENT_RECEIVED, Event.INDEX_RECEIVED):
+        for s in w.servers:
+            s.faults.clear()
+        source = {Guard.SOURCE_GUP: Source.GUP, Guard.SOURCE_NONE: Source.MANAGER}.get(
+            row.guard or Guard.SOURCE_MANAGER, Source.MANAGER)
+        if row.source is State.DOWNLOADING_GUP:
+            source = Source.GUP
+        w.policies[location] = source
+        if row.guard is Guard.SOURCE_NONE:
+            w.flip = Source.NONE
+        if row.guard is not Guard.NO_DOWNLOAD:
+            w.publish()
+    elif event is Event.POLICY_PUSHED:
+        w.push()
+    elif event is Event.CONNECTION_LOST:
+        for s in w.managers:
+            w.drop(s)
+    else:  # the happy path: heal everything
+        for s in w.servers:
+            s.faults.clear()
 
 
 def run(interp: Interpretation, *, factory: ClientFactory | None = None,
@@ -275,14 +358,16 @@ def run(interp: Interpretation, *, factory: ClientFactory | None = None,
         print_blob=False,
     )
     t0 = time.perf_counter()
-    out = io.StringIO()
+    printed: list[str] = []
     try:
-        with contextlib.redirect_stdout(out):
+        with with_reporter(lambda text: printed.append(str(text))):
             test = _seeded(lambda: run_state_machine_as_test(machine, settings=cfg), seed)
             test()
     except Violation as v:
-        failures.append(Failure(v.requirement, v.message, _steps(out.getvalue()),
-                                v.records, "", seed))
+        # Hypothesis attaches the shrunk program to the exception as notes.
+        notes = "\n".join([*printed, *getattr(v, "__notes__", [])])
+        failures.append(Failure(v.requirement, v.message, _steps(notes), v.records, "",
+                                seed))
     return _result(interp, coverage, failures, profile, seed, client,
                    time.perf_counter() - t0)
 

@@ -30,6 +30,7 @@ from . import wire
 from .wire import ROUTES, Role, Route
 
 _ROUTE: dict[Action, Route] = {r.action: r for r in ROUTES}
+_DOWNLOADS = frozenset({Action.DOWNLOAD_MANAGER, Action.DOWNLOAD_GUP})
 
 
 class Fault(enum.Enum):
@@ -47,6 +48,9 @@ class Fault(enum.Enum):
     ERROR = "error"
     #: Answer bytes that are not HTTP.
     GARBAGE = "garbage"
+    #: Drop connection attempts: the connect never completes (in process only; on
+    #: loopback a connect always completes or is refused at once).
+    BLACKHOLE = "blackhole"
 
 
 @dataclass
@@ -68,6 +72,11 @@ class VServer:
     @property
     def refusing(self) -> bool:
         return self.faults.get(None) is Fault.REFUSE
+
+    @property
+    def unreachable(self) -> bool:
+        """Whether a client can get no session here at all."""
+        return self.faults.get(None) in (Fault.REFUSE, Fault.BLACKHOLE)
 
 
 @dataclass
@@ -107,6 +116,9 @@ class World:
         self.content_size = content_size
         self.default_source = Source.MANAGER
         self.policies: dict[str, Source] = {}
+        #: A policy change that takes effect between the next index answer and the
+        #: URLs request after it (the location's policy changing mid-heartbeat, A9).
+        self.flip: Source | None = None
         #: Accepted log ids per client, in upload order (duplicates dropped).
         self.accepted: dict[str, list[str]] = {}
         self.records: list[dict[str, Any]] = []
@@ -177,10 +189,13 @@ class World:
 
     # --- what clients do ---------------------------------------------------------
 
-    def connect(self, client: str, host: str | None, port: int | None) -> bool:
-        """Open the client's session connection; False when refused."""
+    def connect(self, client: str, host: str | None, port: int | None) -> bool | None:
+        """Open the client's session connection; False when refused, None when the
+        attempt is dropped and never completes."""
         server = self.server_at(host, port)
         self.disconnect(client)
+        if server is not None and server.faults.get(None) is Fault.BLACKHOLE:
+            return None
         if server is None or server.refusing:
             return False
         self._next_conn += 1
@@ -204,9 +219,15 @@ class World:
                                  "port": port})
             return Reply(failed=True)
         conn = self._conns.get(client)
+        if conn is None and action not in _DOWNLOADS:
+            # A client going on without a session (after giving up a held request,
+            # say) opens a new connection: the server sees it connect.
+            if not self.connect(client, host, port):
+                return Reply(failed=True)
+            conn = self._conns[client]
         if conn is None or conn.server is not server:
-            if action in (Action.DOWNLOAD_GUP, Action.DOWNLOAD_MANAGER) or conn is None:
-                return self._side_request(client, route, server, location, ids)
+            if action in _DOWNLOADS:
+                return self._side_request(client, route, server, location, have, ids)
             return Reply(failed=True)
         return self._serve(client, conn, route, location, have, ids, hold_ms)
 
@@ -216,9 +237,11 @@ class World:
         if conn is not None:
             if conn.pending is not None and conn.pending is not Action.HOLD:
                 route = _ROUTE[conn.pending]
-                self._emit(client, conn.server,
-                           wire.failure_event(route, first_request=conn.requests == 1)
-                           .value, conn=conn.id, error="client gave up")
+                # Giving up on the first answer is the session limit running out.
+                failed = (Event.SESSION_TIMEOUT if conn.requests == 1
+                          else wire.failure_event(route, first_request=False))
+                self._emit(client, conn.server, failed.value, conn=conn.id,
+                           error="client gave up")
             self._close(client, conn)
 
     def disconnect(self, client: str) -> None:
@@ -229,14 +252,14 @@ class World:
     # --- internals -----------------------------------------------------------------
 
     def _side_request(self, client: str, route: Route, server: VServer | None,
-                      location: str, ids: list[str] | None) -> Reply:
-        # A connection just for this request (a GUP download, or a client going on
-        # without its session): connect, ask, close.
+                      location: str, have: tuple[str, int] | None,
+                      ids: list[str] | None) -> Reply:
+        # A connection just for this download (the GUP's, or another port's).
         if server is None or server.refusing or server.role is not route.role:
             return Reply(failed=True)
         self._next_conn += 1
         conn = _Conn(server, self._next_conn)
-        reply = self._serve(client, conn, route, location, None, ids, None, side=True)
+        reply = self._serve(client, conn, route, location, have, ids, None, side=True)
         if reply.pending:  # a stalled side request: the client will give up on it
             return Reply(failed=True)
         return reply
@@ -266,6 +289,8 @@ class World:
                     "source": self.source_for(location).value,
                     "changed": have != (self.serial, self.content)}
         elif action is Action.GET_URLS:
+            if self.flip is not None:
+                self.policies[location], self.flip = self.flip, None
             source = self.source_for(location)
             host = {Source.MANAGER: (s.address, s.port),
                     Source.GUP: (self.gup.address, self.gup.port) if self.gup else None,

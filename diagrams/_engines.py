@@ -15,6 +15,9 @@ protocol table, and each is fixed here at the narrowest hook the library offers:
 * The label of a transition is the ``label`` attribute ``TransitionGraphSupport``
   already accepts (the library's own hook, kept by the markup); each engine only
   turns its line break into the engine's syntax.
+* A coverage overlay styles rows by the same name: rows a test run never exercised
+  (and states it never reached) take the ``uncovered`` style. Mermaid cannot style
+  one transition, so there the count in the label (built by the caller) says it.
 
 Nothing here knows the protocol: the rows, labels and highlight come from
 :mod:`sephb.diagrams.statechart`, which builds them from the table.
@@ -62,6 +65,9 @@ class Drawing:
     path_states: frozenset[str] = frozenset()
     #: States drawn as rest states (where a check-in starts and ends).
     rest_states: frozenset[str] = frozenset()
+    #: Coverage overlay: rows a test run never exercised, states it never reached.
+    uncovered_rows: frozenset[str] = frozenset()
+    uncovered_states: frozenset[str] = frozenset()
     #: Graph attributes only Graphviz understands (layout, fonts).
     dot_graph_attr: Mapping[str, str] = field(default_factory=dict)
 
@@ -136,9 +142,17 @@ class TableMachine(GraphMachine):
         return f"({','.join(map(str, steps))}) " if steps else ""
 
     def node_style(self, state: str) -> str:
+        # A highlighted path wins over coverage: it is what the caller asked to see.
         if state in self.drawing.path_states:
             return "path"
+        if state in self.drawing.uncovered_states:
+            return "uncovered"
         return "rest" if state in self.drawing.rest_states else ""
+
+    def edge_style(self, row: str) -> str:
+        if row in self.drawing.path_steps:
+            return "path"
+        return "uncovered" if row in self.drawing.uncovered_rows else ""
 
 
 class DotGraph(_GraphvizGraph):
@@ -170,8 +184,7 @@ class DotGraph(_GraphvizGraph):
         loops: dict[str, int] = {}
         for tran in self.machine.table_transitions(transitions):
             source, dest = tran["source"], tran.get("dest", tran["source"])
-            attrs = dict(styles.get("path" if tran["row"] in self.machine.drawing.path_steps
-                                    else "", {}))
+            attrs = dict(styles.get(self.machine.edge_style(tran["row"]), {}))
             if source == dest:
                 # dot nests a state's self-loops on one side and lays their labels over
                 # each other; alternate sides instead (east, west, east, ...).

@@ -21,6 +21,13 @@ A *highlight* is a check-in path as :mod:`sephb.model.graph` produces it: edges
 edges and a self-loop taken several times (failover across managers) are drawn
 exactly. Highlighted edges carry their step numbers, ``(1) HEARTBEAT_DUE ...``.
 
+A *coverage overlay* (``counts``: row name -> times exercised, as a conformance run's
+``SuiteResult.transitions`` holds it) adds a third line to every edge with its count
+and draws the rows never exercised, and the states no exercised row reaches, in red
+dashed lines: the gaps of a test run show up where the protocol has them. A row absent
+from ``counts`` counts as never exercised; a name that is not a row is refused, since
+it means the counts were taken against another table.
+
 Everything rendered is deterministic: the same table gives the same DOT and Mermaid
 bytes anywhere, and the same SVG/PNG bytes with the same Graphviz. That is what
 :func:`is_stale` relies on to tell whether the committed ``docs/diagrams`` still
@@ -31,7 +38,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -51,6 +58,9 @@ HighlightEdge = tuple[str, str, str]
 _FONT: Final = "Helvetica,Arial,sans-serif"
 _INK: Final = "#37474f"
 _PATH_INK: Final = "#c62828"
+#: Rows and states a coverage overlay found never exercised. A brighter red than the
+#: path's, and dashed: "missing", where a highlighted path says "taken".
+UNCOVERED_INK: Final = "#e53935"
 
 # Graphviz styles, in the shape GraphMachine.style_attributes has: "default" is the
 # base of every node/edge, the others are applied by name on top of it.
@@ -61,11 +71,16 @@ _DOT_STYLES: Final[dict[str, dict[str, dict[str, str]]]] = {
                     "fontsize": "12", "margin": "0.15,0.07", "penwidth": "1.2"},
         "rest": {"fillcolor": "#e3ecf5"},
         "path": {"fillcolor": "#fde3df", "color": _PATH_INK, "penwidth": "2.5"},
+        "uncovered": {"fillcolor": "#fff5f5", "color": UNCOVERED_INK,
+                      "fontcolor": "#b71c1c", "style": "rounded,filled,dashed",
+                      "penwidth": "1.6"},
     },
     "edge": {
         "default": {"color": _INK, "fontcolor": "#263238", "fontname": _FONT,
                     "fontsize": "10", "arrowsize": "0.7"},
         "path": {"color": _PATH_INK, "fontcolor": _PATH_INK, "penwidth": "2.5"},
+        "uncovered": {"color": UNCOVERED_INK, "fontcolor": "#b71c1c", "style": "dashed",
+                      "penwidth": "1.6"},
     },
     "graph": {
         "default": {"fontname": _FONT, "fontsize": "14", "labelloc": "t",
@@ -87,10 +102,21 @@ _MERMAID_STYLES: Final[dict[str, dict[str, dict[str, str]]]] = {
         "default": {"fill": "white"},
         "rest": {"fill": "#e3ecf5"},
         "path": {"fill": "#fde3df", "stroke": _PATH_INK, "stroke-width": "3px"},
+        "uncovered": {"fill": "#fff5f5", "stroke": UNCOVERED_INK,
+                      "stroke-dasharray": "5"},
     },
     "edge": {},
     "graph": {},
 }
+
+
+def _mermaid_styles(*, coverage: bool) -> dict[str, dict[str, dict[str, str]]]:
+    """Mermaid writes a classDef for every node style it is given; the coverage
+    style only when drawing coverage, so that plain diagrams keep their bytes."""
+    if coverage:
+        return _MERMAID_STYLES
+    nodes = {k: v for k, v in _MERMAID_STYLES["node"].items() if k != "uncovered"}
+    return {**_MERMAID_STYLES, "node": nodes}
 
 
 def edge_label(row: Row) -> str:
@@ -98,6 +124,11 @@ def edge_label(row: Row) -> str:
     writes it in its own syntax)."""
     guard = f" [{row.guard.value}]" if row.guard else ""
     return f"{row.event.value}{guard}\n{row.requirement}"
+
+
+def count_label(count: int) -> str:
+    """The coverage line of an edge: how often a run exercised the row."""
+    return f"{count:,}× exercised" if count else "0× NOT EXERCISED"
 
 
 def node_label(state: State) -> str:
@@ -115,16 +146,19 @@ def render(
     interpretation: str = "seed",
     fmt: str = "svg",
     highlight: Sequence[HighlightEdge] | None = None,
+    counts: Mapping[str, int] | None = None,
 ) -> bytes:
     """The state diagram of one interpretation in one of :data:`FORMATS`.
 
     ``highlight`` is a check-in path (edges of the abstract or of a concrete graph);
     its edges and states are drawn in red and its edges numbered in path order.
+    ``counts`` (row name -> times exercised) overlays a test run's coverage: every
+    edge gets its count, and rows never exercised are drawn red and dashed.
     """
     _check_format(fmt)
     interp = get(interpretation)
     graph = _machine_graph(interp, "mermaid" if fmt == "mermaid" else "graphviz",
-                           list(highlight or []))
+                           list(highlight or []), counts)
     if fmt in ("dot", "mermaid"):
         return str(graph.source).encode()
     return _pipe(graph, fmt)
@@ -228,21 +262,56 @@ def _path_steps(
     return steps, frozenset(states)
 
 
+def _coverage(
+    interp: Interpretation, counts: Mapping[str, int] | None
+) -> tuple[dict[str, int] | None, frozenset[str], frozenset[str]]:
+    """Row name -> count (every row of the interpretation, absent ones as 0), the
+    rows never exercised and the states no exercised row enters.
+
+    The initial state counts as reached: a client starts there without a row.
+    """
+    if counts is None:
+        return None, frozenset(), frozenset()
+    rows = interp.rows()
+    names = {r.name for r in rows}
+    for key, n in counts.items():
+        if key not in names:
+            raise UsageError(f"coverage count for {key!r}: not a row of the "
+                             f"{interp.name!r} interpretation")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise UsageError(f"coverage count for {key!r}: expected an integer >= 0, "
+                             f"got {n!r}")
+    full = {r.name: counts.get(r.name, 0) for r in rows}
+    reached = {INITIAL.value} | {r.dest.value for r in rows if full[r.name]}
+    return (full, frozenset(k for k, n in full.items() if not n),
+            frozenset(s.value for s in State if s.value not in reached))
+
+
 def _machine_graph(
-    interp: Interpretation, engine: str, highlight: Sequence[HighlightEdge]
+    interp: Interpretation,
+    engine: str,
+    highlight: Sequence[HighlightEdge],
+    counts: Mapping[str, int] | None = None,
 ) -> Any:
     """The engine's graph object (a ``graphviz.Digraph`` or Mermaid text holder)."""
     from . import _engines  # imports transitions (and graphviz): only when drawing
 
     steps, on_path = _path_steps(interp, highlight)
+    full, uncovered, unreached = _coverage(interp, counts)
     rows = interp.rows()
+    title = (f"SEP client heartbeat, interpretation '{interp.name}': "
+             f"{interp.summary} ({len(rows)} transitions)")
+    if full is not None:
+        title += (f"; coverage: {len(rows) - len(uncovered)} of {len(rows)} "
+                  "transitions exercised")
     drawing = _engines.Drawing(
-        title=(f"SEP client heartbeat, interpretation '{interp.name}': "
-               f"{interp.summary} ({len(rows)} transitions)"),
+        title=title,
         node_labels={s.value: node_label(s) for s in State},
         path_steps=steps,
         path_states=on_path,
         rest_states=frozenset(s.value for s in REST_STATES),
+        uncovered_rows=uncovered,
+        uncovered_states=unreached,
         dot_graph_attr=_DOT_LAYOUT,
     )
     machine = _engines.TableMachine(
@@ -254,14 +323,16 @@ def _machine_graph(
                 trigger=r.event.value,
                 source=r.source.value,
                 dest=r.dest.value,
-                label=edge_label(r),
+                label=(edge_label(r) if full is None
+                       else f"{edge_label(r)}\n{count_label(full[r.name])}"),
                 guard=r.guard.value if r.guard else None,
             )
             for r in rows
         ],
         drawing=drawing,
         engine=engine,
-        style_attributes=_MERMAID_STYLES if engine == "mermaid" else _DOT_STYLES,
+        style_attributes=(_mermaid_styles(coverage=full is not None)
+                          if engine == "mermaid" else _DOT_STYLES),
     )
     graph_cls = _engines.MermaidGraph if engine == "mermaid" else _engines.DotGraph
     return graph_cls(machine).get_graph()
