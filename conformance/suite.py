@@ -81,7 +81,25 @@ PROFILES: dict[str, tuple[int, bool]] = {
     "certify": (3_000, False),
 }
 
-ClientFactory = Callable[[World, Interpretation, Mode], InProcessClient]
+ClientFactory = Callable[[Any, Interpretation, Mode], InProcessClient]
+
+
+@dataclass
+class Environment:
+    """Where a run happens: how to make the world and the client of one test case.
+
+    In process (the default) the world is a :class:`~.world.World` and time is
+    virtual. Over the wire (:mod:`.remote`) the world drives real servers and the
+    client is a process; the rules and the oracle are the same.
+    """
+
+    client: ClientFactory
+    world: Callable[[], Any] = lambda: World(SITE, GUP)
+    #: Model milliseconds of slack for timing properties.
+    tolerance_ms: int = 0
+    adapter: str = "in-process"
+    #: Called at the end of every test case with its world and client.
+    close: Callable[[Any, InProcessClient], None] = lambda world, client: None
 
 
 def reference_factory(core: Any = None) -> ClientFactory:
@@ -115,10 +133,13 @@ class Violation(AssertionError):
         self.requirement, self.message, self.records = requirement, message, records
 
 
-def make_machine(interp: Interpretation, factory: ClientFactory,
+def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                  coverage: Coverage) -> type[RuleBasedStateMachine]:
     """A state machine class for one interpretation and one kind of client."""
     by_name = {r.name: r for r in interp.rows()}
+    if not isinstance(env, Environment):
+        env = Environment(env)
+    environment = env
 
     class HeartbeatSuite(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -131,12 +152,13 @@ def make_machine(interp: Interpretation, factory: ClientFactory,
         @initialize(mode=st.sampled_from(Mode))
         def start(self, mode: Mode) -> None:
             self.mode = mode
-            self.world = w = World(SITE, GUP)
-            self.client = factory(w, interp, mode)
+            self.world = w = environment.world()
+            self.client = environment.client(w, interp, mode)
             self.oracle = Oracle(
                 interp, mode,
                 [Manager(m.name, m.address, m.port, m.priority) for m in w.managers],
                 (w.gup.address, w.gup.port) if w.gup else None, INTERVAL_MS,
+                tolerance_ms=environment.tolerance_ms,
                 unreachable=lambda name: next(
                     m for m in w.managers if m.name == name).unreachable)
             w.on_answer = lambda cid, reply: self.client.answer(w.now, reply)
@@ -152,19 +174,18 @@ def make_machine(interp: Interpretation, factory: ClientFactory,
             assert self.world is not None
             if fault in (Fault.REFUSE, Fault.BLACKHOLE):
                 path = None  # connection-level faults: every connection
-            self.world.managers[m].faults[path] = fault
+            self.world.set_fault(m, path, fault)
 
         @rule()
         def heal(self) -> None:
             assert self.world is not None
-            for s in self.world.servers:
-                s.faults.clear()
+            self.world.heal()
 
         @rule(up=st.booleans(), fault=st.sampled_from([Fault.REFUSE, Fault.ERROR,
                                                        Fault.STALL]))
         def gup(self, up: bool, fault: Fault) -> None:
-            assert self.world is not None and self.world.gup is not None
-            self.world.gup.faults = {} if up else {None: fault}
+            assert self.world is not None
+            self.world.set_gup(None if up else fault)
 
         @rule()
         def publish(self) -> None:
@@ -175,13 +196,13 @@ def make_machine(interp: Interpretation, factory: ClientFactory,
         @rule(location=st.sampled_from(LOCATIONS), source=st.sampled_from(Source))
         def policy(self, location: str, source: Source) -> None:
             assert self.world is not None
-            self.world.policies[location] = source
+            self.world.set_policy(location, source)
 
         @rule(source=st.sampled_from(Source))
         def flip(self, source: Source) -> None:
             """The location's policy changes between the index and the URLs."""
             assert self.world is not None
-            self.world.flip = source
+            self.world.set_flip(source)
 
         @rule(pick=st.integers(0, len(by_name) - 1))
         def goal(self, pick: int) -> None:
@@ -212,7 +233,7 @@ def make_machine(interp: Interpretation, factory: ClientFactory,
         @rule(m=st.integers(0, len(SITE) - 1))
         def drop(self, m: int) -> None:
             assert self.world is not None
-            self.world.drop(self.world.managers[m])
+            self.world.drop(m)
             self._settle()
 
         @rule(dt=st.sampled_from(TIME_STEPS) | st.integers(1, 2 * INTERVAL_MS))
@@ -268,6 +289,7 @@ def make_machine(interp: Interpretation, factory: ClientFactory,
         def teardown(self) -> None:
             if self.world is None:
                 return
+            environment.close(self.world, self.client)
             # A client that says which rows it took (the reference does) is counted
             # exactly; otherwise one run of the model that explains its records.
             taken = getattr(self.client, "taken", None)
@@ -303,49 +325,48 @@ def _provoke(m: Any, row: Row) -> None:
     if (row.source, event) in _SESSION_CAUSE:
         fault, path = _SESSION_CAUSE[(row.source, event)]
         # Failover rows need every manager before the last to fail; the others all.
-        victims = w.managers[:-1] if row.guard is Guard.NEXT_MANAGER else w.managers
-        for s in victims:
-            s.faults = {path: fault}
+        n = len(w.managers)
+        for i in range(n - 1 if row.guard is Guard.NEXT_MANAGER else n):
+            w.only_fault(i, path, fault)
     elif event is Event.REQUEST_FAILED:
         path = _PATH_OF.get(ENTRY[row.source])
-        for s in w.managers:
-            s.faults = {path: Fault.ERROR}
-        w.policies[location] = Source.MANAGER
+        for i in range(len(w.managers)):
+            w.only_fault(i, path, Fault.ERROR)
+        w.set_policy(location, Source.MANAGER)
         w.publish()
     elif event is Event.DOWNLOAD_FAILED and w.gup is not None:
-        w.gup.faults = {None: Fault.REFUSE}
-        w.policies[location] = Source.GUP
+        w.set_gup(Fault.REFUSE)
+        w.set_policy(location, Source.GUP)
         w.publish()
     elif event in (Event.URLS_RECEIVED, Event.CONTENT_RECEIVED, Event.INDEX_RECEIVED):
-        for s in w.servers:
-            s.faults.clear()
+        w.heal()
         source = {Guard.SOURCE_GUP: Source.GUP, Guard.SOURCE_NONE: Source.MANAGER}.get(
             row.guard or Guard.SOURCE_MANAGER, Source.MANAGER)
         if row.source is State.DOWNLOADING_GUP:
             source = Source.GUP
-        w.policies[location] = source
+        w.set_policy(location, source)
         if row.guard is Guard.SOURCE_NONE:
-            w.flip = Source.NONE
+            w.set_flip(Source.NONE)
         if row.guard is not Guard.NO_DOWNLOAD:
             w.publish()
     elif event is Event.POLICY_PUSHED:
         w.push()
     elif event is Event.CONNECTION_LOST:
-        for s in w.managers:
-            w.drop(s)
+        for i in range(len(w.managers)):
+            w.drop(i)
     else:  # the happy path: heal everything
-        for s in w.servers:
-            s.faults.clear()
+        w.heal()
 
 
-def run(interp: Interpretation, *, factory: ClientFactory | None = None,
+def run(interp: Interpretation, *, factory: Environment | ClientFactory | None = None,
         profile: str = "ci", seed: int | None = None, client: str = "reference",
         max_examples: int | None = None) -> SuiteResult:
     """Run the suite; never raises for a non-conformant client (see the result)."""
-    factory = factory or reference_factory()
+    env = factory if isinstance(factory, Environment) else Environment(
+        factory or reference_factory())
     coverage = Coverage({r.name: 0 for r in interp.rows()})
     cases, derandomize = PROFILES[profile]
-    machine = make_machine(interp, factory, coverage)
+    machine = make_machine(interp, env, coverage)
     failures: list[Failure] = []
     cfg = settings(
         max_examples=max_examples or cases,
@@ -369,7 +390,7 @@ def run(interp: Interpretation, *, factory: ClientFactory | None = None,
         failures.append(Failure(v.requirement, v.message, _steps(notes), v.records, "",
                                 seed))
     return _result(interp, coverage, failures, profile, seed, client,
-                   time.perf_counter() - t0)
+                   time.perf_counter() - t0, env.adapter)
 
 
 def _seeded(fn: Callable[[], None], seed: int | None) -> Callable[[], None]:
@@ -385,7 +406,8 @@ def _steps(printed: str) -> list[str]:
 
 
 def _result(interp: Interpretation, coverage: Coverage, failures: list[Failure],
-            profile: str, seed: int | None, client: str, duration: float) -> SuiteResult:
+            profile: str, seed: int | None, client: str, duration: float,
+            adapter: str) -> SuiteResult:
     hits: dict[str, int] = dict(coverage.requirements)
     for r in interp.rows():
         hits[r.requirement] = hits.get(r.requirement, 0) + coverage.rows.get(r.name, 0)
@@ -396,7 +418,7 @@ def _result(interp: Interpretation, coverage: Coverage, failures: list[Failure],
         status = (Status.FAILED if rid in failed
                   else Status.PASSED if n else Status.NOT_COVERED)
         reqs.append(RequirementResult(rid, status, REQUIREMENTS[rid].text, n))
-    return SuiteResult(client=client, adapter="in-process", interpretation=interp.name,
+    return SuiteResult(client=client, adapter=adapter, interpretation=interp.name,
                        profile=profile, seed=seed, cases=coverage.cases,
                        steps=coverage.steps, duration_s=duration,
                        transitions=dict(coverage.rows), requirements=reqs,

@@ -144,6 +144,34 @@ class World:
                 return s
         return None
 
+    # --- what the environment does (the suite's rules call these; an adapter over
+    # --- the wire implements the same methods on real servers) ------------------
+
+    def set_fault(self, index: int, path: str | None, fault: Fault) -> None:
+        """Manager ``index`` answers requests to ``path`` (None: all) with ``fault``;
+        its other faults stay."""
+        self.managers[index].faults[path] = fault
+
+    def only_fault(self, index: int, path: str | None, fault: Fault) -> None:
+        """Manager ``index`` has this one fault and no other."""
+        self.managers[index].faults = {path: fault}
+
+    def set_gup(self, fault: Fault | None) -> None:
+        """The GUP fails every request with ``fault``, or answers (None)."""
+        if self.gup is not None:
+            self.gup.faults = {} if fault is None else {None: fault}
+
+    def heal(self) -> None:
+        """Every server answers again."""
+        for s in self.servers:
+            s.faults.clear()
+
+    def set_policy(self, location: str, source: Source) -> None:
+        self.policies[location] = source
+
+    def set_flip(self, source: Source | None) -> None:
+        self.flip = source
+
     def source_for(self, location: str) -> Source:
         return self.policies.get(location, self.default_source)
 
@@ -178,8 +206,10 @@ class World:
                 if c.pending is Action.HOLD and c.hold_until is not None]
         return min(ends, default=None)
 
-    def drop(self, server: VServer) -> None:
-        """Close every connection of ``server`` (held push connections see it)."""
+    def drop(self, index: int) -> None:
+        """Close every connection of manager ``index`` (held push connections see
+        it)."""
+        server = self.managers[index]
         for client, conn in list(self._conns.items()):
             if conn.server is server:
                 was = conn.pending
