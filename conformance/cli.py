@@ -189,6 +189,52 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run a seeded-fault client (for testing conformance suites): "
                         + ", ".join(FAULTS))
     p.set_defaults(run=cmd_client)
+
+    p = sub.add_parser("conform", help="run the conformance suite against a client",
+                       description="Test a heartbeat client against the model with "
+                                   "Hypothesis: the suite plays managers, a GUP and "
+                                   "time, provokes every transition and checks every "
+                                   "record the servers make. Exit 0 conformant, 1 not "
+                                   "(a violation, or a transition or requirement never "
+                                   "exercised), 2 usage error.",
+                       epilog="examples:\n"
+                              "  sephb conform                          the reference, "
+                              "in process\n"
+                              "  sephb conform --client-cmd 'my-client --config {sylink} "
+                              "--state {state_dir} --speed {time_scale}'\n"
+                              "  sephb conform --client sensors-before-logs --report out/r",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _interpretation(p)
+    who = p.add_mutually_exclusive_group()
+    who.add_argument("--client", default="reference", metavar="NAME",
+                     help="in-process client: 'reference' (default) or a seeded fault "
+                          "(see `sephb mutants`)")
+    who.add_argument("--client-cmd", metavar="CMD",
+                     help="any client, over the wire: a command with {sylink}, "
+                          "{state_dir} and {time_scale} placeholders (docs/adapters.md)")
+    p.add_argument("--profile", choices=("ci", "nightly", "certify"), default="ci",
+                   help="ci: fast and derandomized; nightly: 10,000+ cases; certify: "
+                        "3,000 clean cases for a 0.999 reliability statement")
+    p.add_argument("--seed", type=int, help="Hypothesis seed: reproduces a run")
+    p.add_argument("--max-examples", type=_positive, metavar="N",
+                   help="override the profile's number of test cases")
+    p.add_argument("--report", metavar="DIR",
+                   help="write the HTML, Markdown and JUnit report here")
+    p.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
+    p.set_defaults(run=cmd_conform)
+
+    p = sub.add_parser("mutants", help="check that the suite kills every seeded fault",
+                       description="Run the suite against each seeded-fault client, in "
+                                   "process and (with --wire) over the wire, and print "
+                                   "whether it was killed, by which requirement, how "
+                                   "fast, and how short the shrunk counterexample is. "
+                                   "Exit 1 if any survived.")
+    _interpretation(p)
+    p.add_argument("--wire", action="store_true",
+                   help="also run each fault as a `sephb client --fault` process")
+    p.add_argument("--profile", choices=("ci", "nightly", "certify"), default="ci")
+    p.add_argument("--json", action="store_true", help="machine-readable rows")
+    p.set_defaults(run=cmd_mutants)
     return parser
 
 
@@ -301,6 +347,7 @@ def cmd_paths(args: argparse.Namespace) -> int:
     return 0
 
 
+
 def _label(row: Any) -> str:
     guard = f"[{row.guard.value}]" if row.guard else ""
     return f"{row.event.value}{guard}"
@@ -362,6 +409,127 @@ def cmd_client(args: argparse.Namespace) -> int:
     if args.client_id:
         opts.client_id = args.client_id
     return asyncio.run(run_client(opts, args.trace))
+
+
+def _conform_client_cmd(args: argparse.Namespace) -> str | None:
+    cmd: str | None = args.client_cmd
+    if cmd is not None:
+        missing = [p for p in ("{sylink}", "{state_dir}") if p not in cmd]
+        if missing:
+            raise UsageError(f"--client-cmd needs the placeholders {', '.join(missing)}"
+                             " (see docs/adapters.md)")
+    return cmd
+
+
+def cmd_conform(args: argparse.Namespace) -> int:
+    from sephb.conformance import suite
+    from sephb.model.interpretations import get
+
+    cmd = _conform_client_cmd(args)
+    env = suite.environment_for(args.client, cmd)
+    name = cmd or args.client
+    result = _with_progress(lambda progress: suite.run(
+        get(args.interpretation), factory=env, profile=args.profile, seed=args.seed,
+        client=name, max_examples=args.max_examples, client_cmd=cmd,
+        progress=progress))
+    _print_result(result)
+    if args.report:
+        from sephb.conformance.report import write_report
+
+        written = write_report(result, Path(args.report))
+        print(f"report: {written['index.html']}")
+    if args.junit:
+        from sephb.conformance.report import write_junit
+
+        write_junit(result, Path(args.junit))
+    return 0 if result.conformant else 1
+
+
+def _with_progress(work: Callable[[Any], Any]) -> Any:
+    """Run ``work`` with a rich progress bar on a terminal (cases, coverage, time
+    left); silently otherwise."""
+    if not sys.stderr.isatty():
+        return work(None)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} cases"),
+                  TextColumn("{task.fields[covered]}"), TimeRemainingColumn(),
+                  transient=True) as bar:
+        task = bar.add_task("conform", total=None, covered="")
+
+        def progress(coverage: Any, total: int) -> None:
+            rows = coverage.rows
+            done = sum(1 for n in rows.values() if n)
+            bar.update(task, completed=coverage.cases, total=total,
+                       covered=f"{done}/{len(rows)} transitions covered")
+
+        return work(progress)
+
+
+def _print_result(result: Any) -> None:
+    verdict = "CONFORMANT" if result.conformant else "NON-CONFORMANT"
+    print(f"{verdict}: {result.client} ({result.adapter}, interpretation "
+          f"{result.interpretation}, profile {result.profile}"
+          f"{'' if result.seed is None else f', seed {result.seed}'})")
+    covered = sum(1 for n in result.transitions.values() if n)
+    print(f"  {result.cases} cases, {result.steps} steps, {result.duration_s:.1f} s; "
+          f"transitions covered {covered}/{len(result.transitions)}")
+    for r in result.requirements:
+        if r.status.value != "PASSED":
+            print(f"  {r.status.value:<12} {r.id}")
+    if result.failures and result.uncovered:
+        print(f"  {len(result.uncovered)} transitions never exercised (the run stopped "
+              f"at the first violation)")
+    else:
+        for name in result.uncovered:
+            print(f"  never exercised: {name}")
+    for w in result.warnings:
+        print(f"  warning: {w}")
+    for f in result.failures:
+        print(f"  FAILED {f.requirement}: {f.message}")
+        for step in f.steps:
+            print(f"      {step}")
+
+
+def cmd_mutants(args: argparse.Namespace) -> int:
+    import time
+
+    from sephb.conformance import suite
+    from sephb.conformance.faults import FAULTS
+    from sephb.model.interpretations import get
+
+    interp = get(args.interpretation)
+    rows: list[dict[str, Any]] = []
+    adapters = ["in-process", *(["wire"] if args.wire else [])]
+    for name, fault in FAULTS.items():
+        for adapter in adapters:
+            cmd = None
+            if adapter == "wire":
+                cmd = (f"{sys.executable} -m sephb.conformance.cli client --sylink "
+                       f"{{sylink}} --state-dir {{state_dir}} --time-scale {{time_scale}}"
+                       f" -i {interp.name} --fault {name}")
+            t0 = time.perf_counter()
+            result = suite.run(interp, factory=suite.environment_for(name, cmd),
+                               profile=args.profile, client=name, client_cmd=cmd)
+            f = result.failures[0] if result.failures else None
+            rows.append({
+                "fault": name, "adapter": adapter, "killed": f is not None,
+                "expected": fault.requirement, "requirement": f.requirement if f else None,
+                "seconds": round(time.perf_counter() - t0, 2),
+                "steps": suite.program_length(f.steps) if f else None,
+            })
+            if not args.json:
+                r = rows[-1]
+                print(f"{name:<26} {adapter:<10} {'killed' if f else 'SURVIVED':<9} "
+                      f"{r['requirement'] or '-':<22} {r['seconds']:>6.1f} s  "
+                      f"{r['steps'] if f else '-'} steps", flush=True)
+    if args.json:
+        _print_json(rows)
+    else:
+        killed = sum(1 for r in rows if r["killed"])
+        print(f"\nkilled {killed}/{len(rows)}")
+    return 0 if all(r["killed"] for r in rows) else 1
 
 
 def _print_json(doc: object) -> None:

@@ -37,10 +37,13 @@ from sephb.model.protocol import (
     Switch,
 )
 
-#: What servers cannot observe: the client's timers and its side of a failure.
+#: What servers cannot observe: the client's timers, its connect (the server sees
+#: the connection, recorded as the client's CONNECT), and failures that leave no
+#: trace at a server (a refused or dropped connect, a GUP that is down). A failed
+#: answer, a request the client gave up on, and a dropped held connection are
+#: recorded by the server that caused or saw them, so they are not hidden.
 HIDDEN = frozenset({Event.HEARTBEAT_DUE, Event.CONNECTED, Event.SESSION_TIMEOUT,
-                    Event.CONNECT_FAILED, Event.REQUEST_FAILED, Event.DOWNLOAD_FAILED,
-                    Event.CONNECTION_LOST})
+                    Event.CONNECT_FAILED, Event.DOWNLOAD_FAILED})
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class Oracle:
     _uploading: int = 0
     _restarted: bool = False
     _failed: set[str] = field(default_factory=set)
+    #: Rows explained before the client's restarts.
+    _runs: list[str] = field(default_factory=list)
     #: The manager a push-mode client last held its connection with.
     _held_with: str | None = None
     #: When each manager was last seen unreachable (a refused or dropped connect).
@@ -107,7 +112,10 @@ class Oracle:
         self.produced += count
 
     def restarted(self, now: int) -> None:
-        """The client was restarted: its first heartbeat is due at once."""
+        """The client was restarted: a new process starts in the initial state (a
+        crash is outside the model), and its first heartbeat is due at once."""
+        self._runs += self.checker.run()
+        self.checker.reset()
         self._round_start = None
         self._tried = set()
         self._session_since = None
@@ -152,7 +160,7 @@ class Oracle:
     def path(self) -> list[str]:
         """Row names of one run of the model consistent with the records so far:
         what coverage counts."""
-        return self.checker.run()
+        return self._runs + self.checker.run()
 
     def _find(self, requirement: str, message: str, t: int) -> None:
         self.findings.append(Finding(requirement, message, self.index, t))

@@ -67,6 +67,8 @@ INTERVAL_MS = HEARTBEAT_INTERVAL_S * 1000
 TIME_STEPS = sorted({1, 1_000, SESSION_LIMIT_MS - 1, SESSION_LIMIT_MS,
                      SESSION_LIMIT_MS + 1, INTERVAL_MS - 1, INTERVAL_MS, INTERVAL_MS + 1,
                      2 * INTERVAL_MS})
+#: Wake-ups at one model instant beyond which a client is spinning.
+SPIN_LIMIT = 200
 PATHS = [None, "/index.dat", "/urls", "/content", "/logs", "/sensors", "/push"]
 LOCATIONS = ["Default", "Office", "Branch"]
 #: The site every run uses: three managers over two priorities, and a GUP.
@@ -120,6 +122,8 @@ class Coverage:
     requirements: dict[str, int] = field(default_factory=dict)
     steps: int = 0
     cases: int = 0
+    #: Called as each test case starts (a progress display).
+    on_case: Callable[[], None] | None = None
 
     def uncovered(self) -> list[str]:
         return [n for n, c in self.rows.items() if c == 0]
@@ -144,8 +148,10 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
     class HeartbeatSuite(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
-            self.world: World | None = None
+            self.world: Any = None
             coverage.cases += 1
+            if coverage.on_case is not None:
+                coverage.on_case()
 
         # --- set-up ---------------------------------------------------------------
 
@@ -260,7 +266,16 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             assert self.world is not None
             w = self.world
             target = w.now + dt
+            spins = 0
             while True:
+                spins = spins + 1 if self.client.wakeup() == w.now else 0
+                if spins > SPIN_LIMIT:
+                    raise Violation(
+                        "REQ-2-TIMEOUT-30000",
+                        f"the client asked to act again at t={w.now} more than "
+                        f"{SPIN_LIMIT} times without time passing: it retries at once "
+                        f"instead of waiting for the next heartbeat interval",
+                        list(w.records))
                 due = self.client.wakeup()
                 holds = w.next_deadline()
                 nxt = min(x for x in (due, holds, target) if x is not None)
@@ -294,8 +309,9 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             # exactly; otherwise one run of the model that explains its records.
             taken = getattr(self.client, "taken", None)
             for name in taken() if taken else self.oracle.path():
-                coverage.rows[name] = coverage.rows.get(name, 0) + 1
-                hypothesis.event(name)
+                if name in coverage.rows:  # a faulty client's own rows do not count
+                    coverage.rows[name] += 1
+                    hypothesis.event(name)
             for req, n in self.oracle.exercised.items():
                 coverage.requirements[req] = coverage.requirements.get(req, 0) + n
 
@@ -360,16 +376,20 @@ def _provoke(m: Any, row: Row) -> None:
 
 def run(interp: Interpretation, *, factory: Environment | ClientFactory | None = None,
         profile: str = "ci", seed: int | None = None, client: str = "reference",
-        max_examples: int | None = None) -> SuiteResult:
+        max_examples: int | None = None, client_cmd: str | None = None,
+        progress: Callable[[Coverage, int], None] | None = None) -> SuiteResult:
     """Run the suite; never raises for a non-conformant client (see the result)."""
     env = factory if isinstance(factory, Environment) else Environment(
         factory or reference_factory())
     coverage = Coverage({r.name: 0 for r in interp.rows()})
     cases, derandomize = PROFILES[profile]
+    total = max_examples or cases
+    if progress is not None:
+        coverage.on_case = lambda: progress(coverage, total)
     machine = make_machine(interp, env, coverage)
     failures: list[Failure] = []
     cfg = settings(
-        max_examples=max_examples or cases,
+        max_examples=total,
         stateful_step_count=30,
         derandomize=derandomize and seed is None,
         deadline=None,
@@ -387,8 +407,12 @@ def run(interp: Interpretation, *, factory: Environment | ClientFactory | None =
     except Violation as v:
         # Hypothesis attaches the shrunk program to the exception as notes.
         notes = "\n".join([*printed, *getattr(v, "__notes__", [])])
-        failures.append(Failure(v.requirement, v.message, _steps(notes), v.records, "",
-                                seed))
+        steps = _steps(notes)
+        failures.append(Failure(
+            v.requirement, v.message, steps, v.records,
+            replay_source(interp.name, client, steps, v.requirement, v.message,
+                          client_cmd),
+            seed))
     return _result(interp, coverage, failures, profile, seed, client,
                    time.perf_counter() - t0, env.adapter)
 
@@ -401,8 +425,74 @@ def _seeded(fn: Callable[[], None], seed: int | None) -> Callable[[], None]:
 
 
 def _steps(printed: str) -> list[str]:
+    """The shrunk program's steps, as Hypothesis printed them (``state.rule(...)``)."""
     return [line.strip() for line in printed.splitlines()
-            if line.strip() and not line.startswith(("Falsifying", "You can", "Trying"))]
+            if line.strip().startswith("state.")]
+
+
+def program_length(steps: list[str]) -> int:
+    """Steps of a shrunk program that are environment actions (invariant checks and
+    the teardown are the suite's own)."""
+    return sum(1 for s in steps
+               if not s.startswith(("state.conforms(", "state.teardown(")))
+
+
+def environment_for(client: str = "reference", client_cmd: str | None = None
+                    ) -> Environment:
+    """The environment of a named client: ``reference``, a seeded fault's name (in
+    process), or any command over the wire."""
+    if client_cmd is not None:
+        from .remote import wire_environment
+
+        return wire_environment(client_cmd)
+    if client == "reference":
+        return Environment(reference_factory())
+    from .faults import core_class
+
+    return Environment(reference_factory(core_class(client)))
+
+
+def machine_for(interpretation: str, client: str = "reference",
+                client_cmd: str | None = None) -> type[RuleBasedStateMachine]:
+    """The suite's state machine for one client, to replay a shrunk program."""
+    from sephb.model.interpretations import get
+
+    interp = get(interpretation)
+    coverage = Coverage({r.name: 0 for r in interp.rows()})
+    return make_machine(interp, environment_for(client, client_cmd), coverage)
+
+
+_REPLAY = '''"""Counterexample found by `sephb conform` ({requirement}).
+
+{message}
+
+Replays the shrunk run against the same client; the test fails while the client
+still breaks {requirement}. Run it with pytest.
+"""
+
+from sephb.conformance.suite import machine_for
+from sephb.conformance.world import Fault
+from sephb.model.protocol import Mode, Source
+
+__all__ = ["Fault", "Mode", "Source"]  # the steps below may name any of them
+
+
+def test_counterexample() -> None:
+    HeartbeatSuite = machine_for({interpretation!r}, {client!r}{cmd})
+    state = HeartbeatSuite()
+{body}
+'''
+
+
+def replay_source(interpretation: str, client: str, steps: list[str], requirement: str,
+                  message: str, client_cmd: str | None = None) -> str:
+    """A self-contained pytest file that replays a shrunk program; it fails while the
+    client still breaks the requirement."""
+    body = "\n".join(f"    {line}" for line in steps) or "    pass"
+    return _REPLAY.format(
+        requirement=requirement, message=message.replace('"""', "'''"),
+        interpretation=interpretation, client=client, body=body,
+        cmd=f", client_cmd={client_cmd!r}" if client_cmd else "")
 
 
 def _result(interp: Interpretation, coverage: Coverage, failures: list[Failure],

@@ -213,8 +213,15 @@ class World:
         for client, conn in list(self._conns.items()):
             if conn.server is server:
                 was = conn.pending
+                if was is not None:
+                    # The server breaks the request it holds, and records it as the
+                    # real servers do (a held push: CONNECTION_LOST).
+                    failed = wire.failure_event(_ROUTE[was],
+                                                first_request=conn.requests == 1)
+                    self._emit(client, server, failed.value, conn=conn.id,
+                               error="dropped by the server")
                 self._close(client, conn)
-                if was is Action.HOLD and self.on_answer:
+                if was is not None and self.on_answer:
                     self.on_answer(client, Reply(failed=True))
 
     # --- what clients do ---------------------------------------------------------
@@ -226,7 +233,15 @@ class World:
         self.disconnect(client)
         if server is not None and server.faults.get(None) is Fault.BLACKHOLE:
             return None
-        if server is None or server.refusing:
+        if server is None:
+            return False
+        if server.refusing:
+            # A real server cannot see a refused connect; the in-process world can,
+            # and tells the oracle, as a network observer would.
+            self._next_conn += 1
+            self._emit(client, server, Action.CONNECT.value, conn=self._next_conn)
+            self._emit(client, server, Event.CONNECT_FAILED.value, conn=self._next_conn,
+                       error="refused")
             return False
         self._next_conn += 1
         self._conns[client] = _Conn(server, self._next_conn)
