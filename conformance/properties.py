@@ -44,6 +44,10 @@ from sephb.model.protocol import (
 #: recorded by the server that caused or saw them, so they are not hidden.
 HIDDEN = frozenset({Event.HEARTBEAT_DUE, Event.CONNECTED, Event.SESSION_TIMEOUT,
                     Event.CONNECT_FAILED, Event.DOWNLOAD_FAILED})
+#: In process the world sees refused connects too (it plays the network): only the
+#: client's timers and a connect that never completes stay hidden.
+HIDDEN_IN_PROCESS = frozenset({Event.HEARTBEAT_DUE, Event.CONNECTED,
+                               Event.SESSION_TIMEOUT})
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,8 @@ class Oracle:
     #: Model milliseconds of slack for timing properties (0 in virtual time; the
     #: wire adapter's scheduling needs some).
     tolerance_ms: int = 0
+    #: Events the records cannot show (see HIDDEN).
+    hidden: frozenset[Event] = HIDDEN
     checker: Checker = field(init=False)
     findings: list[Finding] = field(default_factory=list)
     #: Requirement ids the data properties exercised, and how often.
@@ -98,13 +104,15 @@ class Oracle:
     _failed: set[str] = field(default_factory=set)
     #: Rows explained before the client's restarts.
     _runs: list[str] = field(default_factory=list)
+    #: When the client last held its push connection (None: not holding).
+    _hold_at: int | None = None
     #: The manager a push-mode client last held its connection with.
     _held_with: str | None = None
     #: When each manager was last seen unreachable (a refused or dropped connect).
     _last_unreachable: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.checker = Checker(self.interpretation, mode=self.mode, hidden=HIDDEN)
+        self.checker = Checker(self.interpretation, mode=self.mode, hidden=self.hidden)
 
     # --- what the environment tells the oracle ----------------------------------------
 
@@ -116,6 +124,7 @@ class Oracle:
         crash is outside the model), and its first heartbeat is due at once."""
         self._runs += self.checker.run()
         self.checker.reset()
+        self._hold_at = None
         self._round_start = None
         self._tried = set()
         self._session_since = None
@@ -200,6 +209,11 @@ class Oracle:
         elif name == Action.HOLD.value:
             m = self._manager(rec)
             self._held_with = m.name if m else None
+            self._hold_at = t
+        elif name == Event.CONNECTION_LOST.value or name.endswith("_FAILED"):
+            self._hold_at = None
+        elif name == Action.DISCONNECT.value and self._hold_at is not None:
+            self._push_disconnect(t)
         elif name == Event.HEARTBEAT_DUE.value and rec.get("role") == "manager":
             # A push heartbeat ended the hold: a new heartbeat on the held connection.
             m = self._manager(rec)
@@ -234,6 +248,18 @@ class Oracle:
                        f"{t - (self._round_start or 0)} ms after the last one began: "
                        f"the next one is due after the {self.interval_ms} ms interval", t)
         self._tried.add(m.name)
+
+    def _push_disconnect(self, t: int) -> None:
+        """REQ-7-PUSH: a push-mode client does not fully disconnect; its held
+        connection ends only when it is lost, or at a push heartbeat (documented)."""
+        held_since, self._hold_at = self._hold_at, None
+        assert held_since is not None
+        self._hit("REQ-7-PUSH")
+        if self.mode is Mode.PUSH and t < held_since + self.interval_ms - self.tolerance_ms:
+            self._find("REQ-7-PUSH",
+                       f"the client closed its held push connection at t={t}, "
+                       f"{t - held_since} ms after holding it, with no change pushed and "
+                       f"no push heartbeat due", t)
 
     def _priority(self, m: Manager, t: int) -> None:
         """REQ-1-PRIORITY: the first manager of a heartbeat is the first available

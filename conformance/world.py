@@ -300,12 +300,21 @@ class World:
                       location: str, have: tuple[str, int] | None,
                       ids: list[str] | None) -> Reply:
         # A connection just for this download (the GUP's, or another port's).
-        if server is None or server.refusing or server.role is not route.role:
+        if server is None or server.role is not route.role:
+            return Reply(failed=True)
+        if server.refusing:
+            # Seen by the in-process world only (see connect()).
+            self._emit(client, server, route.action.value, error="refused")
+            self._emit(client, server, route.failure.value, error="refused")
             return Reply(failed=True)
         self._next_conn += 1
         conn = _Conn(server, self._next_conn)
         reply = self._serve(client, conn, route, location, have, ids, None, side=True)
-        if reply.pending:  # a stalled side request: the client will give up on it
+        if reply.pending:
+            # A stalled download: the client gives up on it (at once here: a side
+            # request is answered synchronously), as the server then records.
+            self._emit(client, server, route.failure.value, conn=conn.id,
+                       error="client gave up")
             return Reply(failed=True)
         return reply
 

@@ -1,0 +1,868 @@
+"""The conformance suite over the wire: real servers, and the client as a process.
+
+Theory of operation
+-------------------
+The suite (:mod:`.suite`) plays the environment of one client through the methods of
+:class:`~.world.World`. Here those methods drive real simulated servers instead: a
+:class:`RemoteWorld` owns a :class:`~.servers.Fleet` (three managers over two
+priorities on port 8014 and a GUP on 2967, on 127.x addresses of its own) running in
+an asyncio loop on a background thread. The Hypothesis machine is synchronous; each
+environment action crosses into the loop with
+:func:`asyncio.run_coroutine_threadsafe` and waits for it to be done.
+
+The client under test is any program (:class:`ProcessClient`): the suite writes a
+sylink.xml naming the fleet, runs the command with ``{sylink}``, ``{state_dir}`` and
+``{time_scale}`` filled in, kills it with SIGKILL to restart it (the state directory
+stays), and kills it at the end of each test case. It is a black box: it gets no
+calls, its timers are its own, and the suite learns what it did only from what the
+servers record -- the same server-side trace (``by: "server"``) the oracle reads in
+process, so one oracle judges both adapters.
+
+Time is the fleet's :class:`~.clock.Clock`: model milliseconds at the run's time
+scale, shared by the servers' records and the suite's ``now``. ``advance`` sleeps
+until the clock reaches the target. The client's timers run in its own process, so
+the suite cannot stop time at the client's wake-ups as it does in process; instead
+the world asks to be polled every half tolerance (:meth:`RemoteWorld.next_deadline`),
+so that the oracle has seen every record older than half a tolerance before it judges
+a deadline. Timing properties get the tolerance as slack: scheduling jitter, in model
+time, is wall jitter divided by the time scale.
+
+What the wire cannot do, and what this adapter does about it (``docs/adapters.md``):
+
+* A refused connect never reaches a server, and a loopback connect never hangs: the
+  rows ``CONNECTING--SESSION_TIMEOUT`` and ``CONNECTING--CONNECT_FAILED`` leave no
+  record and stay NOT_COVERED. The world's ``BLACKHOLE`` fault (a connect that never
+  completes) becomes ``stall`` on every path: the client connects, asks for
+  index.dat and never gets it.
+* The servers record a stalled first request that the client gives up as
+  ``CONNECT_FAILED``; when the client gave up after the session limit, the adapter
+  names it ``SESSION_TIMEOUT``, as the in-process world does.
+* A connection closed before any request carries no client id (a kill between
+  connect and first request leaves one): its records are dropped.
+* The client's logs are its own: the suite's ``logs`` rule is off, so the oracle's
+  lost-log count has nothing to count (uploads twice are still caught).
+* Heartbeat sizes are real bytes here, and only here: each completed pull check-in
+  whose connection carried nothing else is measured (REQ-SIZE-IDLE, REQ-SIZE-MAX),
+  and a size outside the seed's typical range is a warning (ambiguity A7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import dataclasses
+import itertools
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from sephb.model.errors import UsageError
+from sephb.model.interpretations import Interpretation
+from sephb.model.protocol import (
+    FULL_HEARTBEAT_BYTES,
+    IDLE_HEARTBEAT_BYTES,
+    REQUIREMENTS,
+    SESSION_LIMIT_MS,
+    Action,
+    Event,
+    Mode,
+    Row,
+    Source,
+    State,
+)
+
+from . import suite
+from .clock import Clock
+from .inproc import InProcessClient
+from .managerconfig import FleetConfig
+from .results import RequirementResult, Status, SuiteResult
+from .servers import FaultMode, Fleet, SimServer
+from .sylink import Gup, Sylink, save
+from .trace import Record
+from .wire import Role
+from .world import Fault, Reply
+
+__all__ = [
+    "DEFAULT_TIME_SCALE",
+    "JITTER_BUDGET_S",
+    "WIRE_PROFILES",
+    "ProcessClient",
+    "RemoteServer",
+    "RemoteWorld",
+    "WireEnvironment",
+    "WireObservations",
+    "WireProfile",
+    "run_wire",
+    "uncoverable",
+    "wire_environment",
+]
+
+T = TypeVar("T")
+
+#: 0.01: the 300 s interval lasts 3 s and the 30,000 ms session limit 0.3 s of wall
+#: time, long enough that scheduling jitter stays small in model time.
+DEFAULT_TIME_SCALE: Final = 0.01
+#: Wall seconds of slack for timing properties. Measured on the project's 2-core
+#: machine with the reference client (docs/adapters.md): how late the servers record
+#: a session given up at the limit, and how far apart check-ins are beyond the
+#: interval, at most 8 ms of wall time with both cores busy; 0.1 s leaves 12x that.
+JITTER_BUDGET_S: Final = 0.1
+#: Wall seconds a started client gets to make its first request, and how long the
+#: servers must then be quiet before the suite goes on (see ProcessClient.start).
+STARTUP_S: Final = 3.0
+QUIET_S: Final = 0.1
+#: Longest a start may wait for quiet (a client that keeps talking).
+SETTLE_LIMIT_S: Final = 2.0
+#: Placeholders of a client command; the first three are required.
+PLACEHOLDERS: Final = ("{sylink}", "{state_dir}", "{time_scale}", "{client_id}",
+                       "{interpretation}")
+#: A log upload at least this large makes a check-in "full" (REQ-SIZE-MAX): half the
+#: smallest typical full heartbeat, so that the logs dominate it.
+FULL_LOG_BYTES: Final = FULL_HEARTBEAT_BYTES[0] // 2
+
+_STALL_TEXT: Final = "fault stall"
+_PEER_RE: Final = re.compile(r"^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$")
+
+
+@dataclass(frozen=True)
+class WireProfile:
+    """How much of a profile runs over the wire.
+
+    A wire case costs wall time (each interval of model time is 3 s at the default
+    scale; a case of ``steps`` steps runs about 0.6 s per step), so the in-process case
+    counts are out of reach. Failures are not shrunk: a shrink step is a whole case,
+    and timing makes replays inexact (the program found is reported as is).
+    """
+
+    cases: int
+    steps: int
+
+
+#: Per profile: cases and steps per case over the wire (in process: suite.PROFILES).
+#: ci covers every row the wire can cover for the reference client in about a
+#: minute per interpretation; nightly and certify explore more, longer programs.
+WIRE_PROFILES: Final[dict[str, WireProfile]] = {
+    "ci": WireProfile(cases=6, steps=14),
+    "nightly": WireProfile(cases=60, steps=20),
+    "certify": WireProfile(cases=300, steps=30),
+}
+
+
+# --- where the fleet listens ----------------------------------------------------------
+
+_counter = itertools.count()
+
+
+def _addresses(n: int) -> list[str]:
+    """Loopback addresses for one world: the scheme of ``tests/netutil.addresses``
+    with a second octet of its own (220-254 by process id), so that worlds of one
+    run, concurrent runs and the project's tests rarely meet. When they do, a
+    server falls back to an ephemeral port and the sylink.xml says so."""
+    second = 220 + os.getpid() % 35
+    out = []
+    for _ in range(n):
+        i = next(_counter) % (250 * 256)
+        out.append(f"127.{second}.{i // 250}.{i % 250 + 2}")
+    return out
+
+
+# --- the world ---------------------------------------------------------------------
+
+
+@dataclass
+class RemoteServer:
+    """What the suite and the oracle see of one real server; ``faults`` mirrors what
+    the suite asked for, in the world's vocabulary."""
+
+    name: str
+    role: Role
+    address: str
+    port: int
+    priority: int = 0
+    faults: dict[str | None, Fault] = field(default_factory=dict)
+
+    @property
+    def unreachable(self) -> bool:
+        """Whether a client can get no session here at all (as World's)."""
+        return self.faults.get(None) in (Fault.REFUSE, Fault.BLACKHOLE)
+
+
+@dataclass(frozen=True)
+class Size:
+    """One measured check-in: its kind and the bytes of its connection."""
+
+    kind: str  # "idle" or "full"
+    bytes: int
+    server: str
+    t: int
+
+    @property
+    def requirement(self) -> str:
+        return "REQ-SIZE-IDLE" if self.kind == "idle" else "REQ-SIZE-MAX"
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        return IDLE_HEARTBEAT_BYTES if self.kind == "idle" else FULL_HEARTBEAT_BYTES
+
+
+def _server_mode(fault: Fault, path: str | None) -> tuple[FaultMode, str | None]:
+    """The real servers' fault for a world fault."""
+    if fault is Fault.BLACKHOLE:
+        # A loopback connect never hangs: the nearest thing is a server that accepts
+        # and never answers, on every path (the session limit still runs out).
+        return FaultMode.STALL, None
+    if fault is Fault.REFUSE and path is not None:
+        # Refusing is per server (the listening socket); for one path the nearest is
+        # a connection cut at that request.
+        return FaultMode.RESET, path
+    return FaultMode(fault.value), path
+
+
+class RemoteWorld:
+    """The :class:`~.world.World` interface over a real :class:`~.servers.Fleet`.
+
+    ``managers`` and ``gup`` describe the real servers (their bound ports); ``now`` is
+    the fleet clock's model time; ``records`` are the servers' records as trace dicts,
+    appended as they arrive.
+    """
+
+    def __init__(self, site: list[int] | None = None, *,
+                 time_scale: float = DEFAULT_TIME_SCALE, tolerance_ms: int = 0,
+                 poll_ms: int | None = None) -> None:
+        priorities = site or [p for _, _, p in suite.SITE]
+        self.time_scale = time_scale
+        self.tolerance_ms = tolerance_ms
+        #: How often the suite looks at the records while time passes.
+        self.poll_ms = poll_ms or max(1, tolerance_ms // 2) or 1_000
+        addrs = _addresses(len(priorities) + 1)
+        cfg = FleetConfig.loopback(addrs[:-1], gup=addrs[-1])
+        cfg = dataclasses.replace(cfg, managers=tuple(
+            dataclasses.replace(m, priority=p)
+            for m, p in zip(cfg.managers, priorities, strict=True)))
+        self.clock = Clock(time_scale)
+        self.fleet = Fleet(cfg, clock=self.clock)
+        self._records: list[dict[str, Any]] = []
+        #: Unused over the wire: the client is a process and gets no calls.
+        self.on_answer: Callable[[str, Reply], None] | None = None
+        #: Things a report should mention (a client without X-Sephb-Client, ...).
+        self.notes: list[str] = []
+        self._taken = 0
+        self._heard = 0
+        self._last_heard = 0.0
+        self._connect_t: dict[tuple[str, int], int] = {}
+        self._flip: Source | None = None
+        self._started = self._closed = False
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name="sephb-wire-fleet",
+                                        daemon=True)
+        self._thread.start()
+        _LIVE_WORLDS.add(self)
+        try:
+            self._call(self.fleet.start())
+            self._started = True
+        except BaseException:
+            self.close()
+            raise
+        self.fleet.recorder.listen(self._heard_record)
+        by_name = self.fleet.servers
+        self.managers = [self._mirror(by_name[m.name]) for m in cfg.managers]
+        self.gup = self._mirror(self.fleet.gup) if self.fleet.gup else None
+
+    @staticmethod
+    def _mirror(s: SimServer) -> RemoteServer:
+        return RemoteServer(s.name, s.role, s.address, s.port, s.spec.priority)
+
+    # --- the loop thread ------------------------------------------------------------
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            # Whatever the fleet's stop left running (a handler mid-answer) ends here.
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self._loop.run_until_complete(
+                    asyncio.gather(*pending, return_exceptions=True))
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
+            self._loop.close()
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 30) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def _do(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the loop thread (the servers' state is the loop's)."""
+
+        async def call() -> T:
+            return fn()
+
+        return self._call(call())
+
+    def _heard_record(self, rec: Record) -> None:
+        # On the loop thread, inside Recorder.add: counts for ProcessClient's start,
+        # and the one-shot policy flip (it must land before /urls is answered).
+        self._heard += 1
+        self._last_heard = time.monotonic()
+        if (self._flip is not None and rec.event == Action.GET_URLS.value
+                and rec.role is Role.MANAGER and rec.server is not None
+                and self.fleet[rec.server].fault_for(rec.path or "/urls") is None):
+            source, self._flip = self._flip, None
+            self._apply_policy(rec.location or "Default", source)
+
+    # --- time ------------------------------------------------------------------------
+
+    @property
+    def now(self) -> int:
+        """Model time on the fleet's clock (it runs while the suite works)."""
+        return self.clock.now_ms()
+
+    def advance(self, now: int) -> None:
+        """Let time pass until model time ``now`` (sleeping in wall time)."""
+        wait = self.clock.epoch + self.clock.wall_seconds(now) - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+
+    def next_deadline(self) -> int | None:
+        """The next time the suite should look: every half tolerance, so that a
+        record the servers make within half a tolerance of an event has been fed to
+        the oracle before it judges a deadline past that event (the suite ticks the
+        oracle before it feeds the records of a step)."""
+        return self.now + self.poll_ms
+
+    # --- records ----------------------------------------------------------------------
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        """The servers' records so far, as trace dicts (one list, appended to)."""
+        if self._started and not self._closed:
+            self._refresh()
+        return self._records
+
+    def _refresh(self) -> None:
+        # Taken on the loop thread, so a batch never splits records emitted together.
+        def take() -> list[Record]:
+            recs = self.fleet.recorder.records[self._taken:]
+            self._taken += len(recs)
+            return recs
+
+        batch = self._do(take)
+        i = 0
+        while i < len(batch):
+            rec = batch[i]
+            nxt = batch[i + 1] if i + 1 < len(batch) else None
+            if (rec.event == Action.CONNECT.value and nxt is not None
+                    and nxt.event == Action.DISCONNECT.value
+                    and (nxt.server, nxt.conn) == (rec.server, rec.conn)):
+                # A connection that never sent a request: no client id, no step.
+                i += 2
+                continue
+            self._records.append(self._convert(rec))
+            i += 1
+
+    def _convert(self, rec: Record) -> dict[str, Any]:
+        key = (rec.server or "", rec.conn or 0)
+        if rec.event == Action.CONNECT.value:
+            self._connect_t[key] = rec.t
+        elif (rec.event == Event.CONNECT_FAILED.value
+              and (rec.error or "").startswith(_STALL_TEXT)
+              and key in self._connect_t
+              and rec.t - self._connect_t[key] >= SESSION_LIMIT_MS - self.tolerance_ms):
+            # The first answer stalled and the client gave up at the session limit:
+            # the server saw the limit run out (World.abandon says the same).
+            rec = msgspec.structs.replace(rec, event=Event.SESSION_TIMEOUT.value)
+        elif (_PEER_RE.match(rec.client) and rec.event != Action.DISCONNECT.value
+              and not any("X-Sephb-Client" in n for n in self.notes)):
+            self.notes.append(
+                f"requests without an X-Sephb-Client header (recorded as "
+                f"{rec.client}): the wire profile requires one on every request")
+        out: dict[str, Any] = msgspec.to_builtins(rec)
+        return out
+
+    # --- what the environment does --------------------------------------------------
+
+    def set_fault(self, index: int, path: str | None, fault: Fault) -> None:
+        m = self.managers[index]
+        self._sync(m, {**m.faults, path: fault})
+
+    def only_fault(self, index: int, path: str | None, fault: Fault) -> None:
+        self._sync(self.managers[index], {path: fault})
+
+    def set_gup(self, fault: Fault | None) -> None:
+        if self.gup is not None:
+            self._sync(self.gup, {} if fault is None else {None: fault})
+
+    def heal(self) -> None:
+        for s in self._servers:
+            self._sync(s, {})
+
+    def set_policy(self, location: str, source: Source) -> None:
+        self._do(lambda: self._apply_policy(location, source))
+
+    def set_flip(self, source: Source | None) -> None:
+        """The policy of the client's location becomes ``source`` between the next
+        index answer and the URLs request after it: applied by the record hook when
+        the next ``/urls`` arrives, before it is answered (ambiguity A9)."""
+
+        def flip() -> None:
+            self._flip = source
+
+        self._do(flip)
+
+    def publish(self) -> None:
+        self._do(lambda: self.fleet.publish())
+
+    def push(self) -> int:
+        return self._do(lambda: self.fleet.push())
+
+    def drop(self, index: int) -> None:
+        name = self.managers[index].name
+        self._do(lambda: self.fleet[name].drop())
+
+    @property
+    def _servers(self) -> list[RemoteServer]:
+        return self.managers + ([self.gup] if self.gup else [])
+
+    def _apply_policy(self, location: str, source: Source) -> None:
+        # The client names its location (X-Sephb-Location); one that names none gets
+        # the default policy, which is the "Default" location's here.
+        for m in self.fleet.managers:
+            m.set_policy(source, location)
+            if location == "Default":
+                m.set_policy(source, None)
+
+    def _sync(self, server: RemoteServer, faults: dict[str | None, Fault]) -> None:
+        """Make the real server's faults what ``faults`` says (world vocabulary)."""
+        server.faults = dict(faults)
+        want: dict[str | None, FaultMode] = {}
+        for path, fault in faults.items():
+            # A per-path UP under an all-requests fault has no wire equivalent (the
+            # servers cannot exempt a path): the path gets the server's fault.
+            if fault is not Fault.UP:
+                mode, p = _server_mode(fault, path)
+                want[p] = mode
+        self._call(self._apply_faults(self.fleet[server.name], want))
+
+    @staticmethod
+    async def _apply_faults(s: SimServer, want: dict[str | None, FaultMode]) -> None:
+        have = dict(s.faults)
+        if have == want:
+            return
+        refusing = have.get(None) is FaultMode.REFUSE
+        if (refusing and want.get(None) is not FaultMode.REFUSE) or (
+                None in have and None not in want):
+            await s.set_fault(FaultMode.UP)  # clears every fault, listens again
+            have = {}
+        for gone in [p for p in have if p is not None and p not in want]:
+            await s.set_fault(FaultMode.UP, gone)
+        if want.get(None) is FaultMode.REFUSE and not refusing:
+            await s.set_fault(FaultMode.REFUSE)
+        for path, mode in want.items():
+            if s.faults.get(path) is not mode:
+                await s.set_fault(mode, path)
+
+    # --- for ProcessClient --------------------------------------------------------------
+
+    def quiesce(self, since: int, alive: Callable[[], bool], *,
+                first_s: float = STARTUP_S, quiet_s: float = QUIET_S,
+                limit_s: float = SETTLE_LIMIT_S) -> None:
+        """Wait until the servers heard something after ``since`` records (or
+        ``first_s`` passed, or the client died), then until they have been quiet
+        for ``quiet_s`` (at most ``limit_s``). A black box gives no sign that it is
+        ready; its first requests are one."""
+        end = time.monotonic() + first_s
+        while self._heard == since and time.monotonic() < end and alive():
+            time.sleep(0.005)
+        if self._heard == since:
+            return
+        end = time.monotonic() + limit_s
+        while time.monotonic() - self._last_heard < quiet_s and time.monotonic() < end:
+            time.sleep(0.005)
+
+    @property
+    def heard(self) -> int:
+        """Records the servers made so far (including dropped ones)."""
+        return self._heard
+
+    # --- results ----------------------------------------------------------------------
+
+    def sizes(self) -> list[Size]:
+        """The completed pull check-ins whose size means something (see module doc):
+        one check-in on one manager connection, closed after SENSORS_ACKED, no
+        failure, no hold, the index unchanged; idle without logs, full with a log
+        upload of at least :data:`FULL_LOG_BYTES`."""
+        conns: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        for r in self.records:
+            if r.get("role") == Role.MANAGER.value:
+                conns.setdefault((r.get("server", ""), r.get("conn", 0)), []).append(r)
+        out = []
+        for (server, _), recs in conns.items():
+            names = [r["event"] for r in recs]
+            if (names.count(Action.GET_INDEX.value) != 1 or Action.HOLD.value in names
+                    or names[-1] != Action.DISCONNECT.value
+                    or Event.SENSORS_ACKED.value not in names
+                    or any(r.get("error") for r in recs[:-1])):
+                continue
+            index = next(r for r in recs if r["event"] == Event.INDEX_RECEIVED.value)
+            if index.get("changed"):
+                continue
+            upload = next((r for r in recs if r["event"] == Action.UPLOAD_LOGS.value),
+                          None)
+            logs = len((upload or {}).get("ids") or [])
+            log_bytes = (upload or {}).get("bytes_in", 0)
+            kind = ("idle" if logs == 0 else "full" if log_bytes >= FULL_LOG_BYTES
+                    else None)
+            if kind is None:
+                continue
+            end = recs[-1]
+            total = end.get("bytes_in", 0) + end.get("bytes_out", 0)
+            out.append(Size(kind, total, server, end["t"]))
+        return out
+
+    # --- the end ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop the servers and the loop thread (idempotent)."""
+        if self._closed:
+            return
+        try:
+            if self._loop.is_running() and self._started:
+                with contextlib.suppress(Exception):
+                    self._refresh()
+                    self._call(self.fleet.stop(), timeout=15)
+        finally:
+            self._closed = True
+            if not self._loop.is_closed():
+                self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=15)
+            _LIVE_WORLDS.discard(self)
+
+
+# --- the client ------------------------------------------------------------------------
+
+
+class ProcessClient:
+    """A client under test as a process: the :class:`~.inproc.InProcessClient`
+    protocol, with every call but start and restart a no-op (a black box has its own
+    timers and answers its own requests)."""
+
+    def __init__(self, world: RemoteWorld, command: str, mode: Mode, *,
+                 interpretation: str = "seed", client_id: str = "c1",
+                 startup_s: float = STARTUP_S, quiet_s: float = QUIET_S) -> None:
+        self.world = world
+        self.command = command
+        self.mode = mode
+        self.interpretation = interpretation
+        self.client_id = client_id
+        self.startup_s, self.quiet_s = startup_s, quiet_s
+        self.proc: subprocess.Popen[bytes] | None = None
+        #: Process ids of every start (the last one is running).
+        self.pids: list[int] = []
+        #: One line per process that ended on its own (not killed by the suite).
+        self.exits: list[str] = []
+        self._dir = Path(tempfile.mkdtemp(prefix="sephb-wire-"))
+        self.state_dir = self._dir / "state"
+        self.sylink_path = self._dir / "sylink.xml"
+        self.log_path = self._dir / "client.log"
+        _LIVE_CLIENTS.add(self)
+
+    # --- the location is the client's own -------------------------------------------
+
+    @property
+    def location(self) -> str:
+        """Fixed: a black box reports its own location; the suite's ``move`` rule
+        cannot change it (docs/adapters.md)."""
+        return "Default"
+
+    @location.setter
+    def location(self, value: str) -> None:
+        pass
+
+    # --- the protocol ---------------------------------------------------------------
+
+    def start(self, now: int) -> None:
+        """Write sylink.xml, start the command, and wait until its first requests
+        are answered and the servers are quiet again (the first check-in is then
+        part of every test case, however short)."""
+        w = self.world
+        blocks: dict[int, list[tuple[str, int]]] = {}
+        for m in w.managers:
+            blocks.setdefault(m.priority, []).append((m.address, m.port))
+        gup = Gup(w.gup.address, w.gup.port) if w.gup else None
+        save(Sylink.build([blocks[p] for p in sorted(blocks)], mode=self.mode,
+                          heartbeat_s=suite.INTERVAL_MS // 1000, gup=gup),
+             self.sylink_path)
+        self.state_dir.mkdir(exist_ok=True)
+        self._spawn()
+
+    def wakeup(self) -> int | None:
+        return None
+
+    def tick(self, now: int) -> None:
+        pass
+
+    def answer(self, now: int, reply: Reply) -> None:
+        pass
+
+    def restart(self, now: int) -> None:
+        """SIGKILL the process (and its process group), start it again on the same
+        state directory."""
+        self.kill()
+        self._spawn()
+
+    def produce_logs(self, count: int) -> None:
+        """Nothing: a process makes its own logs (the suite's logs rule is off)."""
+
+    # --- processes ------------------------------------------------------------------------
+
+    def argv(self) -> list[str]:
+        values = {
+            "{sylink}": str(self.sylink_path),
+            "{state_dir}": str(self.state_dir),
+            "{time_scale}": _number(self.world.time_scale),
+            "{client_id}": self.client_id,
+            "{interpretation}": self.interpretation,
+        }
+        out = []
+        for token in shlex.split(self.command):
+            for key, value in values.items():
+                token = token.replace(key, value)
+            out.append(token)
+        return out
+
+    def _spawn(self) -> None:
+        since = self.world.heard
+        with open(self.log_path, "ab") as log:
+            # A session of its own: a restart kills the command's whole process group
+            # (a wrapper script's children too), and a Ctrl-C at the terminal reaches
+            # only the suite, which then kills the client itself.
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        self.pids.append(self.proc.pid)
+        proc = self.proc
+        self.world.quiesce(since, lambda: proc.poll() is None, first_s=self.startup_s,
+                           quiet_s=self.quiet_s)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the running process and its group; reap it (no zombie)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is not None:
+            self.exits.append(f"the client exited on its own with status "
+                              f"{proc.returncode}{self._tail()}")
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+
+    def _tail(self) -> str:
+        try:
+            text = self.log_path.read_bytes()[-400:].decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+        return f"; its output ends: {text}" if text else ""
+
+    def close(self) -> None:
+        """Kill the process and remove the sylink.xml and state directory."""
+        try:
+            self.kill()
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            _LIVE_CLIENTS.discard(self)
+
+
+def _number(x: float) -> str:
+    """A time scale as a command-line number (0.01, not 1e-02)."""
+    text = f"{x:.12f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+# Whatever a test case leaves (an interrupt in the middle of one), the interpreter's
+# exit cleans up: no client process and no server outlives the suite.
+_LIVE_WORLDS: set[RemoteWorld] = set()
+_LIVE_CLIENTS: set[ProcessClient] = set()
+
+
+@atexit.register
+def _cleanup() -> None:
+    for c in list(_LIVE_CLIENTS):
+        with contextlib.suppress(Exception):
+            c.close()
+    for w in list(_LIVE_WORLDS):
+        with contextlib.suppress(Exception):
+            w.close()
+
+
+# --- the environment -------------------------------------------------------------------
+
+
+@dataclass
+class WireObservations:
+    """What the wire adapter learned over a run, beyond the oracle's verdicts."""
+
+    sizes: list[Size] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+
+@dataclass
+class WireEnvironment(suite.Environment):
+    """A :class:`~.suite.Environment` whose worlds are real servers; it also
+    collects the heartbeat sizes and notes of every test case."""
+
+    observations: WireObservations = field(default_factory=WireObservations)
+    client_cmd: str = ""
+    time_scale: float = DEFAULT_TIME_SCALE
+
+
+def tolerance_for(time_scale: float) -> int:
+    """Model milliseconds of slack for :data:`JITTER_BUDGET_S` at ``time_scale``."""
+    return math.ceil(JITTER_BUDGET_S / time_scale * 1000)
+
+
+def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
+                     tolerance_ms: int | None = None, startup_s: float = STARTUP_S
+                     ) -> WireEnvironment:
+    """The suite's environment over the wire for a client command (a template with
+    ``{sylink}``, ``{state_dir}`` and ``{time_scale}``; ``{client_id}`` and
+    ``{interpretation}`` are optional). ``tolerance_ms`` defaults to
+    :data:`JITTER_BUDGET_S` of wall time in model time."""
+    missing = [p for p in PLACEHOLDERS[:3] if p not in client_cmd]
+    if missing:
+        raise UsageError(f"--client-cmd {client_cmd!r}: missing {', '.join(missing)} "
+                         f"(a client needs the sylink.xml, its state directory and the "
+                         f"time scale; see docs/adapters.md)")
+    try:
+        if not shlex.split(client_cmd):
+            raise ValueError("empty command")
+    except ValueError as exc:
+        raise UsageError(f"--client-cmd {client_cmd!r}: {exc}") from None
+    if not (math.isfinite(time_scale) and time_scale > 0):
+        raise UsageError(f"time scale {time_scale!r}: expected a number > 0")
+    tol = tolerance_for(time_scale) if tolerance_ms is None else tolerance_ms
+    if not 0 <= tol <= SESSION_LIMIT_MS // 2:
+        raise UsageError(
+            f"time scale {time_scale}: a tolerance of {tol} model ms is more than half "
+            f"the {SESSION_LIMIT_MS} ms session limit, which timing properties could no "
+            f"longer tell apart; use a larger time scale (at least "
+            f"{JITTER_BUDGET_S * 1000 / (SESSION_LIMIT_MS // 2):g})")
+    observations = WireObservations()
+
+    def world() -> RemoteWorld:
+        return RemoteWorld(time_scale=time_scale, tolerance_ms=tol)
+
+    def client(w: Any, interp: Interpretation, mode: Mode) -> InProcessClient:
+        return ProcessClient(w, client_cmd, mode, interpretation=interp.name,
+                             startup_s=startup_s)
+
+    def close(w: Any, c: InProcessClient) -> None:
+        try:
+            if isinstance(c, ProcessClient):
+                c.kill()
+                for line in c.exits:
+                    observations.note(line)
+        finally:
+            try:
+                if isinstance(w, RemoteWorld):
+                    w.close()
+                    observations.sizes += w.sizes()
+                    for line in w.notes:
+                        observations.note(line)
+            finally:
+                if isinstance(c, ProcessClient):
+                    c.close()
+
+    return WireEnvironment(client=client, world=world, tolerance_ms=tol,
+                           adapter="wire", close=close, logs=False,
+                           observations=observations,
+                           client_cmd=client_cmd, time_scale=time_scale)
+
+
+# --- a run ---------------------------------------------------------------------------
+
+
+def uncoverable(interp: Interpretation) -> list[str]:
+    """Rows no client can take visibly over the wire: a session that fails before
+    the TCP connection is up (refused, or a connect that never completes) reaches no
+    server, so no record shows it."""
+    return [r.name for r in interp.rows() if _invisible(r)]
+
+
+def _invisible(row: Row) -> bool:
+    return row.source is State.CONNECTING and row.event in (Event.SESSION_TIMEOUT,
+                                                           Event.CONNECT_FAILED)
+
+
+def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
+             seed: int | None = None, time_scale: float = DEFAULT_TIME_SCALE,
+             tolerance_ms: int | None = None, max_examples: int | None = None,
+             steps: int | None = None, **kw: Any) -> SuiteResult:
+    """Run the suite against ``client_cmd`` over the wire (see
+    :data:`WIRE_PROFILES` for what each profile runs); never raises for a
+    non-conformant client. ``kw`` goes to :func:`.suite.run` (e.g. ``progress``)."""
+    if profile not in WIRE_PROFILES:
+        raise UsageError(f"profile {profile!r}: expected one of "
+                         f"{', '.join(WIRE_PROFILES)}")
+    plan = WIRE_PROFILES[profile]
+    env = wire_environment(client_cmd, time_scale=time_scale, tolerance_ms=tolerance_ms)
+    try:
+        result = suite.run(interp, factory=env, profile=profile, seed=seed,
+                           client=client_cmd, client_cmd=client_cmd,
+                           max_examples=max_examples or plan.cases,
+                           steps_per_case=steps or plan.steps, shrink=False, **kw)
+    finally:
+        _cleanup()  # an interrupted case's process and servers, if any
+    return _wire_result(result, interp, env.observations)
+
+
+def _wire_result(result: SuiteResult, interp: Interpretation,
+                 seen: WireObservations) -> SuiteResult:
+    """Add what only the wire measures (sizes) and says (notes) to a result."""
+    reqs = [r for r in result.requirements if not r.id.startswith("REQ-SIZE-")]
+    warnings = list(result.warnings)
+    for rid in ("REQ-SIZE-IDLE", "REQ-SIZE-MAX"):
+        measured = [s for s in seen.sizes if s.requirement == rid]
+        reqs.append(RequirementResult(
+            rid, Status.PASSED if measured else Status.NOT_COVERED,
+            REQUIREMENTS[rid].text, len(measured)))
+        for s in measured:
+            lo, hi = s.bounds
+            if not lo <= s.bytes <= hi:
+                warnings.append(
+                    f"{rid}: an {s.kind} check-in on {s.server} at t={s.t} was "
+                    f"{s.bytes:,} bytes on the wire; the seed's typical range is "
+                    f"{lo:,}-{hi:,} (a warning: the seed calls the sizes typical, A7)")
+    missing = [n for n in uncoverable(interp) if result.transitions.get(n, 0) == 0]
+    if missing:
+        warnings.append(
+            "not coverable over the wire (a session that fails before the TCP "
+            "connection is up reaches no server; docs/adapters.md): "
+            + ", ".join(missing))
+    warnings += seen.notes
+    reqs.sort(key=lambda r: r.id)
+    return msgspec.structs.replace(result, requirements=reqs, warnings=warnings)
+
