@@ -1,11 +1,10 @@
 # The README's two commands, `make run` and `make test`, do all set-up on a fresh
 # Debian machine with Python 3.11: a venv, the project in strict editable mode (so
-# mypy sees it), and the system tools the tests use (Graphviz's dot).
+# mypy sees it), and the system tools the tests use (Graphviz, Chromium).
 PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APT_PKGS :=
 
 .PHONY: run test lint typecheck pytest diagrams bench clean setup system-deps
 
@@ -17,11 +16,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=strict
 	touch $(STAMP)
 
-# Graphviz's `dot` renders SVG/PNG. Installed with apt-get when missing and we are
-# root; otherwise we say exactly what to install.
+# Graphviz's `dot` renders SVG/PNG; Chromium opens the HTML report in a test.
+# Installed with apt-get when missing and we are root; otherwise we say exactly what
+# to install.
 system-deps:
 	@missing=""; \
 	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing:$$missing"; \
@@ -33,9 +34,14 @@ system-deps:
 
 setup: $(STAMP) system-deps
 
+# The reference client through the conformance suite, in process and over the wire.
+CLIENT_CMD := $(BIN)/sephb client --sylink {sylink} --state-dir {state_dir} --time-scale {time_scale}
+
 run: setup
 	$(BIN)/sephb model
-	$(BIN)/sephb diagram --all -o out/
+	$(BIN)/sephb diagram --all -o out/diagrams
+	$(BIN)/sephb conform --report out/conform-in-process
+	$(BIN)/sephb conform --client-cmd '$(CLIENT_CMD)' --report out/conform-wire
 
 test: setup
 	$(BIN)/ruff check model diagrams conformance tests

@@ -21,6 +21,7 @@ from netutil import addresses
 from sephb.conformance.store import LogQueue
 from sephb.conformance.sylink import Sylink, save
 from sephb.conformance.trace import Record, read_trace
+from sephb.conformance.wire import Role
 from sephb.model.protocol import ENTRY, STEP, Mode
 
 SEPHB = [sys.executable, "-m", "sephb.conformance.cli"]
@@ -126,6 +127,19 @@ def assert_seed_order(names: list[str]) -> None:
     assert steps == sorted(steps), names
 
 
+def assert_checker_accepts(records: list[Record], mode: Mode, server_side: bool) -> None:
+    """The trace checker compiled from the table accepts the trace, record by record."""
+    from sephb.conformance.properties import HIDDEN
+    from sephb.model.checker import Checker
+
+    checker = Checker("seed", mode=mode, hidden=HIDDEN if server_side else frozenset())
+    for r in records:
+        if r.role is Role.GUP and r.event in ("CONNECT", "DISCONNECT"):
+            continue  # a GUP download's own connection is not a step of the model
+        v = checker.feed(r.event, r.t, changed=r.changed, source=r.source)
+        assert v is None, v.message
+
+
 def test_pull_processes_on_the_real_ports(manager: Manager, tmp_path: Path) -> None:
     # the manager listens where the config says, on the seed's ports
     m1, _, gup = manager.addrs
@@ -145,11 +159,13 @@ def test_pull_processes_on_the_real_ports(manager: Manager, tmp_path: Path) -> N
         "UPLOAD_LOGS", "LOGS_ACKED", "UPLOAD_SENSORS", "SENSORS_ACKED", "DISCONNECT"]
     for c in got:
         assert_seed_order(c)
+    assert_checker_accepts(mine, Mode.PULL, server_side=False)
     # pull mode waits the interval before the next check-in
     beats = [r.t for r in mine if r.event == "HEARTBEAT_DUE"]
     assert beats[1] - beats[0] >= 300_000
     # the servers saw it on the real ports: the GUP's download on 2967, the rest on 8014
     server = [r for r in read_trace(manager.trace) if r.client == "e2e"]
+    assert_checker_accepts(server, Mode.PULL, server_side=True)
     ports = {(r.event, r.port) for r in server if r.event.startswith(("DOWNLOAD", "GET"))}
     assert ports == {("GET_INDEX", 8014), ("GET_URLS", 8014), ("DOWNLOAD_GUP", 2967)}
     state = manager.call("GET", "/control/state")
@@ -178,6 +194,8 @@ def test_push_processes_hold_and_apply_a_change_at_once(
     assert got[1][-1] == "HOLD" and not any("DISCONNECT" in c for c in got)
     for c in got:
         assert_seed_order(c)
+    assert_checker_accepts(list(read_trace(tmp_path / "push.ndjson")), Mode.PUSH,
+                           server_side=False)
     index = json.loads((tmp_path / "st" / "index.json").read_text())
     assert index["serial"] == new["serial"]
     # one connection to m1 throughout
