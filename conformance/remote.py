@@ -63,7 +63,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -99,6 +99,7 @@ from .world import Fault, Reply
 __all__ = [
     "DEFAULT_TIME_SCALE",
     "JITTER_BUDGET_S",
+    "WIRE_HIDDEN",
     "WIRE_PROFILES",
     "ProcessClient",
     "RemoteServer",
@@ -134,6 +135,17 @@ PLACEHOLDERS: Final = ("{sylink}", "{state_dir}", "{time_scale}", "{client_id}",
 #: smallest typical full heartbeat, so that the logs dominate it.
 FULL_LOG_BYTES: Final = FULL_HEARTBEAT_BYTES[0] // 2
 
+#: What the records over the wire cannot show: the client's timers, the TCP handshake,
+#: and a GUP download that never connected. Narrower than properties.HIDDEN, which
+#: also hides session failures: on loopback a connect never hangs, a refused one
+#: changes nothing the model can see (the client is back in IDLE, or CONNECTING to
+#: the next manager, both already consistent with the records), and every session
+#: failure after the connect is recorded by the server that saw it (a stalled first
+#: answer as SESSION_TIMEOUT, see RemoteWorld). Hiding them anyway would let the
+#: checker explain a recorded CONNECT_FAILED on index.dat as a timeout, a new
+#: heartbeat and a refused connect -- coverage of rows the wire cannot show.
+WIRE_HIDDEN: Final = frozenset({Event.HEARTBEAT_DUE, Event.CONNECTED,
+                                Event.DOWNLOAD_FAILED})
 _STALL_TEXT: Final = "fault stall"
 _PEER_RE: Final = re.compile(r"^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$")
 
@@ -264,6 +276,9 @@ class RemoteWorld:
         self._heard = 0
         self._last_heard = 0.0
         self._connect_t: dict[tuple[str, int], int] = {}
+        #: Ranges of the recorder's records that belong to a killed process (see
+        #: crash()): only their DISCONNECTs are kept.
+        self._cuts: list[tuple[int, int]] = []
         self._flip: Source | None = None
         self._started = self._closed = False
         self._loop = asyncio.new_event_loop()
@@ -356,16 +371,21 @@ class RemoteWorld:
 
     def _refresh(self) -> None:
         # Taken on the loop thread, so a batch never splits records emitted together.
-        def take() -> list[Record]:
-            recs = self.fleet.recorder.records[self._taken:]
+        def take() -> tuple[int, list[Record]]:
+            first = self._taken
+            recs = self.fleet.recorder.records[first:]
             self._taken += len(recs)
-            return recs
+            return first, recs
 
-        batch = self._do(take)
+        first, batch = self._do(take)
         i = 0
         while i < len(batch):
             rec = batch[i]
             nxt = batch[i + 1] if i + 1 < len(batch) else None
+            if rec.event != Action.DISCONNECT.value and any(
+                    a <= first + i < b for a, b in self._cuts):
+                i += 1  # the killed process's, after the suite last looked
+                continue
             if (rec.event == Action.CONNECT.value and nxt is not None
                     and nxt.event == Action.DISCONNECT.value
                     and (nxt.server, nxt.conn) == (rec.server, rec.conn)):
@@ -477,6 +497,29 @@ class RemoteWorld:
                 await s.set_fault(mode, path)
 
     # --- for ProcessClient --------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def crash(self, wait_s: float = 2.0) -> Iterator[None]:
+        """Around a kill: the records the servers make from the suite's last look
+        until the killed process's connections have ended are its last words -- a
+        check-in cut short, the failures of requests it will never finish. The
+        suite restarts the oracle's model at a restart (a crash is outside the
+        model), and would feed them to the fresh one; so they are dropped, except
+        the DISCONNECTs (a restarted client is disconnected, as in process)."""
+        start = self._taken
+
+        def open_conns() -> list[Any]:
+            return [c for srv in self.fleet.servers.values() for c in srv.conns]
+
+        conns = self._do(open_conns)
+        try:
+            yield
+        finally:
+            end = time.monotonic() + wait_s
+            while (not all(self._do(lambda: [c.ended for c in conns]))
+                   and time.monotonic() < end):
+                time.sleep(0.005)
+            self._cuts.append((start, self._do(lambda: len(self.fleet.recorder.records))))
 
     def quiesce(self, since: int, alive: Callable[[], bool], *,
                 first_s: float = STARTUP_S, quiet_s: float = QUIET_S,
@@ -622,7 +665,8 @@ class ProcessClient:
     def restart(self, now: int) -> None:
         """SIGKILL the process (and its process group), start it again on the same
         state directory."""
-        self.kill()
+        with self.world.crash():
+            self.kill()
         self._spawn()
 
     def produce_logs(self, count: int) -> None:
@@ -797,7 +841,7 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
                     c.close()
 
     return WireEnvironment(client=client, world=world, tolerance_ms=tol,
-                           adapter="wire", close=close, logs=False,
+                           adapter="wire", close=close, logs=False, hidden=WIRE_HIDDEN,
                            observations=observations,
                            client_cmd=client_cmd, time_scale=time_scale)
 
@@ -830,13 +874,34 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
     plan = WIRE_PROFILES[profile]
     env = wire_environment(client_cmd, time_scale=time_scale, tolerance_ms=tolerance_ms)
     try:
-        result = suite.run(interp, factory=env, profile=profile, seed=seed,
-                           client=client_cmd, client_cmd=client_cmd,
-                           max_examples=max_examples or plan.cases,
-                           steps_per_case=steps or plan.steps, shrink=False, **kw)
+        with _terminate_as_interrupt():
+            result = suite.run(interp, factory=env, profile=profile, seed=seed,
+                               client=client_cmd, client_cmd=client_cmd,
+                               max_examples=max_examples or plan.cases,
+                               steps_per_case=steps or plan.steps, shrink=False, **kw)
     finally:
         _cleanup()  # an interrupted case's process and servers, if any
     return _wire_result(result, interp, env.observations)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a wire run like Ctrl-C: the finally blocks kill the client and
+    stop the servers (Python's default SIGTERM exits without running them). Only
+    on the main thread, and only where nobody else handles SIGTERM."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _wire_result(result: SuiteResult, interp: Interpretation,

@@ -155,6 +155,7 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
         def __init__(self) -> None:
             super().__init__()
             self.world: Any = None
+            self.environment = environment
             coverage.cases += 1
             if coverage.on_case is not None:
                 coverage.on_case()
@@ -249,8 +250,14 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             self.world.drop(m)
             self._settle()
 
-        @rule(dt=st.sampled_from(TIME_STEPS) | st.integers(1, 2 * INTERVAL_MS))
-        def wait(self, dt: int) -> None:
+        @rule(dt=st.none() | st.sampled_from(TIME_STEPS) | st.integers(1, 2 * INTERVAL_MS))
+        def wait(self, dt: int | None) -> None:
+            """Time passes: ``dt`` model ms, or (None) until the client's next timer
+            -- its next heartbeat, say -- or one interval when it waits for nothing."""
+            assert self.world is not None
+            if dt is None:
+                due = self.client.wakeup()
+                dt = INTERVAL_MS if due is None else max(0, due - self.world.now)
             self._advance(dt)
 
         @precondition(lambda self: self.world is not None)
@@ -287,11 +294,14 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 holds = w.next_deadline()
                 nxt = min(x for x in (due, holds, target) if x is not None)
                 nxt = max(nxt, w.now)
-                self.oracle.observe_environment(w.now)
+                self._settle()  # what happened before time moves on
                 w.advance(nxt)
-                self.oracle.tick(nxt)
                 self.client.tick(nxt)
                 self._settle()
+                # Judged after the client had its chance at ``nxt``: giving up
+                # exactly at the limit is in time.
+                self.oracle.tick(nxt)
+                self._settle()  # raises what the tick found
                 if nxt >= target:
                     return
 
@@ -352,7 +362,7 @@ def _provoke(m: Any, row: Row) -> None:
         for i in range(n - 1 if row.guard is Guard.NEXT_MANAGER else n):
             w.only_fault(i, path, fault)
     elif event is Event.REQUEST_FAILED:
-        if row.source is State.UPLOADING_LOGS:  # logs to lose, if the client would
+        if row.source is State.UPLOADING_LOGS and m.environment.logs:  # logs to lose
             m.client.produce_logs(2)
             m.oracle.logs_produced(2)
         path = _PATH_OF.get(ENTRY[row.source])
