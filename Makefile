@@ -1,6 +1,6 @@
 # The README's two commands, `make run` and `make test`, do all set-up on a fresh
 # Debian machine with Python 3.11: a venv, the project in strict editable mode (so
-# mypy sees it), and the system tools the tests use (Graphviz, Chromium).
+# mypy sees it), and the system tools the tests use (Graphviz, Chromium, SPIN).
 PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -13,16 +13,19 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]' --config-settings editable_mode=strict
+	$(BIN)/pip install -q -e '.[dev,dask]' --config-settings editable_mode=strict
 	touch $(STAMP)
 
-# Graphviz's `dot` renders SVG/PNG; Chromium opens the HTML report in a test.
+# Graphviz's `dot` renders SVG/PNG; Chromium opens the HTML report in a test; SPIN
+# (with gcc) model-checks the Promela export.
 # Installed with apt-get when missing and we are root; otherwise we say exactly what
 # to install.
 system-deps:
 	@missing=""; \
 	command -v dot >/dev/null 2>&1 || missing="$$missing graphviz"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v spin >/dev/null 2>&1 || missing="$$missing spin"; \
+	command -v gcc >/dev/null 2>&1 || missing="$$missing gcc"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing:$$missing"; \
