@@ -98,7 +98,9 @@ def _topology(p: argparse.ArgumentParser) -> None:
                         "(default: transitions)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``command`` (the first word of the arguments) selects which
+    lazily defined commands get their full definition."""
     parser = _Parser(
         prog="sephb",
         description="A formal, executable model of the Symantec Endpoint Protection "
@@ -235,7 +237,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=("ci", "nightly", "certify"), default="ci")
     p.add_argument("--json", action="store_true", help="machine-readable rows")
     p.set_defaults(run=cmd_mutants)
+
+    # Specification review: the arguments live next to the code, in modules that
+    # import networkx; they are loaded only when one of their commands runs, so that
+    # `sephb --help` stays fast (the list below is only for --help).
+    if command in _REVIEW_COMMANDS:
+        import importlib
+
+        importlib.import_module(f"sephb.model.{_REVIEW_COMMANDS[command]}").add_parser(sub)
+    else:
+        for name, text in _REVIEW_HELP.items():
+            sub.add_parser(name, help=text, add_help=False)
     return parser
+
+
+#: Commands defined by the specification-review modules, and their module.
+_REVIEW_COMMANDS = {"review": "review", "diff": "diffing", "export": "promela",
+                    "capacity": "capacity"}
+_REVIEW_HELP = {
+    "review": "write the specification review (docs/spec-review.md)",
+    "diff": "the behavioural difference between two interpretations",
+    "export": "export the model for other tools (Promela for SPIN)",
+    "capacity": "traffic and connections the heartbeat sizes imply for a fleet",
+}
 
 
 # --- commands ----------------------------------------------------------------------
@@ -538,7 +562,8 @@ def _print_json(doc: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(next((w for w in words if not w.startswith("-")), None))
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
