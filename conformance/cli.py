@@ -238,23 +238,25 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable rows")
     p.set_defaults(run=cmd_mutants)
 
-    # Specification review: the arguments live next to the code, in modules that
-    # import networkx; they are loaded only when one of their commands runs, so that
-    # `sephb --help` stays fast (the list below is only for --help).
+    # Validation and the specification review: the arguments live next to the code,
+    # in modules with heavy imports; they are loaded only when one of their commands
+    # runs, so that `sephb --help` stays fast (the list below is only for --help).
     if command in _REVIEW_COMMANDS:
         import importlib
 
-        importlib.import_module(f"sephb.model.{_REVIEW_COMMANDS[command]}").add_parser(sub)
+        importlib.import_module(_REVIEW_COMMANDS[command]).add_parser(sub)
     else:
         for name, text in _REVIEW_HELP.items():
             sub.add_parser(name, help=text, add_help=False)
     return parser
 
 
-#: Commands defined by the specification-review modules, and their module.
-_REVIEW_COMMANDS = {"review": "review", "diff": "diffing", "export": "promela",
-                    "capacity": "capacity"}
+#: Commands whose modules define their own arguments, and those modules.
+_REVIEW_COMMANDS = {"validate": "sephb.conformance.validate",
+                    "review": "sephb.model.review", "diff": "sephb.model.diffing",
+                    "export": "sephb.model.promela", "capacity": "sephb.model.capacity"}
 _REVIEW_HELP = {
+    "validate": "check recorded traces (NDJSON, HAR) against the model, at scale",
     "review": "write the specification review (docs/spec-review.md)",
     "diff": "the behavioural difference between two interpretations",
     "export": "export the model for other tools (Promela for SPIN)",

@@ -1,0 +1,310 @@
+"""HAR (HTTP Archive 1.2) captures as heartbeat events, and server traces as HAR.
+
+Theory of operation
+-------------------
+A HAR file (what mitmproxy, Fiddler and browsers save) is one JSON document whose
+``log.entries`` are request/answer pairs. :func:`har_events` maps them to model
+observations by the wire profile, :data:`sephb.conformance.wire.ROUTES`, and nothing
+else:
+
+* entries are taken in ``startedDateTime`` order; ``t`` is milliseconds since the
+  first entry; the answer's event is at start + ``time``. Per client, a time earlier
+  than the client's last is moved up to it (clock jitter between connections);
+* the client is the ``X-Sephb-Client`` request header (absent: the entry is
+  reported and skipped);
+* a server's role is the entry's ``_sephb_role`` (written by :func:`trace_to_har`),
+  else ``gup`` on port 2967 and ``manager`` elsewhere;
+* a new TCP connection (a new ``connection`` id, else ``serverIPAddress:port``) to a
+  manager is a ``CONNECT`` before its first request; when a client moves on to a new
+  manager connection, ``DISCONNECT`` for the old one first (a HAR shows no closes).
+  A GUP's connections are transport, not model steps;
+* method + path -> the route's Action; a 2xx answer -> the route's Event (``204`` on
+  ``/push`` is the end of a hold, ``HEARTBEAT_DUE``); anything else (status 0, an
+  ``_error``, 3xx-5xx) -> :func:`sephb.conformance.wire.failure_event`;
+* ``changed`` on INDEX_RECEIVED compares the request's ``X-Sephb-Serial`` with the
+  answer's serial, and ``source`` is read from the answer body, when the capture
+  kept the body; otherwise both are unknown to the checker.
+
+A HAR cannot see the client's timers, so it is checked with the server-side hidden
+events. Problems are :class:`HarError`; their "line" is the entry's 1-based number
+(``entries[N-1]``), or the JSON line for a syntax error.
+
+:func:`trace_to_har` goes the other way: the server records of a run (``sephb
+manager --trace``) as HAR entries. ``docs/examples/reference.har`` was made so.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import msgspec
+
+from sephb.model.protocol import GUP_PORT, Action, Event
+
+from .wire import (
+    HEADER_CLIENT,
+    HEADER_LOCATION,
+    HEADER_SERIAL,
+    INDEX_PATH,
+    PUSH_PATH,
+    URLS_PATH,
+    Role,
+    failure_event,
+    route_for,
+)
+
+__all__ = ["HarError", "HarEvent", "har_events", "trace_to_har"]
+
+
+class HarError(Exception):
+    """A HAR that cannot be read further."""
+
+    def __init__(self, line: int | None, what: str) -> None:
+        self.line, self.what = line, what
+        super().__init__(f"{line}: {what}" if line else what)
+
+
+@dataclass(frozen=True)
+class HarEvent:
+    client: str
+    event: str
+    t: int
+    changed: bool | None
+    source: str | None
+    #: The entry's 1-based number.
+    line: int
+
+
+class _Header(msgspec.Struct):
+    name: str
+    value: str
+
+
+class _Content(msgspec.Struct):
+    text: str | None = None
+
+
+class _Request(msgspec.Struct):
+    method: str
+    url: str
+    headers: list[_Header] = []
+
+
+class _Response(msgspec.Struct):
+    status: int
+    content: _Content | None = None
+    _error: str | None = None
+
+
+class _Entry(msgspec.Struct):
+    startedDateTime: datetime
+    request: _Request
+    response: _Response
+    time: float = 0.0
+    serverIPAddress: str | None = None
+    connection: str | None = None
+    _sephb_role: str | None = None
+
+
+def _decode_entries(data: bytes) -> list[tuple[int, Any]]:
+    try:
+        doc = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        # msgspec names a byte offset: say which line that is.
+        msg = str(exc)
+        line = None
+        if "(byte " in msg:
+            try:
+                line = data.count(b"\n", 0, int(msg.rsplit("(byte ", 1)[1].rstrip(")"))) + 1
+            except ValueError:
+                line = None
+        elif "truncated" in msg:
+            line = data.rstrip().count(b"\n") + 1
+        raise HarError(line, f"bad JSON: {msg}") from None
+    entries = doc.get("log", {}).get("entries") if isinstance(doc, dict) else None
+    if not isinstance(doc, dict) or not isinstance(doc.get("log"), dict) \
+            or not isinstance(entries, list):
+        raise HarError(None, "not a HAR file: expected {\"log\": {\"entries\": [...]}}")
+    return list(enumerate(entries, 1))
+
+
+def _header(req: _Request, name: str) -> str | None:
+    low = name.lower()
+    for h in req.headers:
+        if h.name.lower() == low:
+            return h.value
+    return None
+
+
+def har_events(path: str) -> Iterator[HarEvent]:
+    """The model observations of a HAR file, in time order. Raises :class:`HarError`
+    for a file that is not a HAR at all; bad entries are raised too (the caller
+    reports and the check of that file stops)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        raise HarError(None, f"cannot open: {exc.strerror}") from None
+    if not data.strip():
+        raise HarError(None, "empty file")
+    parsed: list[tuple[int, _Entry]] = []
+    for n, raw in _decode_entries(data):
+        try:
+            entry = msgspec.convert(raw, _Entry, strict=False)
+        except msgspec.ValidationError as exc:
+            raise HarError(n, f"entries[{n - 1}]: not an HTTP entry: {exc}") from None
+        scheme = urlsplit(entry.request.url).scheme
+        if scheme not in ("http", "https"):
+            raise HarError(n, f"entries[{n - 1}]: not an HTTP request ({scheme or 'no'} "
+                              f"scheme: {entry.request.url[:80]!r})")
+        parsed.append((n, entry))
+    if not parsed:
+        raise HarError(None, "no entries")
+    parsed.sort(key=lambda p: p[1].startedDateTime)
+    t0 = parsed[0][1].startedDateTime
+    last: dict[str, int] = {}
+    conns: dict[str, str | None] = {}  # client -> its current manager connection
+    seen: set[tuple[str, str]] = set()
+    out: list[HarEvent] = []
+
+    def emit(client: str, name: str, t: int, n: int, changed: bool | None = None,
+             source: str | None = None) -> None:
+        t = max(t, last.get(client, 0))
+        last[client] = t
+        out.append(HarEvent(client, name, t, changed, source, n))
+
+    for n, e in parsed:
+        client = _header(e.request, HEADER_CLIENT)
+        if not client:
+            raise HarError(n, f"entries[{n - 1}]: no {HEADER_CLIENT} request header")
+        url = urlsplit(e.request.url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        addr = e.serverIPAddress or url.hostname or ""
+        role = Role(e._sephb_role) if e._sephb_role in ("manager", "gup") else (
+            Role.GUP if port == GUP_PORT else Role.MANAGER)
+        conn = e.connection or f"{addr}:{port}"
+        start = int((e.startedDateTime - t0).total_seconds() * 1000)
+        end = start + max(0, int(e.time))
+        first = (client, conn) not in seen
+        if role is Role.MANAGER and first:
+            if conns.get(client) is not None:
+                emit(client, Action.DISCONNECT.value, start, n)
+            conns[client] = conn
+            emit(client, Action.CONNECT.value, start, n)
+        seen.add((client, conn))
+        route = route_for(role, e.request.method, url.path)
+        if route is None:
+            raise HarError(n, f"entries[{n - 1}]: {e.request.method} {url.path} on a "
+                              f"{role.value} is not in the wire profile")
+        emit(client, route.action.value, start, n)
+        status = e.response.status
+        if 200 <= status < 300 and not e.response._error:
+            body = _body(e.response)
+            changed = source = None
+            if route.path == INDEX_PATH:
+                serial = body.get("serial")
+                mine = _header(e.request, HEADER_SERIAL)
+                if isinstance(serial, str) and mine is not None:
+                    changed = serial != mine
+                source = _source(body)
+            elif route.path == URLS_PATH:
+                source = _source(body)
+            event = route.answer
+            if route.path == PUSH_PATH and status == 204:
+                event = Event.HEARTBEAT_DUE
+            emit(client, event.value, end, n, changed, source)
+        else:
+            emit(client, failure_event(route, first_request=first).value, end, n)
+            if role is Role.MANAGER:
+                conns[client] = None if first or route.path == PUSH_PATH else conns[client]
+    yield from out
+
+
+def _body(resp: _Response) -> dict[str, Any]:
+    text = resp.content.text if resp.content else None
+    if not text:
+        return {}
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _source(body: Mapping[str, Any]) -> str | None:
+    s = body.get("source")
+    return s if s in ("manager", "gup", "none") else None
+
+
+# --- server trace -> HAR -----------------------------------------------------------
+
+_EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def trace_to_har(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """HAR 1.2 of the server records of a run: each request record paired with the
+    answer record that follows it on the same server connection. CONNECT and
+    DISCONNECT become connection ids; requests never answered are left out."""
+    pending: dict[tuple[str, int], Mapping[str, Any]] = {}
+    entries: list[dict[str, Any]] = []
+    for rec in records:
+        if rec.get("by") != "server" or rec["event"] in ("CONNECT", "DISCONNECT"):
+            continue
+        key = (str(rec.get("server")), int(rec.get("conn", 0)))
+        if rec["event"] in {a.value for a in Action}:
+            pending[key] = rec
+            continue
+        req = pending.pop(key, None)
+        if req is None:
+            continue
+        entries.append(_entry(req, rec))
+    entries.sort(key=lambda e: e["startedDateTime"])
+    return {"log": {"version": "1.2",
+                    "creator": {"name": "sephb", "version": "0.1.0"},
+                    "entries": entries}}
+
+
+def _entry(req: Mapping[str, Any], ans: Mapping[str, Any]) -> dict[str, Any]:
+    headers = [{"name": HEADER_CLIENT, "value": req["client"]}]
+    if req["event"] == Action.GET_INDEX.value:
+        headers.append({"name": HEADER_SERIAL, "value": req.get("serial", "")})
+    if req.get("location"):
+        headers.append({"name": HEADER_LOCATION, "value": req["location"]})
+    body: dict[str, Any] = {k: ans[k] for k in ("serial", "content", "source", "urls")
+                            if k in ans}
+    if ans["event"] == Event.LOGS_ACKED.value:
+        body = {"acked": ans.get("ids", [])}
+    elif ans["event"] == Event.SENSORS_ACKED.value:
+        body = {"acked": True}
+    elif ans["event"] == Event.POLICY_PUSHED.value:
+        body = {"event": "policy_changed", "serial": ans.get("serial", "")}
+    status = int(ans.get("status", 0))
+    started = _EPOCH + timedelta(milliseconds=int(req["t"]))
+    entry: dict[str, Any] = {
+        "startedDateTime": started.isoformat().replace("+00:00", "Z"),
+        "time": int(ans["t"]) - int(req["t"]),
+        "request": {"method": req.get("method", "GET"),
+                    "url": f"http://{req.get('addr')}:{req.get('port')}{req.get('path')}",
+                    "httpVersion": "HTTP/1.1", "headers": headers, "queryString": [],
+                    "cookies": [], "headersSize": -1,
+                    "bodySize": int(req.get("bytes_in", 0))},
+        "response": {"status": status, "statusText": "", "httpVersion": "HTTP/1.1",
+                     "headers": [], "cookies": [], "redirectURL": "", "headersSize": -1,
+                     "bodySize": int(ans.get("bytes_out", 0)),
+                     "content": {"size": int(ans.get("bytes_out", 0)),
+                                 "mimeType": "application/json",
+                                 "text": json.dumps(body) if body else ""}},
+        "cache": {}, "timings": {"send": 0, "wait": int(ans["t"]) - int(req["t"]),
+                                 "receive": 0},
+        "serverIPAddress": req.get("addr"),
+        "connection": f"{req.get('server')}-{req.get('conn')}",
+        "_sephb_role": req.get("role"),
+    }
+    if ans.get("error"):
+        entry["response"]["_error"] = ans["error"]
+    return entry

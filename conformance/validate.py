@@ -1,0 +1,701 @@
+"""Offline trace validation: ``sephb validate FILE...``.
+
+Theory of operation
+-------------------
+A trace file (NDJSON, plain or gzip, or a HAR capture, :mod:`sephb.conformance.har`)
+holds the records of many clients, interleaved. Each client's records are run through
+the trace checker compiled from the transition table
+(:func:`sephb.model.checker.tables_for`): a client's whole state is one *node* of the
+compiled automaton, and a record moves it by one list index. Which events count as
+hidden depends on who observed the record, decided **per record** by its ``by``
+field: ``"server"`` records are checked with the events a server cannot see hidden
+(:data:`sephb.conformance.properties.HIDDEN`); ``"client"`` records (and records
+without ``by``) with nothing hidden. A file that holds both views of one client
+(``sephb manager`` and ``sephb client`` sharing a trace) checks them as two separate
+streams, "c1 (server)" and "c1 (client)". A GUP's own ``CONNECT``/``DISCONNECT``
+(``role: "gup"``) are transport records, not model steps, and are skipped.
+
+The hot path is built for >= 1,000,000 events/s on one core:
+
+* the file is read in 1 MiB binary blocks, cut at the last newline;
+* a block whose every line boundary is ``}\\n{`` (so no JSON value can span lines or
+  share one) is decoded in one C call, ``Decoder(_Line).decode_lines``, into a small
+  Struct holding only the fields the checker reads (``t``, ``client``, ``event``,
+  ``by``, ``role``, ``changed``, ``source``), with the event name typed as a Literal
+  of the model's names so that msgspec validates it;
+* each record costs a dict lookup for its client, a time-order check, a dict lookup
+  for its column and ``node = node[col]``.
+
+Anything unusual (a blank line, a syntax error, an unknown name, time going back)
+makes that block fall back to line-by-line decoding; a line that still fails is
+decoded once more by the careful reader's typed decoder
+(:data:`sephb.conformance.trace.Record` and :func:`~sephb.conformance.trace.problem`)
+for the precise message. The bad line is reported with file and line and skipped;
+the run goes on. Lines are capped at :data:`MAX_LINE` bytes: a longer line is
+reported and skipped without being held in memory.
+
+Memory is per client: the node, the last time, and the accepted columns (one byte
+each) that :meth:`~sephb.model.checker.Tables.explain` re-runs to explain a
+violation. So that a long-lived client stays flat, a history longer than
+:data:`REBASE_AFTER` is folded into a *base*: the per-state entry records
+(:meth:`Tables._close`/``_observe``) reached so far, with their runs cut to the last
+:data:`KEEP_PATH` rows. A violation's requirement, allowed names and index are the
+same as with the whole history; its path is the last rows only.
+
+Files are independent (a client id in two files is two clients), so ``--jobs N``
+validates files in a process pool and ``--engine dask`` on a Dask cluster, each with
+the same :func:`validate_file`; results come back in file order either way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import gzip
+import json
+import sys
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import IO, Annotated, Any, Final, Literal
+
+import msgspec
+
+from sephb.model.checker import (
+    INITIAL_REQUIREMENT,
+    NAMES,
+    STATES,
+    Node,
+    Tables,
+    Violation,
+    case_of,
+    tables_for,
+)
+from sephb.model.interpretations import DEFAULT, INTERPRETATIONS
+from sephb.model.protocol import INITIAL, Event
+
+from .properties import HIDDEN
+from .trace import Record, problem
+
+__all__ = [
+    "MAX_LINE",
+    "ClientVerdict",
+    "FileResult",
+    "Problem",
+    "add_parser",
+    "run",
+    "validate_file",
+    "validate_files",
+]
+
+#: Longest line read (bytes, newline excluded); also the read block size, so that a
+#: line can only overrun it where it crosses a block boundary.
+MAX_LINE: Final = 1 << 20
+#: Accepted columns kept per client before they are folded into its base.
+REBASE_AFTER: Final = 1 << 16
+#: Rows of a violation's path kept across a fold.
+KEEP_PATH: Final = 64
+#: Events shown before a violation.
+BEFORE: Final = 5
+
+_Name = Literal[NAMES]  # type: ignore[valid-type]
+
+
+# gc=False: strings only, no cycles; untracked structs keep the collector quiet.
+class _Line(msgspec.Struct, gc=False):
+    """The fields of a trace line the checker reads; the rest are skipped."""
+
+    t: Annotated[int, msgspec.Meta(ge=0)]
+    client: Annotated[str, msgspec.Meta(min_length=1)]
+    event: _Name
+    by: Literal["server", "client"] | None = None
+    role: Literal["manager", "gup"] | None = None
+    changed: bool | None = None
+    source: Literal["manager", "gup", "none"] | None = None
+
+
+_FAST: Final = msgspec.json.Decoder(_Line)
+_CAREFUL: Final = msgspec.json.Decoder(Record)
+_TRANSPORT: Final = frozenset({"CONNECT", "DISCONNECT"})
+
+#: Which view a record is: its ``by`` value (None reads as the client's own view).
+Side = Literal["server", "client", "har"]
+_HIDDEN_OF: Final[dict[str, frozenset[Event]]] = {
+    "server": HIDDEN, "client": frozenset(), "har": HIDDEN,
+}
+
+
+# --- results ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Input that cannot be read: where and what."""
+
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}" if self.line else \
+            f"{self.path}: {self.message}"
+
+
+@dataclass
+class ClientVerdict:
+    """One client's verdict in one file (and one view of it)."""
+
+    path: str
+    client: str
+    side: str
+    #: Records of this client checked (up to and including a violation).
+    events: int
+    conformant: bool = True
+    line: int | None = None
+    t: int | None = None
+    requirement: str | None = None
+    seen: str | None = None
+    allowed: list[str] = field(default_factory=list)
+    #: Names of the events accepted just before the violation, oldest first.
+    before: list[str] = field(default_factory=list)
+    #: Row names of one run up to the violation (the last :data:`KEEP_PATH`).
+    path_rows: list[str] = field(default_factory=list)
+    message: str | None = None
+
+
+@dataclass
+class FileResult:
+    path: str
+    format: str
+    events: int = 0
+    clients: list[ClientVerdict] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+
+# --- per-client state ------------------------------------------------------------
+
+# A client's state is a list, indexed by these, for speed on the hot path.
+_NODE, _HIST, _LAST, _PLAIN, _COLS, _SIDE, _BASE, _OFFSET, _VERDICT = range(9)
+
+#: A base: (entered, recs) records of Tables._observe/_close after some history.
+_Base = tuple[dict[int, Any], dict[int, Any]]
+
+
+class _Run:
+    """The checker state of every client of one file."""
+
+    def __init__(self, path: str, interpretation: str) -> None:
+        self.path = path
+        self.tables = {s: tables_for(interpretation, h) for s, h in _HIDDEN_OF.items()}
+        self.plain = {s: {n: c[0] for n, c in t.cols.items()}
+                      for s, t in self.tables.items()}
+        self.states: dict[str, dict[str, list[Any]]] = {s: {} for s in _HIDDEN_OF}
+        self.result = FileResult(path, "ndjson")
+        self.events = 0
+
+    def new(self, side: str, client: str) -> list[Any]:
+        t = self.tables[side]
+        st = [t.start[0], bytearray(), -1, self.plain[side], t.cols, side, None, 0, None]
+        self.states[side][client] = st
+        return st
+
+    def bad(self, line: int | None, message: str) -> None:
+        self.result.problems.append(Problem(self.path, line, message))
+
+    # The hot path: records of a block that decoded cleanly.
+    def fast(self, recs: list[_Line], first: int, start: int) -> int:
+        """Feed decoded records ``start:`` of a block from line ``first``; the index
+        of a record the fast path cannot take (time going back: the caller reports
+        it carefully), or len(recs)."""
+        server, client = self.states["server"], self.states["client"]
+        for i in range(start, len(recs)):
+            rec = recs[i]
+            states = server if rec.by == "server" else client
+            st = states.get(rec.client)
+            if st is None:
+                st = self.new("server" if rec.by == "server" else "client", rec.client)
+            t = rec.t
+            if t < st[_LAST]:
+                return i
+            st[_LAST] = t
+            name = rec.event
+            if rec.role == "gup" and name in _TRANSPORT:
+                continue
+            node = st[_NODE]
+            if node is None:
+                continue
+            ch, src = rec.changed, rec.source
+            col = st[_PLAIN][name] if ch is None and src is None else \
+                st[_COLS][name][case_of(ch, src)]
+            nxt = node[col]
+            if nxt is not None:
+                st[_NODE] = nxt
+                st[_HIST].append(col)
+            else:
+                self.violate(st, rec.client, name, t, first + i)
+        return len(recs)
+
+    def slow(self, side: str, client: str, name: str, t: int, changed: bool | None,
+             source: str | None, role: str | None, line: int) -> None:
+        """One record, any client: new clients, time order, every check spelled out."""
+        st = self.states[side].get(client)
+        if st is None:
+            st = self.new(side, client)
+        if t < st[_LAST]:
+            self.bad(line, f"time goes backwards for client {client!r}: t={t} after "
+                           f"t={st[_LAST]}")
+            return
+        st[_LAST] = t
+        if role == "gup" and name in _TRANSPORT:
+            return
+        node = st[_NODE]
+        if node is None:
+            return
+        col = st[_COLS][name][case_of(changed, source)]
+        nxt = node[col]
+        if nxt is not None:
+            st[_NODE] = nxt
+            st[_HIST].append(col)
+        else:
+            self.violate(st, client, name, t, line)
+
+    def violate(self, st: list[Any], client: str, name: str, t: int, line: int) -> None:
+        tables: Tables = self.tables[st[_SIDE]]
+        v = _explain(tables, st[_NODE], st[_BASE], bytes(st[_HIST]), name,
+                     st[_OFFSET] + len(st[_HIST]), t)
+        before = [tables.col_name[c] for c in st[_HIST][-BEFORE:]]
+        st[_VERDICT] = ClientVerdict(
+            self.path, client, st[_SIDE], v.index + 1, False, line, t, v.requirement,
+            name, list(v.allowed), before, list(v.path), v.message)
+        st[_NODE] = None
+        st[_HIST] = bytearray()
+
+    def fold(self) -> None:
+        """Fold long histories into their bases (flat memory per client)."""
+        for states in self.states.values():
+            for st in states.values():
+                if st[_NODE] is not None and len(st[_HIST]) > REBASE_AFTER:
+                    tables = self.tables[st[_SIDE]]
+                    st[_BASE] = _trim(_rerun(tables, st[_NODE], st[_BASE],
+                                             bytes(st[_HIST])))
+                    st[_OFFSET] += len(st[_HIST])
+                    st[_HIST] = bytearray()
+
+    def finish(self) -> FileResult:
+        res = self.result
+        res.events = self.events
+        for side in ("server", "client", "har"):
+            for client, st in self.states[side].items():
+                v = st[_VERDICT]
+                res.clients.append(v if v is not None else ClientVerdict(
+                    self.path, client, side, st[_OFFSET] + len(st[_HIST])))
+        return res
+
+
+def _rerun(tables: Tables, node: Node, base: _Base | None, history: bytes) -> _Base:
+    """The entry records after ``history`` from ``base`` (the re-run of
+    :meth:`Tables.explain`, which always starts from the initial state)."""
+    mode, mask = tables.decode(node)
+    if base is None:
+        entered: dict[int, Any] = {STATES.index(INITIAL): (-1, None)}
+        recs = tables._close(mode, entered)
+    else:
+        entered, recs = base
+    for col in history:
+        entered = tables._observe(mode, recs, col)
+        recs = tables._close(mode, entered)
+    assert sum(1 << s for s in recs) == mask, (recs, mask)
+    return entered, recs
+
+
+def _trim(base: _Base) -> _Base:
+    """Cut every run of a base to its last KEEP_PATH rows."""
+
+    def cut(rec: Any) -> Any:
+        index, cons = rec
+        rows: list[Any] = []
+        while cons is not None and len(rows) < KEEP_PATH:
+            rows.append(cons[0])
+            cons = cons[1]
+        out: Any = None
+        for row in reversed(rows):
+            out = (row, out)
+        return index, out
+
+    entered, recs = base
+    trimmed = {s: cut(r) for s, r in recs.items()}
+    # entered's records are recs' records for the same states: share them.
+    return {s: trimmed[s] for s in entered}, trimmed
+
+
+def _explain(tables: Tables, node: Node, base: _Base | None, history: bytes, name: str,
+             index: int, t: int) -> Violation:
+    if base is None:
+        return tables.explain(node, history, name, index, t)
+    entered, recs = _rerun(tables, node, base, history)
+    first = min(entered, key=lambda s: entered[s][0])
+    row_index, cons = entered[first]
+    requirement = (tables.rows[row_index].requirement if row_index >= 0
+                   else INITIAL_REQUIREMENT)
+    path: list[str] = []
+    while cons is not None:
+        path.append(cons[0].name)
+        cons = cons[1]
+    return Violation.make(requirement, index, t, name, tables.allowed(node),
+                          tuple(reversed(path)), frozenset(STATES[s] for s in recs))
+
+
+# --- NDJSON ----------------------------------------------------------------------
+
+
+def _open(path: str) -> tuple[IO[bytes], list[IO[bytes]]]:
+    if path == "-":
+        return sys.stdin.buffer, []
+    raw = open(path, "rb")  # noqa: SIM115 -- closed by the caller
+    if raw.peek(2)[:2] == b"\x1f\x8b":  # sniff the gzip magic, not the suffix
+        gz: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        return gz, [gz, raw]
+    return raw, [raw]
+
+
+def _blocks(stream: IO[bytes], run: _Run) -> Iterator[tuple[int, bytes, bool]]:
+    """(first line number, block of whole lines, last block) from a stream; reports
+    over-long lines and skips them without holding more than MAX_LINE of them."""
+    carry = b""
+    line = 1
+    skipping = False  # inside a line already reported as too long
+    while True:
+        try:
+            data = stream.read(MAX_LINE)
+        except (OSError, EOFError, zlib.error) as exc:
+            run.bad(line, f"cannot read (corrupt or truncated gzip?): {exc}")
+            data = b""
+        if not data:
+            if carry and not skipping:
+                yield line, carry, True
+            return
+        if skipping:
+            nl = data.find(b"\n")
+            if nl < 0:
+                continue
+            data, skipping, line = data[nl + 1:], False, line + 1
+        if carry:
+            nl = data.find(b"\n")
+            if len(carry) + (nl if nl >= 0 else len(data)) > MAX_LINE:
+                run.bad(line, f"line longer than {MAX_LINE} bytes: skipped")
+                carry = b""
+                if nl < 0:
+                    skipping = True
+                    continue
+                data, line = data[nl + 1:], line + 1
+        buf = carry + data
+        cut = buf.rfind(b"\n") + 1
+        if cut == 0:
+            carry = buf
+            if len(carry) > MAX_LINE:
+                run.bad(line, f"line longer than {MAX_LINE} bytes: skipped")
+                carry, skipping = b"", True
+            continue
+        carry = buf[cut:]
+        block = buf[:cut]
+        yield line, block, False
+        line += block.count(b"\n")
+
+
+def _ndjson(stream: IO[bytes], run: _Run) -> None:
+    for count, (first, block, last) in enumerate(_blocks(stream, run), 1):
+        n = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        recs: list[_Line] | None = None
+        # Every boundary "}\n{": no JSON value can span or share a line, so
+        # decode_lines (which reads a whitespace-separated stream) yields one record
+        # per line exactly when it yields n.
+        if (block[:1] == b"{" and block.endswith((b"}\n", b"}\r\n", b"}"))
+                and block.count(b"}\n{") + block.count(b"}\r\n{") == n - 1):
+            try:
+                recs = _FAST.decode_lines(block)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                recs = None
+            if recs is not None and len(recs) != n:
+                recs = None
+        if recs is not None:
+            done = 0
+            lines: list[bytes] | None = None
+            while done < n:
+                stop = run.fast(recs, first, done)
+                run.events += stop - done
+                done = stop
+                if done < n:  # time went back: the careful path says so
+                    lines = lines or block.split(b"\n")
+                    _careful(run, lines[done], first + done, False)
+                    done += 1
+        else:
+            lines = block.split(b"\n")
+            for i in range(n):
+                _careful(run, lines[i], first + i, last and i == n - 1)
+        if count % 64 == 0:  # every 64 MiB: cheap next to reading them
+            run.fold()
+
+
+def _careful(run: _Run, raw: bytes, line: int, last: bool) -> None:
+    """One line the fast path did not take: decode it slowly, report what is wrong."""
+    if not raw.strip():
+        return
+    try:
+        rec = _FAST.decode(raw)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        rec = None
+    if rec is None:
+        try:
+            full = _CAREFUL.decode(raw)
+        except msgspec.ValidationError as exc:
+            run.bad(line, f"bad record: {exc}")
+            return
+        except msgspec.DecodeError as exc:
+            hint = " (truncated last line?)" if last else ""
+            run.bad(line, f"bad JSON: {exc}{hint}")
+            return
+        run.bad(line, problem(full) or "bad record")
+        return
+    run.events += 1
+    run.slow("server" if rec.by == "server" else "client", rec.client, rec.event, rec.t,
+             rec.changed, rec.source, rec.role, line)
+
+
+def _har(path: str, run: _Run) -> None:
+    from .har import HarError, har_events
+
+    run.result.format = "har"
+    try:
+        for ev in har_events(path):
+            run.events += 1
+            run.slow("har", ev.client, ev.event, ev.t, ev.changed, ev.source, None,
+                     ev.line)
+    except HarError as exc:
+        run.bad(exc.line, exc.what)
+
+
+def _sniff(path: str) -> str:
+    if path.endswith((".har", ".har.gz")):
+        return "har"
+    return "ndjson"
+
+
+def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT
+                  ) -> FileResult:
+    """Validate one file (``-``: stdin); never raises for bad input (see
+    :attr:`FileResult.problems`)."""
+    run = _Run(path if path != "-" else "<stdin>", interpretation)
+    fmt = _sniff(path) if fmt == "auto" else fmt
+    # The records are short-lived and acyclic: collections in the middle of a block
+    # cost a third of the time and free nothing.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        if fmt == "har":
+            _har(path, run)
+        else:
+            stream, owned = _open(path)
+            try:
+                _ndjson(stream, run)
+            finally:
+                for f in owned:
+                    f.close()
+    except OSError as exc:
+        run.bad(None, f"cannot open: {exc.strerror or exc}")
+    finally:
+        if collecting:
+            gc.enable()
+    res = run.finish()
+    if not res.problems and not res.events:
+        res.problems.append(Problem(res.path, None, "empty trace: no records"))
+    return res
+
+
+# --- many files ------------------------------------------------------------------
+
+
+def _one(task: tuple[str, str, str]) -> FileResult:
+    return validate_file(*task)
+
+
+def validate_files(paths: Sequence[str], fmt: str = "auto",
+                   interpretation: str = DEFAULT, *, jobs: int = 1,
+                   engine: str = "local", scheduler: str | None = None
+                   ) -> list[FileResult]:
+    """Validate files, in file order; ``jobs`` processes, or on a Dask cluster."""
+    tasks = [(p, fmt, interpretation) for p in paths]
+    if engine == "dask":
+        return _dask(tasks, jobs, scheduler)
+    if jobs <= 1 or len(tasks) <= 1 or "-" in paths:
+        return [_one(t) for t in tasks]
+    import multiprocessing
+
+    # One file per task: files are independent and a big file dominates anyway.
+    with multiprocessing.get_context("spawn").Pool(min(jobs, len(tasks))) as pool:
+        return pool.map(_one, tasks, chunksize=1)
+
+
+DASK_MISSING: Final = ("--engine dask needs Dask: pip install 'sephb[dask]' "
+                       "(or: pip install 'dask[distributed]')")
+
+
+def _dask(tasks: list[tuple[str, str, str]], jobs: int, scheduler: str | None
+          ) -> list[FileResult]:
+    from sephb.model.errors import UsageError
+
+    try:
+        from distributed import Client, LocalCluster  # untyped: hence the ignores
+    except ImportError:
+        raise UsageError(DASK_MISSING) from None
+    if scheduler is not None:
+        with Client(scheduler) as client:  # type: ignore[no-untyped-call]
+            return list(client.gather(client.map(_one, tasks, pure=False)))
+    cluster = LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=max(1, jobs), threads_per_worker=1, processes=True,
+        dashboard_address=None)
+    with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
+        return list(client.gather(client.map(_one, tasks, pure=False)))
+
+
+# --- the command -----------------------------------------------------------------
+
+DESCRIPTION = """\
+Check recorded heartbeat traces against the model, offline. Each client of each
+file gets a verdict: conformant, or its first violation with file and line, the
+requirement it broke, the event seen, what the model allowed and the events before.
+
+Records with "by": "server" are checked with the events a server cannot see hidden
+(the client's timers, refused connects); "by": "client" (or no "by") with nothing
+hidden; a GUP's own CONNECT/DISCONNECT ("role": "gup") are skipped. A HAR capture is
+mapped to events by the wire profile (docs/wire-profile.md) and checked like a
+server-side view. Exit 0 all conformant, 1 some violation, 2 input that could not be
+read (the other lines, clients and files are still checked)."""
+
+EPILOG = """\
+examples:
+  sephb validate run.ndjson                        one trace, a table of verdicts
+  sephb validate traces/*.ndjson.gz --jobs 4       files in parallel
+  zcat run.ndjson.gz | sephb validate -            from stdin
+  sephb validate capture.har --format har --json   a browser/mitmproxy capture
+  sephb validate big/*.gz --engine dask --scheduler tcp://10.0.0.5:8786
+
+See docs/validate.md."""
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``validate`` to an argparse subparsers object (the CLI's ``sub``)."""
+    p = sub.add_parser("validate", help="check recorded traces (NDJSON, HAR) offline",
+                       description=DESCRIPTION, epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="NDJSON traces (plain or gzip), HAR files, or - for stdin")
+    p.add_argument("--format", choices=("auto", "ndjson", "har"), default="auto",
+                   help="input format (default: auto, .har files are HAR)")
+    p.add_argument("--interpretation", "-i", default=DEFAULT,
+                   choices=sorted(INTERPRETATIONS),
+                   help=f"reading of the ambiguous seed (default: {DEFAULT})")
+    p.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
+                   help="validate N files at a time (processes; default: 1)")
+    p.add_argument("--engine", choices=("local", "dask"), default="local",
+                   help="local processes (default) or a Dask cluster (pip install "
+                        "'sephb[dask]')")
+    p.add_argument("--scheduler", metavar="ADDR",
+                   help="with --engine dask: an existing scheduler (tcp://host:8786); "
+                        "default: a LocalCluster of --jobs workers")
+    p.add_argument("--json", action="store_true", help="machine-readable verdicts")
+    p.set_defaults(run=run)
+
+
+def exit_code(results: Iterable[FileResult]) -> int:
+    results = list(results)
+    if any(r.problems for r in results):
+        return 2
+    return 1 if any(not c.conformant for r in results for c in r.clients) else 0
+
+
+def to_json(results: Sequence[FileResult]) -> dict[str, Any]:
+    return {
+        "files": [asdict(r) for r in results],
+        "events": sum(r.events for r in results),
+        "clients": sum(len(r.clients) for r in results),
+        "violations": sum(not c.conformant for r in results for c in r.clients),
+        "problems": sum(len(r.problems) for r in results),
+        "exit": exit_code(results),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``validate`` command."""
+    from sephb.model.errors import UsageError
+
+    if args.scheduler and args.engine != "dask":
+        raise UsageError("--scheduler needs --engine dask")
+    if args.files.count("-") > 1:
+        raise UsageError("stdin (-) can be read only once")
+    results = validate_files(args.files, args.format, args.interpretation,
+                             jobs=args.jobs, engine=args.engine,
+                             scheduler=args.scheduler)
+    if args.json:
+        json.dump(to_json(results), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render(results, sys.stdout)
+    return exit_code(results)
+
+
+def render(results: Sequence[FileResult], out: IO[str]) -> None:
+    """Problems, violations in detail, then a summary table (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, highlight=False, soft_wrap=True)
+    for r in results:
+        for p in r.problems:
+            console.print(f"[bold red]input[/] {p}", markup=True)
+    for r in results:
+        for c in r.clients:
+            if c.conformant:
+                continue
+            console.print(
+                f"[bold red]violation[/] {c.path}:{c.line}: client {c.client!r} "
+                f"({c.side} view) broke {c.requirement}: {c.seen} at t={c.t} ms; the "
+                f"model allowed {', '.join(c.allowed) or 'nothing'}", markup=True)
+            console.print(f"  before: {' '.join(c.before) or '(start of trace)'}",
+                          markup=False)
+    table = Table(title="sephb validate")
+    for col in ("file", "client", "view", "events", "verdict"):
+        table.add_column(col, justify="right" if col == "events" else "left")
+    for r in results:
+        if not r.clients:
+            table.add_row(r.path, "-", "-", "0", "unreadable" if r.problems else "empty")
+        for c in r.clients:
+            verdict = "conformant" if c.conformant else \
+                f"{c.requirement} at line {c.line}"
+            table.add_row(c.path, c.client, c.side, f"{c.events:,}", verdict)
+    console.print(table)
+    n = sum(len(r.clients) for r in results)
+    bad = sum(not c.conformant for r in results for c in r.clients)
+    probs = sum(len(r.problems) for r in results)
+    console.print(f"{sum(r.events for r in results):,} events, {n} clients, "
+                  f"{bad} violating, {probs} input problems", markup=False)
+
+
+def _main() -> None:  # pragma: no cover - `python -m sephb.conformance.validate`
+    parser = argparse.ArgumentParser(prog="sephb")
+    add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["validate", *sys.argv[1:]])
+    sys.exit(run(args))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    _main()

@@ -1,0 +1,165 @@
+# ruff: noqa: E501 -- the record templates are single trace lines
+"""Benchmark of `sephb validate`: events/s end to end from an NDJSON file on one core,
+the transitions-machine oracle (model/oracle.py) on the same events, --jobs 2 vs 1,
+and peak RSS at 1M and 10M events. Prints machine info and a Markdown table.
+
+    .venv/bin/python tests/benchmarks/bench_validate.py [--events N] [--big N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Server-side records of one pull check-in with content, then an idle one, as the
+# simulated manager writes them (fields trimmed to the common shape).
+_SERVER = [
+    b'{"t":%d,"client":"%s","event":"CONNECT","by":"server","server":"m1","role":"manager","conn":1,"addr":"127.0.0.2","port":8014}',
+    b'{"t":%d,"client":"%s","event":"GET_INDEX","by":"server","server":"m1","role":"manager","conn":1,"addr":"127.0.0.2","port":8014,"method":"GET","path":"/index.dat","bytes_in":135,"serial":""}',
+    b'{"t":%d,"client":"%s","event":"INDEX_RECEIVED","by":"server","server":"m1","role":"manager","conn":1,"addr":"127.0.0.2","port":8014,"method":"GET","path":"/index.dat","status":200,"bytes_out":216,"serial":"A3AF-11/26/2026 23:50:54 284","content":1,"changed":true,"source":"manager"}',
+    b'{"t":%d,"client":"%s","event":"GET_URLS","by":"server","server":"m1","role":"manager","conn":1,"addr":"127.0.0.2","port":8014,"method":"GET","path":"/urls","bytes_in":112}',
+    b'{"t":%d,"client":"%s","event":"URLS_RECEIVED","by":"server","server":"m1","role":"manager","conn":1,"addr":"127.0.0.2","port":8014,"method":"GET","path":"/urls","status":200,"bytes_out":220,"source":"manager","urls":["http://127.0.0.2:8014/content/1/avdefs.zip"]}',
+    b'{"t":%d,"client":"%s","event":"DOWNLOAD_MANAGER","by":"server","server":"m1","role":"manager","conn":1,"addr":"127.0.0.2","port":8014,"method":"GET","path":"/content/1/avdefs.zip","bytes_in":128}',
+    b'{"t":%d,"client":"%s","event":"CONTENT_RECEIVED","by":"server","server":"m1","role":"manager","conn":1,"addr":"127.0.0.2","port":8014,"method":"GET","path":"/content/1/avdefs.zip","status":200,"bytes_out":65691}',
+    b'{"t":%d,"client":"%s","event":"UPLOAD_LOGS","by":"server","server":"m1","role":"manager","conn":1,"addr":"127.0.0.2","port":8014,"method":"POST","path":"/logs","bytes_in":1257}',
+    b'{"t":%d,"client":"%s","event":"LOGS_ACKED","by":"server","server":"m1","role":"manager","conn":1,"addr":"127.0.0.2","port":8014,"method":"POST","path":"/logs","status":200,"bytes_out":187}',
+    b'{"t":%d,"client":"%s","event":"UPLOAD_SENSORS","by":"server","server":"m1","role":"manager","conn":1,"addr":"127.0.0.2","port":8014,"method":"POST","path":"/sensors","bytes_in":3000}',
+    b'{"t":%d,"client":"%s","event":"SENSORS_ACKED","by":"server","server":"m1","role":"manager","conn":1,"addr":"127.0.0.2","port":8014,"method":"POST","path":"/sensors","status":200,"bytes_out":160}',
+    b'{"t":%d,"client":"%s","event":"DISCONNECT","by":"server","server":"m1","role":"manager","conn":1,"addr":"127.0.0.2","port":8014,"bytes_in":4632,"bytes_out":66474}',
+]
+# The client's own view of the same check-in (what `sephb client --trace` writes).
+_CLIENT = [
+    b'{"t":%d,"client":"%s","event":"HEARTBEAT_DUE","by":"client"}',
+    b'{"t":%d,"client":"%s","event":"CONNECT","by":"client","addr":"127.0.0.2","port":8014}',
+    b'{"t":%d,"client":"%s","event":"CONNECTED","by":"client"}',
+    b'{"t":%d,"client":"%s","event":"GET_INDEX","by":"client","addr":"127.0.0.2","port":8014}',
+    b'{"t":%d,"client":"%s","event":"INDEX_RECEIVED","by":"client","content":1,"changed":true,"source":"manager"}',
+    b'{"t":%d,"client":"%s","event":"GET_URLS","by":"client","addr":"127.0.0.2","port":8014}',
+    b'{"t":%d,"client":"%s","event":"URLS_RECEIVED","by":"client","source":"manager"}',
+    b'{"t":%d,"client":"%s","event":"DOWNLOAD_MANAGER","by":"client","addr":"127.0.0.2","port":8014}',
+    b'{"t":%d,"client":"%s","event":"CONTENT_RECEIVED","by":"client"}',
+    b'{"t":%d,"client":"%s","event":"UPLOAD_LOGS","by":"client","addr":"127.0.0.2","port":8014}',
+    b'{"t":%d,"client":"%s","event":"LOGS_ACKED","by":"client"}',
+    b'{"t":%d,"client":"%s","event":"UPLOAD_SENSORS","by":"client","addr":"127.0.0.2","port":8014}',
+    b'{"t":%d,"client":"%s","event":"SENSORS_ACKED","by":"client"}',
+    b'{"t":%d,"client":"%s","event":"DISCONNECT","by":"client","addr":"127.0.0.2","port":8014}',
+]
+
+
+def write_trace(path: str | os.PathLike[str], events: int, clients: int = 1000,
+                side: str = "server") -> None:
+    """A conformant trace of ``events`` records, ``clients`` clients interleaved
+    round robin, streamed to ``path`` (flat memory)."""
+    cycle = _SERVER if side == "server" else _CLIENT
+    names = [f"c{i}".encode() for i in range(clients)]
+    with open(path, "wb", buffering=1 << 20) as f:
+        written, step = 0, 0
+        while written < events:
+            t = step * 1000
+            tmpl = cycle[step % len(cycle)]
+            n = min(clients, events - written)
+            f.write(b"\n".join([tmpl % (t, c) for c in names[:n]]) + b"\n")
+            written += n
+            step += 1
+
+
+def _events_per_s(path: str, events: int) -> float:
+    from sephb.conformance.validate import validate_file
+
+    t0 = time.perf_counter()
+    res = validate_file(path)
+    dt = time.perf_counter() - t0
+    assert res.events == events and not res.problems, res.problems
+    assert all(c.conformant for c in res.clients)
+    return events / dt
+
+
+def _oracle_per_s(path: str, n: int) -> float:
+    """The oracle on the first n records of the same file (decoding included)."""
+    from sephb.conformance.properties import HIDDEN
+    from sephb.conformance.trace import read_trace
+    from sephb.model import oracle
+
+    recs = []
+    for i, r in enumerate(read_trace(path)):
+        if i >= n:
+            break
+        recs.append((r.client, r.event, r.t, r.changed,
+                     r.source.value if r.source else None))
+    hidden = HIDDEN if path.endswith("server.ndjson") else frozenset()
+    t0 = time.perf_counter()
+    out = oracle.check_stream(recs, "seed", hidden=hidden)
+    dt = time.perf_counter() - t0
+    assert all(v is None for v in out.values())
+    return n / dt
+
+
+def _rss(path: str) -> float:
+    """Peak RSS (MiB) of a fresh process validating ``path``."""
+    code = ("import resource,sys\nfrom sephb.conformance.validate import validate_file\n"
+            "r=validate_file(sys.argv[1]); assert not r.problems\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = subprocess.run([sys.executable, "-c", code, path], check=True,
+                         capture_output=True, text=True).stdout
+    return int(out) / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=2_000_000,
+                    help="events of the speed trace (default 2,000,000)")
+    ap.add_argument("--oracle-events", type=int, default=20_000,
+                    help="oracle subset, extrapolated (default 20,000)")
+    ap.add_argument("--big", type=int, default=10_000_000,
+                    help="events of the memory trace (default 10,000,000)")
+    args = ap.parse_args()
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, "
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for side in ("server", "client"):
+            p = str(Path(tmp) / f"{side}.ndjson")
+            write_trace(p, args.events, side=side)
+            size = os.path.getsize(p) / args.events
+            fast = max(_events_per_s(p, args.events) for _ in range(3))
+            slow = _oracle_per_s(p, args.oracle_events)
+            rows.append((f"{side}-side, {size:.0f} B/line", fast, slow))
+        print("\n| trace | validate events/s | oracle events/s | ratio |")
+        print("|---|---:|---:|---:|")
+        for name, fast, slow in rows:
+            print(f"| {name} | {fast:,.0f} | {slow:,.0f} | {fast / slow:,.0f}x |")
+
+        from sephb.conformance.validate import validate_files
+
+        a, b = str(Path(tmp) / "a.ndjson"), str(Path(tmp) / "b.ndjson")
+        write_trace(a, args.events, side="server")
+        write_trace(b, args.events, side="server")
+        times = {}
+        for jobs in (1, 2):
+            t0 = time.perf_counter()
+            validate_files([a, b], jobs=jobs)
+            times[jobs] = time.perf_counter() - t0
+        print(f"\n| two files of {args.events:,} events | wall |\n|---|---:|")
+        for jobs, dt in times.items():
+            print(f"| --jobs {jobs} | {dt:.2f} s |")
+        print(f"| speed-up | {times[1] / times[2]:.2f}x |")
+
+        print("\n| events (server-side, 1000 clients) | peak RSS |\n|---:|---:|")
+        for n in (1_000_000, args.big):
+            p = str(Path(tmp) / "big.ndjson")
+            write_trace(p, n, side="server")
+            print(f"| {n:,} | {_rss(p):.0f} MiB |")
+            os.unlink(p)
+    _ = resource
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+"""`sephb validate`: offline validation of NDJSON and HAR traces."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from netutil import addresses, run
+
+from sephb.conformance import validate as V
+from sephb.conformance.har import trace_to_har
+from sephb.conformance.properties import HIDDEN
+from sephb.model import oracle
+from sephb.model.checker import NAMES
+
+sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
+from bench_validate import write_trace
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_HAR = ROOT / "docs" / "examples" / "reference.har"
+
+
+def reference_records(heartbeats: int = 2) -> list[dict[str, Any]]:
+    """Both views of a reference client's run against the simulated managers: a
+    pull check-in with content from the GUP (location Branch), then idle ones."""
+    from sephb.conformance.client import ClientOptions, ReferenceClient
+    from sephb.conformance.clock import Clock
+    from sephb.conformance.managerconfig import FleetConfig
+    from sephb.conformance.servers import Fleet
+    from sephb.conformance.sylink import Sylink
+    from sephb.model.interpretations import get
+    from sephb.model.protocol import Mode
+
+    async def main() -> list[dict[str, Any]]:
+        a = addresses(3)
+        async with Fleet(FleetConfig.loopback(a[:2], gup=a[2]),
+                         clock=Clock(0.001)) as fleet:
+            fleet["m1"].set_policy("gup", location="Branch")
+            with tempfile.TemporaryDirectory() as tmp:
+                blocks = [[(s.address, s.port)] for s in fleet.managers]
+                syl = Sylink.build(blocks, mode=Mode.PULL, heartbeat_s=300,
+                                   gup=fleet.gup.address)  # type: ignore[union-attr]
+                opts = ClientOptions(sylink=syl, state_dir=Path(tmp) / "st",
+                                     interpretation=get("seed"), time_scale=0.001,
+                                     heartbeats=heartbeats, client_id="c1", seed=1,
+                                     fsync=False, log_bytes=1000, location="Branch")
+                assert await ReferenceClient(opts, fleet.recorder).run() == 0
+                # The server records a close when it sees it: give it a moment.
+                await asyncio.sleep(0.2)
+            return [msgspec.to_builtins(r) for r in fleet.records]
+
+    out: list[dict[str, Any]] = run(main())
+    return out
+
+
+def ndjson(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.write_bytes(b"".join(json.dumps(r).encode() + b"\n" for r in records))
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference() -> list[dict[str, Any]]:
+    return reference_records()
+
+
+def test_reference_client_validates_clean_both_views(reference: list[dict[str, Any]],
+                                                      tmp_path: Path) -> None:
+    res = V.validate_file(str(ndjson(tmp_path / "ref.ndjson", reference)))
+    assert not res.problems
+    sides = {(c.client, c.side): c for c in res.clients}
+    assert set(sides) == {("c1", "server"), ("c1", "client")}
+    assert all(c.conformant for c in res.clients), res.clients
+    assert any(r.get("role") == "gup" for r in reference)  # GUP transport skipped
+    assert V.exit_code([res]) == 0
+
+
+def test_reference_har_validates_clean(reference: list[dict[str, Any]],
+                                       tmp_path: Path) -> None:
+    har = tmp_path / "ref.har"
+    har.write_text(json.dumps(trace_to_har(reference), indent=1))
+    res = V.validate_file(str(har))
+    assert res.format == "har" and not res.problems and res.events > 10
+    assert [c.conformant for c in res.clients] == [True]
+
+
+def test_shipped_example_har_validates_clean() -> None:
+    res = V.validate_file(str(EXAMPLE_HAR))
+    assert not res.problems and res.clients and all(c.conformant for c in res.clients)
+
+
+@pytest.mark.parametrize("fault", ["sensors-before-logs", "urls-without-change"])
+def test_seeded_fault_traces_are_caught(fault: str, tmp_path: Path) -> None:
+    from sephb.conformance import suite
+    from sephb.conformance.faults import FAULTS
+    from sephb.model.interpretations import get
+
+    result = suite.run(get("seed"), factory=suite.environment_for(fault),
+                       max_examples=30, shrink=False)
+    trace = result.failures[0].trace
+    res = V.validate_file(str(ndjson(tmp_path / "f.ndjson", trace)))
+    bad = [c for c in res.clients if not c.conformant]
+    assert bad, res
+    assert bad[0].requirement in {FAULTS[fault].requirement, result.failures[0].requirement}
+    assert bad[0].line is not None and bad[0].seen and bad[0].allowed
+
+
+def test_violation_names_line_requirement_and_before(tmp_path: Path) -> None:
+    lines = [{"t": 0, "client": "a", "event": "HEARTBEAT_DUE"},
+             {"t": 1, "client": "b", "event": "HEARTBEAT_DUE"},
+             {"t": 2, "client": "a", "event": "CONNECT"},
+             {"t": 3, "client": "a", "event": "GET_URLS"}]
+    res = V.validate_file(str(ndjson(tmp_path / "v.ndjson", lines)))
+    a = next(c for c in res.clients if c.client == "a")
+    assert (a.conformant, a.line, a.seen, a.requirement) == (
+        False, 4, "GET_URLS", "REQ-1-PRIORITY")
+    assert a.before == ["HEARTBEAT_DUE", "CONNECT"] and "CONNECTED" in a.allowed
+    assert next(c for c in res.clients if c.client == "b").conformant
+    assert V.exit_code([res]) == 1
+
+
+# --- bad input ---------------------------------------------------------------------
+
+GOOD = b'{"t":0,"client":"a","event":"HEARTBEAT_DUE"}\n'
+
+
+@pytest.mark.parametrize(("data", "line", "want"), [
+    (GOOD + b'{"t":1,\n', 2, "bad JSON"),
+    (GOOD + b'{"t":1,"client":"a"', 2, "truncated last line"),
+    (GOOD + b'{"t":1,"client":"a","event":"FETCH"}\n', 2, "unknown event name 'FETCH'"),
+    (GOOD + b'{"client":"a","event":"CONNECT"}\n', 2, "missing required field `t`"),
+    (GOOD + b'{"t":"1","client":"a","event":"CONNECT"}\n', 2, "Expected `int`"),
+    (b'{"t":5,"client":"a","event":"HEARTBEAT_DUE"}\n'
+     b'{"t":3,"client":"a","event":"CONNECT"}\n', 2, "time goes backwards"),
+    (GOOD + b"[1,2]\n", 2, "bad record"),
+])
+def test_bad_lines_are_reported_and_the_run_goes_on(data: bytes, line: int, want: str,
+                                                    tmp_path: Path) -> None:
+    p = tmp_path / "bad.ndjson"
+    p.write_bytes(data + b'{"t":9,"client":"z","event":"HEARTBEAT_DUE"}\n'
+                  if data.endswith(b"\n") else data)
+    res = V.validate_file(str(p))
+    assert len(res.problems) == 1, res.problems
+    assert res.problems[0].line == line and want in res.problems[0].message
+    assert str(res.problems[0]).startswith(f"{p}:{line}: ")
+    assert V.exit_code([res]) == 2
+    if data.endswith(b"\n"):
+        assert any(c.client == "z" for c in res.clients)  # read past the bad line
+
+
+def test_long_line_is_capped(tmp_path: Path) -> None:
+    p = tmp_path / "long.ndjson"
+    with open(p, "wb") as f:
+        f.write(GOOD)
+        f.write(b'{"t":1,"client":"a","event":"CONNECT","x":"')
+        for _ in range(3):
+            f.write(b"y" * V.MAX_LINE)
+        f.write(b'"}\n' + b'{"t":2,"client":"b","event":"HEARTBEAT_DUE"}\n')
+    res = V.validate_file(str(p))
+    assert [(x.line, "longer than" in x.message) for x in res.problems] == [(2, True)]
+    assert {c.client for c in res.clients} == {"a", "b"}
+
+
+def test_corrupt_gzip_empty_and_missing(tmp_path: Path) -> None:
+    gz = tmp_path / "t.ndjson.gz"
+    gz.write_bytes(gzip.compress(GOOD * 1000)[:-40] + b"garbage")
+    res = V.validate_file(str(gz))
+    assert res.problems and "gzip" in res.problems[0].message
+    empty = tmp_path / "e.ndjson"
+    empty.write_bytes(b"")
+    assert "empty" in V.validate_file(str(empty)).problems[0].message
+    assert "cannot open" in V.validate_file(str(tmp_path / "nope")).problems[0].message
+    ok = tmp_path / "ok.ndjson.gz"
+    ok.write_bytes(gzip.compress(GOOD))
+    assert V.validate_file(str(ok)).events == 1
+
+
+def test_har_non_http_entry(tmp_path: Path) -> None:
+    p = tmp_path / "x.har"
+    doc = json.loads(EXAMPLE_HAR.read_text())
+    doc["log"]["entries"][1]["request"]["url"] = "ws://127.0.0.2:8014/socket"
+    p.write_text(json.dumps(doc))
+    res = V.validate_file(str(p))
+    assert res.problems[0].line == 2 and "not an HTTP request" in res.problems[0].message
+    p.write_text("{\n\"log\": [\n")
+    assert V.validate_file(str(p)).problems[0].line is not None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.one_of(
+    st.binary(max_size=60),
+    st.builds(lambda t, c, e: json.dumps({"t": t, "client": c, "event": e}).encode(),
+              st.integers(-2, 50), st.sampled_from(["a", "b", ""]),
+              st.sampled_from([*NAMES, "X"])),
+    st.sampled_from([b"{", b"}", b"", b"  ", b'{"t":1}{"t":2}', b"\x1f\x8b", b"null"]),
+), max_size=30))
+def test_fuzz_reader_never_raises(chunks: list[bytes]) -> None:
+    with tempfile.NamedTemporaryFile(suffix=".ndjson") as f:
+        f.write(b"\n".join(chunks))
+        f.flush()
+        res = V.validate_file(f.name)
+    for p in res.problems:
+        assert p.message and p.path == f.name
+
+
+# --- compiled path vs the oracle, end to end ------------------------------------
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from(NAMES),
+                          st.sampled_from([None, True, False]),
+                          st.sampled_from([None, "manager", "gup", "none"]),
+                          st.booleans()), max_size=40))
+def test_decoding_and_dispatch_agree_with_the_oracle(
+        recs: list[tuple[str, str, bool | None, str | None, bool]]) -> None:
+    lines, streams = [], {"server": [], "client": []}  # type: ignore[var-annotated]
+    for t, (client, name, changed, source, server) in enumerate(recs):
+        d: dict[str, Any] = {"t": t, "client": client, "event": name,
+                             "by": "server" if server else "client"}
+        if name == "INDEX_RECEIVED" and changed is not None:
+            d["changed"] = changed
+        if name in ("INDEX_RECEIVED", "URLS_RECEIVED") and source is not None:
+            d["source"] = source
+        lines.append(json.dumps(d).encode())
+        streams[d["by"]].append((client, name, t, d.get("changed"), d.get("source")))
+    with tempfile.NamedTemporaryFile(suffix=".ndjson") as f:
+        f.write(b"\n".join(lines) + b"\n")
+        f.flush()
+        res = V.validate_file(f.name)
+    if not recs:
+        return
+    got = {(c.client, c.side): (c.requirement, c.seen) for c in res.clients}
+    for side, hidden in (("server", HIDDEN), ("client", frozenset())):
+        want = oracle.check_stream(streams[side], "seed", hidden=hidden)
+        for client, v in want.items():
+            assert got[client, side] == ((v.requirement, v.name) if v else (None, None))
+
+
+def test_fold_keeps_the_verdict(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    p = tmp_path / "long.ndjson"
+    write_trace(p, 5000, clients=2, side="client")
+    with open(p, "ab") as f:
+        f.write(b'{"t":99999999,"client":"c0","event":"GET_URLS","by":"client"}\n')
+    whole = V.validate_file(str(p))
+    monkeypatch.setattr(V, "REBASE_AFTER", 10)
+    monkeypatch.setattr(V, "MAX_LINE", 4096)  # many blocks, so folds happen
+    folded = V.validate_file(str(p))
+    key = [(c.client, c.conformant, c.requirement, c.line, c.allowed, c.events)
+           for c in whole.clients]
+    assert key == [(c.client, c.conformant, c.requirement, c.line, c.allowed, c.events)
+                   for c in folded.clients]
+    assert not all(c.conformant for c in whole.clients)
+
+
+# --- scale -------------------------------------------------------------------------
+
+def test_jobs_2_equals_jobs_1(tmp_path: Path) -> None:
+    files = []
+    for i in range(3):
+        p = tmp_path / f"{i}.ndjson"
+        write_trace(p, 20_000 + i, clients=50, side="server" if i % 2 else "client")
+        files.append(str(p))
+    one = V.validate_files(files, jobs=1)
+    assert V.validate_files(files, jobs=2) == one
+    assert V.to_json(one)["events"] == 60_003
+
+
+def test_dask_equals_local(tmp_path: Path) -> None:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        pytest.fail("dask is not installed: pip install -e '.[dask]' (make test does)")
+    files = []
+    for i in range(2):
+        p = tmp_path / f"{i}.ndjson"
+        write_trace(p, 5_000, clients=20)
+        files.append(str(p))
+    assert V.validate_files(files, jobs=2, engine="dask") == V.validate_files(files)
+
+
+def test_memory_is_flat(tmp_path: Path) -> None:
+    code = ("import resource,sys\nfrom sephb.conformance.validate import validate_file\n"
+            "r=validate_file(sys.argv[1]); assert not r.problems, r.problems\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    rss = []
+    for n in (300_000, 1_200_000):
+        p = tmp_path / "m.ndjson"
+        write_trace(p, n, clients=1000, side="client")
+        out = subprocess.run([sys.executable, "-c", code, str(p)], check=True,
+                             capture_output=True, text=True).stdout
+        rss.append(int(out) / 1024)
+    assert rss[1] - rss[0] < 16, rss  # MiB
+
+
+def test_cli_entry_points(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    p = ndjson(tmp_path / "a.ndjson", [{"t": 0, "client": "a", "event": "CONNECT"}])
+    parser = argparse.ArgumentParser()
+    V.add_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["validate", str(p), "--json"])
+    assert args.run(args) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["violations"] == 1 and doc["files"][0]["clients"][0]["line"] == 1
+    args = parser.parse_args(["validate", str(p)])
+    assert args.run(args) == 1
+    assert "REQ-1-PRIORITY" in capsys.readouterr().out
+
+
+if __name__ == "__main__":
+    # Regenerate docs/examples/reference.har from a real run.
+    EXAMPLE_HAR.write_text(json.dumps(trace_to_har(reference_records()), indent=1) + "\n")
+    print(f"wrote {EXAMPLE_HAR}")
+    _ = asyncio
