@@ -452,12 +452,18 @@ def cmd_conform(args: argparse.Namespace) -> int:
     from sephb.model.interpretations import get
 
     cmd = _conform_client_cmd(args)
-    env = suite.environment_for(args.client, cmd)
-    name = cmd or args.client
-    result = _with_progress(lambda progress: suite.run(
-        get(args.interpretation), factory=env, profile=args.profile, seed=args.seed,
-        client=name, max_examples=args.max_examples, client_cmd=cmd,
-        progress=progress))
+    if cmd is not None:
+        from sephb.conformance.remote import run_wire
+
+        result = _with_progress(lambda progress: run_wire(
+            get(args.interpretation), cmd, profile=args.profile, seed=args.seed,
+            max_examples=args.max_examples, progress=progress))
+    else:
+        env = suite.environment_for(args.client, cmd)
+        result = _with_progress(lambda progress: suite.run(
+            get(args.interpretation), factory=env, profile=args.profile,
+            seed=args.seed, client=args.client, max_examples=args.max_examples,
+            progress=progress))
     _print_result(result)
     if args.report:
         from sephb.conformance.report import write_report
@@ -536,8 +542,13 @@ def cmd_mutants(args: argparse.Namespace) -> int:
                        f"{{sylink}} --state-dir {{state_dir}} --time-scale {{time_scale}}"
                        f" -i {interp.name} --fault {name}")
             t0 = time.perf_counter()
-            result = suite.run(interp, factory=suite.environment_for(name, cmd),
-                               profile=args.profile, client=name, client_cmd=cmd)
+            if cmd is None:
+                result = suite.run(interp, factory=suite.environment_for(name),
+                                   profile=args.profile, client=name)
+            else:
+                from sephb.conformance.remote import run_wire
+
+                result = run_wire(interp, cmd, profile=args.profile, directed=False)
             f = result.failures[0] if result.failures else None
             rows.append({
                 "fault": name, "adapter": adapter, "killed": f is not None,

@@ -104,6 +104,8 @@ class ReferenceClient:
         #: Ids of the log upload in flight (narrowed to those the manager acknowledged
         #: once answered), until the core settles them.
         self._inflight: list[str] = []
+        #: Whether the I/O in flight uses the session's connection.
+        self._io_on_session = True
         #: Check-ins that ended (arrived at IDLE or PUSH_HELD).
         self.checkins = 0
         self.errors: list[str] = []
@@ -143,7 +145,11 @@ class ReferenceClient:
                         with contextlib.suppress(asyncio.CancelledError, Exception):
                             await io
                         io = None
-                        self._close()
+                        if self._io_on_session:
+                            # A request cut off mid-answer leaves the session
+                            # connection unusable; a download from elsewhere (the
+                            # GUP) had its own connection, closed with it.
+                            self._close()
                         effects = self._fire_timer()
                     else:
                         continue  # woke a little early: the timer is not due yet
@@ -229,6 +235,9 @@ class ReferenceClient:
                 return None  # the last check-in ended held: nothing more to wait for
             return asyncio.create_task(self._guard(self._hold(conn)))
         self._record(action, **fields)
+        self._io_on_session = not (
+            action in _ELSEWHERE and self.conn is not None
+            and self.conn.host != f"{effect.host}:{effect.port}")
         return asyncio.create_task(self._guard(self._do(effect)))
 
     def _new_checkin(self) -> None:

@@ -55,10 +55,16 @@ class ConformanceItem(pytest.Item):
         opt = self.config.getoption
         cmd = opt("sephb_client_cmd")
         name = opt("sephb_client") or "reference"
-        result = suite.run(get(opt("sephb_interpretation")),
-                           factory=suite.environment_for(name, cmd),
-                           profile=opt("sephb_profile"), seed=opt("sephb_seed"),
-                           client=cmd or name, client_cmd=cmd)
+        interp = get(opt("sephb_interpretation"))
+        if cmd:
+            from sephb.conformance.remote import run_wire
+
+            result = run_wire(interp, cmd, profile=opt("sephb_profile"),
+                              seed=opt("sephb_seed"))
+        else:
+            result = suite.run(interp, factory=suite.environment_for(name),
+                               profile=opt("sephb_profile"), seed=opt("sephb_seed"),
+                               client=name)
         self.user_properties.append(("sephb_cases", result.cases))
         if opt("sephb_report"):
             from pathlib import Path

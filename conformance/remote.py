@@ -23,22 +23,27 @@ scale, shared by the servers' records and the suite's ``now``. ``advance`` sleep
 until the clock reaches the target. The client's timers run in its own process, so
 the suite cannot stop time at the client's wake-ups as it does in process; instead
 the world asks to be polled every half tolerance (:meth:`RemoteWorld.next_deadline`),
-so that the oracle has seen every record older than half a tolerance before it judges
-a deadline. Timing properties get the tolerance as slack: scheduling jitter, in model
-time, is wall jitter divided by the time scale.
+so that the oracle looks at the records while time passes (a violation ends a long
+wait early) and never judges a deadline on records older than that. Timing
+properties get the tolerance as slack: scheduling jitter, in model time, is wall
+jitter divided by the time scale.
 
 What the wire cannot do, and what this adapter does about it (``docs/adapters.md``):
 
 * A refused connect never reaches a server, and a loopback connect never hangs: the
   rows ``CONNECTING--SESSION_TIMEOUT`` and ``CONNECTING--CONNECT_FAILED`` leave no
-  record and stay NOT_COVERED. The world's ``BLACKHOLE`` fault (a connect that never
-  completes) becomes ``stall`` on every path: the client connects, asks for
-  index.dat and never gets it.
-* The servers record a stalled first request that the client gives up as
+  record and stay NOT_COVERED (:func:`uncoverable` lists them, and the rows whose
+  records the checker cannot attribute). The world's ``BLACKHOLE`` fault (a connect
+  that never completes) becomes ``stall`` on every path.
+* Only what servers cannot see is hidden from the checker (:data:`WIRE_HIDDEN`). The
+  servers record a stalled first request that the client gives up as
   ``CONNECT_FAILED``; when the client gave up after the session limit, the adapter
   names it ``SESSION_TIMEOUT``, as the in-process world does.
-* A connection closed before any request carries no client id (a kill between
-  connect and first request leaves one): its records are dropped.
+* A connection closed before any request carries no client id: its records are
+  dropped. At a restart, what the killed process left after the suite last looked
+  (a check-in cut short) is dropped but for the closes: the oracle starts over.
+* ``drop`` closes a connection between two requests of a check-in only when its next
+  request arrives, so that the failure the client meets is one a server records.
 * The client's logs are its own: the suite's ``logs`` rule is off, so the oracle's
   lost-log count has nothing to count (uploads twice are still caught).
 * Heartbeat sizes are real bytes here, and only here: each completed pull check-in
@@ -80,7 +85,6 @@ from sephb.model.protocol import (
     Action,
     Event,
     Mode,
-    Row,
     Source,
     State,
 )
@@ -104,9 +108,11 @@ __all__ = [
     "ProcessClient",
     "RemoteServer",
     "RemoteWorld",
+    "Size",
     "WireEnvironment",
     "WireObservations",
     "WireProfile",
+    "measure",
     "run_wire",
     "uncoverable",
     "wire_environment",
@@ -147,6 +153,9 @@ FULL_LOG_BYTES: Final = FULL_HEARTBEAT_BYTES[0] // 2
 WIRE_HIDDEN: Final = frozenset({Event.HEARTBEAT_DUE, Event.CONNECTED,
                                 Event.DOWNLOAD_FAILED})
 _STALL_TEXT: Final = "fault stall"
+#: Trace names of requests (what a client sends), as opposed to answers.
+_REQUESTS: Final = frozenset(a.value for a in Action) - {Action.CONNECT.value,
+                                                        Action.DISCONNECT.value}
 _PEER_RE: Final = re.compile(r"^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$")
 
 
@@ -155,20 +164,21 @@ class WireProfile:
     """How much of a profile runs over the wire.
 
     A wire case costs wall time (each interval of model time is 3 s at the default
-    scale; a case of ``steps`` steps runs about 0.6 s per step), so the in-process case
-    counts are out of reach. Failures are not shrunk: a shrink step is a whole case,
-    and timing makes replays inexact (the program found is reported as is).
+    scale; a case runs about 0.5 s per step), so the in-process case counts are out
+    of reach. Failures are not shrunk: a shrink step is a whole case, and timing makes
+    replays inexact (the program found is reported as is).
     """
 
     cases: int
     steps: int
 
 
-#: Per profile: cases and steps per case over the wire (in process: suite.PROFILES).
-#: ci covers every row the wire can cover for the reference client in about a
-#: minute per interpretation; nightly and certify explore more, longer programs.
+#: Per profile: Hypothesis cases and steps per case over the wire (in process:
+#: suite.PROFILES). The suite's directed cases then steer to each row they missed:
+#: with the reference client, ci covers every row the wire can show in 1-2 minutes
+#: per interpretation; nightly and certify explore more and longer programs.
 WIRE_PROFILES: Final[dict[str, WireProfile]] = {
-    "ci": WireProfile(cases=6, steps=14),
+    "ci": WireProfile(cases=4, steps=12),
     "nightly": WireProfile(cases=60, steps=20),
     "certify": WireProfile(cases=300, steps=30),
 }
@@ -280,6 +290,8 @@ class RemoteWorld:
         #: crash()): only their DISCONNECTs are kept.
         self._cuts: list[tuple[int, int]] = []
         self._flip: Source | None = None
+        #: Connections dropped between two requests: closed at the next (see drop()).
+        self._doomed: set[tuple[str, int]] = set()
         self._started = self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name="sephb-wire-fleet",
@@ -334,6 +346,17 @@ class RemoteWorld:
         # and the one-shot policy flip (it must land before /urls is answered).
         self._heard += 1
         self._last_heard = time.monotonic()
+        key = (rec.server or "", rec.conn or 0)
+        if key in self._doomed and rec.event in _REQUESTS:
+            self._doomed.discard(key)
+            for c in self.fleet[key[0]].conns:
+                if c.id == key[1] and c.transport is not None:
+                    # Dropped under the request just read: its answer fails, and the
+                    # server records the failure (see drop()).
+                    c.dropped = True
+                    c.transport.close()
+        elif rec.event == Action.DISCONNECT.value:
+            self._doomed.discard(key)
         if (self._flip is not None and rec.event == Action.GET_URLS.value
                 and rec.role is Role.MANAGER and rec.server is not None
                 and self.fleet[rec.server].fault_for(rec.path or "/urls") is None):
@@ -354,10 +377,10 @@ class RemoteWorld:
             time.sleep(wait)
 
     def next_deadline(self) -> int | None:
-        """The next time the suite should look: every half tolerance, so that a
-        record the servers make within half a tolerance of an event has been fed to
-        the oracle before it judges a deadline past that event (the suite ticks the
-        oracle before it feeds the records of a step)."""
+        """The next time the suite should look: every half tolerance. The client's
+        timers are in its own process, so this is a poll: the oracle sees the
+        records while a long wait runs (a violation ends it early) and its deadline
+        checks never run on records more than half a tolerance old."""
         return self.now + self.poll_ms
 
     # --- records ----------------------------------------------------------------------
@@ -451,8 +474,24 @@ class RemoteWorld:
         return self._do(lambda: self.fleet.push())
 
     def drop(self, index: int) -> None:
-        name = self.managers[index].name
-        self._do(lambda: self.fleet[name].drop())
+        """Close every connection of manager ``index``: at once when a request is
+        running on it (a held push, a stalled or answering request: the server
+        records the failure the client sees); when the client is between two
+        requests of a check-in, as its next request arrives. Closed while idle,
+        the connection would make the client's next request fail where no server
+        can see it, and the records would show a check-in stopping for no reason."""
+        server = self.fleet[self.managers[index].name]
+
+        def drop() -> None:
+            for c in list(server.conns):
+                if c.busy:
+                    c.dropped = True
+                    if c.transport is not None:
+                        c.transport.close()
+                else:
+                    self._doomed.add((server.name, c.id))
+
+        self._do(drop)
 
     @property
     def _servers(self) -> list[RemoteServer]:
@@ -545,37 +584,8 @@ class RemoteWorld:
     # --- results ----------------------------------------------------------------------
 
     def sizes(self) -> list[Size]:
-        """The completed pull check-ins whose size means something (see module doc):
-        one check-in on one manager connection, closed after SENSORS_ACKED, no
-        failure, no hold, the index unchanged; idle without logs, full with a log
-        upload of at least :data:`FULL_LOG_BYTES`."""
-        conns: dict[tuple[str, int], list[dict[str, Any]]] = {}
-        for r in self.records:
-            if r.get("role") == Role.MANAGER.value:
-                conns.setdefault((r.get("server", ""), r.get("conn", 0)), []).append(r)
-        out = []
-        for (server, _), recs in conns.items():
-            names = [r["event"] for r in recs]
-            if (names.count(Action.GET_INDEX.value) != 1 or Action.HOLD.value in names
-                    or names[-1] != Action.DISCONNECT.value
-                    or Event.SENSORS_ACKED.value not in names
-                    or any(r.get("error") for r in recs[:-1])):
-                continue
-            index = next(r for r in recs if r["event"] == Event.INDEX_RECEIVED.value)
-            if index.get("changed"):
-                continue
-            upload = next((r for r in recs if r["event"] == Action.UPLOAD_LOGS.value),
-                          None)
-            logs = len((upload or {}).get("ids") or [])
-            log_bytes = (upload or {}).get("bytes_in", 0)
-            kind = ("idle" if logs == 0 else "full" if log_bytes >= FULL_LOG_BYTES
-                    else None)
-            if kind is None:
-                continue
-            end = recs[-1]
-            total = end.get("bytes_in", 0) + end.get("bytes_out", 0)
-            out.append(Size(kind, total, server, end["t"]))
-        return out
+        """The check-ins whose size means something (see :func:`measure`)."""
+        return measure(self.records)
 
     # --- the end ----------------------------------------------------------------------
 
@@ -594,6 +604,41 @@ class RemoteWorld:
                 self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=15)
             _LIVE_WORLDS.discard(self)
+
+
+def measure(records: list[dict[str, Any]]) -> list[Size]:
+    """The heartbeat sizes that servers' records can vouch for: each manager
+    connection that carried exactly one check-in, completed (SENSORS_ACKED) without
+    a failure or a hold and then closed, with the index unchanged. The size is the
+    connection's real bytes both ways (its DISCONNECT). "idle" when it uploaded no
+    log, "full" when its log upload was at least :data:`FULL_LOG_BYTES`; any other
+    check-in is neither, and a push-mode check-in (the connection stays open) is
+    never measured."""
+    conns: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in records:
+        if r.get("role") == Role.MANAGER.value:
+            conns.setdefault((r.get("server", ""), r.get("conn", 0)), []).append(r)
+    out = []
+    for (server, _), recs in conns.items():
+        names = [r["event"] for r in recs]
+        if (names.count(Action.GET_INDEX.value) != 1 or Action.HOLD.value in names
+                or names[-1] != Action.DISCONNECT.value
+                or Event.SENSORS_ACKED.value not in names
+                or any(r.get("error") for r in recs[:-1])):
+            continue
+        index = next((r for r in recs if r["event"] == Event.INDEX_RECEIVED.value), {})
+        if index.get("changed", True):
+            continue
+        upload = next((r for r in recs if r["event"] == Action.UPLOAD_LOGS.value), {})
+        logs = len(upload.get("ids") or [])
+        kind = ("idle" if logs == 0
+                else "full" if upload.get("bytes_in", 0) >= FULL_LOG_BYTES else None)
+        if kind is None:
+            continue
+        end = recs[-1]
+        out.append(Size(kind, end.get("bytes_in", 0) + end.get("bytes_out", 0), server,
+                        end["t"]))
+    return out
 
 
 # --- the client ------------------------------------------------------------------------
@@ -801,10 +846,14 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
                          f"(a client needs the sylink.xml, its state directory and the "
                          f"time scale; see docs/adapters.md)")
     try:
-        if not shlex.split(client_cmd):
+        words = shlex.split(client_cmd)
+        if not words:
             raise ValueError("empty command")
     except ValueError as exc:
         raise UsageError(f"--client-cmd {client_cmd!r}: {exc}") from None
+    if shutil.which(words[0]) is None:
+        # Found now rather than as a crash in the first test case.
+        raise UsageError(f"--client-cmd: {words[0]!r} is not an executable program")
     if not (math.isfinite(time_scale) and time_scale > 0):
         raise UsageError(f"time scale {time_scale!r}: expected a number > 0")
     tol = tolerance_for(time_scale) if tolerance_ms is None else tolerance_ms
@@ -842,6 +891,7 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
 
     return WireEnvironment(client=client, world=world, tolerance_ms=tol,
                            adapter="wire", close=close, logs=False, hidden=WIRE_HIDDEN,
+                           uncoverable=lambda interp: list(uncoverable(interp)),
                            observations=observations,
                            client_cmd=client_cmd, time_scale=time_scale)
 
@@ -849,30 +899,53 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
 # --- a run ---------------------------------------------------------------------------
 
 
-def uncoverable(interp: Interpretation) -> list[str]:
-    """Rows no client can take visibly over the wire: a session that fails before
-    the TCP connection is up (refused, or a connect that never completes) reaches no
-    server, so no record shows it."""
-    return [r.name for r in interp.rows() if _invisible(r)]
+_SESSION_FAILURES: Final = (Event.SESSION_TIMEOUT, Event.CONNECT_FAILED)
 
 
-def _invisible(row: Row) -> bool:
-    return row.source is State.CONNECTING and row.event in (Event.SESSION_TIMEOUT,
-                                                           Event.CONNECT_FAILED)
+def uncoverable(interp: Interpretation) -> dict[str, str]:
+    """Rows whose coverage the records of a black box over the wire cannot show,
+    each with the reason (docs/adapters.md). Coverage over the wire is the checker's
+    explanation of the servers' records, so a row must both leave records and be
+    the explanation the checker picks for them."""
+    rows = interp.rows()
+    fallback = any(r.source is State.DOWNLOADING_GUP and r.dest is State.DOWNLOADING_MANAGER
+                   for r in rows)
+    out = {}
+    for r in rows:
+        if r.source is State.CONNECTING and r.event in _SESSION_FAILURES:
+            out[r.name] = ("a session that fails before the TCP connection is up "
+                           "(refused, or a connect that never completes) reaches no "
+                           "server")
+        elif (r.source is State.FETCHING_INDEX and r.event in _SESSION_FAILURES
+              and r.dest is State.CONNECTING):
+            out[r.name] = ("the failed connection's close is recorded as DISCONNECT, "
+                           "which reads as the check-in ending; the records cannot "
+                           "tell a failover from the last manager failing")
+        elif (fallback and r.source is State.DOWNLOADING_GUP
+              and r.event is Event.CONTENT_RECEIVED):
+            out[r.name] = ("a GUP that refuses is invisible, so the checker may always "
+                           "explain GUP content as the fallback download from the "
+                           "manager")
+    return out
 
 
 def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
              seed: int | None = None, time_scale: float = DEFAULT_TIME_SCALE,
              tolerance_ms: int | None = None, max_examples: int | None = None,
-             steps: int | None = None, **kw: Any) -> SuiteResult:
-    """Run the suite against ``client_cmd`` over the wire (see
-    :data:`WIRE_PROFILES` for what each profile runs); never raises for a
-    non-conformant client. ``kw`` goes to :func:`.suite.run` (e.g. ``progress``)."""
+             steps: int | None = None, directed: bool = True, **kw: Any
+             ) -> SuiteResult:
+    """Run the suite against ``client_cmd`` over the wire: the profile's
+    Hypothesis cases (:data:`WIRE_PROFILES`), then (``directed``) the suite's
+    directed cases for rows they missed, except those the wire cannot show. Never
+    raises for a non-conformant client. ``kw`` goes to :func:`.suite.run` (e.g.
+    ``progress``)."""
     if profile not in WIRE_PROFILES:
         raise UsageError(f"profile {profile!r}: expected one of "
                          f"{', '.join(WIRE_PROFILES)}")
     plan = WIRE_PROFILES[profile]
     env = wire_environment(client_cmd, time_scale=time_scale, tolerance_ms=tolerance_ms)
+    if not directed:  # the suite tries no directed case for a row it is told to skip
+        env.uncoverable = lambda interp: [r.name for r in interp.rows()]
     try:
         with _terminate_as_interrupt():
             result = suite.run(interp, factory=env, profile=profile, seed=seed,
@@ -914,20 +987,39 @@ def _wire_result(result: SuiteResult, interp: Interpretation,
         reqs.append(RequirementResult(
             rid, Status.PASSED if measured else Status.NOT_COVERED,
             REQUIREMENTS[rid].text, len(measured)))
-        for s in measured:
-            lo, hi = s.bounds
-            if not lo <= s.bytes <= hi:
-                warnings.append(
-                    f"{rid}: an {s.kind} check-in on {s.server} at t={s.t} was "
-                    f"{s.bytes:,} bytes on the wire; the seed's typical range is "
-                    f"{lo:,}-{hi:,} (a warning: the seed calls the sizes typical, A7)")
-    missing = [n for n in uncoverable(interp) if result.transitions.get(n, 0) == 0]
-    if missing:
-        warnings.append(
-            "not coverable over the wire (a session that fails before the TCP "
-            "connection is up reaches no server; docs/adapters.md): "
-            + ", ".join(missing))
+        out = [s for s in measured if not s.bounds[0] <= s.bytes <= s.bounds[1]]
+        if out:
+            lo, hi = out[0].bounds
+            sizes = sorted(s.bytes for s in out)
+            span = (f"{sizes[0]:,}" if sizes[0] == sizes[-1]
+                    else f"{sizes[0]:,}-{sizes[-1]:,}")
+            warnings.append(
+                f"{rid}: {len(out)} of {len(measured)} {out[0].kind} check-ins were "
+                f"{span} bytes on the wire (first at t={out[0].t} on "
+                f"{out[0].server}); the seed's typical range is {lo:,}-{hi:,} bytes (a "
+                f"warning, not a violation: the seed calls the sizes typical, A7)")
+    unseen: set[str] = set()
+    for name, why in uncoverable(interp).items():
+        if result.transitions.get(name, 0) == 0:
+            unseen.add(name)
+            warnings.append(f"not coverable over the wire: {name}: {why} "
+                            f"(docs/adapters.md)")
+    # What the wire cannot show is not held against the client: those rows, and a
+    # requirement whose every row is among them, or a size the run did not happen
+    # to measure (which applies depends on the client's own log volume), leave the
+    # verdict and are named in the warnings instead.
+    transitions = {n: c for n, c in result.transitions.items() if n not in unseen}
+    kept = []
+    for r in reqs:
+        rows = {row.name for row in interp.rows() if row.requirement == r.id}
+        if r.status is Status.NOT_COVERED and (
+                (rows and rows <= unseen) or r.id.startswith("REQ-SIZE-")):
+            warnings.append(f"{r.id} not exercised over the wire in this run: judged "
+                            f"in process, or by a client with that log volume")
+            continue
+        kept.append(r)
     warnings += seen.notes
-    reqs.sort(key=lambda r: r.id)
-    return msgspec.structs.replace(result, requirements=reqs, warnings=warnings)
+    kept.sort(key=lambda r: r.id)
+    return msgspec.structs.replace(result, requirements=kept, warnings=warnings,
+                                   transitions=transitions)
 

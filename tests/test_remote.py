@@ -1,0 +1,386 @@
+"""The conformance suite over the wire: real simulated servers on 127.x addresses,
+the reference client (and seeded faults) as processes, at time scale 0.01.
+
+Correctness only: no assertion depends on how long something took."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sephb.conformance import remote, suite
+from sephb.conformance.faults import FAULTS
+from sephb.conformance.remote import (
+    ProcessClient,
+    RemoteWorld,
+    Size,
+    measure,
+    run_wire,
+    uncoverable,
+    wire_environment,
+)
+from sephb.conformance.results import Status, SuiteResult
+from sephb.conformance.servers import FaultMode
+from sephb.conformance.world import Fault
+from sephb.model.errors import UsageError
+from sephb.model.interpretations import get
+from sephb.model.protocol import FULL_HEARTBEAT_BYTES, IDLE_HEARTBEAT_BYTES, Mode, Source
+
+REFERENCE = (f"{sys.executable} -m sephb.conformance.cli client --sylink {{sylink}} "
+             f"--state-dir {{state_dir}} --time-scale {{time_scale}}")
+
+
+def children() -> list[int]:
+    """Live (or zombie) child processes of this test process."""
+    me, out = os.getpid(), []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces, so split after ")".
+        if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+            out.append(int(entry))
+    return out
+
+
+def nothing_left() -> None:
+    assert not remote._LIVE_CLIENTS and not remote._LIVE_WORLDS
+    assert children() == []
+    assert not [t for t in threading.enumerate() if t.name == "sephb-wire-fleet"]
+
+
+def until(world: RemoteWorld, done: Any, intervals: int = 5) -> None:
+    """Let model time pass until ``done()`` (at most ``intervals`` intervals)."""
+    for _ in range(intervals * 30):
+        if done():
+            return
+        world.advance(world.now + 10_000)
+    raise AssertionError("the client never got there")
+
+
+def refused(address: str, port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex((address, port)) != 0
+
+
+# --- whole runs ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("interp", ["seed", "documented"])
+def test_the_reference_client_passes_a_short_wire_run(interp: str) -> None:
+    result = run_wire(get(interp), REFERENCE + " -i {interpretation}", max_examples=2,
+                      steps=8, directed=False)
+    assert result.adapter == "wire" and result.cases == 2
+    assert result.failures == [], [(f.requirement, f.message, f.steps)
+                                   for f in result.failures]
+    # the first check-in of every case is seen: the happy path is covered
+    assert result.transitions["IDLE--HEARTBEAT_DUE-->CONNECTING"] >= 2
+    # the wire adds the size requirements, and says what it cannot cover
+    ids = {r.id for r in result.requirements}
+    for rid in ("REQ-SIZE-IDLE", "REQ-SIZE-MAX"):
+        # measured (a requirement of the run), or named as not exercised this time
+        told = [w for w in result.warnings if w.startswith(rid)]
+        assert (rid in ids) != bool(told), (rid, told)
+        assert all("not exercised over the wire" in w for w in told)
+    assert any("CONNECTING--CONNECT_FAILED" in w and "not coverable" in w
+               for w in result.warnings)
+    nothing_left()
+
+
+@pytest.mark.parametrize(("fault", "extra", "directed"), [
+    # the first check-in shows these (every case has one)
+    ("sensors-before-logs", "", False),
+    ("skips-sensor-upload", "", False),
+    ("stays-connected-in-pull", "", False),
+    # a data property: the client logs on its own, uploads twice at its second one
+    ("uploads-logs-twice", " --log-bytes 1000", True),
+    # a timing property, judged with the wire's tolerance: needs a stalled manager,
+    # which the suite's directed cases set up
+    ("ignores-session-limit", "", True),
+])
+def test_seeded_faults_are_caught_over_the_wire(fault: str, extra: str,
+                                                directed: bool) -> None:
+    result = run_wire(get("seed"), REFERENCE + f" --fault {fault}{extra}",
+                      max_examples=3, steps=6, directed=directed)
+    assert result.failures, f"{fault} survived"
+    f = result.failures[0]
+    assert f.requirement == FAULTS[fault].requirement, (f.requirement, f.message)
+    assert f.steps and f.steps[0].startswith("state.start(")
+    assert f.trace and all(r["by"] == "server" for r in f.trace)
+    status = {r.id: r.status for r in result.requirements}
+    assert status[f.requirement] is Status.FAILED
+    assert f"--fault {fault}" in f.replay  # the replay file runs the same command
+    nothing_left()
+
+
+def test_the_reference_goes_on_after_a_stalled_gup_download() -> None:
+    # Found by the wire run (in process a stalled side download fails at once): the
+    # program, as the suite's rules.
+    env = wire_environment(REFERENCE)
+    interp = get("seed")
+    machine = suite.make_machine(interp, env, suite.Coverage(
+        {r.name: 0 for r in interp.rows()}))
+    state: Any = machine()
+    try:
+        state.start(mode=Mode.PULL)
+        state.gup(up=False, fault=Fault.STALL)
+        state.policy(location="Default", source=Source.GUP)
+        state.publish()
+        state.wait(dt=400_000)
+    finally:
+        env.close(state.world, state.client)  # not teardown: no Hypothesis test here
+    nothing_left()
+
+
+# --- the client as a process -----------------------------------------------------------
+
+
+def test_restart_kills_the_process_and_starts_it_on_the_same_state() -> None:
+    world = RemoteWorld(time_scale=0.01, tolerance_ms=10_000)
+    client = ProcessClient(world, REFERENCE, Mode.PULL)
+    try:
+        client.start(world.now)
+        first = client.pids[-1]
+        assert client.alive()
+        # the start waited for the first check-in: its records are there
+        got = [r["event"] for r in world.records]
+        assert got[0] == "CONNECT" and "SENSORS_ACKED" in got and got[-1] == "DISCONNECT"
+        index = client.state_dir / "index.json"
+        assert index.exists()  # the client saved what it downloaded
+        # one interval later the second check-in is idle, and measured
+        until(world, lambda: len(world.sizes()) == 1)
+        sizes = world.sizes()
+        assert [s.kind for s in sizes] == ["idle"]
+        assert IDLE_HEARTBEAT_BYTES[0] <= sizes[0].bytes <= IDLE_HEARTBEAT_BYTES[1]
+
+        before = len(world.records)
+        client.restart(world.now)
+        second = client.pids[-1]
+        assert second != first and client.alive()
+        assert first not in children()  # killed and reaped: no zombie
+        with pytest.raises(ProcessLookupError):
+            os.kill(first, 0)
+        # the new process checked in at once, from the kept state: nothing to fetch
+        new = world.records[before:]
+        assert [r["event"] for r in new][:3] == ["CONNECT", "GET_INDEX", "INDEX_RECEIVED"]
+        assert next(r for r in new if r["event"] == "INDEX_RECEIVED")["changed"] is False
+        assert client.state_dir == index.parent and index.exists()
+        assert client.exits == []  # nothing died on its own
+    finally:
+        client.close()
+        world.close()
+    assert not client.state_dir.exists()
+    assert refused(world.managers[0].address, world.managers[0].port)
+    nothing_left()
+
+
+def test_a_client_that_dies_is_reported() -> None:
+    env = wire_environment("sh -c 'echo cannot start >&2; exit 3' {sylink} {state_dir} "
+                           "{time_scale}")
+    world = env.world()
+    client = env.client(world, get("seed"), Mode.PULL)
+    assert isinstance(client, ProcessClient)
+    client.startup_s = 0.5
+    client.start(0)
+    env.close(world, client)
+    assert env.observations.notes == [
+        "the client exited on its own with status 3; its output ends: cannot start"]
+    nothing_left()
+
+
+def test_sigterm_during_a_run_leaves_nothing_behind(tmp_path: Path) -> None:
+    # A run in its own interpreter, terminated while a client process is up.
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        "from sephb.conformance.remote import run_wire\n"
+        "from sephb.model.interpretations import get\n"
+        f"run_wire(get('seed'), {REFERENCE!r}, max_examples=50, steps=30)\n")
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        pids = _wait_for_client(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists(), f"client {pid} outlived the suite"
+
+
+def _wait_for_client(parent: int) -> list[int]:
+    """The pids of ``parent``'s children once it has one (the client under test)."""
+    import time
+
+    for _ in range(2000):
+        kids = [int(p) for p in os.listdir("/proc") if p.isdigit()
+                and _ppid(int(p)) == parent]
+        if kids:
+            return kids
+        time.sleep(0.01)
+    raise AssertionError("the run never started a client")
+
+
+def _ppid(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+# --- the world over real servers -------------------------------------------------------
+
+
+def test_world_faults_map_onto_the_servers() -> None:
+    world = RemoteWorld(time_scale=0.01, tolerance_ms=10_000)
+    try:
+        m1 = world.managers[0]
+        sim = world.fleet[m1.name]
+        world.set_fault(0, None, Fault.REFUSE)
+        assert m1.unreachable and refused(m1.address, m1.port)
+        world.set_fault(0, "/urls", Fault.ERROR)  # a path fault under a refusal
+        assert sim.faults == {None: FaultMode.REFUSE, "/urls": FaultMode.ERROR}
+        world.heal()
+        assert sim.faults == {} and not refused(m1.address, m1.port)
+        # no wire equivalent for a connect that never completes: stall everything
+        world.only_fault(1, None, Fault.BLACKHOLE)
+        assert world.fleet["m2"].faults == {None: FaultMode.STALL}
+        assert world.managers[1].unreachable
+        world.only_fault(1, "/logs", Fault.RESET)
+        assert world.fleet["m2"].faults == {"/logs": FaultMode.RESET}
+        world.set_gup(Fault.REFUSE)
+        assert world.gup is not None and refused(world.gup.address, world.gup.port)
+        world.set_gup(None)
+        assert not refused(world.gup.address, world.gup.port)
+        # the site: priorities as the suite's SITE, time on the fleet's clock
+        assert [m.priority for m in world.managers] == [1, 1, 2]
+        t = world.now
+        world.advance(t + 1_000)
+        assert world.now >= t + 1_000
+    finally:
+        world.close()
+    nothing_left()
+
+
+def _get(world: RemoteWorld, path: str, location: str) -> Any:
+    import json
+
+    m = world.managers[0]
+    req = urllib.request.Request(f"http://{m.address}:{m.port}{path}", headers={
+        "X-Sephb-Client": "t1", "X-Sephb-Location": location})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def test_policy_and_flip_reach_the_servers() -> None:
+    world = RemoteWorld(time_scale=0.01, tolerance_ms=10_000)
+    try:
+        world.set_policy("Default", Source.GUP)
+        assert _get(world, "/urls", "Default")["source"] == "gup"
+        world.set_flip(Source.NONE)
+        # the index is answered by the policy in force; the flip lands before /urls
+        assert _get(world, "/index.dat", "Default")["source"] == "gup"
+        assert _get(world, "/urls", "Default") == {"source": "none", "urls": []}
+        assert _get(world, "/urls", "Default")["source"] == "none"  # it stays
+        names = [r["event"] for r in world.records if r["client"] == "t1"]
+        assert names.count("URLS_RECEIVED") == 3
+    finally:
+        world.close()
+    nothing_left()
+
+
+# --- what only the wire measures ------------------------------------------------------
+
+
+def _checkin(*, changed: bool = False, ids: int = 0, log_bytes: int = 200,
+             total: int = 4_000, hold: bool = False, conn: int = 1) -> list[dict[str, Any]]:
+    base = {"by": "server", "server": "m1", "role": "manager", "conn": conn}
+    names: list[tuple[str, dict[str, Any]]] = [
+        ("CONNECT", {}), ("GET_INDEX", {}), ("INDEX_RECEIVED", {"changed": changed}),
+        ("UPLOAD_LOGS", {"ids": [f"c1-{i}" for i in range(ids)], "bytes_in": log_bytes}),
+        ("LOGS_ACKED", {}), ("UPLOAD_SENSORS", {}), ("SENSORS_ACKED", {}),
+        ("HOLD", {}) if hold else ("DISCONNECT", {"bytes_in": total - 500,
+                                                   "bytes_out": 500})]
+    return [{"t": i, "client": "c1", "event": n, **base, **f}
+            for i, (n, f) in enumerate(names)]
+
+
+def test_sizes_are_measured_only_where_they_mean_something() -> None:
+    assert measure(_checkin()) == [Size("idle", 4_000, "m1", 7)]
+    full = measure(_checkin(ids=32, log_bytes=260_000, total=275_000, conn=2))
+    assert [(s.kind, s.bytes, s.requirement) for s in full] == [
+        ("full", 275_000, "REQ-SIZE-MAX")]
+    assert measure(_checkin(changed=True)) == []  # content came too: neither
+    assert measure(_checkin(ids=3, log_bytes=20_000)) == []  # some logs: neither
+    assert measure(_checkin(hold=True)) == []  # push: the connection stays open
+    failed = _checkin()
+    failed[6] = {**failed[6], "error": "fault error"}
+    assert measure(failed) == []
+
+
+def test_sizes_outside_the_seed_ranges_are_warnings_not_failures() -> None:
+    interp = get("seed")
+    base = SuiteResult(client="x", adapter="wire", interpretation="seed", profile="ci",
+                       seed=None, cases=1, steps=1, duration_s=0.0,
+                       transitions={r.name: 1 for r in interp.rows()}, requirements=[],
+                       failures=[])
+    seen = remote.WireObservations(sizes=[
+        Size("idle", IDLE_HEARTBEAT_BYTES[1] + 1, "m1", 5),
+        Size("full", FULL_HEARTBEAT_BYTES[0], "m2", 9)])
+    result = remote._wire_result(base, interp, seen)
+    status = {r.id: (r.status, r.hits) for r in result.requirements}
+    assert status["REQ-SIZE-IDLE"] == (Status.PASSED, 1)
+    assert status["REQ-SIZE-MAX"] == (Status.PASSED, 1)
+    assert len([w for w in result.warnings if w.startswith("REQ-SIZE-IDLE")]) == 1
+    assert not [w for w in result.warnings if w.startswith("REQ-SIZE-MAX")]
+    assert result.failures == []
+
+
+def test_rows_the_wire_cannot_show_are_named_with_a_reason() -> None:
+    seed = uncoverable(get("seed"))
+    assert set(seed) == {"CONNECTING--SESSION_TIMEOUT-->IDLE",
+                         "CONNECTING--CONNECT_FAILED-->IDLE"}
+    doc = uncoverable(get("documented"))
+    assert "FETCHING_INDEX--CONNECT_FAILED[next_manager]-->CONNECTING" in doc
+    assert "FETCHING_INDEX--CONNECT_FAILED[last_manager]-->IDLE" not in doc
+    assert all(doc.values())
+
+
+def test_a_command_must_name_its_placeholders() -> None:
+    with pytest.raises(UsageError, match=r"missing \{state_dir\}, \{time_scale\}"):
+        wire_environment("my-client --config {sylink}")
+    with pytest.raises(UsageError, match="not an executable program"):
+        wire_environment("/nonexistent/client {sylink} {state_dir} {time_scale}")
+    with pytest.raises(UsageError, match=r"time scale 0\.001"):
+        wire_environment(REFERENCE, time_scale=0.001)
+    env = wire_environment(REFERENCE + " --client-id {client_id} -i {interpretation}")
+    assert env.adapter == "wire" and env.tolerance_ms == 10_000 and not env.logs
+    world = env.world()
+    client = env.client(world, get("documented"), Mode.PUSH)
+    try:
+        assert isinstance(client, ProcessClient)
+        argv = client.argv()
+        assert argv[argv.index("--sylink") + 1] == str(client.sylink_path)
+        assert argv[argv.index("--state-dir") + 1] == str(client.state_dir)
+        assert argv[argv.index("--time-scale") + 1] == "0.01"
+        assert argv[-3:] == ["c1", "-i", "documented"]
+        client.location = "Branch"  # the suite's move rule: a black box stays put
+        assert client.location == "Default"
+    finally:
+        env.close(world, client)
+    nothing_left()
