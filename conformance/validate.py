@@ -74,6 +74,7 @@ from sephb.model.checker import (
 from sephb.model.interpretations import DEFAULT, INTERPRETATIONS
 from sephb.model.protocol import INITIAL, Event
 
+from .argtypes import positive
 from .properties import HIDDEN
 from .trace import Record, problem
 
@@ -582,14 +583,7 @@ examples:
 See docs/validate.md."""
 
 
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+_jobs = positive
 
 
 def add_parser(sub: Any) -> None:
