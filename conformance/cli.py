@@ -534,7 +534,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
             if adapter == "wire":
                 cmd = (f"{sys.executable} -m sephb.conformance.cli client --sylink "
                        f"{{sylink}} --state-dir {{state_dir}} --time-scale {{time_scale}}"
-                       f" -i {interp.name} --fault {name}")
+                       f" -i {interp.name} --fault {name} --log-bytes 1000")
             t0 = time.perf_counter()
             if cmd is None:
                 result = suite.run(interp, factory=suite.environment_for(name),
@@ -542,7 +542,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
             else:
                 from sephb.conformance.remote import run_wire
 
-                result = run_wire(interp, cmd, profile=args.profile, directed=False)
+                result = run_wire(interp, cmd, profile=args.profile)
             f = result.failures[0] if result.failures else None
             rows.append({
                 "fault": name, "adapter": adapter, "killed": f is not None,
