@@ -81,6 +81,8 @@ class Oracle:
     interval_ms: int
     #: Whether a manager is unreachable now (the environment's view), by name.
     unreachable: Callable[[str], bool] = lambda name: False
+    #: Whether the GUP answers normally now (no fault at all).
+    gup_up: Callable[[], bool] = lambda: True
     #: Model milliseconds of slack for timing properties (0 in virtual time; the
     #: wire adapter's scheduling needs some).
     tolerance_ms: int = 0
@@ -104,6 +106,10 @@ class Oracle:
     _failed: set[str] = field(default_factory=set)
     #: Rows explained before the client's restarts.
     _runs: list[str] = field(default_factory=list)
+    #: The last URLs named the GUP, and no GUP download was seen since.
+    _gup_source: bool = False
+    #: The GUP was seen failing since those URLs.
+    _gup_down: bool = False
     #: The last record was the acknowledgement of step 6.
     _sensors_done: bool = False
     #: When the client last held its push connection (None: not holding).
@@ -134,10 +140,13 @@ class Oracle:
 
     def observe_environment(self, now: int) -> None:
         """Note which managers are unreachable at ``now``: a client's attempts there
-        leave no record, so a later first CONNECT elsewhere may be right."""
+        leave no record, so a later first CONNECT elsewhere may be right. Likewise
+        the GUP: a skipped or fallen-back GUP download is right only if it failed."""
         for m in self.managers:
             if self.unreachable(m.name):
                 self._last_unreachable[m.name] = now
+        if self.gup is not None and not self.gup_up():
+            self._gup_down = True
 
     def tick(self, now: int) -> None:
         """Time advanced to ``now``: a pending session must have been given up."""
@@ -195,6 +204,9 @@ class Oracle:
                 self._hit("REQ-7-PUSH")
                 self._find("REQ-7-PUSH", f"the client disconnected at t={t} right "
                            f"after its check-in, in push mode", t)
+        if name in (Action.CONNECT.value, Action.DISCONNECT.value) \
+                and rec.get("role") == "manager":
+            self._gup_source = False  # a check-in ended: the GUP is owed nothing
         if name == Action.CONNECT.value and rec.get("role") == "manager":
             self._connect(rec, t)
         elif name == Event.INDEX_RECEIVED.value:
@@ -205,7 +217,9 @@ class Oracle:
             self._session_since = None
         elif name in (Action.DOWNLOAD_MANAGER.value, Action.DOWNLOAD_GUP.value):
             self._port(rec, name, t)
+            self._gup_owed(name, t)
         elif name == Action.UPLOAD_LOGS.value:
+            self._gup_owed(name, t)
             self._upload(rec, t)
         elif name == Event.LOGS_ACKED.value:
             ids = set(rec.get("ids") or [])
@@ -215,6 +229,9 @@ class Oracle:
                 self._find("REQ-5-LOGS",
                            f"{self._uploading - len(self.acked)} produced log(s) never "
                            f"reached the manager: lost", t)
+        elif name == Event.URLS_RECEIVED.value:
+            self._gup_source = rec.get("source") == "gup"
+            self._gup_down = self.gup is not None and not self.gup_up()
         elif name == Event.SENSORS_ACKED.value:
             self._failed = set()
             self._sensors_done = True
@@ -260,6 +277,24 @@ class Oracle:
                        f"{t - (self._round_start or 0)} ms after the last one began: "
                        f"the next one is due after the {self.interval_ms} ms interval", t)
         self._tried.add(m.name)
+
+    def _gup_owed(self, name: str, t: int) -> None:
+        """REQ-4-PORT-2967: when the location's policy names the GUP and the GUP is
+        up, the content comes from the GUP, on its port. Skipping it (seed) or
+        falling back to the manager (documented) is right only after the GUP failed;
+        a failure the servers cannot see (a refused connect) is known to the
+        environment, which is asked."""
+        if not self._gup_source:
+            return
+        if name == Action.DOWNLOAD_GUP.value:
+            self._gup_source = False  # the rest is the port rule's
+            return
+        self._gup_source = False
+        self._hit("REQ-4-PORT-2967")
+        if not self._gup_down:
+            self._find("REQ-4-PORT-2967",
+                       f"the policy named the GUP, the GUP was up, and the client went "
+                       f"on with {name} at t={t} without downloading from it", t)
 
     def _push_disconnect(self, t: int) -> None:
         """REQ-7-PUSH: a push-mode client does not fully disconnect; its held

@@ -176,7 +176,8 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 (w.gup.address, w.gup.port) if w.gup else None, INTERVAL_MS,
                 tolerance_ms=environment.tolerance_ms, hidden=environment.hidden,
                 unreachable=lambda name: next(
-                    m for m in w.managers if m.name == name).unreachable)
+                    m for m in w.managers if m.name == name).unreachable,
+                gup_up=lambda: w.gup is not None and not w.gup.faults)
             w.on_answer = lambda cid, reply: self.client.answer(w.now, reply)
             self.fed = 0
             self.client.start(0)
