@@ -106,6 +106,9 @@ class Oracle:
     _failed: set[str] = field(default_factory=set)
     #: Rows explained before the client's restarts.
     _runs: list[str] = field(default_factory=list)
+    #: Ids of the upload in flight, and of failed uploads not sent again yet.
+    _in_upload: list[str] = field(default_factory=list)
+    _unacked: set[str] = field(default_factory=set)
     #: The last URLs named the GUP, and no GUP download was seen since.
     _gup_source: bool = False
     #: The GUP was seen failing since those URLs.
@@ -224,6 +227,7 @@ class Oracle:
         elif name == Event.LOGS_ACKED.value:
             ids = set(rec.get("ids") or [])
             self.acked |= ids
+            self._in_upload = []
             self._hit("REQ-5-LOGS")
             if len(self.acked) < self._uploading:
                 self._find("REQ-5-LOGS",
@@ -241,6 +245,8 @@ class Oracle:
             self._hold_at = t
         elif name == Event.CONNECTION_LOST.value or name.endswith("_FAILED"):
             self._hold_at = None
+            self._unacked |= set(self._in_upload) - self.acked
+            self._in_upload = []
         elif name == Action.DISCONNECT.value and self._hold_at is not None:
             self._push_disconnect(t)
         elif name == Event.HEARTBEAT_DUE.value and rec.get("role") == "manager":
@@ -347,6 +353,15 @@ class Oracle:
 
     def _upload(self, rec: dict[str, Any], t: int) -> None:
         ids = list(rec.get("ids") or [])
+        # Logs of an upload that failed were not acknowledged: the next upload must
+        # carry them again (a client that dropped them has lost them).
+        dropped = sorted(self._unacked - set(ids))
+        if dropped:
+            self._find("REQ-5-LOGS",
+                       f"log(s) {', '.join(dropped[:3])} of a failed upload were not "
+                       f"sent again: lost", t)
+        self._unacked -= set(ids)
+        self._in_upload = ids
         again = [i for i in ids if i in self.acked]
         if again and not self._restarted:
             self._find("REQ-5-LOGS",
