@@ -34,6 +34,8 @@ from sephb.model.protocol import (
     GUARDS,
     GUP_PORT,
     INITIAL,
+    ON_ERROR,
+    ON_TIMEOUT,
     SESSION_LIMIT_MS,
     SESSION_PENDING,
     Action,
@@ -77,14 +79,6 @@ class Timer:
 
     at: int
     event: Event
-
-
-#: Failure events in order of preference when something times out or breaks; the
-#: first one the current state accepts is the one it reports.
-_ON_TIMEOUT = (Event.SESSION_TIMEOUT, Event.REQUEST_FAILED, Event.DOWNLOAD_FAILED,
-               Event.CONNECTION_LOST)
-_ON_ERROR = (Event.CONNECT_FAILED, Event.REQUEST_FAILED, Event.DOWNLOAD_FAILED,
-             Event.CONNECTION_LOST)
 
 
 @dataclass
@@ -148,7 +142,7 @@ class ClientCore:
 
     def fail(self, now: int, *, timed_out: bool) -> list[Effect]:
         """The current request or connection failed; report the state's failure event."""
-        for event in _ON_TIMEOUT if timed_out else _ON_ERROR:
+        for event in ON_TIMEOUT if timed_out else ON_ERROR:
             if self.accepts(event):
                 return self.handle(event, now)
         raise ProtocolError(self.state.value, "failure", "no failure event accepted here")
@@ -273,7 +267,7 @@ class ClientCore:
         return Timer(now + self.request_limit_ms, self._timeout_event(dest))
 
     def _timeout_event(self, state: State) -> Event:
-        for event in _ON_TIMEOUT:
+        for event in ON_TIMEOUT:
             if (state, event) in self._rows:
                 return event
         raise ProtocolError(state.value, "timeout", "no timeout event accepted here")

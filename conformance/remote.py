@@ -98,7 +98,7 @@ from .servers import FaultMode, Fleet, SimServer
 from .sylink import Gup, Sylink, save
 from .trace import Record
 from .wire import Role
-from .world import Fault, Reply
+from .world import Fault, Reply, VServer
 
 __all__ = [
     "DEFAULT_TIME_SCALE",
@@ -206,21 +206,9 @@ def _addresses(n: int) -> list[str]:
 
 
 @dataclass
-class RemoteServer:
+class RemoteServer(VServer):
     """What the suite and the oracle see of one real server; ``faults`` mirrors what
-    the suite asked for, in the world's vocabulary."""
-
-    name: str
-    role: Role
-    address: str
-    port: int
-    priority: int = 0
-    faults: dict[str | None, Fault] = field(default_factory=dict)
-
-    @property
-    def unreachable(self) -> bool:
-        """Whether a client can get no session here at all (as World's)."""
-        return self.faults.get(None) in (Fault.REFUSE, Fault.BLACKHOLE)
+    the suite asked for, in the world's vocabulary (the real server has them)."""
 
 
 @dataclass(frozen=True)

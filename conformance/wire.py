@@ -39,6 +39,7 @@ from sephb.model.protocol import (
     Action,
     Event,
     Source,
+    failure_of,
 )
 
 __all__ = [
@@ -189,9 +190,6 @@ class Route:
     action: Action
     #: What a successful answer means to the client.
     answer: Event
-    #: What a failed answer (refused, reset, stalled, error, garbage) means to it once
-    #: the session is up; see :func:`failure_event` for the first request.
-    failure: Event
     #: Seed step and the requirement the request carries out.
     step: int
     requirement: str
@@ -199,6 +197,13 @@ class Route:
     body: type[msgspec.Struct] | None
     #: msgspec type of the JSON answer; None for raw content bytes.
     reply: type[msgspec.Struct] | None
+
+    @property
+    def failure(self) -> Event:
+        """What a failed answer (refused, reset, stalled, error, garbage) means to the
+        client once the session is up; the table decides (see :func:`failure_event`
+        for the first request)."""
+        return failure_of(self.action)
 
     def matches(self, method: str, path: str) -> bool:
         if method != self.method:
@@ -208,24 +213,23 @@ class Route:
         return path == self.path
 
 
-#: THE request -> action/event table. Failures of the GUP are DOWNLOAD_FAILED and of
-#: the held push request CONNECTION_LOST, because those are the only failure events
-#: the model has in DOWNLOADING_GUP and PUSH_HELD.
+#: THE request -> action/event table. What a failed request means is not listed
+#: here: the transition table decides it (:func:`~sephb.model.protocol.failure_of`).
 ROUTES: Final[tuple[Route, ...]] = (
     Route(Role.MANAGER, "GET", INDEX_PATH, Action.GET_INDEX, Event.INDEX_RECEIVED,
-          Event.CONNECT_FAILED, 3, "REQ-3-INDEX", None, IndexAnswer),
+          3, "REQ-3-INDEX", None, IndexAnswer),
     Route(Role.MANAGER, "GET", URLS_PATH, Action.GET_URLS, Event.URLS_RECEIVED,
-          Event.REQUEST_FAILED, 4, "REQ-4-URLS", None, UrlsAnswer),
+          4, "REQ-4-URLS", None, UrlsAnswer),
     Route(Role.MANAGER, "GET", CONTENT_PREFIX, Action.DOWNLOAD_MANAGER,
-          Event.CONTENT_RECEIVED, Event.REQUEST_FAILED, 4, "REQ-4-PORT-8014", None, None),
+          Event.CONTENT_RECEIVED, 4, "REQ-4-PORT-8014", None, None),
     Route(Role.GUP, "GET", CONTENT_PREFIX, Action.DOWNLOAD_GUP, Event.CONTENT_RECEIVED,
-          Event.DOWNLOAD_FAILED, 4, "REQ-4-PORT-2967", None, None),
+          4, "REQ-4-PORT-2967", None, None),
     Route(Role.MANAGER, "POST", LOGS_PATH, Action.UPLOAD_LOGS, Event.LOGS_ACKED,
-          Event.REQUEST_FAILED, 5, "REQ-5-LOGS", LogsUpload, LogsAck),
+          5, "REQ-5-LOGS", LogsUpload, LogsAck),
     Route(Role.MANAGER, "POST", SENSORS_PATH, Action.UPLOAD_SENSORS, Event.SENSORS_ACKED,
-          Event.REQUEST_FAILED, 6, "REQ-6-SENSORS", SensorsUpload, SensorsAck),
+          6, "REQ-6-SENSORS", SensorsUpload, SensorsAck),
     Route(Role.MANAGER, "GET", PUSH_PATH, Action.HOLD, Event.POLICY_PUSHED,
-          Event.CONNECTION_LOST, 7, "REQ-7-PUSH", None, PushAnswer),
+          7, "REQ-7-PUSH", None, PushAnswer),
 )
 
 

@@ -373,6 +373,23 @@ ENTRY: Final[dict[State, Action]] = {
 }
 
 
+#: Failure events in order of preference: when a request breaks (or its answer does
+#: not come in time), the client reports the first one its state accepts in the table.
+ON_ERROR: Final = (Event.CONNECT_FAILED, Event.REQUEST_FAILED, Event.DOWNLOAD_FAILED,
+                   Event.CONNECTION_LOST)
+ON_TIMEOUT: Final = (Event.SESSION_TIMEOUT, Event.REQUEST_FAILED, Event.DOWNLOAD_FAILED,
+                     Event.CONNECTION_LOST)
+
+
+def failure_of(action: Action, *, timed_out: bool = False) -> Event:
+    """The event a failed request of ``action`` means: the first of :data:`ON_ERROR`
+    (or :data:`ON_TIMEOUT`) that the state performing the action accepts, in any
+    reading of the table. Adapters and recorders ask here instead of keeping a list."""
+    state = next(s for s, a in ENTRY.items() if a is action)
+    accepted = {r.event for r in TABLE if r.source is state}
+    return next(e for e in (ON_TIMEOUT if timed_out else ON_ERROR) if e in accepted)
+
+
 @dataclass(frozen=True)
 class Requirement:
     """One rule the model encodes, traced to its source text."""

@@ -102,3 +102,22 @@ def test_every_switch_is_in_the_ambiguity_register() -> None:
 def test_unknown_interpretation_names_the_known_ones() -> None:
     with pytest.raises(UsageError, match="seed, documented"):
         get("literal")
+
+
+@pytest.mark.parametrize("action", list(P.Action))
+def test_failure_of_an_action_is_a_failure_its_state_accepts(action: P.Action) -> None:
+    if action is P.Action.DISCONNECT or action is P.Action.CONNECT:
+        return  # IDLE fails nothing; a connect's failure is asked of CONNECTING below
+    state = next(s for s, a in P.ENTRY.items() if a is action)
+    for timed_out in (False, True):
+        event = P.failure_of(action, timed_out=timed_out)
+        assert any(r.source is state and r.event is event for r in P.TABLE)
+    assert P.failure_of(P.Action.GET_INDEX) is P.Event.CONNECT_FAILED
+    assert P.failure_of(P.Action.GET_INDEX, timed_out=True) is P.Event.SESSION_TIMEOUT
+    assert P.failure_of(P.Action.DOWNLOAD_GUP) is P.Event.DOWNLOAD_FAILED
+    assert P.failure_of(P.Action.HOLD) is P.Event.CONNECTION_LOST
+
+
+def test_a_connect_fails_as_the_session_limit_says() -> None:
+    assert P.failure_of(P.Action.CONNECT) is P.Event.CONNECT_FAILED
+    assert P.failure_of(P.Action.CONNECT, timed_out=True) is P.Event.SESSION_TIMEOUT
