@@ -212,6 +212,52 @@ def test_fuzz_reader_never_raises(chunks: list[bytes]) -> None:
         assert p.message and p.path == f.name
 
 
+# --- the fast path is exact --------------------------------------------------------
+
+def _record(t: int, client: str, name: str, by: str | None, style: int) -> bytes:
+    d: dict[str, Any] = {"t": t, "client": client, "event": name}
+    if by:
+        d["by"] = by
+    if name == "INDEX_RECEIVED":
+        d["changed"] = t % 2 == 0
+    if style == 1:  # pretty-printed: one object over several lines
+        return json.dumps(d, indent=1).encode()
+    if style == 2:  # a newline inside a string, raw: not JSON
+        return json.dumps({**d, "error": "a\nb"}).encode().replace(b"\\n", b"\n")
+    if style == 3:  # spaces around
+        return b" " + json.dumps(d).encode() + b" "
+    return json.dumps(d, separators=(",", ":")).encode()
+
+
+_piece = st.builds(_record, st.integers(0, 30), st.sampled_from(["a", "b"]),
+                   st.sampled_from(NAMES), st.sampled_from([None, "server", "client"]),
+                   st.sampled_from([0, 0, 0, 0, 1, 2, 3]))
+_sep = st.sampled_from([b"\n", b"\n", b"\n", b"\r\n", b"", b" ", b"\n\n", b"\n \n"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(_piece, _sep), max_size=25),
+       st.sampled_from([64, 256, 4096]), st.booleans())
+def test_fast_path_equals_careful_path(pieces: list[tuple[bytes, bytes]], block: int,
+                                       trailing_newline: bool) -> None:
+    """Whatever the lines hold (two objects on one line, an object over several
+    lines, blank lines, CRLF, a raw newline in a string, long lines across blocks),
+    the fast path gives exactly what the line-by-line reader gives."""
+    data = b"".join(p + s for p, s in pieces)
+    if not trailing_newline:
+        data = data.rstrip(b"\r\n")
+    with tempfile.NamedTemporaryFile(suffix=".ndjson") as f:
+        f.write(data)
+        f.flush()
+        results = []
+        for fast in (True, False):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(V, "FAST_PATH", fast)
+                mp.setattr(V, "MAX_LINE", block)
+                results.append(V.validate_file(f.name))
+    assert results[0] == results[1]
+
+
 # --- compiled path vs the oracle, end to end ------------------------------------
 
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
