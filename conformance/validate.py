@@ -17,14 +17,16 @@ streams, "c1 (server)" and "c1 (client)". A GUP's own ``CONNECT``/``DISCONNECT``
 
 The hot path is built for >= 1,000,000 events/s on one core:
 
-* the file is read in 1 MiB binary blocks, cut at the last newline;
+* the file is read in 1 MiB blocks into one reused buffer, cut at the last newline,
+  and the block's newlines are counted once (that count numbers the lines);
 * a block whose every line boundary is ``}\\n{`` (so no JSON value can span lines or
   share one) is decoded in one C call, ``Decoder(_Line).decode_lines``, into a small
   Struct holding only the fields the checker reads (``t``, ``client``, ``event``,
   ``by``, ``role``, ``changed``, ``source``), with the event name typed as a Literal
-  of the model's names so that msgspec validates it;
+  of the model's names so that msgspec validates it; the block is taken only if the
+  decoder yields one record per line;
 * each record costs a dict lookup for its client, a time-order check, a dict lookup
-  for its column and ``node = node[col]``.
+  for its column and ``node = node[col]`` (:meth:`_Run.fast`).
 
 Anything unusual (a blank line, a syntax error, an unknown name, time going back)
 makes that block fall back to line-by-line decoding; a line that still fails is
@@ -32,15 +34,20 @@ decoded once more by the careful reader's typed decoder
 (:data:`sephb.conformance.trace.Record` and :func:`~sephb.conformance.trace.problem`)
 for the precise message. The bad line is reported with file and line and skipped;
 the run goes on. Lines are capped at :data:`MAX_LINE` bytes: a longer line is
-reported and skipped without being held in memory.
+reported and skipped without being held in memory. Both paths give the same results
+on every input (``test_fast_path_equals_careful_path``); :data:`FAST_PATH` turns the
+fast one off.
 
-Memory is per client: the node, the last time, and the accepted columns (one byte
-each) that :meth:`~sephb.model.checker.Tables.explain` re-runs to explain a
-violation. So that a long-lived client stays flat, a history longer than
-:data:`REBASE_AFTER` is folded into a *base*: the per-state entry records
-(:meth:`Tables._close`/``_observe``) reached so far, with their runs cut to the last
-:data:`KEEP_PATH` rows. A violation's requirement, allowed names and index are the
-same as with the whole history; its path is the last rows only.
+Memory is per client and bounded: the node, the last time, and the accepted columns
+(one byte each) that :meth:`~sephb.model.checker.Tables.explain` re-runs to explain a
+violation. Every :data:`FOLD_EVERY` blocks a history longer than twice
+:data:`WINDOW` is cut back to its last WINDOW columns: its *checkpoint* node moves
+forward by stepping the compiled automaton over the columns cut (a C-level
+``functools.reduce``, some 20 ns a column), and the window is kept long enough to
+hold an event. Re-run from the checkpoint, the explanation is the same as from the
+start (:meth:`Tables.explain` says why): same requirement, allowed names, index and
+events before; the path is the suffix after the checkpoint, of which the last
+:data:`KEEP_PATH` rows are shown either way.
 
 Files are independent (a client id in two files is two clients), so ``--jobs N``
 validates files in a process pool and ``--engine dask`` on a Dask cluster, each with
@@ -50,10 +57,12 @@ the same :func:`validate_file`; results come back in file order either way.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import gzip
 import itertools
 import json
+import operator
 import sys
 import zlib
 from collections import deque
@@ -64,21 +73,18 @@ from typing import IO, Annotated, Any, Final, Literal
 import msgspec
 
 from sephb.model.checker import (
-    INITIAL_REQUIREMENT,
     NAMES,
-    STATES,
     Node,
     Tables,
-    Violation,
     case_of,
     tables_for,
 )
 from sephb.model.interpretations import DEFAULT, INTERPRETATIONS
-from sephb.model.protocol import INITIAL, Event
+from sephb.model.protocol import Event
 
 from .argtypes import positive
 from .properties import HIDDEN
-from .trace import Record, problem
+from .trace import ACTIONS, Record, problem
 
 __all__ = [
     "MAX_LINE",
@@ -94,10 +100,13 @@ __all__ = [
 #: Longest line read (bytes, newline excluded); also the read block size, so that a
 #: line can only overrun it where it crosses a block boundary.
 MAX_LINE: Final = 1 << 20
-#: Accepted columns kept per client before they are folded into its base.
-REBASE_AFTER: Final = 1 << 16
-#: Rows of a violation's path kept across a fold.
+#: Accepted columns a client keeps to explain a violation: a fold cuts its history
+#: back to (about) this many.
+WINDOW: Final = 512
+#: Rows of a violation's path shown.
 KEEP_PATH: Final = 64
+#: Fold every this many blocks (of MAX_LINE bytes).
+FOLD_EVERY: Final = 64
 #: Take the fast path where a block allows it. The tests turn it off to prove that
 #: both paths give the same results on every input.
 FAST_PATH = True
@@ -183,7 +192,8 @@ class FileResult:
 # A client's state is a list, indexed by these, for speed on the hot path. _BY is the
 # ``by`` value (the decoder's own string object, or None) of the records that
 # ``_Run.by_client`` sends to it.
-_NODE, _HIST, _LAST, _SIDE, _BASE, _OFFSET, _VERDICT, _BY = range(8)
+_NODE, _HIST, _LAST, _SIDE, _START, _OFFSET, _VERDICT, _BY = range(8)
+assert (_NODE, _HIST, _LAST, _BY) == (0, 1, 2, 7)  # _Run.fast spells these as literals
 
 
 def _side(by: str | None) -> str:
@@ -193,9 +203,6 @@ def _side(by: str | None) -> str:
 def _index(recs: list[Any], r: object, start: int) -> int:
     """The position of record ``r`` (this object, not an equal one) in ``recs``."""
     return next(i for i in range(start, len(recs)) if recs[i] is r)
-
-#: A base: (entered, recs) records of Tables._observe/_close after some history.
-_Base = tuple[dict[int, Any], dict[int, Any]]
 
 #: The history of a client after its violation: keeps nothing.
 _SINK: Final[deque[int]] = deque(maxlen=0)
@@ -237,6 +244,8 @@ class _Run:
         # the hot path needs no None test; its history becomes a sink.
         self.dead: Node = [None] * (len(self.tables["client"].col_name) + 1)
         self.dead[:-1] = [self.dead] * (len(self.dead) - 1)
+        #: [column] -> whether it observes an event (not an action).
+        self.is_event = tuple(n not in ACTIONS for n in self.tables["client"].col_name)
         self.states: dict[str, dict[str, list[Any]]] = {s: {} for s in _HIDDEN_OF}
         #: The fast path's index: client id -> the state of the first view seen.
         self.by_client: dict[str, list[Any]] = {}
@@ -273,19 +282,21 @@ class _Run:
 
         Every line of this loop is paid a million times a second: it reads each
         field once, indexes lists rather than calling, and leaves new clients, the
-        guard fields and GUP transport to rare branches."""
+        guard fields and GUP transport to rare branches. The state's slots are
+        literal indexes here (0 node, 1 history, 2 last t, 7 by): a named constant
+        is a global lookup, 3% of the loop."""
         by_client, col_of, by_fields = self.by_client, self.col_of, self.by_fields
         for r in itertools.islice(recs, start, None) if start else recs:
             try:
                 st = by_client[r.client]
             except KeyError:
                 st = self.first(r)
-            if st[_BY] is not r.by:  # the other view of this client id
+            if st[7] is not r.by:  # the other view of this client id
                 st = self.other(r)
             t = r.t
-            if t < st[_LAST]:
+            if t < st[2]:
                 return _index(recs, r, start)
-            st[_LAST] = t
+            st[2] = t
             col = col_of[r.event]
             if col < 0:
                 if col == _BY_FIELDS:
@@ -294,12 +305,12 @@ class _Run:
                     continue
                 else:
                     col = ~col
-            nxt = st[_NODE][col]
+            nxt = st[0][col]
             if nxt is None:
                 self.violate(st, r.client, r.event, t, first + _index(recs, r, start))
             else:  # a dead client's history is a sink: no test needed here
-                st[_NODE] = nxt
-                st[_HIST].append(col)
+                st[0] = nxt
+                st[1].append(col)
         return len(recs)
 
     def slow(self, side: str, client: str, name: str, t: int, changed: bool | None,
@@ -328,25 +339,37 @@ class _Run:
 
     def violate(self, st: list[Any], client: str, name: str, t: int, line: int) -> None:
         tables: Tables = self.tables[st[_SIDE]]
-        v = _explain(tables, st[_NODE], st[_BASE], bytes(st[_HIST]), name,
-                     st[_OFFSET] + len(st[_HIST]), t)
+        v = tables.explain(st[_NODE], bytes(st[_HIST]), name,
+                           st[_OFFSET] + len(st[_HIST]), t, start=st[_START])
         before = [tables.col_name[c] for c in st[_HIST][-BEFORE:]]
         st[_VERDICT] = ClientVerdict(
             self.path, client, st[_SIDE], v.index + 1, False, line, t, v.requirement,
-            name, list(v.allowed), before, list(v.path), v.message)
+            name, list(v.allowed), before, list(v.path[-KEEP_PATH:]), v.message)
         st[_NODE] = self.dead
         st[_HIST] = _SINK
 
     def fold(self) -> None:
-        """Fold long histories into their bases (flat memory per client)."""
+        """Cut long histories back to their last WINDOW columns (flat memory per
+        client): the checkpoint moves forward by stepping the compiled automaton over
+        the columns cut (one C-level reduce), and the window is made to hold an
+        event, so that :meth:`Tables.explain` from the checkpoint stays exact."""
         for states in self.states.values():
             for st in states.values():
-                if st[_NODE] is not self.dead and len(st[_HIST]) > REBASE_AFTER:
-                    tables = self.tables[st[_SIDE]]
-                    st[_BASE] = _trim(_rerun(tables, st[_NODE], st[_BASE],
-                                             bytes(st[_HIST])))
-                    st[_OFFSET] += len(st[_HIST])
-                    st[_HIST] = bytearray()
+                hist = st[_HIST]
+                keep = max(WINDOW, BEFORE)  # the events shown before a violation too
+                if st[_NODE] is self.dead or len(hist) <= 2 * keep:
+                    continue
+                tables: Tables = self.tables[st[_SIDE]]
+                is_event = self.is_event
+                cut = len(hist) - keep
+                while cut > 0 and not any(is_event[c] for c in hist[cut:]):
+                    cut -= keep  # only actions lately: keep back to an event
+                if cut <= 0:
+                    continue
+                start = st[_START] or tables.start[0]
+                st[_START] = functools.reduce(operator.getitem, hist[:cut], start)
+                del hist[:cut]
+                st[_OFFSET] += cut
 
     def finish(self) -> FileResult:
         res = self.result
@@ -357,59 +380,6 @@ class _Run:
                 res.clients.append(v if v is not None else ClientVerdict(
                     self.path, client, side, st[_OFFSET] + len(st[_HIST])))
         return res
-
-
-def _rerun(tables: Tables, node: Node, base: _Base | None, history: bytes) -> _Base:
-    """The entry records after ``history`` from ``base`` (the re-run of
-    :meth:`Tables.explain`, which always starts from the initial state)."""
-    mode, mask = tables.decode(node)
-    if base is None:
-        entered: dict[int, Any] = {STATES.index(INITIAL): (-1, None)}
-        recs = tables._close(mode, entered)
-    else:
-        entered, recs = base
-    for col in history:
-        entered = tables._observe(mode, recs, col)
-        recs = tables._close(mode, entered)
-    assert sum(1 << s for s in recs) == mask, (recs, mask)
-    return entered, recs
-
-
-def _trim(base: _Base) -> _Base:
-    """Cut every run of a base to its last KEEP_PATH rows."""
-
-    def cut(rec: Any) -> Any:
-        index, cons = rec
-        rows: list[Any] = []
-        while cons is not None and len(rows) < KEEP_PATH:
-            rows.append(cons[0])
-            cons = cons[1]
-        out: Any = None
-        for row in reversed(rows):
-            out = (row, out)
-        return index, out
-
-    entered, recs = base
-    trimmed = {s: cut(r) for s, r in recs.items()}
-    # entered's records are recs' records for the same states: share them.
-    return {s: trimmed[s] for s in entered}, trimmed
-
-
-def _explain(tables: Tables, node: Node, base: _Base | None, history: bytes, name: str,
-             index: int, t: int) -> Violation:
-    if base is None:
-        return tables.explain(node, history, name, index, t)
-    entered, recs = _rerun(tables, node, base, history)
-    first = min(entered, key=lambda s: entered[s][0])
-    row_index, cons = entered[first]
-    requirement = (tables.rows[row_index].requirement if row_index >= 0
-                   else INITIAL_REQUIREMENT)
-    path: list[str] = []
-    while cons is not None:
-        path.append(cons[0].name)
-        cons = cons[1]
-    return Violation.make(requirement, index, t, name, tables.allowed(node),
-                          tuple(reversed(path)), frozenset(STATES[s] for s in recs))
 
 
 # --- NDJSON ----------------------------------------------------------------------
@@ -521,7 +491,7 @@ def _ndjson(stream: IO[bytes], run: _Run) -> None:
             lines = bytes(buf[start:end]).split(b"\n")
             for i in range(n):
                 _careful(run, lines[i], first + i, last and i == n - 1)
-        if count % 64 == 0:  # every 64 MiB: cheap next to reading them
+        if count % FOLD_EVERY == 0:  # every 64 MiB: cheap next to reading them
             run.fold()
 
 

@@ -217,6 +217,10 @@ def _contexts(mode: Mode | None, case: int) -> tuple[Context, ...]:
     )
 
 
+#: The entry row of a state at a checkpoint, before the re-run chooses one: larger
+#: than any row index, so that a known row is always preferred.
+_UNKNOWN: Final = 1 << 30
+
 #: A path as a linked list of rows, newest first: sharing prefixes keeps a re-run
 #: linear in the trace.
 _Cons = tuple[Row, "_Cons"] | None
@@ -272,13 +276,32 @@ class Tables:
         )
 
     def explain(
-        self, node: Node, history: bytes, name: str, index: int, t: int
+        self,
+        node: Node,
+        history: bytes,
+        name: str,
+        index: int,
+        t: int,
+        start: Node | None = None,
     ) -> Violation:
         """The violation of observation ``name`` in ``node``, reached by the accepted
-        columns ``history``: re-run them with per-state entry records."""
+        columns ``history``: re-run them with per-state entry records.
+
+        ``history`` runs from the initial state, or from the checkpoint node
+        ``start`` (a long trace keeps only its last columns). From a checkpoint the
+        states' entry rows are unknown, but the first event observed after it
+        chooses every row afresh (a row has one source and one destination, so the
+        choice never depends on earlier rows or runs): when ``history`` holds an
+        event, the requirement is exact and the path is the exact suffix of the
+        whole run after the checkpoint.
+        """
         mode, mask = self.decode(node)
         rows = self.rows
-        entered: dict[int, _Rec] = {STATES.index(INITIAL): (-1, None)}
+        if start is None:
+            entered: dict[int, _Rec] = {STATES.index(INITIAL): (-1, None)}
+        else:
+            _, begin = self.decode(start)
+            entered = {s: (_UNKNOWN, None) for s in range(len(STATES)) if begin >> s & 1}
         recs = self._close(mode, entered)
         for col in history:
             entered = self._observe(mode, recs, col)
@@ -287,6 +310,7 @@ class Tables:
         assert sum(1 << s for s in recs) == mask, (recs, mask)
         first = min(entered, key=lambda s: entered[s][0])
         row_index, cons = entered[first]
+        assert row_index != _UNKNOWN, "a checkpoint's history must hold an event"
         requirement = rows[row_index].requirement if row_index >= 0 else INITIAL_REQUIREMENT
         path: list[str] = []
         while cons is not None:

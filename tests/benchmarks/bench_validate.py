@@ -17,6 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 # Server-side records of one pull check-in with content, then an idle one, as the
 # simulated manager writes them (fields trimmed to the common shape).
@@ -53,21 +54,28 @@ _CLIENT = [
 ]
 
 
-def write_trace(path: str | os.PathLike[str], events: int, clients: int = 1000,
+def write_trace(to: str | os.PathLike[str] | IO[bytes], events: int, clients: int = 1000,
                 side: str = "server") -> None:
     """A conformant trace of ``events`` records, ``clients`` clients interleaved
-    round robin, streamed to ``path`` (flat memory)."""
+    round robin, streamed to a path or an open binary stream (flat memory)."""
+    if not isinstance(to, (str, os.PathLike)):
+        _write(to, events, clients, side)
+        return
+    with open(to, "wb", buffering=1 << 20) as f:
+        _write(f, events, clients, side)
+
+
+def _write(f: IO[bytes], events: int, clients: int, side: str) -> None:
     cycle = _SERVER if side == "server" else _CLIENT
     names = [f"c{i}".encode() for i in range(clients)]
-    with open(path, "wb", buffering=1 << 20) as f:
-        written, step = 0, 0
-        while written < events:
-            t = step * 1000
-            tmpl = cycle[step % len(cycle)]
-            n = min(clients, events - written)
-            f.write(b"\n".join([tmpl % (t, c) for c in names[:n]]) + b"\n")
-            written += n
-            step += 1
+    written, step = 0, 0
+    while written < events:
+        t = step * 1000
+        tmpl = cycle[step % len(cycle)]
+        n = min(clients, events - written)
+        f.write(b"\n".join([tmpl % (t, c) for c in names[:n]]) + b"\n")
+        written += n
+        step += 1
 
 
 def _events_per_s(path: str, events: int) -> float:
