@@ -82,7 +82,7 @@ from sephb.model.checker import (
 from sephb.model.interpretations import DEFAULT, INTERPRETATIONS
 from sephb.model.protocol import Event
 
-from .argtypes import positive
+from .argtypes import non_negative, positive
 from .properties import HIDDEN
 from .trace import ACTIONS, Record, problem
 
@@ -664,7 +664,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--scheduler", metavar="ADDR",
                    help="with --engine dask: an existing scheduler (tcp://host:8786); "
                         "default: a LocalCluster of --jobs workers")
-    p.add_argument("--json", action="store_true", help="machine-readable verdicts")
+    p.add_argument("--json", action="store_true",
+                   help="machine-readable verdicts of every client, every problem")
+    p.add_argument("--clients", action="store_true",
+                   help="a table row per client (default: a row per file)")
+    p.add_argument("--limit", type=non_negative, default=20, metavar="N",
+                   help="show the first N input problems and violations of each file "
+                        "(default: 20; 0: all)")
     p.set_defaults(run=run)
 
 
@@ -701,23 +707,39 @@ def run(args: argparse.Namespace) -> int:
         json.dump(to_json(results), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        render(results, sys.stdout)
+        render(results, sys.stdout, limit=args.limit, every_client=args.clients)
     return exit_code(results)
 
 
-def render(results: Sequence[FileResult], out: IO[str]) -> None:
-    """Problems, violations in detail, then a summary table (rich)."""
+def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
+           every_client: bool = False) -> None:
+    """Input problems and violations in detail (the first ``limit`` of each per file;
+    0: all), a summary table per file (per client with ``every_client``), totals.
+
+    A fleet trace holds a hundred thousand clients: a row each would take minutes
+    to draw and nobody would read it, so by default the table has a row per file and
+    the detail goes to what needs a look. ``--json`` always has everything."""
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(file=out, highlight=False, soft_wrap=True)
+    # A terminal gets its own width; a log or a pipe gets room for long file paths
+    # rather than columns folded a few letters wide.
+    wide = None if out.isatty() else 160
+    console = Console(file=out, highlight=False, soft_wrap=True, width=wide)
+
+    def capped(items: Sequence[Any], what: str, path: str) -> Sequence[Any]:
+        if limit and len(items) > limit:
+            console.print(f"({len(items) - limit:,} more {what} in {path} not shown: "
+                          f"--limit 0 shows all, --json lists them)", markup=False)
+            return items[:limit]
+        return items
+
     for r in results:
-        for p in r.problems:
+        for p in capped(r.problems, "input problems", r.path):
             console.print(f"[bold red]input[/] {p}", markup=True)
     for r in results:
-        for c in r.clients:
-            if c.conformant:
-                continue
+        bad = [c for c in r.clients if not c.conformant]
+        for c in capped(bad, "violating clients", r.path):
             console.print(
                 f"[bold red]violation[/] {c.path}:{c.line}: client {c.client!r} "
                 f"({c.side} view) broke {c.requirement}: {c.seen} at t={c.t} ms; the "
@@ -725,21 +747,34 @@ def render(results: Sequence[FileResult], out: IO[str]) -> None:
             console.print(f"  before: {' '.join(c.before) or '(start of trace)'}",
                           markup=False)
     table = Table(title="sephb validate")
-    for col in ("file", "client", "view", "events", "verdict"):
-        table.add_column(col, justify="right" if col == "events" else "left")
-    for r in results:
-        if not r.clients:
-            table.add_row(r.path, "-", "-", "0", "unreadable" if r.problems else "empty")
-        for c in r.clients:
-            verdict = "conformant" if c.conformant else \
-                f"{c.requirement} at line {c.line}"
-            table.add_row(c.path, c.client, c.side, f"{c.events:,}", verdict)
+    if every_client:
+        for col in ("file", "client", "view", "events", "verdict"):
+            table.add_column(col, justify="right" if col == "events" else "left",
+                             overflow="fold")
+        for r in results:
+            if not r.clients:
+                table.add_row(r.path, "-", "-", "0",
+                              "unreadable" if r.problems else "empty")
+            for c in r.clients:
+                verdict = "conformant" if c.conformant else \
+                    f"{c.requirement} at line {c.line}"
+                table.add_row(c.path, c.client, c.side, f"{c.events:,}", verdict)
+    else:
+        for col in ("file", "format", "events", "clients", "conformant", "violating",
+                    "problems"):
+            table.add_column(col, justify="left" if col in ("file", "format") else
+                             "right", overflow="fold", no_wrap=col != "file")
+        for r in results:
+            bad = sum(not c.conformant for c in r.clients)
+            table.add_row(r.path, r.format, f"{r.events:,}", f"{len(r.clients):,}",
+                          f"{len(r.clients) - bad:,}", f"{bad:,}", f"{len(r.problems):,}")
     console.print(table)
     n = sum(len(r.clients) for r in results)
     bad = sum(not c.conformant for r in results for c in r.clients)
     probs = sum(len(r.problems) for r in results)
-    console.print(f"{sum(r.events for r in results):,} events, {n} clients, "
-                  f"{bad} violating, {probs} input problems", markup=False)
+    console.print(f"{sum(r.events for r in results):,} events, {n:,} clients, "
+                  f"{bad:,} violating, {probs:,} input problem{'' if probs == 1 else 's'}",
+                  markup=False)
 
 
 def _main() -> None:  # pragma: no cover - `python -m sephb.conformance.validate`

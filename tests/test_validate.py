@@ -393,3 +393,55 @@ def test_ten_million_events_in_a_fixed_memory_bound() -> None:
 #: Peak RSS allowed to validate any number of events of 1,000 clients: the
 #: interpreter, msgspec and the compiled tables take most of the 32 MiB measured.
 MEMORY_BOUND_MIB: Final = 64
+
+
+# --- the command ---------------------------------------------------------------------
+
+def _sephb(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sephb.conformance.cli", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_command_json_and_exit(tmp_path: Path) -> None:
+    p = ndjson(tmp_path / "a.ndjson", [{"t": 0, "client": "a", "event": "CONNECT"}])
+    res = _sephb("validate", str(p), "--json")
+    assert res.returncode == 1
+    doc = json.loads(res.stdout)
+    assert doc["violations"] == 1 and doc["files"][0]["clients"][0]["line"] == 1
+    res = _sephb("validate", str(p))
+    assert res.returncode == 1
+    assert "REQ-1-PRIORITY" in res.stdout and f"{p}:1:" in res.stdout
+
+
+def test_command_output_stays_short_at_fleet_scale(tmp_path: Path) -> None:
+    """A row per file, not per client; the first --limit violations and problems of
+    a file in detail and a count of the rest; --clients and --json have them all."""
+    p = tmp_path / "fleet.ndjson"
+    write_trace(p, 3000, clients=300, side="client")
+    with open(p, "ab") as f:  # 30 clients break the model, 25 lines are bad
+        f.write(b"".join(b'{"t":99999999,"client":"c%d","event":"GET_URLS"}\n' % i
+                         for i in range(30)))
+        f.write(b"{bad\n" * 25)
+    res = _sephb("validate", str(p), "--limit", "5")
+    assert res.returncode == 2  # unreadable lines outrank violations
+    out = res.stdout
+    heads = [line.split(" ")[0] for line in out.splitlines()]
+    assert heads.count("violation") == 5 and "25 more violating clients" in out
+    assert heads.count("input") == 5 and "20 more input problems" in out
+    assert "3,030 events, 300 clients, 30 violating, 25 input problems" in out
+    assert "│ c1 " not in out  # no row per client
+    every = _sephb("validate", str(p), "--clients", "--limit", "0").stdout
+    heads = [line.split(" ")[0] for line in every.splitlines()]
+    assert heads.count("violation") == 30 and heads.count("input") == 25
+    assert every.count("│ conformant") == 270
+    doc = json.loads(_sephb("validate", str(p), "--json").stdout)
+    assert doc["violations"] == 30 and doc["problems"] == 25 and doc["clients"] == 300
+    bad = _sephb("validate", str(p), "--limit", "-1")
+    assert bad.returncode == 2 and "must be at least 0" in bad.stderr
+
+
+if __name__ == "__main__":
+    # Regenerate docs/examples/reference.har from a real run.
+    EXAMPLE_HAR.write_text(json.dumps(trace_to_har(reference_records()), indent=1) + "\n")
+    print(f"wrote {EXAMPLE_HAR}")
+    _ = asyncio
