@@ -738,8 +738,8 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
         for p in capped(r.problems, "input problems", r.path):
             console.print(f"[bold red]input[/] {p}", markup=True)
     for r in results:
-        bad = [c for c in r.clients if not c.conformant]
-        for c in capped(bad, "violating clients", r.path):
+        violating = [c for c in r.clients if not c.conformant]
+        for c in capped(violating, "violating clients", r.path):
             console.print(
                 f"[bold red]violation[/] {c.path}:{c.line}: client {c.client!r} "
                 f"({c.side} view) broke {c.requirement}: {c.seen} at t={c.t} ms; the "
@@ -765,9 +765,10 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
             table.add_column(col, justify="left" if col in ("file", "format") else
                              "right", overflow="fold", no_wrap=col != "file")
         for r in results:
-            bad = sum(not c.conformant for c in r.clients)
+            nbad = sum(not c.conformant for c in r.clients)
             table.add_row(r.path, r.format, f"{r.events:,}", f"{len(r.clients):,}",
-                          f"{len(r.clients) - bad:,}", f"{bad:,}", f"{len(r.problems):,}")
+                          f"{len(r.clients) - nbad:,}", f"{nbad:,}",
+                          f"{len(r.problems):,}")
     console.print(table)
     n = sum(len(r.clients) for r in results)
     bad = sum(not c.conformant for r in results for c in r.clients)
