@@ -17,14 +17,15 @@ streams, "c1 (server)" and "c1 (client)". A GUP's own ``CONNECT``/``DISCONNECT``
 
 The hot path is built for >= 1,000,000 events/s on one core:
 
-* the file is read in 1 MiB blocks into one reused buffer, cut at the last newline,
-  and the block's newlines are counted once (that count numbers the lines);
-* a block whose every line boundary is ``}\\n{`` (so no JSON value can span lines or
-  share one) is decoded in one C call, ``Decoder(_Line).decode_lines``, into a small
-  Struct holding only the fields the checker reads (``t``, ``client``, ``event``,
-  ``by``, ``role``, ``changed``, ``source``), with the event name typed as a Literal
-  of the model's names so that msgspec validates it; the block is taken only if the
-  decoder yields one record per line;
+* the file is read in 1 MiB blocks into one reused buffer, cut at the last newline;
+  numpy finds the block's newlines (their count numbers the lines) and checks that
+  every line boundary is ``}\\n{`` (:class:`_Scanner`: then no JSON value can span
+  lines or share one);
+* such a block is decoded in one C call, ``Decoder(_Line).decode_lines``, into a
+  small Struct holding only the fields the checker reads (``t``, ``client``,
+  ``event``, ``by``, ``role``, ``changed``, ``source``), with the event name typed as
+  a Literal of the model's names so that msgspec validates it; the block is taken
+  only if the decoder yields one record per line;
 * each record costs a dict lookup for its client, a time-order check, a dict lookup
   for its column and ``node = node[col]`` (:meth:`_Run.fast`).
 
