@@ -82,7 +82,7 @@ from sephb.model.checker import (
     tables_for,
 )
 from sephb.model.interpretations import DEFAULT, INTERPRETATIONS
-from sephb.model.protocol import Event
+from sephb.model.protocol import Event, Mode
 
 from .argtypes import non_negative, positive
 from .properties import HIDDEN
@@ -223,9 +223,12 @@ def col_of_fields(cols: tuple[int, ...]) -> bool:
 class _Run:
     """The checker state of every client of one file."""
 
-    def __init__(self, path: str, interpretation: str) -> None:
+    def __init__(self, path: str, interpretation: str, mode: Mode | None = None) -> None:
         self.path = path
         self.tables = {s: tables_for(interpretation, h) for s, h in _HIDDEN_OF.items()}
+        #: Each view's initial node under the configured mode (None: unknown, so
+        #: either mode's rows are allowed, observation by observation).
+        self.start = {s: t.start_for(mode) for s, t in self.tables.items()}
         cols = self.tables["client"].cols
         # Columns are numbered by (name, rows admitted), before any closure: the same
         # for every set of hidden events, so one map serves every view.
@@ -255,7 +258,7 @@ class _Run:
         self.events = 0
 
     def new(self, side: str, client: str) -> list[Any]:
-        st = [self.tables[side].start[0], bytearray(), -1, side, None, 0, None, side]
+        st = [self.start[side], bytearray(), -1, side, None, 0, None, side]
         self.states[side][client] = st
         return st
 
@@ -361,14 +364,13 @@ class _Run:
                 keep = max(WINDOW, BEFORE)  # the events shown before a violation too
                 if st[_NODE] is self.dead or len(hist) <= 2 * keep:
                     continue
-                tables: Tables = self.tables[st[_SIDE]]
                 is_event = self.is_event
                 cut = len(hist) - keep
                 while cut > 0 and not any(is_event[c] for c in hist[cut:]):
                     cut -= keep  # only actions lately: keep back to an event
                 if cut <= 0:
                     continue
-                start = st[_START] or tables.start[0]
+                start = st[_START] or self.start[st[_SIDE]]
                 st[_START] = functools.reduce(operator.getitem, hist[:cut], start)
                 del hist[:cut]
                 st[_OFFSET] += cut
@@ -563,11 +565,13 @@ def _sniff(path: str) -> str:
     return "ndjson"
 
 
-def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT
-                  ) -> FileResult:
+def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
+                  mode: str | None = None) -> FileResult:
     """Validate one file (``-``: stdin); never raises for bad input (see
-    :attr:`FileResult.problems`)."""
-    run = _Run(path if path != "-" else "<stdin>", interpretation)
+    :attr:`FileResult.problems`). ``mode`` is the clients' configured communication
+    mode ("pull" or "push"; None: unknown, either allowed)."""
+    run = _Run(path if path != "-" else "<stdin>", interpretation,
+               Mode(mode) if mode else None)
     fmt = _sniff(path) if fmt == "auto" else fmt
     # The records are short-lived and acyclic: collections in the middle of a block
     # cost a third of the time and free nothing.
@@ -597,16 +601,20 @@ def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT
 # --- many files ------------------------------------------------------------------
 
 
-def _one(task: tuple[str, str, str]) -> FileResult:
+#: What one file's validation needs: path, format, interpretation, mode.
+_Task = tuple[str, str, str, "str | None"]
+
+
+def _one(task: _Task) -> FileResult:
     return validate_file(*task)
 
 
 def validate_files(paths: Sequence[str], fmt: str = "auto",
-                   interpretation: str = DEFAULT, *, jobs: int = 1,
-                   engine: str = "local", scheduler: str | None = None
+                   interpretation: str = DEFAULT, *, mode: str | None = None,
+                   jobs: int = 1, engine: str = "local", scheduler: str | None = None
                    ) -> list[FileResult]:
     """Validate files, in file order; ``jobs`` processes, or on a Dask cluster."""
-    tasks = [(p, fmt, interpretation) for p in paths]
+    tasks: list[_Task] = [(p, fmt, interpretation, mode) for p in paths]
     if engine == "dask":
         return _dask(tasks, jobs, scheduler)
     if jobs <= 1 or len(tasks) <= 1 or "-" in paths:
@@ -622,7 +630,7 @@ DASK_MISSING: Final = ("--engine dask needs Dask: pip install 'sephb[dask]' "
                        "(or: pip install 'dask[distributed]')")
 
 
-def _dask(tasks: list[tuple[str, str, str]], jobs: int, scheduler: str | None
+def _dask(tasks: list[_Task], jobs: int, scheduler: str | None
           ) -> list[FileResult]:
     from sephb.model.errors import UsageError
 
@@ -680,6 +688,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--interpretation", "-i", default=DEFAULT,
                    choices=sorted(INTERPRETATIONS),
                    help=f"reading of the ambiguous seed (default: {DEFAULT})")
+    p.add_argument("--mode", choices=[m.value for m in Mode],
+                   help="the clients' configured communication mode (sylink.xml's "
+                        "CommunicationMode): a pull client must not hold its "
+                        "connection, a push client must (default: unknown, either)")
     p.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
                    help="validate N files at a time (processes; default: 1)")
     p.add_argument("--engine", choices=("local", "dask"), default="local",
@@ -725,7 +737,7 @@ def run(args: argparse.Namespace) -> int:
     if args.files.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
     results = validate_files(args.files, args.format, args.interpretation,
-                             jobs=args.jobs, engine=args.engine,
+                             mode=args.mode, jobs=args.jobs, engine=args.engine,
                              scheduler=args.scheduler)
     if args.json:
         json.dump(to_json(results), sys.stdout, indent=2)

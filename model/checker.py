@@ -255,6 +255,10 @@ class Tables:
     #: [mode] -> the node of the initial (closed) set.
     start: tuple[Node, ...]
 
+    def start_for(self, mode: Mode | None) -> Node:
+        """The node of the initial (closed) set under a mode (None: unknown)."""
+        return self.start[_MODE_INDEX[mode]]
+
     def node(self, mode: Mode | None, states: Iterable[State]) -> Node | None:
         """The node of a set of states under a mode (None if the set is empty)."""
         mask = sum({_BIT[s] for s in states})

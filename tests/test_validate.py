@@ -30,9 +30,12 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_HAR = ROOT / "docs" / "examples" / "reference.har"
 
 
-def reference_records(heartbeats: int = 2) -> list[dict[str, Any]]:
+def reference_records(heartbeats: int = 2, *, fault: str | None = None,
+                      mode: str = "pull", interp: str = "seed") -> list[dict[str, Any]]:
     """Both views of a reference client's run against the simulated managers: a
-    pull check-in with content from the GUP (location Branch), then idle ones."""
+    check-in with content from the GUP (location Branch), then idle ones; or of a
+    seeded-fault client's run. (Under ``seed`` a push client holds its connection
+    until a change is pushed; ``documented`` ends the hold at the interval.)"""
     from sephb.conformance.client import ClientOptions, ReferenceClient
     from sephb.conformance.clock import Clock
     from sephb.conformance.managerconfig import FleetConfig
@@ -48,12 +51,13 @@ def reference_records(heartbeats: int = 2) -> list[dict[str, Any]]:
             fleet["m1"].set_policy("gup", location="Branch")
             with tempfile.TemporaryDirectory() as tmp:
                 blocks = [[(s.address, s.port)] for s in fleet.managers]
-                syl = Sylink.build(blocks, mode=Mode.PULL, heartbeat_s=300,
+                syl = Sylink.build(blocks, mode=Mode(mode), heartbeat_s=300,
                                    gup=fleet.gup.address)  # type: ignore[union-attr]
                 opts = ClientOptions(sylink=syl, state_dir=Path(tmp) / "st",
-                                     interpretation=get("seed"), time_scale=0.001,
+                                     interpretation=get(interp), time_scale=0.001,
                                      heartbeats=heartbeats, client_id="c1", seed=1,
-                                     fsync=False, log_bytes=1000, location="Branch")
+                                     fsync=False, log_bytes=1000, location="Branch",
+                                     fault=fault)
                 assert await ReferenceClient(opts, fleet.recorder).run() == 0
                 # The server records a close when it sees it: give it a moment.
                 await asyncio.sleep(0.2)
@@ -98,10 +102,24 @@ def test_shipped_example_har_validates_clean() -> None:
     assert not res.problems and res.clients and all(c.conformant for c in res.clients)
 
 
-@pytest.mark.parametrize("fault", ["sensors-before-logs", "urls-without-change"])
+#: Seeded faults whose recorded traces break the protocol's order, and the
+#: requirement offline validation names (that of the row the client should have
+#: taken; see conformance/faults.py). The other faults break data properties
+#: (priority, session limit, interval, logs, GUP availability) that need the
+#: environment's knowledge: the conformance suite's oracle catches them, a trace
+#: alone does not (docs/validate.md, "What a trace cannot show").
+ORDER_FAULTS = {
+    "manager-download-on-2967": "REQ-4-PORT-8014",
+    "ignores-location-source": "REQ-4-PORT-2967",
+    "urls-without-change": "REQ-5-LOGS",
+    "sensors-before-logs": "REQ-5-LOGS",
+    "skips-sensor-upload": "REQ-6-SENSORS",
+}
+
+
+@pytest.mark.parametrize("fault", list(ORDER_FAULTS))
 def test_seeded_fault_traces_are_caught(fault: str, tmp_path: Path) -> None:
     from sephb.conformance import suite
-    from sephb.conformance.faults import FAULTS
     from sephb.model.interpretations import get
 
     result = suite.run(get("seed"), factory=suite.environment_for(fault),
@@ -109,9 +127,33 @@ def test_seeded_fault_traces_are_caught(fault: str, tmp_path: Path) -> None:
     trace = result.failures[0].trace
     res = V.validate_file(str(ndjson(tmp_path / "f.ndjson", trace)))
     bad = [c for c in res.clients if not c.conformant]
-    assert bad, res
-    assert bad[0].requirement in {FAULTS[fault].requirement, result.failures[0].requirement}
+    assert [c.requirement for c in bad] == [ORDER_FAULTS[fault]], res
     assert bad[0].line is not None and bad[0].seen and bad[0].allowed
+
+
+@pytest.mark.parametrize("mode", ["pull", "push"])
+def test_reference_validates_clean_with_its_mode(mode: str, tmp_path: Path) -> None:
+    records = reference_records(2, mode=mode, interp="documented")
+    res = V.validate_file(str(ndjson(tmp_path / "r.ndjson", records)), mode=mode,
+                          interpretation="documented")
+    assert not res.problems and all(c.conformant for c in res.clients), res.clients
+
+
+@pytest.mark.parametrize(("fault", "mode", "requirement"), [
+    ("disconnects-in-push", "push", "REQ-7-PUSH"),
+    ("stays-connected-in-pull", "pull", "REQ-7-PULL"),
+])
+def test_mode_faults_are_caught_given_the_mode(fault: str, mode: str, requirement: str,
+                                               tmp_path: Path) -> None:
+    """A real run of the seeded-fault client: with --mode its own trace breaks the
+    requirement; without it, either mode's ending is allowed and it passes."""
+    p = ndjson(tmp_path / "f.ndjson",
+               reference_records(2, fault=fault, mode=mode, interp="documented"))
+    res = V.validate_file(str(p), mode=mode, interpretation="documented")
+    client = next(c for c in res.clients if c.side == "client")
+    assert (client.conformant, client.requirement) == (False, requirement), client
+    unknown = V.validate_file(str(p), interpretation="documented")
+    assert all(c.conformant for c in unknown.clients)
 
 
 def test_violation_names_line_requirement_and_before(tmp_path: Path) -> None:
