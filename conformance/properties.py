@@ -30,6 +30,7 @@ from sephb.model.checker import Checker
 from sephb.model.interpretations import Interpretation, Selection
 from sephb.model.protocol import (
     GUP_PORT,
+    MANAGER_CONTENT_PORT,
     SESSION_LIMIT_MS,
     Action,
     Event,
@@ -368,3 +369,97 @@ class Oracle:
                        f"log(s) {', '.join(again[:3])} uploaded again after the manager "
                        f"acknowledged them", t)
         self._uploading = self.produced
+
+
+#: Acknowledgements a client's :class:`TraceProperties` remembers, to see logs
+#: uploaded again (a client that never settles them sends them at the next upload).
+ACK_WINDOW = 8
+
+
+@dataclass
+class TraceProperties:
+    """The data properties one client's trace shows by itself, for offline
+    validation (``sephb validate --data``): no environment, no configuration.
+
+    :class:`Oracle` judges the same requirements with what the suite's environment
+    knows (the configured GUP and managers, the logs produced, the clock); here
+    only what the records carry counts, so each rule flags only what the records
+    prove:
+
+    * REQ-2-TIMEOUT-30000: a record of a session still pending (``CONNECT`` seen,
+      no ``INDEX_RECEIVED``, ``DISCONNECT`` or failure since) later than the session
+      limit plus ``tolerance_ms`` (recording jitter): the client kept waiting;
+    * REQ-4-PORT-2967 / REQ-4-PORT-8014: GUP content on another port than the
+      GUP's, manager content on another port than the manager's content port;
+    * REQ-5-LOGS: logs of a failed upload missing from the next upload (lost), and
+      logs uploaded again after an acknowledgement (the manager's ``duplicates``,
+      or ids acknowledged twice within the last :data:`ACK_WINDOW` uploads). A
+      client restarted between an acknowledgement and settling it would re-send
+      too: a trace cannot show the restart.
+    """
+
+    tolerance_ms: int = 1000
+    _session_since: int | None = None
+    _in_upload: list[str] = field(default_factory=list)
+    _unacked: set[str] = field(default_factory=set)
+    _acked: list[frozenset[str]] = field(default_factory=list)
+
+    def feed(self, name: str, t: int, port: int | None = None,
+             ids: list[str] | None = None, duplicates: list[str] | None = None
+             ) -> tuple[str, str] | None:
+        """Check one record (not a GUP's own transport record); the (requirement,
+        message) of what it proves wrong, or None."""
+        since = self._session_since
+        if since is not None and t > since + SESSION_LIMIT_MS + self.tolerance_ms:
+            self._session_since = None
+            return ("REQ-2-TIMEOUT-30000",
+                    f"{name} at t={t}: no session within {SESSION_LIMIT_MS} ms of the "
+                    f"connect at t={since}, and the client still waited")
+        if name == Action.CONNECT.value:
+            self._session_since = t
+        elif name in _SESSION_ENDS:
+            self._session_since = None
+        if name == Action.DOWNLOAD_GUP.value and port is not None and port != GUP_PORT:
+            return ("REQ-4-PORT-2967",
+                    f"GUP content fetched on port {port}, not {GUP_PORT}")
+        if name == Action.DOWNLOAD_MANAGER.value and port is not None \
+                and port != MANAGER_CONTENT_PORT:
+            return ("REQ-4-PORT-8014", f"manager content fetched on port {port}, "
+                                       f"not {MANAGER_CONTENT_PORT}")
+        if name == Action.UPLOAD_LOGS.value and ids is not None:
+            return self._upload(ids)
+        if name == Event.LOGS_ACKED.value:
+            return self._ack(ids or [], duplicates or [])
+        if name == Event.CONNECTION_LOST.value or name.endswith("_FAILED") \
+                or name == Event.SESSION_TIMEOUT.value:
+            self._unacked |= set(self._in_upload)
+            self._in_upload = []
+        return None
+
+    def _upload(self, ids: list[str]) -> tuple[str, str] | None:
+        dropped = sorted(self._unacked - set(ids))
+        self._unacked.clear()
+        self._in_upload = list(ids)
+        if dropped:
+            return ("REQ-5-LOGS", f"log(s) {', '.join(dropped[:3])} of a failed upload "
+                                  f"were not sent again: lost")
+        again = sorted(i for i in ids if any(i in a for a in self._acked))
+        if again:
+            return ("REQ-5-LOGS", f"log(s) {', '.join(again[:3])} uploaded again after "
+                                  f"the manager acknowledged them")
+        return None
+
+    def _ack(self, ids: list[str], duplicates: list[str]) -> tuple[str, str] | None:
+        self._in_upload = []
+        again = sorted(set(duplicates)
+                       | {i for i in ids if any(i in a for a in self._acked)})
+        self._acked = [*self._acked[1 - ACK_WINDOW:], frozenset(ids)]
+        if again:
+            return ("REQ-5-LOGS", f"log(s) {', '.join(again[:3])} uploaded again after "
+                                  f"the manager acknowledged them")
+        return None
+
+
+#: Records after which a session is no longer pending.
+_SESSION_ENDS = frozenset({Event.INDEX_RECEIVED.value, Action.DISCONNECT.value,
+                           Event.CONNECT_FAILED.value, Event.SESSION_TIMEOUT.value})

@@ -85,7 +85,7 @@ from sephb.model.interpretations import DEFAULT, INTERPRETATIONS
 from sephb.model.protocol import Event, Mode
 
 from .argtypes import non_negative, positive
-from .properties import HIDDEN
+from .properties import HIDDEN, TraceProperties
 from .trace import ACTIONS, Record, problem
 
 __all__ = [
@@ -131,7 +131,16 @@ class _Line(msgspec.Struct, gc=False):
     source: Literal["manager", "gup", "none"] | None = None
 
 
+class _DataLine(_Line, gc=False):
+    """With ``--data``: the fields the data properties read too."""
+
+    port: int | None = None
+    ids: list[str] | None = None
+    duplicates: list[str] | None = None
+
+
 _FAST: Final = msgspec.json.Decoder(_Line)
+_DATA_FAST: Final = msgspec.json.Decoder(_DataLine)
 _CAREFUL: Final = msgspec.json.Decoder(Record)
 _TRANSPORT: Final = frozenset({"CONNECT", "DISCONNECT"})
 
@@ -194,7 +203,7 @@ class FileResult:
 # A client's state is a list, indexed by these, for speed on the hot path. _BY is the
 # ``by`` value (the decoder's own string object, or None) of the records that
 # ``_Run.by_client`` sends to it.
-_NODE, _HIST, _LAST, _SIDE, _START, _OFFSET, _VERDICT, _BY = range(8)
+_NODE, _HIST, _LAST, _SIDE, _START, _OFFSET, _VERDICT, _BY, _PROPS = range(9)
 assert (_NODE, _HIST, _LAST, _BY) == (0, 1, 2, 7)  # _Run.fast spells these as literals
 
 
@@ -212,6 +221,8 @@ _SINK: Final[deque[int]] = deque(maxlen=0)
 # What ``_Run.col_of`` holds for names the fast path cannot place with the name alone.
 #: The name's column depends on ``changed``/``source`` (a guard's inputs).
 _BY_FIELDS: Final = -(1 << 20)
+#: With ``--data``: every record goes by the data properties first.
+_DATA: Final = -(1 << 21)
 # CONNECT/DISCONNECT hold ``~column``: a GUP's own are transport records, skipped.
 
 
@@ -223,8 +234,11 @@ def col_of_fields(cols: tuple[int, ...]) -> bool:
 class _Run:
     """The checker state of every client of one file."""
 
-    def __init__(self, path: str, interpretation: str, mode: Mode | None = None) -> None:
+    def __init__(self, path: str, interpretation: str, mode: Mode | None = None,
+                 data: bool = False, tolerance_ms: int = 1000) -> None:
         self.path = path
+        self.data, self.tolerance_ms = data, tolerance_ms
+        self.decoder: msgspec.json.Decoder[Any] = _DATA_FAST if data else _FAST
         self.tables = {s: tables_for(interpretation, h) for s, h in _HIDDEN_OF.items()}
         #: Each view's initial node under the configured mode (None: unknown, so
         #: either mode's rows are allowed, observation by observation).
@@ -238,6 +252,8 @@ class _Run:
             n: (_BY_FIELDS if col_of_fields(c) else ~c[0] if n in _TRANSPORT else c[0])
             for n, c in cols.items()
         }
+        if data:
+            self.col_of = dict.fromkeys(cols, _DATA)
         #: (name, changed, source) -> column, for the names whose column they decide
         #: (the values _Line's types admit: every case).
         self.by_fields: dict[tuple[str, bool | None, str | None], int] = {
@@ -258,7 +274,7 @@ class _Run:
         self.events = 0
 
     def new(self, side: str, client: str) -> list[Any]:
-        st = [self.start[side], bytearray(), -1, side, None, 0, None, side]
+        st = [self.start[side], bytearray(), -1, side, None, 0, None, side, None]
         self.states[side][client] = st
         return st
 
@@ -306,6 +322,10 @@ class _Run:
             if col < 0:
                 if col == _BY_FIELDS:
                     col = by_fields[r.event, r.changed, r.source]
+                elif col == _DATA:
+                    col = self.props(st, r, t, first, recs, start)
+                    if col < 0:
+                        continue
                 elif r.role == "gup":
                     continue
                 else:
@@ -318,9 +338,27 @@ class _Run:
                 st[1].append(col)
         return len(recs)
 
+    def props(self, st: list[Any], r: Any, t: int, first: int, recs: list[Any],
+              start: int) -> int:
+        """With ``--data``: run record ``r`` (of ``recs``, a block from line
+        ``first``) by its client's data properties; its column, or -1 when the
+        record is done with (a GUP's transport record, a client already in
+        violation, a data violation found now)."""
+        if (r.role == "gup" and r.event in _TRANSPORT) or st[_NODE] is self.dead:
+            return -1
+        props = st[_PROPS]
+        if props is None:
+            props = st[_PROPS] = TraceProperties(self.tolerance_ms)
+        found = props.feed(r.event, t, r.port, r.ids, r.duplicates)
+        if found is not None:
+            self.violate(st, r.client, r.event, t, first + _index(recs, r, start), found)
+            return -1
+        return self.cols[r.event][case_of(r.changed, r.source)]
+
     def slow(self, side: str, client: str, name: str, t: int, changed: bool | None,
-             source: str | None, role: str | None, line: int) -> None:
-        """One record, any client: new clients, time order, every check spelled out."""
+             source: str | None, role: str | None, line: int, rec: Any = None) -> None:
+        """One record, any client: new clients, time order, every check spelled out.
+        ``rec``: the decoded line, for the data properties (None: no fields)."""
         st = self.states[side].get(client)
         if st is None:
             st = self.new(side, client)
@@ -329,12 +367,15 @@ class _Run:
                            f"t={st[_LAST]}")
             return
         st[_LAST] = t
-        if role == "gup" and name in _TRANSPORT:
+        if self.data and isinstance(rec, _DataLine):
+            col = self.props(st, rec, t, line, [rec], 0)
+            if col < 0:
+                return
+        elif (role == "gup" and name in _TRANSPORT) or st[_NODE] is self.dead:
             return
+        else:
+            col = self.cols[name][case_of(changed, source)]
         node = st[_NODE]
-        if node is self.dead:
-            return
-        col = self.cols[name][case_of(changed, source)]
         nxt = node[col]
         if nxt is not None:
             st[_NODE] = nxt
@@ -342,14 +383,25 @@ class _Run:
         else:
             self.violate(st, client, name, t, line)
 
-    def violate(self, st: list[Any], client: str, name: str, t: int, line: int) -> None:
+    def violate(self, st: list[Any], client: str, name: str, t: int, line: int,
+                found: tuple[str, str] | None = None) -> None:
+        """Record a client's first violation: of the table (explained by a re-run),
+        or ``found`` by a data property (requirement, message)."""
         tables: Tables = self.tables[st[_SIDE]]
-        v = tables.explain(st[_NODE], bytes(st[_HIST]), name,
-                           st[_OFFSET] + len(st[_HIST]), t, start=st[_START])
         before = [tables.col_name[c] for c in st[_HIST][-BEFORE:]]
-        st[_VERDICT] = ClientVerdict(
-            self.path, client, st[_SIDE], v.index + 1, False, line, t, v.requirement,
-            name, list(v.allowed), before, list(v.path[-KEEP_PATH:]), v.message)
+        index = st[_OFFSET] + len(st[_HIST])
+        if found is not None:
+            requirement, message = found
+            st[_VERDICT] = ClientVerdict(
+                self.path, client, st[_SIDE], index + 1, False, line, t, requirement,
+                name, [], before, [], f"event {index} (t={t} ms) {message}")
+        else:
+            v = tables.explain(st[_NODE], bytes(st[_HIST]), name, index, t,
+                               start=st[_START])
+            st[_VERDICT] = ClientVerdict(
+                self.path, client, st[_SIDE], v.index + 1, False, line, t,
+                v.requirement, name, list(v.allowed), before,
+                list(v.path[-KEEP_PATH:]), v.message)
         st[_NODE] = self.dead
         st[_HIST] = _SINK
 
@@ -497,7 +549,7 @@ def _ndjson(stream: IO[bytes], run: _Run) -> None:
         if FAST_PATH and whole:
             try:  # a view, not a copy, of the whole lines
                 with memoryview(buf) as view:
-                    recs = _FAST.decode_lines(view[start:end])
+                    recs = run.decoder.decode_lines(view[start:end])
             except (msgspec.DecodeError, msgspec.ValidationError):
                 recs = None
             if recs is not None and len(recs) != n:
@@ -526,7 +578,7 @@ def _careful(run: _Run, raw: bytes, line: int, last: bool) -> None:
     if not raw.strip():
         return
     try:
-        rec = _FAST.decode(raw)
+        rec = run.decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError):
         rec = None
     if rec is None:
@@ -543,7 +595,7 @@ def _careful(run: _Run, raw: bytes, line: int, last: bool) -> None:
         return
     run.events += 1
     run.slow("server" if rec.by == "server" else "client", rec.client, rec.event, rec.t,
-             rec.changed, rec.source, rec.role, line)
+             rec.changed, rec.source, rec.role, line, rec)
 
 
 def _har(path: str, run: _Run) -> None:
@@ -566,12 +618,15 @@ def _sniff(path: str) -> str:
 
 
 def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
-                  mode: str | None = None) -> FileResult:
+                  mode: str | None = None, data: bool = False,
+                  tolerance_ms: int = 1000) -> FileResult:
     """Validate one file (``-``: stdin); never raises for bad input (see
     :attr:`FileResult.problems`). ``mode`` is the clients' configured communication
-    mode ("pull" or "push"; None: unknown, either allowed)."""
+    mode ("pull" or "push"; None: unknown, either allowed). ``data`` checks the data
+    properties a trace shows too (:class:`~.properties.TraceProperties`), with
+    ``tolerance_ms`` of recording jitter on the session limit."""
     run = _Run(path if path != "-" else "<stdin>", interpretation,
-               Mode(mode) if mode else None)
+               Mode(mode) if mode else None, data, tolerance_ms)
     fmt = _sniff(path) if fmt == "auto" else fmt
     # The records are short-lived and acyclic: collections in the middle of a block
     # cost a third of the time and free nothing.
@@ -601,8 +656,9 @@ def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
 # --- many files ------------------------------------------------------------------
 
 
-#: What one file's validation needs: path, format, interpretation, mode.
-_Task = tuple[str, str, str, "str | None"]
+#: What one file's validation needs: path, format, interpretation, mode, data,
+#: tolerance.
+_Task = tuple[str, str, str, "str | None", bool, int]
 
 
 def _one(task: _Task) -> FileResult:
@@ -611,10 +667,12 @@ def _one(task: _Task) -> FileResult:
 
 def validate_files(paths: Sequence[str], fmt: str = "auto",
                    interpretation: str = DEFAULT, *, mode: str | None = None,
-                   jobs: int = 1, engine: str = "local", scheduler: str | None = None
+                   data: bool = False, tolerance_ms: int = 1000, jobs: int = 1,
+                   engine: str = "local", scheduler: str | None = None
                    ) -> list[FileResult]:
     """Validate files, in file order; ``jobs`` processes, or on a Dask cluster."""
-    tasks: list[_Task] = [(p, fmt, interpretation, mode) for p in paths]
+    tasks: list[_Task] = [(p, fmt, interpretation, mode, data, tolerance_ms)
+                          for p in paths]
     if engine == "dask":
         return _dask(tasks, jobs, scheduler)
     if jobs <= 1 or len(tasks) <= 1 or "-" in paths:
@@ -668,6 +726,8 @@ examples:
   sephb validate traces/*.ndjson.gz --jobs 4       files in parallel
   zcat run.ndjson.gz | sephb validate -            from stdin
   sephb validate capture.har --format har --json   a browser/mitmproxy capture
+  sephb validate client.ndjson --mode push         hold push clients to step 7
+  sephb validate manager.ndjson --data             ports, logs, session limit too
   sephb validate big/*.gz --engine dask --scheduler tcp://10.0.0.5:8786
 
 See docs/validate.md."""
@@ -692,6 +752,14 @@ def add_parser(sub: Any) -> None:
                    help="the clients' configured communication mode (sylink.xml's "
                         "CommunicationMode): a pull client must not hold its "
                         "connection, a push client must (default: unknown, either)")
+    p.add_argument("--data", action="store_true",
+                   help="check the data properties a trace shows too: the 30,000 ms "
+                        "session limit, content ports, logs lost or uploaded twice "
+                        "(slower; see docs/validate.md)")
+    p.add_argument("--tolerance", type=non_negative, default=1000, metavar="MS",
+                   help="with --data: model ms of recording jitter allowed on the "
+                        "session limit (default: 1000; a run at --time-scale 0.001 "
+                        "needs more)")
     p.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
                    help="validate N files at a time (processes; default: 1)")
     p.add_argument("--engine", choices=("local", "dask"), default="local",
@@ -737,7 +805,9 @@ def run(args: argparse.Namespace) -> int:
     if args.files.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
     results = validate_files(args.files, args.format, args.interpretation,
-                             mode=args.mode, jobs=args.jobs, engine=args.engine,
+                             mode=args.mode, data=args.data,
+                             tolerance_ms=args.tolerance, jobs=args.jobs,
+                             engine=args.engine,
                              scheduler=args.scheduler)
     if args.json:
         json.dump(to_json(results), sys.stdout, indent=2)

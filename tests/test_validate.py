@@ -117,18 +117,61 @@ ORDER_FAULTS = {
 }
 
 
-@pytest.mark.parametrize("fault", list(ORDER_FAULTS))
-def test_seeded_fault_traces_are_caught(fault: str, tmp_path: Path) -> None:
+#: Seeded faults whose traces break a data property that the records show by
+#: themselves (``--data``): content ports, logs lost or uploaded twice.
+DATA_FAULTS = {
+    "gup-download-on-8014": "REQ-4-PORT-2967",
+    "drops-logs-on-failure": "REQ-5-LOGS",
+    "uploads-logs-twice": "REQ-5-LOGS",
+}
+
+
+def _fault_trace(fault: str, path: Path) -> Path:
     from sephb.conformance import suite
     from sephb.model.interpretations import get
 
     result = suite.run(get("seed"), factory=suite.environment_for(fault),
                        max_examples=30, shrink=False)
-    trace = result.failures[0].trace
-    res = V.validate_file(str(ndjson(tmp_path / "f.ndjson", trace)))
+    return ndjson(path, result.failures[0].trace)
+
+
+@pytest.mark.parametrize("fault", list(ORDER_FAULTS))
+def test_seeded_fault_traces_are_caught(fault: str, tmp_path: Path) -> None:
+    res = V.validate_file(str(_fault_trace(fault, tmp_path / "f.ndjson")))
     bad = [c for c in res.clients if not c.conformant]
     assert [c.requirement for c in bad] == [ORDER_FAULTS[fault]], res
     assert bad[0].line is not None and bad[0].seen and bad[0].allowed
+
+
+@pytest.mark.parametrize("fault", list(DATA_FAULTS))
+def test_seeded_fault_traces_are_caught_with_data(fault: str, tmp_path: Path) -> None:
+    p = str(_fault_trace(fault, tmp_path / "f.ndjson"))
+    res = V.validate_file(p, data=True)
+    bad = [c for c in res.clients if not c.conformant]
+    assert [c.requirement for c in bad] == [DATA_FAULTS[fault]], res
+    assert bad[0].line is not None and bad[0].seen and bad[0].message
+    assert all(c.conformant for c in V.validate_file(p).clients)  # the order is right
+
+
+def test_session_limit_with_data(tmp_path: Path) -> None:
+    """A session answered after the 30,000 ms limit (plus the tolerance) means the
+    client kept waiting; an end within the tolerance is recording jitter."""
+    def trace(index_at: int) -> str:
+        return str(ndjson(tmp_path / f"s{index_at}.ndjson", [
+            {"t": 0, "client": "a", "event": "HEARTBEAT_DUE"},
+            {"t": 0, "client": "a", "event": "CONNECT"},
+            {"t": 1, "client": "a", "event": "CONNECTED"},
+            {"t": 2, "client": "a", "event": "GET_INDEX"},
+            {"t": index_at, "client": "a", "event": "INDEX_RECEIVED", "changed": False}]))
+
+    late = V.validate_file(trace(45_000), data=True).clients[0]
+    assert (late.requirement, late.line, late.seen) == (
+        "REQ-2-TIMEOUT-30000", 5, "INDEX_RECEIVED")
+    assert "no session within 30000 ms" in (late.message or "")
+    assert V.validate_file(trace(30_800), data=True).clients[0].conformant
+    assert V.validate_file(trace(45_000), data=True, tolerance_ms=20_000
+                           ).clients[0].conformant
+    assert V.validate_file(trace(45_000)).clients[0].conformant  # no --data
 
 
 @pytest.mark.parametrize("mode", ["pull", "push"])
@@ -262,6 +305,10 @@ def _record(t: int, client: str, name: str, by: str | None, style: int) -> bytes
         d["by"] = by
     if name == "INDEX_RECEIVED":
         d["changed"] = t % 2 == 0
+    if name.startswith("DOWNLOAD"):
+        d["port"] = (8014, 2967)[t % 2]
+    if name in ("UPLOAD_LOGS", "LOGS_ACKED"):
+        d["ids"] = [f"l{t % 3}"]
     if style == 1:  # pretty-printed: one object over several lines
         return json.dumps(d, indent=1).encode()
     if style == 2:  # a newline inside a string, raw: not JSON
@@ -279,9 +326,9 @@ _sep = st.sampled_from([b"\n", b"\n", b"\n", b"\r\n", b"", b" ", b"\n\n", b"\n \
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.tuples(_piece, _sep), max_size=25),
-       st.sampled_from([64, 256, 4096]), st.booleans())
+       st.sampled_from([64, 256, 4096]), st.booleans(), st.booleans())
 def test_fast_path_equals_careful_path(pieces: list[tuple[bytes, bytes]], block: int,
-                                       trailing_newline: bool) -> None:
+                                       trailing_newline: bool, data: bool) -> None:
     """Whatever the lines hold (two objects on one line, an object over several
     lines, blank lines, CRLF, a raw newline in a string, long lines across blocks),
     the fast path gives exactly what the line-by-line reader gives."""
@@ -296,7 +343,7 @@ def test_fast_path_equals_careful_path(pieces: list[tuple[bytes, bytes]], block:
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(V, "FAST_PATH", fast)
                 mp.setattr(V, "MAX_LINE", block)
-                results.append(V.validate_file(f.name))
+                results.append(V.validate_file(f.name, data=data))
     assert results[0] == results[1]
 
 
