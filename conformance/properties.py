@@ -415,26 +415,43 @@ class TraceProperties:
             return ("REQ-2-TIMEOUT-30000",
                     f"{name} at t={t}: no session within {SESSION_LIMIT_MS} ms of the "
                     f"connect at t={since}, and the client still waited")
-        if name == Action.CONNECT.value:
-            self._session_since = t
-        elif name in _SESSION_ENDS:
-            self._session_since = None
-        if name == Action.DOWNLOAD_GUP.value and port is not None and port != GUP_PORT:
-            return ("REQ-4-PORT-2967",
-                    f"GUP content fetched on port {port}, not {GUP_PORT}")
-        if name == Action.DOWNLOAD_MANAGER.value and port is not None \
-                and port != MANAGER_CONTENT_PORT:
-            return ("REQ-4-PORT-8014", f"manager content fetched on port {port}, "
-                                       f"not {MANAGER_CONTENT_PORT}")
-        if name == Action.UPLOAD_LOGS.value and ids is not None:
-            return self._upload(ids)
-        if name == Event.LOGS_ACKED.value:
-            return self._ack(ids or [], duplicates or [])
-        if name == Event.CONNECTION_LOST.value or name.endswith("_FAILED") \
-                or name == Event.SESSION_TIMEOUT.value:
+        rule = _RULES.get(name)
+        return None if rule is None else rule(self, name, t, port, ids, duplicates)
+
+    def _connect(self, name: str, t: int, *_: Any) -> tuple[str, str] | None:
+        self._session_since = t
+        return None
+
+    def _session_end(self, name: str, t: int, *_: Any) -> tuple[str, str] | None:
+        self._session_since = None
+        return self._failure(name) if name != Event.INDEX_RECEIVED.value else None
+
+    def _failure(self, name: str, *_: Any) -> tuple[str, str] | None:
+        if name != Action.DISCONNECT.value:  # an upload in flight was not acknowledged
             self._unacked |= set(self._in_upload)
             self._in_upload = []
         return None
+
+    def _download(self, name: str, t: int, port: int | None, *_: Any
+                  ) -> tuple[str, str] | None:
+        if port is None:
+            return None
+        if name == Action.DOWNLOAD_GUP.value:
+            if port != GUP_PORT:
+                return ("REQ-4-PORT-2967",
+                        f"GUP content fetched on port {port}, not {GUP_PORT}")
+        elif port != MANAGER_CONTENT_PORT:
+            return ("REQ-4-PORT-8014", f"manager content fetched on port {port}, "
+                                       f"not {MANAGER_CONTENT_PORT}")
+        return None
+
+    def _upload_rule(self, name: str, t: int, port: int | None,
+                     ids: list[str] | None, *_: Any) -> tuple[str, str] | None:
+        return None if ids is None else self._upload(ids)
+
+    def _ack_rule(self, name: str, t: int, port: int | None, ids: list[str] | None,
+                  duplicates: list[str] | None) -> tuple[str, str] | None:
+        return self._ack(ids or [], duplicates or [])
 
     def _upload(self, ids: list[str]) -> tuple[str, str] | None:
         dropped = sorted(self._unacked - set(ids))
@@ -460,6 +477,20 @@ class TraceProperties:
         return None
 
 
-#: Records after which a session is no longer pending.
-_SESSION_ENDS = frozenset({Event.INDEX_RECEIVED.value, Action.DISCONNECT.value,
-                           Event.CONNECT_FAILED.value, Event.SESSION_TIMEOUT.value})
+#: What each record name does to a client's :class:`TraceProperties` (the rest
+#: only meet the session limit): a connect opens a session; the index, a disconnect
+#: or a failure ends it; a failure also leaves an upload in flight unacknowledged.
+_RULES: dict[str, Callable[..., tuple[str, str] | None]] = {
+    Action.CONNECT.value: TraceProperties._connect,
+    Event.INDEX_RECEIVED.value: TraceProperties._session_end,
+    Action.DISCONNECT.value: TraceProperties._session_end,
+    Event.CONNECT_FAILED.value: TraceProperties._session_end,
+    Event.SESSION_TIMEOUT.value: TraceProperties._session_end,
+    Event.CONNECTION_LOST.value: TraceProperties._failure,
+    Event.REQUEST_FAILED.value: TraceProperties._failure,
+    Event.DOWNLOAD_FAILED.value: TraceProperties._failure,
+    Action.DOWNLOAD_GUP.value: TraceProperties._download,
+    Action.DOWNLOAD_MANAGER.value: TraceProperties._download,
+    Action.UPLOAD_LOGS.value: TraceProperties._upload_rule,
+    Event.LOGS_ACKED.value: TraceProperties._ack_rule,
+}

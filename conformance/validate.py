@@ -252,6 +252,8 @@ class _Run:
             n: (_BY_FIELDS if col_of_fields(c) else ~c[0] if n in _TRANSPORT else c[0])
             for n, c in cols.items()
         }
+        #: name -> its column, for the names whose column the fields do not decide.
+        self.plain = {n: c[0] for n, c in cols.items() if not col_of_fields(c)}
         if data:
             self.col_of = dict.fromkeys(cols, _DATA)
         #: (name, changed, source) -> column, for the names whose column they decide
@@ -344,16 +346,18 @@ class _Run:
         ``first``) by its client's data properties; its column, or -1 when the
         record is done with (a GUP's transport record, a client already in
         violation, a data violation found now)."""
-        if (r.role == "gup" and r.event in _TRANSPORT) or st[_NODE] is self.dead:
+        name = r.event
+        if (r.role == "gup" and name in _TRANSPORT) or st[_NODE] is self.dead:
             return -1
         props = st[_PROPS]
         if props is None:
             props = st[_PROPS] = TraceProperties(self.tolerance_ms)
-        found = props.feed(r.event, t, r.port, r.ids, r.duplicates)
+        found = props.feed(name, t, r.port, r.ids, r.duplicates)
         if found is not None:
-            self.violate(st, r.client, r.event, t, first + _index(recs, r, start), found)
+            self.violate(st, r.client, name, t, first + _index(recs, r, start), found)
             return -1
-        return self.cols[r.event][case_of(r.changed, r.source)]
+        col = self.plain.get(name)
+        return col if col is not None else self.by_fields[name, r.changed, r.source]
 
     def slow(self, side: str, client: str, name: str, t: int, changed: bool | None,
              source: str | None, role: str | None, line: int, rec: Any = None) -> None:
