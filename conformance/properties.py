@@ -376,6 +376,29 @@ class Oracle:
 ACK_WINDOW = 8
 
 
+@dataclass(frozen=True)
+class ClientConfig:
+    """What a client's configuration (its sylink.xml) tells offline validation,
+    read under an interpretation: where a heartbeat may begin, whether it may fail
+    over, the interval and the mode."""
+
+    #: (address, port) of the managers a heartbeat may begin with: the first
+    #: listed (Selection.FIRST) or any of the highest priority (RANDOM).
+    first: frozenset[tuple[str, int]]
+    failover: bool
+    interval_ms: int
+    mode: Mode
+
+    @classmethod
+    def of(cls, interpretation: Interpretation, sylink: Any) -> ClientConfig:
+        """From a :class:`~sephb.conformance.sylink.Sylink`."""
+        top = sylink.tiers()[0]
+        chosen = top[:1] if interpretation.selection is Selection.FIRST else top
+        return cls(frozenset((s.address, s.port) for s in chosen),
+                   interpretation.switches[Switch.FAILOVER],
+                   sylink.heartbeat_s * 1000, sylink.mode)
+
+
 @dataclass
 class TraceProperties:
     """The data properties one client's trace shows by itself, for offline
@@ -396,17 +419,34 @@ class TraceProperties:
       or ids acknowledged twice within the last :data:`ACK_WINDOW` uploads). A
       client restarted between an acknowledgement and settling it would re-send
       too: a trace cannot show the restart.
+
+    Given the client's configuration (``config``), two more, where the view makes
+    them provable. In the client's own view (``server_view`` False) every attempt
+    shows: the first ``CONNECT`` after a ``HEARTBEAT_DUE`` must go to a manager a
+    heartbeat may begin with (REQ-1-PRIORITY), and heartbeats are an interval apart
+    (REQ-2-TIMEOUT-30000: "terminates until the next heartbeat interval"), but for
+    the one after a lost push connection. In a server's view refused connects do
+    not show, so only without failover (``seed``) is every manager connect a
+    heartbeat's first: each must go to that manager, an interval after the last. A
+    restarted client checks in at once; a trace cannot show the restart, so the
+    interval rule reports it.
     """
 
     tolerance_ms: int = 1000
+    config: ClientConfig | None = None
+    server_view: bool = False
+    _last_heartbeat: int | None = None
+    _awaiting_first: bool = False
+    #: A held push connection was lost: the next heartbeat may come at once.
+    _lost: bool = False
     _session_since: int | None = None
     _in_upload: list[str] = field(default_factory=list)
     _unacked: set[str] = field(default_factory=set)
     _acked: list[frozenset[str]] = field(default_factory=list)
 
     def feed(self, name: str, t: int, port: int | None = None,
-             ids: list[str] | None = None, duplicates: list[str] | None = None
-             ) -> tuple[str, str] | None:
+             ids: list[str] | None = None, duplicates: list[str] | None = None,
+             addr: str | None = None) -> tuple[str, str] | None:
         """Check one record (not a GUP's own transport record); the (requirement,
         message) of what it proves wrong, or None."""
         since = self._session_since
@@ -415,8 +455,47 @@ class TraceProperties:
             return ("REQ-2-TIMEOUT-30000",
                     f"{name} at t={t}: no session within {SESSION_LIMIT_MS} ms of the "
                     f"connect at t={since}, and the client still waited")
+        if self.config is not None:
+            found = self._configured(name, t, addr, port)
+            if found is not None:
+                return found
         rule = _RULES.get(name)
         return None if rule is None else rule(self, name, t, port, ids, duplicates)
+
+    def _configured(self, name: str, t: int, addr: str | None, port: int | None
+                    ) -> tuple[str, str] | None:
+        config = self.config
+        assert config is not None
+        if name == Event.CONNECTION_LOST.value:
+            self._lost = True
+            return None
+        if self.server_view:
+            if name != Action.CONNECT.value or config.failover:
+                return None
+            begins = True  # without failover, every connect begins a heartbeat
+        elif name == Event.HEARTBEAT_DUE.value:
+            begins, self._awaiting_first = True, True
+        elif name == Action.CONNECT.value and self._awaiting_first:
+            self._awaiting_first = False
+            if addr is not None and (addr, port) not in config.first:
+                allowed = " or ".join(f"{a}:{p}" for a, p in sorted(config.first))
+                return ("REQ-1-PRIORITY", f"the heartbeat began with {addr}:{port}; "
+                                          f"expected {allowed}")
+            return None
+        else:
+            return None
+        if self.server_view and addr is not None and (addr, port) not in config.first:
+            allowed = " or ".join(f"{a}:{p}" for a, p in sorted(config.first))
+            return ("REQ-1-PRIORITY",
+                    f"the heartbeat began with {addr}:{port}; expected {allowed}")
+        last, self._last_heartbeat = self._last_heartbeat, t
+        lost, self._lost = self._lost, False
+        if begins and not lost and last is not None \
+                and t < last + config.interval_ms - self.tolerance_ms:
+            return ("REQ-2-TIMEOUT-30000",
+                    f"a new heartbeat at t={t}, {t - last} ms after the last one: the "
+                    f"next one is due after the {config.interval_ms} ms interval")
+        return None
 
     def _connect(self, name: str, t: int, *_: Any) -> tuple[str, str] | None:
         self._session_since = t

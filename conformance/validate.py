@@ -81,11 +81,11 @@ from sephb.model.checker import (
     case_of,
     tables_for,
 )
-from sephb.model.interpretations import DEFAULT, INTERPRETATIONS
+from sephb.model.interpretations import DEFAULT, INTERPRETATIONS, get
 from sephb.model.protocol import Event, Mode
 
 from .argtypes import non_negative, positive
-from .properties import HIDDEN, TraceProperties
+from .properties import HIDDEN, ClientConfig, TraceProperties
 from .trace import ACTIONS, Record, problem
 
 __all__ = [
@@ -134,6 +134,7 @@ class _Line(msgspec.Struct, gc=False):
 class _DataLine(_Line, gc=False):
     """With ``--data``: the fields the data properties read too."""
 
+    addr: str | None = None
     port: int | None = None
     ids: list[str] | None = None
     duplicates: list[str] | None = None
@@ -235,9 +236,14 @@ class _Run:
     """The checker state of every client of one file."""
 
     def __init__(self, path: str, interpretation: str, mode: Mode | None = None,
-                 data: bool = False, tolerance_ms: int = 1000) -> None:
+                 data: bool = False, tolerance_ms: int = 1000,
+                 config: ClientConfig | None = None) -> None:
         self.path = path
-        self.data, self.tolerance_ms = data, tolerance_ms
+        # A configuration's properties run with the data properties.
+        data = data or config is not None
+        self.data, self.tolerance_ms, self.config = data, tolerance_ms, config
+        if config is not None and mode is None:
+            mode = config.mode
         self.decoder: msgspec.json.Decoder[Any] = _DATA_FAST if data else _FAST
         self.tables = {s: tables_for(interpretation, h) for s, h in _HIDDEN_OF.items()}
         #: Each view's initial node under the configured mode (None: unknown, so
@@ -351,8 +357,9 @@ class _Run:
             return -1
         props = st[_PROPS]
         if props is None:
-            props = st[_PROPS] = TraceProperties(self.tolerance_ms)
-        found = props.feed(name, t, r.port, r.ids, r.duplicates)
+            props = st[_PROPS] = TraceProperties(self.tolerance_ms, self.config,
+                                                 st[_SIDE] != "client")
+        found = props.feed(name, t, r.port, r.ids, r.duplicates, r.addr)
         if found is not None:
             self.violate(st, r.client, name, t, first + _index(recs, r, start), found)
             return -1
@@ -623,14 +630,22 @@ def _sniff(path: str) -> str:
 
 def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
                   mode: str | None = None, data: bool = False,
-                  tolerance_ms: int = 1000) -> FileResult:
+                  tolerance_ms: int = 1000, sylink: str | None = None) -> FileResult:
     """Validate one file (``-``: stdin); never raises for bad input (see
     :attr:`FileResult.problems`). ``mode`` is the clients' configured communication
     mode ("pull" or "push"; None: unknown, either allowed). ``data`` checks the data
     properties a trace shows too (:class:`~.properties.TraceProperties`), with
-    ``tolerance_ms`` of recording jitter on the session limit."""
+    ``tolerance_ms`` of recording jitter on the timing rules. ``sylink``: the
+    clients' sylink.xml, for the rules of their configuration (priority, interval,
+    mode); it implies ``data``. A sylink.xml that cannot be read raises
+    :class:`~sephb.conformance.sylink.ConfigError` (the command checks it first)."""
+    config = None
+    if sylink is not None:
+        from .sylink import load
+
+        config = ClientConfig.of(get(interpretation), load(sylink))
     run = _Run(path if path != "-" else "<stdin>", interpretation,
-               Mode(mode) if mode else None, data, tolerance_ms)
+               Mode(mode) if mode else None, data, tolerance_ms, config)
     fmt = _sniff(path) if fmt == "auto" else fmt
     # The records are short-lived and acyclic: collections in the middle of a block
     # cost a third of the time and free nothing.
@@ -661,8 +676,8 @@ def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
 
 
 #: What one file's validation needs: path, format, interpretation, mode, data,
-#: tolerance.
-_Task = tuple[str, str, str, "str | None", bool, int]
+#: tolerance, sylink.
+_Task = tuple[str, str, str, "str | None", bool, int, "str | None"]
 
 
 def _one(task: _Task) -> FileResult:
@@ -671,11 +686,11 @@ def _one(task: _Task) -> FileResult:
 
 def validate_files(paths: Sequence[str], fmt: str = "auto",
                    interpretation: str = DEFAULT, *, mode: str | None = None,
-                   data: bool = False, tolerance_ms: int = 1000, jobs: int = 1,
-                   engine: str = "local", scheduler: str | None = None
-                   ) -> list[FileResult]:
+                   data: bool = False, tolerance_ms: int = 1000,
+                   sylink: str | None = None, jobs: int = 1, engine: str = "local",
+                   scheduler: str | None = None) -> list[FileResult]:
     """Validate files, in file order; ``jobs`` processes, or on a Dask cluster."""
-    tasks: list[_Task] = [(p, fmt, interpretation, mode, data, tolerance_ms)
+    tasks: list[_Task] = [(p, fmt, interpretation, mode, data, tolerance_ms, sylink)
                           for p in paths]
     if engine == "dask":
         return _dask(tasks, jobs, scheduler)
@@ -760,6 +775,10 @@ def add_parser(sub: Any) -> None:
                    help="check the data properties a trace shows too: the 30,000 ms "
                         "session limit, content ports, logs lost or uploaded twice "
                         "(slower; see docs/validate.md)")
+    p.add_argument("--sylink", metavar="FILE",
+                   help="the clients' sylink.xml: also check the heartbeat's first "
+                        "manager (priority), the interval and the mode (implies "
+                        "--data and its --mode)")
     p.add_argument("--tolerance", type=non_negative, default=1000, metavar="MS",
                    help="with --data: model ms of recording jitter allowed on the "
                         "session limit (default: 1000; a run at --time-scale 0.001 "
@@ -808,9 +827,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--scheduler needs --engine dask")
     if args.files.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
+    if args.sylink is not None:
+        from .sylink import load
+
+        configured = load(args.sylink).mode.value  # a bad file: one clear message
+        if args.mode is not None and args.mode != configured:
+            raise UsageError(f"--mode {args.mode} contradicts {args.sylink}, which "
+                             f"says {configured}")
     results = validate_files(args.files, args.format, args.interpretation,
                              mode=args.mode, data=args.data,
-                             tolerance_ms=args.tolerance, jobs=args.jobs,
+                             tolerance_ms=args.tolerance, sylink=args.sylink,
+                             jobs=args.jobs,
                              engine=args.engine,
                              scheduler=args.scheduler)
     if args.json:

@@ -31,7 +31,8 @@ EXAMPLE_HAR = ROOT / "docs" / "examples" / "reference.har"
 
 
 def reference_records(heartbeats: int = 2, *, fault: str | None = None,
-                      mode: str = "pull", interp: str = "seed") -> list[dict[str, Any]]:
+                      mode: str = "pull", interp: str = "seed",
+                      sylink_to: Path | None = None) -> list[dict[str, Any]]:
     """Both views of a reference client's run against the simulated managers: a
     check-in with content from the GUP (location Branch), then idle ones; or of a
     seeded-fault client's run. (Under ``seed`` a push client holds its connection
@@ -40,7 +41,7 @@ def reference_records(heartbeats: int = 2, *, fault: str | None = None,
     from sephb.conformance.clock import Clock
     from sephb.conformance.managerconfig import FleetConfig
     from sephb.conformance.servers import Fleet
-    from sephb.conformance.sylink import Sylink
+    from sephb.conformance.sylink import Sylink, save
     from sephb.model.interpretations import get
     from sephb.model.protocol import Mode
 
@@ -53,6 +54,8 @@ def reference_records(heartbeats: int = 2, *, fault: str | None = None,
                 blocks = [[(s.address, s.port)] for s in fleet.managers]
                 syl = Sylink.build(blocks, mode=Mode(mode), heartbeat_s=300,
                                    gup=fleet.gup.address)  # type: ignore[union-attr]
+                if sylink_to is not None:
+                    save(syl, sylink_to)
                 opts = ClientOptions(sylink=syl, state_dir=Path(tmp) / "st",
                                      interpretation=get(interp), time_scale=0.001,
                                      heartbeats=heartbeats, client_id="c1", seed=1,
@@ -151,6 +154,62 @@ def test_seeded_fault_traces_are_caught_with_data(fault: str, tmp_path: Path) ->
     assert [c.requirement for c in bad] == [DATA_FAULTS[fault]], res
     assert bad[0].line is not None and bad[0].seen and bad[0].message
     assert all(c.conformant for c in V.validate_file(p).clients)  # the order is right
+
+
+#: Seeded faults that break a rule of the client's configuration (``--sylink``).
+CONFIG_FAULTS = {
+    "lowest-priority-first": "REQ-1-PRIORITY",
+    "retries-at-once": "REQ-2-TIMEOUT-30000",
+}
+
+
+@pytest.mark.parametrize("fault", list(CONFIG_FAULTS))
+def test_seeded_fault_traces_are_caught_with_sylink(fault: str, tmp_path: Path) -> None:
+    """The suite's managers and GUP, written as the client's sylink.xml, in the
+    mode of the failing case: the first manager and the interval are checked."""
+    from sephb.conformance import suite
+    from sephb.conformance.sylink import Sylink, save
+    from sephb.model.interpretations import get
+    from sephb.model.protocol import Mode
+
+    result = suite.run(get("seed"), factory=suite.environment_for(fault),
+                       max_examples=30, shrink=False)
+    failure = result.failures[0]
+    mode = Mode.PUSH if any("Mode.PUSH" in step for step in failure.steps) else Mode.PULL
+    tiers = [[(a, p) for a, p, prio in suite.SITE if prio == n] for n in (1, 2)]
+    syl = tmp_path / "sylink.xml"
+    save(Sylink.build(tiers, mode=mode, heartbeat_s=suite.INTERVAL_MS // 1000,
+                      gup=suite.GUP[0]), syl)
+    p = str(ndjson(tmp_path / "f.ndjson", failure.trace))
+    res = V.validate_file(p, sylink=str(syl))
+    bad = [c for c in res.clients if not c.conformant]
+    assert [c.requirement for c in bad] == [CONFIG_FAULTS[fault]], res
+    assert all(c.conformant for c in V.validate_file(p, data=True).clients)
+
+
+@pytest.mark.parametrize(("mode", "interp"), [("pull", "seed"), ("pull", "documented"),
+                                              ("push", "documented")])
+def test_reference_validates_clean_with_its_sylink(mode: str, interp: str,
+                                                   tmp_path: Path) -> None:
+    syl = tmp_path / "sylink.xml"
+    records = reference_records(3, mode=mode, interp=interp, sylink_to=syl)
+    res = V.validate_file(str(ndjson(tmp_path / "r.ndjson", records)),
+                          interpretation=interp, sylink=str(syl))
+    assert not res.problems and all(c.conformant for c in res.clients), res.clients
+    assert {c.side for c in res.clients} == {"server", "client"}
+
+
+def test_command_sylink_errors(tmp_path: Path) -> None:
+    p = ndjson(tmp_path / "a.ndjson", [{"t": 0, "client": "a", "event": "HEARTBEAT_DUE"}])
+    bad = tmp_path / "bad.xml"
+    bad.write_text("<ServerSettings>\n<CommConf>\n")
+    res = _sephb("validate", str(p), "--sylink", str(bad))
+    assert res.returncode == 2 and f"{bad}:" in res.stderr
+    assert "Traceback" not in res.stderr
+    good = ROOT / "docs" / "examples" / "sylink-pull.xml"
+    res = _sephb("validate", str(p), "--sylink", str(good), "--mode", "push")
+    assert res.returncode == 2 and "contradicts" in res.stderr
+    assert _sephb("validate", str(p), "--sylink", str(good)).returncode == 0
 
 
 def test_session_limit_with_data(tmp_path: Path) -> None:
