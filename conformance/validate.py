@@ -699,7 +699,15 @@ def validate_files(paths: Sequence[str], fmt: str = "auto",
     import multiprocessing
 
     # One file per task: files are independent and a big file dominates anyway.
-    with multiprocessing.get_context("spawn").Pool(min(jobs, len(tasks))) as pool:
+    import threading
+
+    # Fork where there is one and no other thread could hold a lock across it: the
+    # workers start with the modules imported (a spawned worker re-imports numpy
+    # and msgspec, half a second of a two-second file).
+    fork = "fork" in multiprocessing.get_all_start_methods() \
+        and threading.active_count() == 1
+    method = "fork" if fork else "spawn"
+    with multiprocessing.get_context(method).Pool(min(jobs, len(tasks))) as pool:
         return pool.map(_one, tasks, chunksize=1)
 
 
