@@ -918,9 +918,13 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
     n = sum(len(r.clients) for r in results)
     bad = sum(not c.conformant for r in results for c in r.clients)
     probs = sum(len(r.problems) for r in results)
-    console.print(f"{sum(r.events for r in results):,} events, {n:,} clients, "
-                  f"{bad:,} violating, {probs:,} input problem{'' if probs == 1 else 's'}",
-                  markup=False)
+    events = sum(r.events for r in results)
+    console.print(f"{_count(events, 'event')}, {_count(n, 'client')}, {bad:,} violating, "
+                  f"{_count(probs, 'input problem')}", markup=False)
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
 def _main() -> None:  # pragma: no cover - `python -m sephb.conformance.validate`
