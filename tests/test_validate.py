@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import json
 import subprocess
@@ -215,6 +216,57 @@ def test_command_sylink_errors(tmp_path: Path) -> None:
     res = _sephb("validate", str(p), "--sylink", str(good), "--mode", "push")
     assert res.returncode == 2 and "contradicts" in res.stderr
     assert _sephb("validate", str(p), "--sylink", str(good)).returncode == 0
+
+
+def stalled_records(fault: str | None) -> list[dict[str, Any]]:
+    """Both views of one heartbeat against a manager that never answers index.dat
+    (time scale 0.001: the 30,000 ms limit is 30 ms). The run is stopped after 200
+    model seconds: the reference has long given up; a client that ignores the
+    limit still waits, and the manager records its close when it is stopped."""
+    from sephb.conformance.client import ClientOptions, ReferenceClient
+    from sephb.conformance.clock import Clock
+    from sephb.conformance.managerconfig import FleetConfig
+    from sephb.conformance.servers import Fleet
+    from sephb.conformance.sylink import Sylink
+    from sephb.model.interpretations import get
+    from sephb.model.protocol import Mode
+
+    async def main() -> list[dict[str, Any]]:
+        a = addresses(2)
+        async with Fleet(FleetConfig.loopback(a[:1], gup=a[1]),
+                         clock=Clock(0.001)) as fleet:
+            await fleet["m1"].set_fault("stall", "/index.dat")
+            with tempfile.TemporaryDirectory() as tmp:
+                syl = Sylink.build([[(s.address, s.port)] for s in fleet.managers],
+                                   mode=Mode.PULL, heartbeat_s=300)
+                opts = ClientOptions(sylink=syl, state_dir=Path(tmp) / "st",
+                                     interpretation=get("seed"), time_scale=0.001,
+                                     heartbeats=1, client_id="c1", seed=1,
+                                     fsync=False, fault=fault)
+                task = asyncio.ensure_future(ReferenceClient(opts, fleet.recorder).run())
+                await asyncio.sleep(0.2)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                await asyncio.sleep(0.2)  # the manager records the close it sees
+            return [msgspec.to_builtins(r) for r in fleet.records]
+
+    out: list[dict[str, Any]] = run(main())
+    return out
+
+
+def test_ignored_session_limit_shows_in_a_real_trace(tmp_path: Path) -> None:
+    """The suite's trace of ``ignores-session-limit`` ends while the client waits,
+    which proves nothing; a recording that goes on shows the manager holding the
+    connection far past the limit. (Time scale 0.001 makes a millisecond of
+    scheduling a thousand model ms: hence the tolerance.)"""
+    faulty = ndjson(tmp_path / "f.ndjson", stalled_records("ignores-session-limit"))
+    res = V.validate_file(str(faulty), data=True, tolerance_ms=20_000)
+    server = next(c for c in res.clients if c.side == "server")
+    assert (server.conformant, server.requirement) == (False, "REQ-2-TIMEOUT-30000")
+    reference = ndjson(tmp_path / "r.ndjson", stalled_records(None))
+    clean = V.validate_file(str(reference), data=True, tolerance_ms=20_000)
+    assert not clean.problems and all(c.conformant for c in clean.clients), clean
 
 
 def test_session_limit_with_data(tmp_path: Path) -> None:
