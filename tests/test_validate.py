@@ -108,10 +108,10 @@ def test_shipped_example_har_validates_clean() -> None:
 
 #: Seeded faults whose recorded traces break the protocol's order, and the
 #: requirement offline validation names (that of the row the client should have
-#: taken; see conformance/faults.py). The other faults break data properties
-#: (priority, session limit, interval, logs, GUP availability) that need the
-#: environment's knowledge: the conformance suite's oracle catches them, a trace
-#: alone does not (docs/validate.md, "What a trace cannot show").
+#: taken; see conformance/faults.py). The other faults break data properties:
+#: those a trace shows by itself (--data: DATA_FAULTS), those of the client's
+#: configuration (--sylink: CONFIG_FAULTS) and the mode (--mode); see
+#: docs/validate.md, "What a trace shows of the seeded faults".
 ORDER_FAULTS = {
     "manager-download-on-2967": "REQ-4-PORT-8014",
     "ignores-location-source": "REQ-4-PORT-2967",
