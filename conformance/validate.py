@@ -744,8 +744,10 @@ Records with "by": "server" are checked with the events a server cannot see hidd
 (the client's timers, refused connects); "by": "client" (or no "by") with nothing
 hidden; a GUP's own CONNECT/DISCONNECT ("role": "gup") are skipped. A HAR capture is
 mapped to events by the wire profile (docs/wire-profile.md) and checked like a
-server-side view. Exit 0 all conformant, 1 some violation, 2 input that could not be
-read (the other lines, clients and files are still checked)."""
+server-side view. The order of the records is always checked; --mode, --data and
+--sylink add what a trace cannot say by itself (the mode, the data rules the records
+prove, the client's configuration). Exit 0 all conformant, 1 some violation, 2 input
+that could not be read (the other lines, clients and files are still checked)."""
 
 EPILOG = """\
 examples:
@@ -789,7 +791,7 @@ def add_parser(sub: Any) -> None:
                         "--data and its --mode)")
     p.add_argument("--tolerance", type=non_negative, default=1000, metavar="MS",
                    help="with --data: model ms of recording jitter allowed on the "
-                        "session limit (default: 1000; a run at --time-scale 0.001 "
+                        "timing rules (default: 1000; a run at --time-scale 0.001 "
                         "needs more)")
     p.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
                    help="validate N files at a time (processes; default: 1)")
