@@ -1,8 +1,19 @@
-"""Argument types shared by the command-line parsers: one message for one mistake."""
+"""Argument types and options shared by the command-line parsers: one message for one
+mistake, one spelling of one option."""
 
 from __future__ import annotations
 
 import argparse
+
+from sephb.model.interpretations import DEFAULT, INTERPRETATIONS
+
+
+def interpretation_option(p: argparse.ArgumentParser) -> None:
+    """``--interpretation/-i``: which reading of the ambiguous seed."""
+    p.add_argument(
+        "--interpretation", "-i", default=DEFAULT, choices=sorted(INTERPRETATIONS),
+        help=f"reading of the ambiguous seed (default: {DEFAULT})",
+    )
 
 
 def _whole(text: str, least: int) -> int:

@@ -15,9 +15,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sephb.conformance.argtypes import positive
+from sephb.conformance.argtypes import interpretation_option, positive
 from sephb.model.errors import SephbError, UsageError
-from sephb.model.interpretations import DEFAULT, INTERPRETATIONS
+from sephb.model.interpretations import INTERPRETATIONS
 
 from .faults import FAULTS
 
@@ -68,11 +68,7 @@ def _size(text: str) -> int:
     return value
 
 
-def _interpretation(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--interpretation", "-i", default=DEFAULT, choices=sorted(INTERPRETATIONS),
-        help=f"reading of the ambiguous seed (default: {DEFAULT})",
-    )
+
 
 
 def _topology(p: argparse.ArgumentParser) -> None:
@@ -108,7 +104,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                        description="Print the transition table, its parameters, the "
                                    "interpretations and the result of the static "
                                    "analyses.")
-    _interpretation(p)
+    interpretation_option(p)
     p.add_argument("--json", action="store_true",
                    help="machine-readable: states, events, transitions, parameters, "
                         "interpretations")
@@ -119,7 +115,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                                    "check-in paths (heartbeat due -> back to idle or "
                                    "into the held push connection). Each path is a "
                                    "named test case.")
-    _interpretation(p)
+    interpretation_option(p)
     _topology(p)
     p.add_argument("--json", action="store_true",
                    help="machine-readable: paths, covered_transitions, total_transitions")
@@ -129,7 +125,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                        description="Draw the state diagram from the table (graphviz or "
                                    "Mermaid), optionally highlighting one check-in path "
                                    "from `sephb paths` with the same options.")
-    _interpretation(p)
+    interpretation_option(p)
     p.add_argument("--format", "-f", default="svg",
                    choices=("svg", "png", "dot", "mermaid"),
                    help="output format (default: svg)")
@@ -162,7 +158,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                        description="Run the reference client: read sylink.xml, check in "
                                    "with the managers it names, keep its index copy and "
                                    "log queue in --state-dir.")
-    _interpretation(p)
+    interpretation_option(p)
     p.add_argument("--sylink", required=True, metavar="FILE", help="the sylink.xml to read")
     p.add_argument("--state-dir", required=True, metavar="DIR",
                    help="index.dat copy and durable log queue (created if missing)")
@@ -200,7 +196,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                               "--state {state_dir} --speed {time_scale}'\n"
                               "  sephb conform --client sensors-before-logs --report out/r",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    _interpretation(p)
+    interpretation_option(p)
     who = p.add_mutually_exclusive_group()
     who.add_argument("--client", default="reference", metavar="NAME",
                      help="in-process client: 'reference' (default) or a seeded fault "
@@ -225,7 +221,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                                    "whether it was killed, by which requirement, how "
                                    "fast, and how short the shrunk counterexample is. "
                                    "Exit 1 if any survived.")
-    _interpretation(p)
+    interpretation_option(p)
     p.add_argument("--wire", action="store_true",
                    help="also run each fault as a `sephb client --fault` process")
     p.add_argument("--profile", choices=("ci", "nightly", "certify"), default="ci")

@@ -24,19 +24,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from sephb.model.checker import Checker
 from sephb.model.interpretations import Interpretation, Selection
 from sephb.model.protocol import (
+    ENTRY,
     GUP_PORT,
-    MANAGER_CONTENT_PORT,
+    PARAMETERS,
     SESSION_LIMIT_MS,
+    SESSION_PENDING,
+    TABLE,
     Action,
     Event,
     Mode,
+    State,
     Switch,
 )
+
+from .trace import is_transport
 
 #: What servers cannot observe: the client's timers, its connect (the server sees
 #: the connection, recorded as the client's CONNECT), and failures that leave no
@@ -167,7 +173,7 @@ class Oracle:
     def feed(self, rec: dict[str, Any]) -> None:
         name = rec["event"]
         t = int(rec["t"])
-        if rec.get("role") == "gup" and name in ("CONNECT", "DISCONNECT"):
+        if is_transport(name, rec.get("role")):
             return  # a GUP download's own connection: not a step of the model
         self.tick(t)
         self._data(rec, name, t)
@@ -459,8 +465,22 @@ class TraceProperties:
             found = self._configured(name, t, addr, port)
             if found is not None:
                 return found
-        rule = _RULES.get(name)
-        return None if rule is None else rule(self, name, t, port, ids, duplicates)
+        if name in SESSION_OPENS:
+            if since is None:  # an index request within a session does not reopen it
+                self._session_since = t
+        elif name in SESSION_ENDS:
+            self._session_since = None
+        if name in UPLOAD_FAILS:
+            self._unacked |= set(self._in_upload)
+            self._in_upload = []
+        content = CONTENT_PORTS.get(name)
+        if content is not None and port is not None and port != content[0]:
+            return (content[1], f"{name} on port {port}, not {content[0]}")
+        if name == Action.UPLOAD_LOGS.value and ids is not None:
+            return self._upload(ids)
+        if name == Event.LOGS_ACKED.value:
+            return self._ack(ids or [], duplicates or [])
+        return None
 
     def _configured(self, name: str, t: int, addr: str | None, port: int | None
                     ) -> tuple[str, str] | None:
@@ -497,41 +517,6 @@ class TraceProperties:
                     f"next one is due after the {config.interval_ms} ms interval")
         return None
 
-    def _connect(self, name: str, t: int, *_: Any) -> tuple[str, str] | None:
-        self._session_since = t
-        return None
-
-    def _session_end(self, name: str, t: int, *_: Any) -> tuple[str, str] | None:
-        self._session_since = None
-        return self._failure(name) if name != Event.INDEX_RECEIVED.value else None
-
-    def _failure(self, name: str, *_: Any) -> tuple[str, str] | None:
-        if name != Action.DISCONNECT.value:  # an upload in flight was not acknowledged
-            self._unacked |= set(self._in_upload)
-            self._in_upload = []
-        return None
-
-    def _download(self, name: str, t: int, port: int | None, *_: Any
-                  ) -> tuple[str, str] | None:
-        if port is None:
-            return None
-        if name == Action.DOWNLOAD_GUP.value:
-            if port != GUP_PORT:
-                return ("REQ-4-PORT-2967",
-                        f"GUP content fetched on port {port}, not {GUP_PORT}")
-        elif port != MANAGER_CONTENT_PORT:
-            return ("REQ-4-PORT-8014", f"manager content fetched on port {port}, "
-                                       f"not {MANAGER_CONTENT_PORT}")
-        return None
-
-    def _upload_rule(self, name: str, t: int, port: int | None,
-                     ids: list[str] | None, *_: Any) -> tuple[str, str] | None:
-        return None if ids is None else self._upload(ids)
-
-    def _ack_rule(self, name: str, t: int, port: int | None, ids: list[str] | None,
-                  duplicates: list[str] | None) -> tuple[str, str] | None:
-        return self._ack(ids or [], duplicates or [])
-
     def _upload(self, ids: list[str]) -> tuple[str, str] | None:
         dropped = sorted(self._unacked - set(ids))
         self._unacked.clear()
@@ -556,20 +541,27 @@ class TraceProperties:
         return None
 
 
-#: What each record name does to a client's :class:`TraceProperties` (the rest
-#: only meet the session limit): a connect opens a session; the index, a disconnect
-#: or a failure ends it; a failure also leaves an upload in flight unacknowledged.
-_RULES: dict[str, Callable[..., tuple[str, str] | None]] = {
-    Action.CONNECT.value: TraceProperties._connect,
-    Event.INDEX_RECEIVED.value: TraceProperties._session_end,
-    Action.DISCONNECT.value: TraceProperties._session_end,
-    Event.CONNECT_FAILED.value: TraceProperties._session_end,
-    Event.SESSION_TIMEOUT.value: TraceProperties._session_end,
-    Event.CONNECTION_LOST.value: TraceProperties._failure,
-    Event.REQUEST_FAILED.value: TraceProperties._failure,
-    Event.DOWNLOAD_FAILED.value: TraceProperties._failure,
-    Action.DOWNLOAD_GUP.value: TraceProperties._download,
-    Action.DOWNLOAD_MANAGER.value: TraceProperties._download,
-    Action.UPLOAD_LOGS.value: TraceProperties._upload_rule,
-    Event.LOGS_ACKED.value: TraceProperties._ack_rule,
+# What TraceProperties reads of the table (nothing here is a second copy of it):
+#: Records that open a session: the entry actions of the session-pending states
+#: entered from outside them (the connect; a pushed check-in's index request).
+SESSION_OPENS: Final = frozenset(
+    ENTRY[r.dest].value for r in TABLE
+    if r.dest in SESSION_PENDING and r.source not in SESSION_PENDING)
+#: Records that end one: the events that leave the pending states, and whatever the
+#: client does outside them (a disconnect, or going on with the check-in).
+SESSION_ENDS: Final = frozenset(
+    {r.event.value for r in TABLE
+     if r.source in SESSION_PENDING and r.dest not in SESSION_PENDING}
+    | {ENTRY[s].value for s in State if s not in SESSION_PENDING})
+_UPLOADING: Final = next(s for s, a in ENTRY.items() if a is Action.UPLOAD_LOGS)
+#: Events that end a log upload without its acknowledgement.
+UPLOAD_FAILS: Final = frozenset(
+    r.event.value for r in TABLE
+    if r.source is _UPLOADING and r.event is not Event.LOGS_ACKED)
+#: Download action -> (the content port it must use, the requirement saying so):
+#: the port parameter of the requirement of a row entering the downloading state.
+CONTENT_PORTS: Final[dict[str, tuple[int, str]]] = {
+    ENTRY[r.dest].value: (p.value, p.requirement)
+    for r in TABLE for p in PARAMETERS.values()
+    if p.unit == "tcp" and p.requirement == r.requirement
 }

@@ -73,6 +73,16 @@ assert not ACTIONS & EVENTS, "the model's Action and Event names must not clash"
 _NonNeg = Annotated[int, msgspec.Meta(ge=0)]
 
 
+#: What a GUP's own connection records: ``CONNECT``/``DISCONNECT`` with ``role: "gup"``
+#: are transport, not the model's session with a manager, so a model check skips them.
+TRANSPORT: Final = frozenset({Action.CONNECT.value, Action.DISCONNECT.value})
+
+
+def is_transport(name: str, role: str | None) -> bool:
+    """Whether a record is a GUP connection's own connect or close (see TRANSPORT)."""
+    return role == Role.GUP.value and name in TRANSPORT
+
+
 # gc=False: a record holds only strings, numbers and lists of strings, so it cannot be
 # part of a reference cycle; untracked, reading a million lines skips many GC passes.
 class Record(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):

@@ -81,12 +81,13 @@ from sephb.model.checker import (
     case_of,
     tables_for,
 )
-from sephb.model.interpretations import DEFAULT, INTERPRETATIONS, get
+from sephb.model.interpretations import DEFAULT, get
 from sephb.model.protocol import Event, Mode
 
-from .argtypes import non_negative, positive
+from .argtypes import interpretation_option, non_negative, positive
 from .properties import HIDDEN, ClientConfig, TraceProperties
-from .trace import ACTIONS, Record, problem
+from .trace import ACTIONS, TRANSPORT, Record, is_transport, problem
+from .wire import Role
 
 __all__ = [
     "MAX_LINE",
@@ -143,7 +144,7 @@ class _DataLine(_Line, gc=False):
 _FAST: Final = msgspec.json.Decoder(_Line)
 _DATA_FAST: Final = msgspec.json.Decoder(_DataLine)
 _CAREFUL: Final = msgspec.json.Decoder(Record)
-_TRANSPORT: Final = frozenset({"CONNECT", "DISCONNECT"})
+_GUP: Final = Role.GUP.value
 
 #: Which view a record is: its ``by`` value (None reads as the client's own view).
 Side = Literal["server", "client", "har"]
@@ -255,7 +256,7 @@ class _Run:
         assert all(t.cols == cols for t in self.tables.values())
         self.cols = cols
         self.col_of: dict[str, int] = {
-            n: (_BY_FIELDS if col_of_fields(c) else ~c[0] if n in _TRANSPORT else c[0])
+            n: (_BY_FIELDS if col_of_fields(c) else ~c[0] if n in TRANSPORT else c[0])
             for n, c in cols.items()
         }
         #: name -> its column, for the names whose column the fields do not decide.
@@ -334,7 +335,7 @@ class _Run:
                     col = self.props(st, r, t, first, recs, start)
                     if col < 0:
                         continue
-                elif r.role == "gup":
+                elif r.role == _GUP:  # a GUP connection's own: transport
                     continue
                 else:
                     col = ~col
@@ -353,7 +354,7 @@ class _Run:
         record is done with (a GUP's transport record, a client already in
         violation, a data violation found now)."""
         name = r.event
-        if (r.role == "gup" and name in _TRANSPORT) or st[_NODE] is self.dead:
+        if is_transport(name, r.role) or st[_NODE] is self.dead:
             return -1
         props = st[_PROPS]
         if props is None:
@@ -382,7 +383,7 @@ class _Run:
             col = self.props(st, rec, t, line, [rec], 0)
             if col < 0:
                 return
-        elif (role == "gup" and name in _TRANSPORT) or st[_NODE] is self.dead:
+        elif is_transport(name, role) or st[_NODE] is self.dead:
             return
         else:
             col = self.cols[name][case_of(changed, source)]
@@ -605,7 +606,7 @@ def _careful(run: _Run, raw: bytes, line: int, last: bool) -> None:
         run.bad(line, problem(full) or "bad record")
         return
     run.events += 1
-    run.slow("server" if rec.by == "server" else "client", rec.client, rec.event, rec.t,
+    run.slow(_side(rec.by), rec.client, rec.event, rec.t,
              rec.changed, rec.source, rec.role, line, rec)
 
 
@@ -774,9 +775,7 @@ def add_parser(sub: Any) -> None:
                    help="NDJSON traces (plain or gzip), HAR files, or - for stdin")
     p.add_argument("--format", choices=("auto", "ndjson", "har"), default="auto",
                    help="input format (default: auto, .har files are HAR)")
-    p.add_argument("--interpretation", "-i", default=DEFAULT,
-                   choices=sorted(INTERPRETATIONS),
-                   help=f"reading of the ambiguous seed (default: {DEFAULT})")
+    interpretation_option(p)
     p.add_argument("--mode", choices=[m.value for m in Mode],
                    help="the clients' configured communication mode (sylink.xml's "
                         "CommunicationMode): a pull client must not hold its "

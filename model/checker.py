@@ -259,11 +259,6 @@ class Tables:
         """The node of the initial (closed) set under a mode (None: unknown)."""
         return self.start[_MODE_INDEX[mode]]
 
-    def node(self, mode: Mode | None, states: Iterable[State]) -> Node | None:
-        """The node of a set of states under a mode (None if the set is empty)."""
-        mask = sum({_BIT[s] for s in states})
-        return self.nodes[_MODE_INDEX[mode] * _NMASKS + mask] if mask else None
-
     @staticmethod
     def decode(node: Node) -> tuple[int, int]:
         """(mode index, state mask) of a node."""
@@ -532,7 +527,7 @@ class Checker:
 
     def reset(self) -> None:
         """Back to the initial state, forgetting the trace (and any violation)."""
-        self._node: Node | None = self.tables.start[_MODE_INDEX[self.mode]]
+        self._node: Node | None = self.tables.start_for(self.mode)
         self._history = bytearray()
         self._violation: Violation | None = None
 
