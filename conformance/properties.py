@@ -465,20 +465,25 @@ class TraceProperties:
             found = self._configured(name, t, addr, port)
             if found is not None:
                 return found
-        if name in SESSION_OPENS:
+        what = _WHAT.get(name)
+        if what is None:  # most records: only the session limit above applies
+            return None
+        if what & _OPENS:
             if since is None:  # an index request within a session does not reopen it
                 self._session_since = t
-        elif name in SESSION_ENDS:
+        elif what & _ENDS:
             self._session_since = None
-        if name in UPLOAD_FAILS:
+        if what < _FAILS:  # a session bit only (the bits are in this order)
+            return None
+        if what & _FAILS:
             self._unacked |= set(self._in_upload)
             self._in_upload = []
-        content = CONTENT_PORTS.get(name)
-        if content is not None and port is not None and port != content[0]:
-            return (content[1], f"{name} on port {port}, not {content[0]}")
-        if name == Action.UPLOAD_LOGS.value and ids is not None:
+        if what & _PORT and port is not None and port != CONTENT_PORTS[name][0]:
+            want, requirement = CONTENT_PORTS[name]
+            return (requirement, f"{name} on port {port}, not {want}")
+        if what & _UPLOAD and ids is not None:
             return self._upload(ids)
-        if name == Event.LOGS_ACKED.value:
+        if what & _ACK:
             return self._ack(ids or [], duplicates or [])
         return None
 
@@ -564,4 +569,17 @@ CONTENT_PORTS: Final[dict[str, tuple[int, str]]] = {
     ENTRY[r.dest].value: (p.value, p.requirement)
     for r in TABLE for p in PARAMETERS.values()
     if p.unit == "tcp" and p.requirement == r.requirement
+}
+_OPENS, _ENDS, _FAILS, _PORT, _UPLOAD, _ACK = (1 << i for i in range(6))
+#: name -> what it does to a client's TraceProperties (bits above), from the sets
+#: read off the table; a name with nothing to do is absent, so most records cost one
+#: dict lookup.
+_WHAT: Final[dict[str, int]] = {
+    name: bits for name in {*SESSION_OPENS, *SESSION_ENDS, *UPLOAD_FAILS,
+                            *CONTENT_PORTS, Action.UPLOAD_LOGS.value,
+                            Event.LOGS_ACKED.value}
+    if (bits := (_OPENS * (name in SESSION_OPENS) | _ENDS * (name in SESSION_ENDS)
+                 | _FAILS * (name in UPLOAD_FAILS) | _PORT * (name in CONTENT_PORTS)
+                 | _UPLOAD * (name == Action.UPLOAD_LOGS.value)
+                 | _ACK * (name == Event.LOGS_ACKED.value)))
 }
