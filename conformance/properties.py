@@ -14,10 +14,14 @@ The suite sees a client only as its servers do: the trace records they make
   environment knows (which managers it made unavailable, how many logs the client
   produced, the configured ports and interval): the first manager by priority, the
   30,000 ms session limit and the interval, the content ports, logs neither lost nor
-  uploaded twice.
+  uploaded twice, a held push connection kept.
 
-The properties read the model's parameters (:mod:`sephb.model.protocol`) and the
-interpretation; they never restate a transition.
+Offline validation (``sephb validate --data``) judges the records alone with
+:class:`TraceProperties`. The rules both judges apply, :class:`SessionLimit` and
+:class:`LogLedger`, are written once, here. The properties read the model's
+parameters and the sets of names they act on off the table
+(:mod:`sephb.model.protocol`: which records open, end or fail a session, which fail
+an upload, each download's port); they never restate a transition.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from sephb.model.interpretations import Interpretation, Selection
 from sephb.model.protocol import (
     ENTRY,
     GUP_PORT,
+    INITIAL,
     PARAMETERS,
     SESSION_LIMIT_MS,
     SESSION_PENDING,
@@ -106,16 +111,15 @@ class Oracle:
     acked: set[str] = field(default_factory=set)
     _round_start: int | None = None
     _tried: set[str] = field(default_factory=set)
-    _session_since: int | None = None
+    _session: SessionLimit = field(init=False)
+    #: The manager of the pending session (None: unknown or none).
     _session_manager: str | None = None
+    _logs: LogLedger = field(default_factory=lambda: LogLedger())
     _uploading: int = 0
     _restarted: bool = False
     _failed: set[str] = field(default_factory=set)
     #: Rows explained before the client's restarts.
     _runs: list[str] = field(default_factory=list)
-    #: Ids of the upload in flight, and of failed uploads not sent again yet.
-    _in_upload: list[str] = field(default_factory=list)
-    _unacked: set[str] = field(default_factory=set)
     #: The last URLs named the GUP, and no GUP download was seen since.
     _gup_source: bool = False
     #: The GUP was seen failing since those URLs.
@@ -131,6 +135,7 @@ class Oracle:
 
     def __post_init__(self) -> None:
         self.checker = Checker(self.interpretation, mode=self.mode, hidden=self.hidden)
+        self._session = SessionLimit(self.tolerance_ms)
 
     # --- what the environment tells the oracle ----------------------------------------
 
@@ -145,7 +150,7 @@ class Oracle:
         self._hold_at = None
         self._round_start = None
         self._tried = set()
-        self._session_since = None
+        self._session.since = None
         self._restarted = True
 
     def observe_environment(self, now: int) -> None:
@@ -160,13 +165,12 @@ class Oracle:
 
     def tick(self, now: int) -> None:
         """Time advanced to ``now``: a pending session must have been given up."""
-        since = self._session_since
-        if since is not None and now > since + SESSION_LIMIT_MS + self.tolerance_ms:
+        since = self._session.overdue(now)
+        if since is not None:
             self._find("REQ-2-TIMEOUT-30000",
-                       f"no session with {self._session_manager} within "
-                       f"{SESSION_LIMIT_MS} ms (connected at t={since}), and the client "
-                       f"still waits at t={now}", now)
-            self._session_since = None
+                       f"no session with {self._session_manager or 'its manager'} "
+                       f"within {SESSION_LIMIT_MS} ms (opened at t={since}), and the "
+                       f"client still waits at t={now}", now)
 
     # --- records ---------------------------------------------------------------------
 
@@ -217,25 +221,27 @@ class Oracle:
         if name in (Action.CONNECT.value, Action.DISCONNECT.value) \
                 and rec.get("role") == "manager":
             self._gup_source = False  # a check-in ended: the GUP is owed nothing
+        if self._session.see(name, t) and self._session_manager:
+            self._failed.add(self._session_manager)  # it gave no session
+        if name in UPLOAD_FAILS:
+            self._logs.failed()
+        if name == Action.DISCONNECT.value and self._hold_at is not None:
+            self._push_disconnect(t)
         if name == Action.CONNECT.value and rec.get("role") == "manager":
             self._connect(rec, t)
-        elif name == Event.INDEX_RECEIVED.value:
-            self._session_since = None
-        elif name in (Event.CONNECT_FAILED.value, Action.DISCONNECT.value):
-            if self._session_since is not None and self._session_manager:
-                self._failed.add(self._session_manager)
-            self._session_since = None
-        elif name in (Action.DOWNLOAD_MANAGER.value, Action.DOWNLOAD_GUP.value):
+        elif name in CONTENT_PORTS:
             self._port(rec, name, t)
             self._gup_owed(name, t)
         elif name == Action.UPLOAD_LOGS.value:
             self._gup_owed(name, t)
             self._upload(rec, t)
         elif name == Event.LOGS_ACKED.value:
-            ids = set(rec.get("ids") or [])
-            self.acked |= ids
-            self._in_upload = []
+            ids = list(rec.get("ids") or [])
+            self.acked |= set(ids)
             self._hit("REQ-5-LOGS")
+            again = self._logs.ack(ids, list(rec.get("duplicates") or []))
+            if again and not self._restarted:
+                self._find("REQ-5-LOGS", again, t)
             if len(self.acked) < self._uploading:
                 self._find("REQ-5-LOGS",
                            f"{self._uploading - len(self.acked)} produced log(s) never "
@@ -252,10 +258,6 @@ class Oracle:
             self._hold_at = t
         elif name == Event.CONNECTION_LOST.value or name.endswith("_FAILED"):
             self._hold_at = None
-            self._unacked |= set(self._in_upload) - self.acked
-            self._in_upload = []
-        elif name == Action.DISCONNECT.value and self._hold_at is not None:
-            self._push_disconnect(t)
         elif name == Event.HEARTBEAT_DUE.value and rec.get("role") == "manager":
             # A push heartbeat ended the hold: a new heartbeat on the held connection.
             m = self._manager(rec)
@@ -263,9 +265,9 @@ class Oracle:
 
     def _connect(self, rec: dict[str, Any], t: int) -> None:
         m = self._manager(rec)
+        self._session_manager = m.name if m else None
         if m is None:
             return
-        self._session_since, self._session_manager = t, m.name
         if m.name == self._held_with:
             # A push-mode client reconnecting to the manager it held: the same
             # heartbeat (or the next) on the same manager, not a new choice.
@@ -359,27 +361,97 @@ class Oracle:
                            f"{rec.get('port')}, not a manager's content port", t)
 
     def _upload(self, rec: dict[str, Any], t: int) -> None:
-        ids = list(rec.get("ids") or [])
-        # Logs of an upload that failed were not acknowledged: the next upload must
-        # carry them again (a client that dropped them has lost them).
-        dropped = sorted(self._unacked - set(ids))
-        if dropped:
-            self._find("REQ-5-LOGS",
-                       f"log(s) {', '.join(dropped[:3])} of a failed upload were not "
-                       f"sent again: lost", t)
-        self._unacked -= set(ids)
-        self._in_upload = ids
-        again = [i for i in ids if i in self.acked]
-        if again and not self._restarted:
-            self._find("REQ-5-LOGS",
-                       f"log(s) {', '.join(again[:3])} uploaded again after the manager "
-                       f"acknowledged them", t)
+        # A restarted client may send again what it had not settled: only the
+        # environment knows of restarts.
+        found = self._logs.upload(list(rec.get("ids") or []), resent_ok=self._restarted)
+        if found:
+            self._find("REQ-5-LOGS", found, t)
         self._uploading = self.produced
 
 
-#: Acknowledgements a client's :class:`TraceProperties` remembers, to see logs
-#: uploaded again (a client that never settles them sends them at the next upload).
+#: Acknowledgements a :class:`LogLedger` remembers, to see logs uploaded again (a
+#: client that never settles them sends them at the next upload).
 ACK_WINDOW = 8
+
+
+@dataclass
+class SessionLimit:
+    """REQ-2-TIMEOUT-30000 as records show it, for both judges: a session opened by
+    a record of :data:`SESSION_OPENS` must end (:data:`SESSION_ENDS`) within
+    SESSION_LIMIT_MS plus ``tolerance_ms``; a client seen later still waiting broke
+    the limit."""
+
+    tolerance_ms: int = 0
+    #: When the pending session opened (None: none pending).
+    since: int | None = None
+
+    def overdue(self, now: int) -> int | None:
+        """The opening time of a session still pending past its limit at ``now``
+        (forgotten: it is reported once), or None."""
+        since = self.since
+        if since is not None and now > since + SESSION_LIMIT_MS + self.tolerance_ms:
+            self.since = None
+            return since
+        return None
+
+    def see(self, name: str, t: int) -> bool:
+        """Open or end the session by a record's name; whether it ended a pending
+        session without establishing it (:data:`SESSION_FAILS`)."""
+        if name in SESSION_OPENS:
+            if self.since is None:  # an index request within a session: no reopening
+                self.since = t
+            return False
+        if name in SESSION_ENDS:
+            failed = self.since is not None and name in SESSION_FAILS
+            self.since = None
+            return failed
+        return False
+
+
+@dataclass
+class LogLedger:
+    """REQ-5-LOGS as records show it, for both judges: the log ids of a failed upload
+    must be in the next one (else they are lost), and ids the manager acknowledged
+    must not be uploaded again (the manager's ``duplicates``, or ids acknowledged
+    within the last :data:`ACK_WINDOW` uploads: bounded memory at fleet scale)."""
+
+    #: Ids of the upload in flight.
+    in_upload: list[str] = field(default_factory=list)
+    #: Ids of failed uploads, owed to the next upload.
+    unacked: set[str] = field(default_factory=set)
+    acked: list[frozenset[str]] = field(default_factory=list)
+
+    def failed(self) -> None:
+        """The upload in flight ended without its acknowledgement."""
+        self.unacked |= set(self.in_upload)
+        self.in_upload = []
+
+    def upload(self, ids: list[str], *, resent_ok: bool = False) -> str | None:
+        """An upload of ``ids``: what it proves wrong, or None. ``resent_ok``: the
+        client restarted since its last acknowledgement (it may not have settled
+        it), which only an environment knows."""
+        dropped = sorted(self.unacked - set(ids))
+        self.unacked.clear()
+        self.in_upload = list(ids)
+        if dropped:
+            return f"log(s) {', '.join(dropped[:3])} of a failed upload were not sent " \
+                   f"again: lost"
+        again = sorted(i for i in ids if any(i in a for a in self.acked))
+        if again and not resent_ok:
+            return f"log(s) {', '.join(again[:3])} uploaded again after the manager " \
+                   f"acknowledged them"
+        return None
+
+    def ack(self, ids: list[str], duplicates: list[str]) -> str | None:
+        """The manager acknowledged ``ids`` (and says which it had before)."""
+        self.in_upload = []
+        again = sorted(set(duplicates)
+                       | {i for i in ids if any(i in a for a in self.acked)})
+        self.acked = [*self.acked[1 - ACK_WINDOW:], frozenset(ids)]
+        if again:
+            return f"log(s) {', '.join(again[:3])} uploaded again after the manager " \
+                   f"acknowledged them"
+        return None
 
 
 @dataclass(frozen=True)
@@ -410,10 +482,10 @@ class TraceProperties:
     """The data properties one client's trace shows by itself, for offline
     validation (``sephb validate --data``): no environment, no configuration.
 
-    :class:`Oracle` judges the same requirements with what the suite's environment
-    knows (the configured GUP and managers, the logs produced, the clock); here
-    only what the records carry counts, so each rule flags only what the records
-    prove:
+    The session limit and the log rules are the suite's too (:class:`SessionLimit`,
+    :class:`LogLedger`); :class:`Oracle` adds what the suite's environment knows
+    (the configured GUP and managers, the logs produced, restarts, the clock). Here
+    only what the records carry counts, so each rule flags only what they prove:
 
     * REQ-2-TIMEOUT-30000: a record of a session still pending (``CONNECT`` seen,
       no ``INDEX_RECEIVED``, ``DISCONNECT`` or failure since) later than the session
@@ -445,19 +517,19 @@ class TraceProperties:
     _awaiting_first: bool = False
     #: A held push connection was lost: the next heartbeat may come at once.
     _lost: bool = False
-    _session_since: int | None = None
-    _in_upload: list[str] = field(default_factory=list)
-    _unacked: set[str] = field(default_factory=set)
-    _acked: list[frozenset[str]] = field(default_factory=list)
+    _session: SessionLimit = field(init=False)
+    _logs: LogLedger = field(default_factory=LogLedger)
+
+    def __post_init__(self) -> None:
+        self._session = SessionLimit(self.tolerance_ms)
 
     def feed(self, name: str, t: int, port: int | None = None,
              ids: list[str] | None = None, duplicates: list[str] | None = None,
              addr: str | None = None) -> tuple[str, str] | None:
         """Check one record (not a GUP's own transport record); the (requirement,
         message) of what it proves wrong, or None."""
-        since = self._session_since
-        if since is not None and t > since + SESSION_LIMIT_MS + self.tolerance_ms:
-            self._session_since = None
+        since = self._session.overdue(t)
+        if since is not None:
             return ("REQ-2-TIMEOUT-30000",
                     f"{name} at t={t}: no session within {SESSION_LIMIT_MS} ms of the "
                     f"connect at t={since}, and the client still waited")
@@ -468,24 +540,21 @@ class TraceProperties:
         what = _WHAT.get(name)
         if what is None:  # most records: only the session limit above applies
             return None
-        if what & _OPENS:
-            if since is None:  # an index request within a session does not reopen it
-                self._session_since = t
-        elif what & _ENDS:
-            self._session_since = None
-        if what < _FAILS:  # a session bit only (the bits are in this order)
-            return None
+        if what & _SESSION:
+            self._session.see(name, t)
+            if what == _SESSION:  # nothing else (the usual case: one test)
+                return None
         if what & _FAILS:
-            self._unacked |= set(self._in_upload)
-            self._in_upload = []
+            self._logs.failed()
         if what & _PORT and port is not None and port != CONTENT_PORTS[name][0]:
             want, requirement = CONTENT_PORTS[name]
             return (requirement, f"{name} on port {port}, not {want}")
+        found_logs = None
         if what & _UPLOAD and ids is not None:
-            return self._upload(ids)
-        if what & _ACK:
-            return self._ack(ids or [], duplicates or [])
-        return None
+            found_logs = self._logs.upload(ids)
+        elif what & _ACK:
+            found_logs = self._logs.ack(ids or [], duplicates or [])
+        return None if found_logs is None else ("REQ-5-LOGS", found_logs)
 
     def _configured(self, name: str, t: int, addr: str | None, port: int | None
                     ) -> tuple[str, str] | None:
@@ -522,29 +591,6 @@ class TraceProperties:
                     f"next one is due after the {config.interval_ms} ms interval")
         return None
 
-    def _upload(self, ids: list[str]) -> tuple[str, str] | None:
-        dropped = sorted(self._unacked - set(ids))
-        self._unacked.clear()
-        self._in_upload = list(ids)
-        if dropped:
-            return ("REQ-5-LOGS", f"log(s) {', '.join(dropped[:3])} of a failed upload "
-                                  f"were not sent again: lost")
-        again = sorted(i for i in ids if any(i in a for a in self._acked))
-        if again:
-            return ("REQ-5-LOGS", f"log(s) {', '.join(again[:3])} uploaded again after "
-                                  f"the manager acknowledged them")
-        return None
-
-    def _ack(self, ids: list[str], duplicates: list[str]) -> tuple[str, str] | None:
-        self._in_upload = []
-        again = sorted(set(duplicates)
-                       | {i for i in ids if any(i in a for a in self._acked)})
-        self._acked = [*self._acked[1 - ACK_WINDOW:], frozenset(ids)]
-        if again:
-            return ("REQ-5-LOGS", f"log(s) {', '.join(again[:3])} uploaded again after "
-                                  f"the manager acknowledged them")
-        return None
-
 
 # What TraceProperties reads of the table (nothing here is a second copy of it):
 #: Records that open a session: the entry actions of the session-pending states
@@ -570,7 +616,14 @@ CONTENT_PORTS: Final[dict[str, tuple[int, str]]] = {
     for r in TABLE for p in PARAMETERS.values()
     if p.unit == "tcp" and p.requirement == r.requirement
 }
-_OPENS, _ENDS, _FAILS, _PORT, _UPLOAD, _ACK = (1 << i for i in range(6))
+#: Session ends that leave it unestablished: the events taking a pending state back
+#: to the initial state or to a new connect (failover), and giving up (the initial
+#: state's entry action).
+SESSION_FAILS: Final = frozenset(
+    {r.event.value for r in TABLE if r.source in SESSION_PENDING
+     and r.dest in (INITIAL, next(s for s, a in ENTRY.items() if a is Action.CONNECT))}
+    | {ENTRY[INITIAL].value})
+_SESSION, _FAILS, _PORT, _UPLOAD, _ACK = (1 << i for i in range(5))
 #: name -> what it does to a client's TraceProperties (bits above), from the sets
 #: read off the table; a name with nothing to do is absent, so most records cost one
 #: dict lookup.
@@ -578,7 +631,7 @@ _WHAT: Final[dict[str, int]] = {
     name: bits for name in {*SESSION_OPENS, *SESSION_ENDS, *UPLOAD_FAILS,
                             *CONTENT_PORTS, Action.UPLOAD_LOGS.value,
                             Event.LOGS_ACKED.value}
-    if (bits := (_OPENS * (name in SESSION_OPENS) | _ENDS * (name in SESSION_ENDS)
+    if (bits := (_SESSION * (name in SESSION_OPENS or name in SESSION_ENDS)
                  | _FAILS * (name in UPLOAD_FAILS) | _PORT * (name in CONTENT_PORTS)
                  | _UPLOAD * (name == Action.UPLOAD_LOGS.value)
                  | _ACK * (name == Event.LOGS_ACKED.value)))
