@@ -50,6 +50,7 @@ run: setup
 test: setup
 	$(BIN)/ruff check model diagrams conformance tests
 	$(BIN)/mypy --strict -p sephb.model -p sephb.diagrams -p sephb.conformance
+	$(BIN)/mypy --strict tests
 	$(BIN)/python -m pytest
 
 diagrams: setup

@@ -448,11 +448,11 @@ def test_fast_path_equals_careful_path(pieces: list[tuple[bytes, bytes]], block:
     """Whatever the lines hold (two objects on one line, an object over several
     lines, blank lines, CRLF, a raw newline in a string, long lines across blocks),
     the fast path gives exactly what the line-by-line reader gives."""
-    data = b"".join(p + s for p, s in pieces)
+    raw = b"".join(p + s for p, s in pieces)
     if not trailing_newline:
-        data = data.rstrip(b"\r\n")
+        raw = raw.rstrip(b"\r\n")
     with tempfile.NamedTemporaryFile(suffix=".ndjson") as f:
-        f.write(data)
+        f.write(raw)
         f.flush()
         results = []
         for fast in (True, False):
