@@ -528,7 +528,9 @@ class TraceProperties:
              addr: str | None = None) -> tuple[str, str] | None:
         """Check one record (not a GUP's own transport record); the (requirement,
         message) of what it proves wrong, or None."""
-        since = self._session.overdue(t)
+        session = self._session
+        # Most records come with no session pending: spare them the call.
+        since = None if session.since is None else session.overdue(t)
         if since is not None:
             return ("REQ-2-TIMEOUT-30000",
                     f"{name} at t={t}: no session within {SESSION_LIMIT_MS} ms of the "
@@ -541,7 +543,7 @@ class TraceProperties:
         if what is None:  # most records: only the session limit above applies
             return None
         if what & _SESSION:
-            self._session.see(name, t)
+            session.see(name, t)
             if what == _SESSION:  # nothing else (the usual case: one test)
                 return None
         if what & _FAILS:
