@@ -23,7 +23,11 @@ else:
   ``_error``, 3xx-5xx) -> :func:`sephb.conformance.wire.failure_event`;
 * ``changed`` on INDEX_RECEIVED compares the request's ``X-Sephb-Serial`` with the
   answer's serial, and ``source`` is read from the answer body, when the capture
-  kept the body; otherwise both are unknown to the checker.
+  kept the body; otherwise both are unknown to the checker;
+* for the data properties (``sephb validate --data``): each request's address and
+  port come from its URL (``serverIPAddress`` first), an upload's log ids from the
+  request body (``postData``, when kept) and the acknowledged ids from the answer's
+  ``acked``.
 
 A HAR cannot see the client's timers, so it is checked with the server-side hidden
 events. Problems are :class:`HarError`; their "line" is the entry's 1-based number
@@ -78,6 +82,11 @@ class HarEvent:
     source: str | None
     #: The entry's 1-based number.
     line: int
+    #: Where the request went (requests and connects only).
+    addr: str | None = None
+    port: int | None = None
+    #: Log ids: of an upload (from its body, when kept) or of an acknowledgement.
+    ids: list[str] | None = None
 
 
 class _Header(msgspec.Struct):
@@ -89,10 +98,15 @@ class _Content(msgspec.Struct):
     text: str | None = None
 
 
+class _PostData(msgspec.Struct):
+    text: str | None = None
+
+
 class _Request(msgspec.Struct):
     method: str
     url: str
     headers: list[_Header] = []
+    postData: _PostData | None = None
 
 
 class _Response(msgspec.Struct):
@@ -173,10 +187,10 @@ def har_events(path: str) -> Iterator[HarEvent]:
     out: list[HarEvent] = []
 
     def emit(client: str, name: str, t: int, n: int, changed: bool | None = None,
-             source: str | None = None) -> None:
+             source: str | None = None, **data: Any) -> None:
         t = max(t, last.get(client, 0))
         last[client] = t
-        out.append(HarEvent(client, name, t, changed, source, n))
+        out.append(HarEvent(client, name, t, changed, source, n, **data))
 
     for n, e in parsed:
         client = _header(e.request, HEADER_CLIENT)
@@ -195,13 +209,14 @@ def har_events(path: str) -> Iterator[HarEvent]:
             if conns.get(client) is not None:
                 emit(client, Action.DISCONNECT.value, start, n)
             conns[client] = conn
-            emit(client, Action.CONNECT.value, start, n)
+            emit(client, Action.CONNECT.value, start, n, addr=addr, port=port)
         seen.add((client, conn))
         route = route_for(role, e.request.method, url.path)
         if route is None:
             raise HarError(n, f"entries[{n - 1}]: {e.request.method} {url.path} on a "
                               f"{role.value} is not in the wire profile")
-        emit(client, route.action.value, start, n)
+        emit(client, route.action.value, start, n, addr=addr, port=port,
+             ids=_log_ids(e.request) if route.action is Action.UPLOAD_LOGS else None)
         status = e.response.status
         if 200 <= status < 300 and not e.response._error:
             body = _body(e.response)
@@ -217,7 +232,9 @@ def har_events(path: str) -> Iterator[HarEvent]:
             event = route.answer
             if route.path == PUSH_PATH and status == 204:
                 event = Event.HEARTBEAT_DUE
-            emit(client, event.value, end, n, changed, source)
+            acked = body.get("acked") if event is Event.LOGS_ACKED else None
+            emit(client, event.value, end, n, changed, source,
+                 ids=_strings(acked) if isinstance(acked, list) else None)
         else:
             emit(client, failure_event(route, first_request=first).value, end, n)
             if role is Role.MANAGER:
@@ -234,6 +251,24 @@ def _body(resp: _Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return doc if isinstance(doc, dict) else {}
+
+
+def _strings(items: list[Any]) -> list[str]:
+    return [str(i) for i in items]
+
+
+def _log_ids(req: _Request) -> list[str] | None:
+    """The ids of an upload's logs (``{"logs": [{"id": ...}]}``), or None when the
+    capture kept no body to read them from."""
+    text = req.postData.text if req.postData else None
+    try:
+        doc = json.loads(text) if text else None
+    except ValueError:
+        return None
+    logs = doc.get("logs") if isinstance(doc, dict) else None
+    if not isinstance(logs, list):
+        return None
+    return [str(log["id"]) for log in logs if isinstance(log, dict) and "id" in log]
 
 
 def _source(body: Mapping[str, Any]) -> str | None:
@@ -285,6 +320,10 @@ def _entry(req: Mapping[str, Any], ans: Mapping[str, Any]) -> dict[str, Any]:
         body = {"event": "policy_changed", "serial": ans.get("serial", "")}
     status = int(ans.get("status", 0))
     started = _EPOCH + timedelta(milliseconds=int(req["t"]))
+    post: dict[str, Any] = {}
+    if req["event"] == Action.UPLOAD_LOGS.value:  # the ids; the server keeps no data
+        post = {"postData": {"mimeType": "application/json", "text": json.dumps(
+            {"logs": [{"id": i} for i in req.get("ids", [])]})}}
     entry: dict[str, Any] = {
         "startedDateTime": started.isoformat().replace("+00:00", "Z"),
         "time": int(ans["t"]) - int(req["t"]),
@@ -292,7 +331,7 @@ def _entry(req: Mapping[str, Any], ans: Mapping[str, Any]) -> dict[str, Any]:
                     "url": f"http://{req.get('addr')}:{req.get('port')}{req.get('path')}",
                     "httpVersion": "HTTP/1.1", "headers": headers, "queryString": [],
                     "cookies": [], "headersSize": -1,
-                    "bodySize": int(req.get("bytes_in", 0))},
+                    "bodySize": int(req.get("bytes_in", 0)), **post},
         "response": {"status": status, "statusText": "", "httpVersion": "HTTP/1.1",
                      "headers": [], "cookies": [], "redirectURL": "", "headersSize": -1,
                      "bodySize": int(ans.get("bytes_out", 0)),

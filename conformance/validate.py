@@ -69,7 +69,7 @@ import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import IO, Annotated, Any, Final, Literal
+from typing import IO, Annotated, Any, Final, Literal, cast
 
 import msgspec
 import numpy as np
@@ -618,8 +618,13 @@ def _har(path: str, run: _Run) -> None:
     try:
         for ev in har_events(path):
             run.events += 1
+            # With --data, the fields the properties read, as a trace line has them.
+            # (har_events gives only the sources _DataLine admits, or None.)
+            rec = _DataLine(ev.t, ev.client, ev.event, "server", None, ev.changed,
+                            cast(Any, ev.source), ev.addr, ev.port, ev.ids
+                            ) if run.data else None
             run.slow("har", ev.client, ev.event, ev.t, ev.changed, ev.source, None,
-                     ev.line)
+                     ev.line, rec)
     except HarError as exc:
         run.bad(exc.line, exc.what)
 

@@ -102,8 +102,63 @@ def test_reference_har_validates_clean(reference: list[dict[str, Any]],
 
 
 def test_shipped_example_har_validates_clean() -> None:
-    res = V.validate_file(str(EXAMPLE_HAR))
-    assert not res.problems and res.clients and all(c.conformant for c in res.clients)
+    for data in (False, True):
+        res = V.validate_file(str(EXAMPLE_HAR), data=data)
+        assert not res.problems and res.clients and all(c.conformant for c in res.clients)
+
+
+def _har_with(tmp_path: Path, change: Any) -> str:
+    """The shipped capture, each entry passed through ``change``."""
+    doc = json.loads(EXAMPLE_HAR.read_text())
+    doc["log"]["entries"] = [change(e) for e in doc["log"]["entries"]]
+    p = tmp_path / "changed.har"
+    p.write_text(json.dumps(doc))
+    return str(p)
+
+
+def test_har_data_reads_ports_from_urls(tmp_path: Path) -> None:
+    """GUP content fetched on the manager's port: only the URL says so."""
+    def to_8014(e: dict[str, Any]) -> dict[str, Any]:
+        if e["request"]["url"].endswith(".zip"):
+            e["request"]["url"] = e["request"]["url"].replace(":2967/", ":8014/")
+        return e
+
+    p = _har_with(tmp_path, to_8014)
+    bad = [c for c in V.validate_file(p, data=True).clients if not c.conformant]
+    assert [(c.requirement, c.seen) for c in bad] == [("REQ-4-PORT-2967", "DOWNLOAD_GUP")]
+    assert "port 8014, not 2967" in (bad[0].message or "")
+    assert all(c.conformant for c in V.validate_file(p).clients)  # the order is right
+
+
+def test_har_data_reads_log_ids_from_bodies(tmp_path: Path) -> None:
+    """Logs uploaded again: seen in the request body, and without it in the answer's
+    acknowledgement; a capture that kept no body at all proves nothing."""
+    def again(e: dict[str, Any]) -> dict[str, Any]:
+        if e["request"]["url"].endswith("/logs"):
+            e["request"]["postData"]["text"] = json.dumps({"logs": [{"id": "x"}]})
+            e["response"]["content"]["text"] = json.dumps({"acked": ["x"]})
+        return e
+
+    def no_bodies(e: dict[str, Any]) -> dict[str, Any]:
+        e["request"].pop("postData", None)
+        e["response"]["content"]["text"] = ""
+        return e
+
+    p = _har_with(tmp_path, again)
+    bad = [c for c in V.validate_file(p, data=True).clients if not c.conformant]
+    assert [(c.requirement, c.seen) for c in bad] == [("REQ-5-LOGS", "UPLOAD_LOGS")]
+    assert "uploaded again" in (bad[0].message or "")
+
+    def acked_twice(e: dict[str, Any]) -> dict[str, Any]:
+        e = again(e)
+        e["request"].pop("postData", None)
+        return e
+
+    p = _har_with(tmp_path, acked_twice)
+    bad = [c for c in V.validate_file(p, data=True).clients if not c.conformant]
+    assert [(c.requirement, c.seen) for c in bad] == [("REQ-5-LOGS", "LOGS_ACKED")]
+    p = _har_with(tmp_path, no_bodies)
+    assert all(c.conformant for c in V.validate_file(p, data=True).clients)
 
 
 #: Seeded faults whose recorded traces break the protocol's order, and the
