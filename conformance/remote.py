@@ -728,10 +728,17 @@ class ProcessClient:
             # A session of its own: a restart kills the command's whole process group
             # (a wrapper script's children too), and a Ctrl-C at the terminal reaches
             # only the suite, which then kills the client itself.
-            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        self.pids.append(self.proc.pid)
+            _SPAWNING.append("spawning")
+            try:
+                self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
+                                             stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True)
+                self.pids.append(self.proc.pid)
+            finally:
+                deferred = _SPAWNING[1:]
+                _SPAWNING.clear()
+        if deferred:  # a SIGTERM came during the start: now the client can be killed
+            raise KeyboardInterrupt(f"signal {deferred[0]}")
         proc = self.proc
         self.world.quiesce(since, lambda: proc.poll() is None, first_s=self.startup_s,
                            quiet_s=self.quiet_s)
@@ -945,6 +952,12 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
     return _wire_result(result, interp, env.observations)
 
 
+#: Non-empty while a client process is being started: a SIGTERM then waits for the
+#: start to end (raised inside Popen, after the fork, it would orphan the child: no
+#: handle to kill it by). Its first item is a marker; a deferred signal is appended.
+_SPAWNING: list[object] = []
+
+
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM ends a wire run like Ctrl-C: the finally blocks kill the client and
@@ -956,6 +969,9 @@ def _terminate_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: object) -> None:
+        if _SPAWNING:  # raised by _spawn once the new process is in hand
+            _SPAWNING.append(signum)
+            return
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupt)
