@@ -124,10 +124,8 @@ class Oracle:
     _gup_source: bool = False
     #: The GUP was seen failing since those URLs.
     _gup_down: bool = False
-    #: The last record was the acknowledgement of step 6.
-    _sensors_done: bool = False
-    #: When the client last held its push connection (None: not holding).
-    _hold_at: int | None = None
+    #: Step 7 in push mode (None in pull mode).
+    _push: PushHold | None = field(init=False)
     #: The manager a push-mode client last held its connection with.
     _held_with: str | None = None
     #: When each manager was last seen unreachable (a refused or dropped connect).
@@ -136,6 +134,8 @@ class Oracle:
     def __post_init__(self) -> None:
         self.checker = Checker(self.interpretation, mode=self.mode, hidden=self.hidden)
         self._session = SessionLimit(self.tolerance_ms)
+        self._push = PushHold(self.interval_ms, self.tolerance_ms) \
+            if self.mode is Mode.PUSH else None
 
     # --- what the environment tells the oracle ----------------------------------------
 
@@ -147,7 +147,8 @@ class Oracle:
         crash is outside the model), and its first heartbeat is due at once."""
         self._runs += self.checker.run()
         self.checker.reset()
-        self._hold_at = None
+        if self._push is not None:
+            self._push = PushHold(self.interval_ms, self.tolerance_ms)
         self._round_start = None
         self._tried = set()
         self._session.since = None
@@ -209,15 +210,12 @@ class Oracle:
         return None
 
     def _data(self, rec: dict[str, Any], name: str, t: int) -> None:
-        if self._sensors_done and rec.get("role") == "manager":
-            # Step 7 right after step 6: a push-mode client keeps the connection
-            # (HOLD); the table says so too, but hidden timers let a checker explain
-            # an early disconnect away, and the environment knows none was due.
-            self._sensors_done = False
-            if self.mode is Mode.PUSH and name == Action.DISCONNECT.value:
+        if self._push is not None:
+            judged, found = self._push.see(name, t)
+            if judged:
                 self._hit("REQ-7-PUSH")
-                self._find("REQ-7-PUSH", f"the client disconnected at t={t} right "
-                           f"after its check-in, in push mode", t)
+            if found:
+                self._find("REQ-7-PUSH", found, t)
         if name in (Action.CONNECT.value, Action.DISCONNECT.value) \
                 and rec.get("role") == "manager":
             self._gup_source = False  # a check-in ended: the GUP is owed nothing
@@ -225,8 +223,6 @@ class Oracle:
             self._failed.add(self._session_manager)  # it gave no session
         if name in UPLOAD_FAILS:
             self._logs.failed()
-        if name == Action.DISCONNECT.value and self._hold_at is not None:
-            self._push_disconnect(t)
         if name == Action.CONNECT.value and rec.get("role") == "manager":
             self._connect(rec, t)
         elif name in CONTENT_PORTS:
@@ -251,13 +247,9 @@ class Oracle:
             self._gup_down = self.gup is not None and not self.gup_up()
         elif name == Event.SENSORS_ACKED.value:
             self._failed = set()
-            self._sensors_done = True
         elif name == Action.HOLD.value:
             m = self._manager(rec)
             self._held_with = m.name if m else None
-            self._hold_at = t
-        elif name == Event.CONNECTION_LOST.value or name.endswith("_FAILED"):
-            self._hold_at = None
         elif name == Event.HEARTBEAT_DUE.value and rec.get("role") == "manager":
             # A push heartbeat ended the hold: a new heartbeat on the held connection.
             m = self._manager(rec)
@@ -310,18 +302,6 @@ class Oracle:
             self._find("REQ-4-PORT-2967",
                        f"the policy named the GUP, the GUP was up, and the client went "
                        f"on with {name} at t={t} without downloading from it", t)
-
-    def _push_disconnect(self, t: int) -> None:
-        """REQ-7-PUSH: a push-mode client does not fully disconnect; its held
-        connection ends only when it is lost, or at a push heartbeat (documented)."""
-        held_since, self._hold_at = self._hold_at, None
-        assert held_since is not None
-        self._hit("REQ-7-PUSH")
-        if self.mode is Mode.PUSH and t < held_since + self.interval_ms - self.tolerance_ms:
-            self._find("REQ-7-PUSH",
-                       f"the client closed its held push connection at t={t}, "
-                       f"{t - held_since} ms after holding it, with no change pushed and "
-                       f"no push heartbeat due", t)
 
     def _priority(self, m: Manager, t: int) -> None:
         """REQ-1-PRIORITY: the first manager of a heartbeat is the first available
@@ -454,6 +434,45 @@ class LogLedger:
         return None
 
 
+@dataclass
+class PushHold:
+    """REQ-7-PUSH as records show it, for both judges (push mode only): after a
+    check-in (:data:`HOLD_BEGINS`) the client keeps its connection (``HOLD``) until
+    it is lost, a change is pushed or a push heartbeat ends it
+    (:data:`HOLD_ENDS`). A ``DISCONNECT`` right after the check-in, or of a held
+    connection before the interval (when it is known), breaks it. The table says
+    so too, but in a server's view the client's hidden timers let the checker
+    explain an early close away."""
+
+    #: The heartbeat interval (None: unknown, so only the first rule runs).
+    interval_ms: int | None = None
+    tolerance_ms: int = 0
+    _after_check_in: bool = False
+    _held_at: int | None = None
+
+    def see(self, name: str, t: int) -> tuple[bool, str | None]:
+        """(whether the record was judged by the rule, what it breaks or None)."""
+        after, self._after_check_in = self._after_check_in, name in HOLD_BEGINS
+        if name == _HOLD:
+            self._held_at = t
+        elif name in HOLD_ENDS:
+            self._held_at = None
+        if name != _DISCONNECT:
+            return False, None
+        held, self._held_at = self._held_at, None
+        if after:
+            return True, f"the client disconnected at t={t} right after its " \
+                         f"check-in, in push mode"
+        if held is None:
+            return False, None
+        if self.interval_ms is not None \
+                and t < held + self.interval_ms - self.tolerance_ms:
+            return True, f"the client closed its held push connection at t={t}, " \
+                         f"{t - held} ms after holding it, with no change pushed " \
+                         f"and no push heartbeat due"
+        return True, None
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     """What a client's configuration (its sylink.xml) tells offline validation,
@@ -496,7 +515,10 @@ class TraceProperties:
       logs uploaded again after an acknowledgement (the manager's ``duplicates``,
       or ids acknowledged twice within the last :data:`ACK_WINDOW` uploads). A
       client restarted between an acknowledgement and settling it would re-send
-      too: a trace cannot show the restart.
+      too: a trace cannot show the restart;
+    * REQ-7-PUSH, in push mode (``mode``, or the configuration's): the
+      :class:`PushHold` rules, reported at the client's next record (a client that
+      stops disconnects too, so a close proves nothing until it comes back).
 
     Given the client's configuration (``config``), two more, where the view makes
     them provable. In the client's own view (``server_view`` False) every attempt
@@ -513,15 +535,25 @@ class TraceProperties:
     tolerance_ms: int = 1000
     config: ClientConfig | None = None
     server_view: bool = False
+    #: The clients' mode, when known (else the configuration's, if any).
+    mode: Mode | None = None
     _last_heartbeat: int | None = None
     _awaiting_first: bool = False
     #: A held push connection was lost: the next heartbeat may come at once.
     _lost: bool = False
     _session: SessionLimit = field(init=False)
     _logs: LogLedger = field(default_factory=LogLedger)
+    _push: PushHold | None = field(init=False)
+    #: What the last record broke of the push hold, if the client goes on.
+    _push_broken: str | None = None
 
     def __post_init__(self) -> None:
         self._session = SessionLimit(self.tolerance_ms)
+        config, mode = self.config, self.mode
+        if mode is None and config is not None:
+            mode = config.mode
+        self._push = PushHold(config.interval_ms if config else None,
+                              self.tolerance_ms) if mode is Mode.PUSH else None
 
     def feed(self, name: str, t: int, port: int | None = None,
              ids: list[str] | None = None, duplicates: list[str] | None = None,
@@ -539,6 +571,14 @@ class TraceProperties:
             found = self._configured(name, t, addr, port)
             if found is not None:
                 return found
+        if self._push is not None:
+            # A client that stops (a shutdown, the end of a recording) disconnects
+            # too: a close breaks the hold only once the client is seen again.
+            if self._push_broken is not None:
+                broken, self._push_broken = self._push_broken, None
+                return "REQ-7-PUSH", f"{broken}; {name} at t={t} shows it had not " \
+                                     f"stopped"
+            self._push_broken = self._push.see(name, t)[1]
         what = _WHAT.get(name)
         if what is None:  # most records: only the session limit above applies
             return None
@@ -625,6 +665,14 @@ SESSION_FAILS: Final = frozenset(
     {r.event.value for r in TABLE if r.source in SESSION_PENDING
      and r.dest in (INITIAL, next(s for s, a in ENTRY.items() if a is Action.CONNECT))}
     | {ENTRY[INITIAL].value})
+_HELD: Final = next(s for s, a in ENTRY.items() if a is Action.HOLD)
+_HOLD: Final = Action.HOLD.value
+_DISCONNECT: Final = ENTRY[INITIAL].value
+#: Events that begin a push hold (end a check-in in push mode), and that end one
+#: (in any reading of the table).
+HOLD_BEGINS: Final = frozenset(
+    r.event.value for r in TABLE if r.dest is _HELD and r.source is not _HELD)
+HOLD_ENDS: Final = frozenset(r.event.value for r in TABLE if r.source is _HELD)
 _SESSION, _FAILS, _PORT, _UPLOAD, _ACK = (1 << i for i in range(5))
 #: name -> what it does to a client's TraceProperties (bits above), from the sets
 #: read off the table; a name with nothing to do is absent, so most records cost one

@@ -245,6 +245,7 @@ class _Run:
         self.data, self.tolerance_ms, self.config = data, tolerance_ms, config
         if config is not None and mode is None:
             mode = config.mode
+        self.mode = mode
         self.decoder: msgspec.json.Decoder[Any] = _DATA_FAST if data else _FAST
         self.tables = {s: tables_for(interpretation, h) for s, h in _HIDDEN_OF.items()}
         #: Each view's initial node under the configured mode (None: unknown, so
@@ -360,7 +361,7 @@ class _Run:
         props = st[_PROPS]
         if props is None:
             props = st[_PROPS] = TraceProperties(self.tolerance_ms, self.config,
-                                                 st[_SIDE] != "client")
+                                                 st[_SIDE] != "client", self.mode)
         found = props.feed(name, t, r.port, r.ids, r.duplicates, r.addr)
         if found is not None:
             self.violate(st, r.client, name, t, first + _index(recs, r, start), found)
@@ -788,8 +789,9 @@ def add_parser(sub: Any) -> None:
                         "connection, a push client must (default: unknown, either)")
     p.add_argument("--data", action="store_true",
                    help="check the data properties a trace shows too: the 30,000 ms "
-                        "session limit, content ports, logs lost or uploaded twice "
-                        "(slower; see docs/validate.md)")
+                        "session limit, content ports, logs lost or uploaded twice, "
+                        "and with --mode push the held connection (slower; see "
+                        "docs/validate.md)")
     p.add_argument("--sylink", metavar="FILE",
                    help="the clients' sylink.xml: also check the heartbeat's first "
                         "manager (priority), the interval and the mode (implies "

@@ -10,10 +10,14 @@ import pytest
 
 from sephb.conformance.properties import (
     ACK_WINDOW,
+    HOLD_BEGINS,
+    HOLD_ENDS,
     SESSION_FAILS,
+    ClientConfig,
     LogLedger,
     Manager,
     Oracle,
+    PushHold,
     SessionLimit,
     TraceProperties,
 )
@@ -35,13 +39,16 @@ def _records(*steps: _Step) -> list[dict[str, Any]]:
     return [{"event": e, "t": t, **_AT, **x} for e, t, x in steps]
 
 
-def _judge_both(records: list[dict[str, Any]]) -> tuple[set[str], set[str]]:
+def _judge_both(records: list[dict[str, Any]], mode: Mode = Mode.PULL
+                ) -> tuple[set[str], set[str]]:
     """The requirements each judge finds in the same server-side records (the
-    Oracle's data findings only: its checker's are told apart by their message)."""
-    o = _oracle()
+    Oracle's data findings only: its checker's are told apart by their message);
+    offline, given the configuration the Oracle knows."""
+    o = _oracle(mode=mode)
     for r in records:
         o.feed(r)
-    offline = TraceProperties(tolerance_ms=0, server_view=True)
+    config = ClientConfig(frozenset({("127.0.0.2", 8014)}), False, _INTERVAL, mode)
+    offline = TraceProperties(tolerance_ms=0, config=config, server_view=True)
     found = set()
     for r in records:
         f = offline.feed(r["event"], r["t"], r.get("port"), r.get("ids"),
@@ -85,12 +92,45 @@ def test_both_judges_find_the_same_data_fault(
     assert suite == offline == {requirement}, name
 
 
+_CHECKED_IN: tuple[_Step, ...] = (
+    *_CHECK_IN, ("UPLOAD_LOGS", 30, {"ids": ["a", "b"]}),
+    ("LOGS_ACKED", 40, {"ids": ["a", "b"]}), ("UPLOAD_SENSORS", 50, {}),
+    ("SENSORS_ACKED", 60, {}))
+
+
 def test_a_clean_check_in_is_clean_for_both_judges() -> None:
-    suite, offline = _judge_both(_records(
-        *_CHECK_IN, ("UPLOAD_LOGS", 30, {"ids": ["a", "b"]}),
-        ("LOGS_ACKED", 40, {"ids": ["a", "b"]}), ("UPLOAD_SENSORS", 50, {}),
-        ("SENSORS_ACKED", 60, {}), ("DISCONNECT", 70, {})))
+    suite, offline = _judge_both(_records(*_CHECKED_IN, ("DISCONNECT", 70, {})))
     assert suite == offline == set()
+    suite, offline = _judge_both(_records(*_CHECKED_IN, ("HOLD", 70, {}),
+                                          ("POLICY_PUSHED", 5_000, {})), Mode.PUSH)
+    assert suite == offline == set()
+
+
+@pytest.mark.parametrize(("steps", "mode", "found"), [
+    ((("DISCONNECT", 70, {}),), Mode.PUSH, {"REQ-7-PUSH"}),  # right after check-in
+    ((("HOLD", 70, {}), ("DISCONNECT", 5_000, {})), Mode.PUSH, {"REQ-7-PUSH"}),
+    ((("HOLD", 70, {}), ("CONNECTION_LOST", 5_000, {}), ("DISCONNECT", 5_010, {})),
+     Mode.PUSH, set()),  # the hold was lost first
+    ((("DISCONNECT", 70, {}),), Mode.PULL, set()),
+])
+def test_both_judges_hold_a_push_client_to_its_connection(
+        steps: tuple[_Step, ...], mode: Mode, found: set[str]) -> None:
+    """Offline, a close proves nothing until the client comes back (a client that
+    stops closes too): the next check-in is part of each case."""
+    back = ("CONNECT", _INTERVAL + 100, {})
+    suite, offline = _judge_both(_records(*_CHECKED_IN, *steps, back), mode)
+    assert suite == offline == found
+    if found:
+        offline_at_the_end = _judge_both(_records(*_CHECKED_IN, *steps), mode)[1]
+        assert offline_at_the_end == set()
+
+
+def test_push_hold_reads_its_names_off_the_table() -> None:
+    assert {"SENSORS_ACKED"} == HOLD_BEGINS
+    assert {"POLICY_PUSHED", "HEARTBEAT_DUE", "CONNECTION_LOST"} == HOLD_ENDS
+    unknown = PushHold(interval_ms=None)  # offline with --mode push, no sylink.xml
+    unknown.see("HOLD", 0)
+    assert unknown.see("DISCONNECT", 10) == (True, None)
 
 
 @pytest.mark.parametrize("interp", ["seed", "documented"])

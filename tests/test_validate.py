@@ -360,7 +360,9 @@ def test_reference_validates_clean_with_its_mode(mode: str, tmp_path: Path) -> N
 def test_mode_faults_are_caught_given_the_mode(fault: str, mode: str, requirement: str,
                                                tmp_path: Path) -> None:
     """A real run of the seeded-fault client: with --mode its own trace breaks the
-    requirement; without it, either mode's ending is allowed and it passes."""
+    requirement; without it, either mode's ending is allowed and it passes. With
+    --data too, the managers' view of a push client that disconnects breaks it as
+    well (the checker alone lets a hidden push heartbeat explain the close)."""
     p = ndjson(tmp_path / "f.ndjson",
                reference_records(2, fault=fault, mode=mode, interp="documented"))
     res = V.validate_file(str(p), mode=mode, interpretation="documented")
@@ -368,6 +370,12 @@ def test_mode_faults_are_caught_given_the_mode(fault: str, mode: str, requiremen
     assert (client.conformant, client.requirement) == (False, requirement), client
     unknown = V.validate_file(str(p), interpretation="documented")
     assert all(c.conformant for c in unknown.clients)
+    deep = V.validate_file(str(p), mode=mode, interpretation="documented", data=True)
+    assert {(c.side, c.requirement) for c in deep.clients} == {
+        ("client", requirement), ("server", requirement)}
+    if mode == "push":  # the manager's view proves it when the client comes back
+        server = next(c for c in deep.clients if c.side == "server")
+        assert server.seen == "CONNECT" and "had not stopped" in (server.message or "")
 
 
 def test_violation_names_line_requirement_and_before(tmp_path: Path) -> None:
