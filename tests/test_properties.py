@@ -117,7 +117,7 @@ def test_both_judges_hold_a_push_client_to_its_connection(
         steps: tuple[_Step, ...], mode: Mode, found: set[str]) -> None:
     """Offline, a close proves nothing until the client comes back (a client that
     stops closes too): the next check-in is part of each case."""
-    back = ("CONNECT", _INTERVAL + 100, {})
+    back: _Step = ("CONNECT", _INTERVAL + 100, {})
     suite, offline = _judge_both(_records(*_CHECKED_IN, *steps, back), mode)
     assert suite == offline == found
     if found:
