@@ -26,6 +26,7 @@ an upload, each download's port); they never restate a transition.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -399,7 +400,9 @@ class LogLedger:
     in_upload: list[str] = field(default_factory=list)
     #: Ids of failed uploads, owed to the next upload.
     unacked: set[str] = field(default_factory=set)
-    acked: list[frozenset[str]] = field(default_factory=list)
+    #: The ids of the last ACK_WINDOW acknowledgements.
+    acked: deque[frozenset[str]] = field(
+        default_factory=lambda: deque(maxlen=ACK_WINDOW))
 
     def failed(self) -> None:
         """The upload in flight ended without its acknowledgement."""
@@ -426,8 +429,9 @@ class LogLedger:
         """The manager acknowledged ``ids`` (and says which it had before)."""
         self.in_upload = []
         again = sorted(set(duplicates)
-                       | {i for i in ids if any(i in a for a in self.acked)})
-        self.acked = [*self.acked[1 - ACK_WINDOW:], frozenset(ids)]
+                       | {i for i in ids if any(i in a for a in self.acked)}
+                       ) if ids or duplicates else None
+        self.acked.append(frozenset(ids))
         if again:
             return f"log(s) {', '.join(again[:3])} uploaded again after the manager " \
                    f"acknowledged them"
@@ -554,6 +558,15 @@ class TraceProperties:
             mode = config.mode
         self._push = PushHold(config.interval_ms if config else None,
                               self.tolerance_ms) if mode is Mode.PUSH else None
+
+    @property
+    def watching(self) -> bool:
+        """Whether the next record must be fed whatever its name: a session is
+        pending (any record may show its limit broken), or the configuration's or
+        the push rules read every record. Otherwise only :data:`ACTS_ON` names can
+        change or break anything here."""
+        return self._session.since is not None or self.config is not None \
+            or self._push is not None
 
     def feed(self, name: str, t: int, port: int | None = None,
              ids: list[str] | None = None, duplicates: list[str] | None = None,
@@ -686,3 +699,8 @@ _WHAT: Final[dict[str, int]] = {
                  | _UPLOAD * (name == Action.UPLOAD_LOGS.value)
                  | _ACK * (name == Event.LOGS_ACKED.value)))
 }
+#: The names a TraceProperties acts on when it is not :attr:`watching
+#: <TraceProperties.watching>`: all but those that only end a session (none is
+#: pending then).
+ACTS_ON: Final = frozenset(
+    name for name, bits in _WHAT.items() if bits != _SESSION or name in SESSION_OPENS)

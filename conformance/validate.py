@@ -85,7 +85,7 @@ from sephb.model.interpretations import DEFAULT, get
 from sephb.model.protocol import Event, Mode
 
 from .argtypes import interpretation_option, non_negative, positive
-from .properties import HIDDEN, ClientConfig, TraceProperties
+from .properties import ACTS_ON, HIDDEN, ClientConfig, TraceProperties
 from .trace import ACTIONS, TRANSPORT, Record, is_transport, problem
 from .wire import Role
 
@@ -204,9 +204,11 @@ class FileResult:
 
 # A client's state is a list, indexed by these, for speed on the hot path. _BY is the
 # ``by`` value (the decoder's own string object, or None) of the records that
-# ``_Run.by_client`` sends to it.
-_NODE, _HIST, _LAST, _SIDE, _START, _OFFSET, _VERDICT, _BY, _PROPS = range(9)
-assert (_NODE, _HIST, _LAST, _BY) == (0, 1, 2, 7)  # _Run.fast spells these as literals
+# ``_Run.by_client`` sends to it; _COLS the name -> column map its next record takes
+# (with --data: whether the data properties need to see every record of it now).
+_NODE, _HIST, _LAST, _SIDE, _START, _OFFSET, _VERDICT, _BY, _PROPS, _COLS = range(10)
+# _Run.fast spells these as literals
+assert (_NODE, _HIST, _LAST, _BY, _COLS) == (0, 1, 2, 7, 9)
 
 
 def _side(by: str | None) -> str:
@@ -223,7 +225,7 @@ _SINK: Final[deque[int]] = deque(maxlen=0)
 # What ``_Run.col_of`` holds for names the fast path cannot place with the name alone.
 #: The name's column depends on ``changed``/``source`` (a guard's inputs).
 _BY_FIELDS: Final = -(1 << 20)
-#: With ``--data``: every record goes by the data properties first.
+#: With ``--data``: the record goes by the data properties first.
 _DATA: Final = -(1 << 21)
 # CONNECT/DISCONNECT hold ``~column``: a GUP's own are transport records, skipped.
 
@@ -262,8 +264,14 @@ class _Run:
         }
         #: name -> its column, for the names whose column the fields do not decide.
         self.plain = {n: c[0] for n, c in cols.items() if not col_of_fields(c)}
+        #: With --data, the maps of a client whose properties read every record now
+        #: (a session pending, the configuration's or the push rules) and of one whose
+        #: properties need only the names they act on (most records skip them).
+        self.col_every = self.col_quiet = self.col_of
         if data:
-            self.col_of = dict.fromkeys(cols, _DATA)
+            self.col_every = dict.fromkeys(cols, _DATA)
+            self.col_quiet = self.col_every if config is not None or mode is Mode.PUSH \
+                else {n: _DATA if n in ACTS_ON else c for n, c in self.col_of.items()}
         #: (name, changed, source) -> column, for the names whose column they decide
         #: (the values _Line's types admit: every case).
         self.by_fields: dict[tuple[str, bool | None, str | None], int] = {
@@ -284,7 +292,8 @@ class _Run:
         self.events = 0
 
     def new(self, side: str, client: str) -> list[Any]:
-        st = [self.start[side], bytearray(), -1, side, None, 0, None, side, None]
+        st = [self.start[side], bytearray(), -1, side, None, 0, None, side, None,
+              self.col_quiet]
         self.states[side][client] = st
         return st
 
@@ -316,7 +325,7 @@ class _Run:
         guard fields and GUP transport to rare branches. The state's slots are
         literal indexes here (0 node, 1 history, 2 last t, 7 by): a named constant
         is a global lookup, 3% of the loop."""
-        by_client, col_of, by_fields = self.by_client, self.col_of, self.by_fields
+        by_client, by_fields = self.by_client, self.by_fields
         for r in itertools.islice(recs, start, None) if start else recs:
             try:
                 st = by_client[r.client]
@@ -328,7 +337,7 @@ class _Run:
             if t < st[2]:
                 return _index(recs, r, start)
             st[2] = t
-            col = col_of[r.event]
+            col = st[9][r.event]
             if col < 0:
                 if col == _BY_FIELDS:
                     col = by_fields[r.event, r.changed, r.source]
@@ -363,6 +372,7 @@ class _Run:
             props = st[_PROPS] = TraceProperties(self.tolerance_ms, self.config,
                                                  st[_SIDE] != "client", self.mode)
         found = props.feed(name, t, r.port, r.ids, r.duplicates, r.addr)
+        st[_COLS] = self.col_every if props.watching else self.col_quiet
         if found is not None:
             self.violate(st, r.client, name, t, first + _index(recs, r, start), found)
             return -1
