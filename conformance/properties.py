@@ -17,11 +17,12 @@ The suite sees a client only as its servers do: the trace records they make
   uploaded twice, a held push connection kept.
 
 Offline validation (``sephb validate --data``) judges the records alone with
-:class:`TraceProperties`. The rules both judges apply, :class:`SessionLimit` and
-:class:`LogLedger`, are written once, here. The properties read the model's
-parameters and the sets of names they act on off the table
+:class:`TraceProperties`. The rules both judges apply, :class:`SessionLimit`,
+:class:`LogLedger` and :class:`PushHold`, are written once, here. The properties
+read the model's parameters and the sets of names they act on off the table
 (:mod:`sephb.model.protocol`: which records open, end or fail a session, which fail
-an upload, each download's port); they never restate a transition.
+an upload, which begin and end a push hold, each download's port); they never
+restate a transition.
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ class Oracle:
     _logs: LogLedger = field(default_factory=lambda: LogLedger())
     _uploading: int = 0
     _restarted: bool = False
+    #: Restarted and no acknowledgement seen since: the new process may send again
+    #: what the killed one had not settled (its last records may have been dropped).
+    _resend_ok: bool = False
     _failed: set[str] = field(default_factory=set)
     #: Rows explained before the client's restarts.
     _runs: list[str] = field(default_factory=list)
@@ -153,7 +157,7 @@ class Oracle:
         self._round_start = None
         self._tried = set()
         self._session.since = None
-        self._restarted = True
+        self._restarted = self._resend_ok = True
 
     def observe_environment(self, now: int) -> None:
         """Note which managers are unreachable at ``now``: a client's attempts there
@@ -236,9 +240,13 @@ class Oracle:
             ids = list(rec.get("ids") or [])
             self.acked |= set(ids)
             self._hit("REQ-5-LOGS")
-            again = self._logs.ack(ids, list(rec.get("duplicates") or []))
-            if again and not self._restarted:
+            # Not the manager's `duplicates`: an acknowledgement the Oracle did not
+            # see (a killed process's last records are dropped at a restart; an
+            # answer lost on the wire) leaves the client right to send them again.
+            again = self._logs.ack(ids, [])
+            if again and not self._resend_ok:
                 self._find("REQ-5-LOGS", again, t)
+            self._resend_ok = False
             if len(self.acked) < self._uploading:
                 self._find("REQ-5-LOGS",
                            f"{self._uploading - len(self.acked)} produced log(s) never "
@@ -343,11 +351,13 @@ class Oracle:
 
     def _upload(self, rec: dict[str, Any], t: int) -> None:
         # A restarted client may send again what it had not settled: only the
-        # environment knows of restarts.
-        found = self._logs.upload(list(rec.get("ids") or []), resent_ok=self._restarted)
+        # environment knows of restarts (_resend_ok, until the next acknowledgement).
+        self._uploading = self.produced
+        if "ids" not in rec:  # not recorded (a reset upload): nothing to judge
+            return
+        found = self._logs.upload(list(rec["ids"] or []), resent_ok=self._resend_ok)
         if found:
             self._find("REQ-5-LOGS", found, t)
-        self._uploading = self.produced
 
 
 #: Acknowledgements a :class:`LogLedger` remembers, to see logs uploaded again (a
@@ -379,7 +389,9 @@ class SessionLimit:
         """Open or end the session by a record's name; whether it ended a pending
         session without establishing it (:data:`SESSION_FAILS`)."""
         if name in SESSION_OPENS:
-            if self.since is None:  # an index request within a session: no reopening
+            # A connect is a new attempt with a limit of its own; an index request
+            # opens a session only outside one (a pushed check-in's).
+            if self.since is None or name == SESSION_RESTARTS:
                 self.since = t
             return False
         if name in SESSION_ENDS:
@@ -394,7 +406,8 @@ class LogLedger:
     """REQ-5-LOGS as records show it, for both judges: the log ids of a failed upload
     must be in the next one (else they are lost), and ids the manager acknowledged
     must not be uploaded again (the manager's ``duplicates``, or ids acknowledged
-    within the last :data:`ACK_WINDOW` uploads: bounded memory at fleet scale)."""
+    within the last :data:`ACK_WINDOW` acknowledgements: bounded memory at fleet
+    scale)."""
 
     #: Ids of the upload in flight.
     in_upload: list[str] = field(default_factory=list)
@@ -510,14 +523,15 @@ class TraceProperties:
     (the configured GUP and managers, the logs produced, restarts, the clock). Here
     only what the records carry counts, so each rule flags only what they prove:
 
-    * REQ-2-TIMEOUT-30000: a record of a session still pending (``CONNECT`` seen,
-      no ``INDEX_RECEIVED``, ``DISCONNECT`` or failure since) later than the session
-      limit plus ``tolerance_ms`` (recording jitter): the client kept waiting;
+    * REQ-2-TIMEOUT-30000: a record of a session still pending (opened by a
+      ``CONNECT``, which restarts the limit, or a pushed check-in's ``GET_INDEX``;
+      not ended since, :class:`SessionLimit`) later than the session limit plus
+      ``tolerance_ms`` (recording jitter): the client kept waiting;
     * REQ-4-PORT-2967 / REQ-4-PORT-8014: GUP content on another port than the
       GUP's, manager content on another port than the manager's content port;
     * REQ-5-LOGS: logs of a failed upload missing from the next upload (lost), and
       logs uploaded again after an acknowledgement (the manager's ``duplicates``,
-      or ids acknowledged twice within the last :data:`ACK_WINDOW` uploads). A
+      or ids acknowledged twice within the last :data:`ACK_WINDOW` acknowledgements). A
       client restarted between an acknowledgement and settling it would re-send
       too: a trace cannot show the restart;
     * REQ-7-PUSH, in push mode (``mode``, or the configuration's): the
@@ -671,6 +685,11 @@ CONTENT_PORTS: Final[dict[str, tuple[int, str]]] = {
     for r in TABLE for p in PARAMETERS.values()
     if p.unit == "tcp" and p.requirement == r.requirement
 }
+#: The record of a new attempt, which restarts the limit: the entry action of the
+#: pending state a heartbeat enters from the initial state (the connect).
+SESSION_RESTARTS: Final = next(
+    ENTRY[r.dest].value for r in TABLE
+    if r.source is INITIAL and r.dest in SESSION_PENDING)
 #: Session ends that leave it unestablished: the events taking a pending state back
 #: to the initial state or to a new connect (failover), and giving up (the initial
 #: state's entry action).

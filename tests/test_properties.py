@@ -152,6 +152,42 @@ def test_a_held_push_connection_closed_early_is_caught(interp: str) -> None:
     assert judge(_INTERVAL + 70) == ([] if interp == "documented" else ["REQ-7-PUSH"])
 
 
+def test_the_oracle_lets_a_restarted_client_send_unsettled_logs_again() -> None:
+    """Killed after the manager stored its upload (the suite drops the dead
+    process's acknowledgement), the new process sends the logs again and the manager
+    names them duplicates: right, until the next acknowledgement."""
+    o = _oracle()
+    for r in _records(*_CHECK_IN, ("UPLOAD_LOGS", 30, {"ids": ["a", "b"]})):
+        o.feed(r)
+    o.restarted(100)
+    for r in _records(("DISCONNECT", 100, {}), ("CONNECT", 100, {}),
+                      ("GET_INDEX", 110, {}), ("INDEX_RECEIVED", 120, {"changed": False}),
+                      ("UPLOAD_LOGS", 130, {"ids": ["a", "b"]}),
+                      ("LOGS_ACKED", 140, {"ids": ["a", "b"], "duplicates": ["a", "b"]}),
+                      ("UPLOAD_SENSORS", 150, {}), ("SENSORS_ACKED", 160, {}),
+                      ("DISCONNECT", 170, {})):
+        o.feed(r)
+    assert o.findings == []
+    # After that acknowledgement, sending them again is the client's fault.
+    for r in _records(("CONNECT", _INTERVAL + 200, {}), ("GET_INDEX", _INTERVAL + 210, {}),
+                      ("INDEX_RECEIVED", _INTERVAL + 220, {"changed": False}),
+                      ("UPLOAD_LOGS", _INTERVAL + 230, {"ids": ["a"]})):
+        o.feed(r)
+    assert [f.requirement for f in o.findings] == ["REQ-5-LOGS"]
+
+
+def test_an_upload_without_recorded_ids_proves_nothing_about_logs() -> None:
+    """A reset upload's record has no ids: neither judge takes it for an empty one
+    (which would make the failed upload's logs look lost)."""
+    suite, offline = _judge_both(_records(
+        *_CHECK_IN, ("UPLOAD_LOGS", 30, {"ids": ["a", "b"]}), ("REQUEST_FAILED", 40, {}),
+        ("DISCONNECT", 50, {}), ("CONNECT", _INTERVAL, {}),
+        ("GET_INDEX", _INTERVAL + 10, {}),
+        ("INDEX_RECEIVED", _INTERVAL + 20, {"changed": False}),
+        ("UPLOAD_LOGS", _INTERVAL + 30, {}), ("REQUEST_FAILED", _INTERVAL + 40, {})))
+    assert suite == offline == set()
+
+
 def test_session_limit_fails_only_unestablished_sessions() -> None:
     s = SessionLimit(tolerance_ms=0)
     assert {"CONNECT_FAILED", "SESSION_TIMEOUT", "DISCONNECT"} == SESSION_FAILS
@@ -164,6 +200,9 @@ def test_session_limit_fails_only_unestablished_sessions() -> None:
     assert s.see("CONNECT_FAILED", 40) and s.since is None
     s.see("CONNECT", 50)
     assert s.overdue(50 + SESSION_LIMIT_MS + 1) == 50 and s.since is None
+    s.see("CONNECT", 60)
+    s.see("CONNECT", 70)  # a new attempt (its refused predecessor left no record)
+    assert s.since == 70
 
 
 def test_log_ledger_remembers_a_window_of_acknowledgements() -> None:
