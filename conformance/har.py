@@ -279,18 +279,27 @@ def _source(body: Mapping[str, Any]) -> str | None:
 # --- server trace -> HAR -----------------------------------------------------------
 
 _EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
+_CLOSED: Final = "the connection closed before an answer"
 
 
 def trace_to_har(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
     """HAR 1.2 of the server records of a run: each request record paired with the
     answer record that follows it on the same server connection. CONNECT and
-    DISCONNECT become connection ids; requests never answered are left out."""
+    DISCONNECT become connection ids; a request still unanswered when its connection
+    closes (a held push request, say) is an entry with status 0 and an ``_error``,
+    as a browser writes an aborted request; one unanswered at the end is left out."""
     pending: dict[tuple[str, int], Mapping[str, Any]] = {}
     entries: list[dict[str, Any]] = []
     for rec in records:
-        if rec.get("by") != "server" or rec["event"] in ("CONNECT", "DISCONNECT"):
+        if rec.get("by") != "server" or rec["event"] == Action.CONNECT.value:
             continue
         key = (str(rec.get("server")), int(rec.get("conn", 0)))
+        if rec["event"] == Action.DISCONNECT.value:
+            req = pending.pop(key, None)
+            if req is not None:
+                entries.append(_entry(req, {"event": rec["event"], "t": rec["t"],
+                                            "status": 0, "error": _CLOSED}))
+            continue
         if rec["event"] in {a.value for a in Action}:
             pending[key] = rec
             continue
@@ -321,11 +330,14 @@ def _entry(req: Mapping[str, Any], ans: Mapping[str, Any]) -> dict[str, Any]:
     status = int(ans.get("status", 0))
     started = _EPOCH + timedelta(milliseconds=int(req["t"]))
     post: dict[str, Any] = {}
-    if req["event"] == Action.UPLOAD_LOGS.value:  # the ids; the server keeps no data
+    if req["event"] == Action.UPLOAD_LOGS.value and "ids" in req:
+        # The ids (the server keeps no data); none recorded: no body, as unknown.
         post = {"postData": {"mimeType": "application/json", "text": json.dumps(
-            {"logs": [{"id": i} for i in req.get("ids", [])]})}}
+            {"logs": [{"id": i} for i in req["ids"] or []]})}}
     entry: dict[str, Any] = {
-        "startedDateTime": started.isoformat().replace("+00:00", "Z"),
+        # Always with milliseconds: the entries are sorted by this string.
+        "startedDateTime": started.isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z"),
         "time": int(ans["t"]) - int(req["t"]),
         "request": {"method": req.get("method", "GET"),
                     "url": f"http://{req.get('addr')}:{req.get('port')}{req.get('path')}",

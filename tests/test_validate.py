@@ -448,6 +448,35 @@ def test_corrupt_gzip_empty_and_missing(tmp_path: Path) -> None:
     assert V.validate_file(str(ok)).events == 1
 
 
+def test_trace_to_har_keeps_what_the_servers_did_not_answer_or_record() -> None:
+    """An upload whose ids were not recorded gets no body (unknown, not empty); a
+    request still open when its connection closes (a held push request) is an
+    aborted entry, as a browser writes one, not left out."""
+    at = {"client": "c1", "by": "server", "server": "m1", "role": "manager",
+          "conn": 1, "addr": "127.0.0.2", "port": 8014}
+    up = {**at, "t": 0, "event": "UPLOAD_LOGS", "method": "POST", "path": "/logs"}
+    failed = {**at, "t": 5, "event": "REQUEST_FAILED", "status": 0, "error": "reset"}
+    hold = {**at, "t": 10, "event": "HOLD", "method": "GET", "path": "/push"}
+    close = {**at, "t": 90, "event": "DISCONNECT"}
+    entries = trace_to_har([up, failed, {**up, "t": 6, "ids": ["x"]},
+                            {**failed, "t": 7}, hold, close])["log"]["entries"]
+    assert "postData" not in entries[0]["request"]
+    assert json.loads(entries[1]["request"]["postData"]["text"]) == {"logs": [{"id": "x"}]}
+    held = entries[2]
+    assert held["request"]["url"].endswith("/push") and held["response"]["status"] == 0
+    assert held["response"]["_error"] and held["time"] == 80
+
+
+def test_a_push_capture_validates_clean_with_data(tmp_path: Path) -> None:
+    """A push client's run (documented: the hold ends at the push heartbeat) as HAR:
+    its held requests are in the capture, so --data --mode push finds nothing."""
+    records = reference_records(2, mode="push", interp="documented")
+    har = tmp_path / "push.har"
+    har.write_text(json.dumps(trace_to_har(records)))
+    res = V.validate_file(str(har), interpretation="documented", mode="push", data=True)
+    assert not res.problems and all(c.conformant for c in res.clients), res.clients
+
+
 def test_har_non_http_entry(tmp_path: Path) -> None:
     p = tmp_path / "x.har"
     doc = json.loads(EXAMPLE_HAR.read_text())
@@ -497,7 +526,9 @@ def _record(t: int, client: str, name: str, by: str | None, style: int) -> bytes
     return json.dumps(d, separators=(",", ":")).encode()
 
 
-_piece = st.builds(_record, st.integers(0, 30), st.sampled_from(["a", "b"]),
+# Times in steps of 1.5 s up to 45 s: sessions can pass their 30,000 ms limit.
+_piece = st.builds(_record, st.integers(0, 30).map(lambda k: 1500 * k),
+                   st.sampled_from(["a", "b"]),
                    st.sampled_from(NAMES), st.sampled_from([None, "server", "client"]),
                    st.sampled_from([0, 0, 0, 0, 1, 2, 3]))
 _sep = st.sampled_from([b"\n", b"\n", b"\n", b"\r\n", b"", b" ", b"\n\n", b"\n \n"])
@@ -505,12 +536,15 @@ _sep = st.sampled_from([b"\n", b"\n", b"\n", b"\r\n", b"", b" ", b"\n\n", b"\n \
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.lists(st.tuples(_piece, _sep), max_size=25),
-       st.sampled_from([64, 256, 4096]), st.booleans(), st.booleans())
+       st.sampled_from([64, 256, 4096]), st.booleans(), st.booleans(),
+       st.sampled_from([None, "pull", "push"]))
 def test_fast_path_equals_careful_path(pieces: list[tuple[bytes, bytes]], block: int,
-                                       trailing_newline: bool, data: bool) -> None:
+                                       trailing_newline: bool, data: bool,
+                                       mode: str | None) -> None:
     """Whatever the lines hold (two objects on one line, an object over several
     lines, blank lines, CRLF, a raw newline in a string, long lines across blocks),
-    the fast path gives exactly what the line-by-line reader gives."""
+    the fast path gives exactly what the line-by-line reader gives; with --data too,
+    where the fast path feeds the properties only the records that can matter."""
     raw = b"".join(p + s for p, s in pieces)
     if not trailing_newline:
         raw = raw.rstrip(b"\r\n")
@@ -522,7 +556,75 @@ def test_fast_path_equals_careful_path(pieces: list[tuple[bytes, bytes]], block:
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(V, "FAST_PATH", fast)
                 mp.setattr(V, "MAX_LINE", block)
-                results.append(V.validate_file(f.name, data=data))
+                results.append(V.validate_file(f.name, data=data, mode=mode))
+    assert results[0] == results[1]
+
+
+@st.composite
+def _check_ins(draw: st.DrawFn, client: str) -> list[dict[str, Any]]:
+    """A client's check-ins as a manager or the client records them, mostly in
+    order, roughed up: a step dropped or failed now and then, gaps past the session
+    limit, another port, logs sent again or lost, held or closed, the hold lost."""
+    by = draw(st.sampled_from(["server", "client"]))
+    out: list[dict[str, Any]] = []
+    t = 0
+    ids: list[str] = []
+    for _ in range(draw(st.integers(1, 4))):
+        changed = draw(st.booleans())
+        names = [*(("HEARTBEAT_DUE",) if by == "client" else ()), "CONNECT",
+                 *(("CONNECTED",) if by == "client" else ()), "GET_INDEX",
+                 "INDEX_RECEIVED",
+                 *(("GET_URLS", "URLS_RECEIVED", "DOWNLOAD_MANAGER", "CONTENT_RECEIVED")
+                   if changed else ()),
+                 "UPLOAD_LOGS", "LOGS_ACKED", "UPLOAD_SENSORS", "SENSORS_ACKED"]
+        names = [n for n in names if draw(st.integers(0, 49)) > 0]  # a few dropped
+        if draw(st.integers(0, 3)) == 0:  # a failure ends it, often the log upload's
+            at = names.index("UPLOAD_LOGS") + 1 if "UPLOAD_LOGS" in names \
+                and draw(st.integers(0, 3)) else draw(st.integers(0, len(names)))
+            names = [*names[:at], "REQUEST_FAILED", "DISCONNECT"]
+        else:
+            names.append(draw(st.sampled_from(["DISCONNECT", "HOLD"])))
+        if names[-1] == "HOLD":
+            names.append(draw(st.sampled_from(["CONNECTION_LOST"] * 3 + ["DISCONNECT"])))
+        for name in names:
+            t += draw(st.sampled_from([0, 10, *[500] * 12, 12_000, 31_000]))
+            d: dict[str, Any] = {"t": t, "client": client, "event": name, "by": by}
+            if name == "INDEX_RECEIVED":
+                d["changed"] = changed
+            if name == "URLS_RECEIVED":
+                d["source"] = "manager"
+            if name in ("CONNECT", "DOWNLOAD_MANAGER"):
+                d["addr"] = "127.0.0.2"
+                d["port"] = draw(st.sampled_from([8014] * 5 + [2967]))
+            if name == "UPLOAD_LOGS":
+                d["ids"] = ids = draw(st.lists(st.sampled_from("abcd"), max_size=2))
+            if name == "LOGS_ACKED":  # mostly what was uploaded
+                d["ids"] = draw(st.sampled_from([ids] * 5 + [["a"]]))
+            out.append(d)
+        t += draw(st.sampled_from([1_000, 300_000]))
+    return out
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_check_ins("a"), _check_ins("b"), st.booleans(),
+       st.sampled_from([256, 4096]), st.sampled_from([None, "pull", "push"]))
+def test_fast_path_equals_careful_path_on_check_ins(
+        a: list[dict[str, Any]], b: list[dict[str, Any]], a_first: bool, block: int,
+        mode: str | None) -> None:
+    """With --data on check-in-like traces of two interleaved clients (where the
+    data rules have something to find), the fast path, which feeds the properties
+    only the records that can matter, gives what feeding them every record gives."""
+    # Interleaved by time, each client's own order kept (the sort is stable).
+    merged = sorted(a + b, key=lambda d: (d["t"], (d["client"] == "a") != a_first))
+    with tempfile.NamedTemporaryFile(suffix=".ndjson") as f:
+        f.write(b"".join(json.dumps(d).encode() + b"\n" for d in merged))
+        f.flush()
+        results = []
+        for fast in (True, False):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(V, "FAST_PATH", fast)
+                mp.setattr(V, "MAX_LINE", block)
+                results.append(V.validate_file(f.name, data=True, mode=mode))
     assert results[0] == results[1]
 
 
