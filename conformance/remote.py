@@ -724,21 +724,14 @@ class ProcessClient:
 
     def _spawn(self) -> None:
         since = self.world.heard
-        with open(self.log_path, "ab") as log:
-            # A session of its own: a restart kills the command's whole process group
-            # (a wrapper script's children too), and a Ctrl-C at the terminal reaches
-            # only the suite, which then kills the client itself.
-            _SPAWNING.append("spawning")
-            try:
-                self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
-                                             stdout=log, stderr=subprocess.STDOUT,
-                                             start_new_session=True)
-                self.pids.append(self.proc.pid)
-            finally:
-                deferred = _SPAWNING[1:]
-                _SPAWNING.clear()
-        if deferred:  # a SIGTERM came during the start: now the client can be killed
-            raise KeyboardInterrupt(f"signal {deferred[0]}")
+        # A session of its own: a restart kills the command's whole process group (a
+        # wrapper script's children too), and a Ctrl-C at the terminal reaches only
+        # the suite, which then kills the client itself.
+        with open(self.log_path, "ab") as log, _signals_held():
+            self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+            self.pids.append(self.proc.pid)
         proc = self.proc
         self.world.quiesce(since, lambda: proc.poll() is None, first_s=self.startup_s,
                            quiet_s=self.quiet_s)
@@ -952,10 +945,28 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
     return _wire_result(result, interp, env.observations)
 
 
-#: Non-empty while a client process is being started: a SIGTERM then waits for the
-#: start to end (raised inside Popen, after the fork, it would orphan the child: no
-#: handle to kill it by). Its first item is a marker; a deferred signal is appended.
-_SPAWNING: list[object] = []
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver the first that came
+    to the handler it would have met. Around Popen: an interrupt raised inside it,
+    after the fork, would orphan the child (no handle left to kill it by). Only on
+    the main thread, where Python runs signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        came.append(signum)
+
+    old = {s: signal.signal(s, hold) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():  # (None: one set outside Python; the default)
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
+        if came:  # now the usual handler runs (KeyboardInterrupt, or termination)
+            signal.raise_signal(came[0])
 
 
 @contextlib.contextmanager
@@ -969,9 +980,6 @@ def _terminate_as_interrupt() -> Iterator[None]:
         return
 
     def interrupt(signum: int, frame: object) -> None:
-        if _SPAWNING:  # raised by _spawn once the new process is in hand
-            _SPAWNING.append(signum)
-            return
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupt)

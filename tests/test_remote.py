@@ -223,6 +223,30 @@ def test_sigterm_during_a_run_leaves_nothing_behind(tmp_path: Path) -> None:
         assert not Path(f"/proc/{pid}").exists(), f"client {pid} outlived the suite"
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signals_held_around_a_spawn_arrive_after_it(signum: int) -> None:
+    """A client is started inside ``_signals_held``: an interrupt that comes then
+    reaches its usual handler only once the block is over (inside Popen, after the
+    fork, it would have orphaned the child)."""
+    class Stop(Exception):
+        pass
+
+    def stop(signum: int, frame: object) -> None:
+        raise Stop(signum)
+
+    before = signal.signal(signum, stop)
+    went_on = []
+    try:
+        with pytest.raises(Stop), remote._signals_held():
+            os.kill(os.getpid(), signum)
+            for _ in range(1000):  # the handler runs between bytecodes: give it some
+                went_on.append(True)
+        assert len(went_on) == 1000  # the whole block ran first
+        assert signal.getsignal(signum) is stop  # and the handler is back
+    finally:
+        signal.signal(signum, before)
+
+
 def _wait_for_client(parent: int) -> list[int]:
     """The pids of ``parent``'s children once it has one (the client under test)."""
     import time
