@@ -20,9 +20,12 @@ from netutil import addresses, run
 
 from sephb.conformance import validate as V
 from sephb.conformance.har import trace_to_har
-from sephb.conformance.properties import HIDDEN
+from sephb.conformance.properties import CONTENT_PORTS, HIDDEN
 from sephb.model import oracle
 from sephb.model.checker import NAMES
+from sephb.model.graph import Topology, checkin_paths, concrete_graph, node, row_of
+from sephb.model.interpretations import get
+from sephb.model.protocol import ENTRY, INITIAL, Mode, Row
 
 sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
 from bench_validate import write_trace
@@ -548,6 +551,11 @@ def test_fast_path_equals_careful_path(pieces: list[tuple[bytes, bytes]], block:
     raw = b"".join(p + s for p, s in pieces)
     if not trailing_newline:
         raw = raw.rstrip(b"\r\n")
+    _fast_equals_careful(raw, block, data=data, mode=mode)
+
+
+def _fast_equals_careful(raw: bytes, block: int, **options: Any) -> None:
+    """The fast path and the line-by-line reader give equal results on ``raw``."""
     with tempfile.NamedTemporaryFile(suffix=".ndjson") as f:
         f.write(raw)
         f.flush()
@@ -556,51 +564,60 @@ def test_fast_path_equals_careful_path(pieces: list[tuple[bytes, bytes]], block:
             with pytest.MonkeyPatch.context() as mp:
                 mp.setattr(V, "FAST_PATH", fast)
                 mp.setattr(V, "MAX_LINE", block)
-                results.append(V.validate_file(f.name, data=data, mode=mode))
+                results.append(V.validate_file(f.name, **options))
     assert results[0] == results[1]
+
+
+#: A check-in path of the model: its rows and the rest node it ends at.
+_Walk = tuple[list[Row], str]
+
+
+def _walks() -> dict[str, dict[str, list[_Walk]]]:
+    """mode -> rest node -> the check-in paths of the model from it (one manager, a
+    GUP): what the generated traces follow, read off the table."""
+    out: dict[str, dict[str, list[_Walk]]] = {}
+    for mode in Mode:
+        g = concrete_graph(get("seed"), Topology(1, 1, True, mode))
+        by_start: dict[str, list[_Walk]] = {}
+        for path in checkin_paths(g):
+            by_start.setdefault(path[0][0], []).append(
+                ([row_of(g, e) for e in path], path[-1][1]))
+        out[mode.value] = by_start
+    return out
+
+
+_WALKS: Final = _walks()
 
 
 @st.composite
 def _check_ins(draw: st.DrawFn, client: str) -> list[dict[str, Any]]:
-    """A client's check-ins as a manager or the client records them, mostly in
-    order, roughed up: a step dropped or failed now and then, gaps past the session
-    limit, another port, logs sent again or lost, held or closed, the hold lost."""
+    """A client's check-ins along the model's paths (each from where the last one
+    ended), as a manager or the client records them, roughed up: a record dropped
+    now and then, gaps past the session limit, another port, logs sent again."""
     by = draw(st.sampled_from(["server", "client"]))
+    walks = _WALKS[draw(st.sampled_from([m.value for m in Mode]))]
+    at = node(INITIAL, None)
     out: list[dict[str, Any]] = []
     t = 0
     ids: list[str] = []
     for _ in range(draw(st.integers(1, 4))):
-        changed = draw(st.booleans())
-        names = [*(("HEARTBEAT_DUE",) if by == "client" else ()), "CONNECT",
-                 *(("CONNECTED",) if by == "client" else ()), "GET_INDEX",
-                 "INDEX_RECEIVED",
-                 *(("GET_URLS", "URLS_RECEIVED", "DOWNLOAD_MANAGER", "CONTENT_RECEIVED")
-                   if changed else ()),
-                 "UPLOAD_LOGS", "LOGS_ACKED", "UPLOAD_SENSORS", "SENSORS_ACKED"]
-        names = [n for n in names if draw(st.integers(0, 49)) > 0]  # a few dropped
-        if draw(st.integers(0, 3)) == 0:  # a failure ends it, often the log upload's
-            at = names.index("UPLOAD_LOGS") + 1 if "UPLOAD_LOGS" in names \
-                and draw(st.integers(0, 3)) else draw(st.integers(0, len(names)))
-            names = [*names[:at], "REQUEST_FAILED", "DISCONNECT"]
-        else:
-            names.append(draw(st.sampled_from(["DISCONNECT", "HOLD"])))
-        if names[-1] == "HOLD":
-            names.append(draw(st.sampled_from(["CONNECTION_LOST"] * 3 + ["DISCONNECT"])))
-        for name in names:
-            t += draw(st.sampled_from([0, 10, *[500] * 12, 12_000, 31_000]))
-            d: dict[str, Any] = {"t": t, "client": client, "event": name, "by": by}
-            if name == "INDEX_RECEIVED":
-                d["changed"] = changed
-            if name == "URLS_RECEIVED":
-                d["source"] = "manager"
-            if name in ("CONNECT", "DOWNLOAD_MANAGER"):
-                d["addr"] = "127.0.0.2"
-                d["port"] = draw(st.sampled_from([8014] * 5 + [2967]))
-            if name == "UPLOAD_LOGS":
-                d["ids"] = ids = draw(st.lists(st.sampled_from("abcd"), max_size=2))
-            if name == "LOGS_ACKED":  # mostly what was uploaded
-                d["ids"] = draw(st.sampled_from([ids] * 5 + [["a"]]))
-            out.append(d)
+        path, at = draw(st.sampled_from(walks[at]))
+        for row in path:
+            for name in (row.event.value, ENTRY[row.dest].value):
+                if by == "server" and row.event in HIDDEN and name == row.event.value:
+                    continue  # what a server cannot see
+                if draw(st.integers(0, 49)) == 0:
+                    continue  # a record lost now and then
+                t += draw(st.sampled_from([0, 10, *[500] * 12, 12_000, 31_000]))
+                d: dict[str, Any] = {"t": t, "client": client, "event": name, "by": by}
+                if name in CONTENT_PORTS or name == "CONNECT":
+                    d["addr"] = "127.0.0.2"
+                    d["port"] = draw(st.sampled_from([8014] * 5 + [2967]))
+                if name == "UPLOAD_LOGS":
+                    d["ids"] = ids = draw(st.lists(st.sampled_from("abcd"), max_size=2))
+                if name == "LOGS_ACKED":  # mostly what was uploaded
+                    d["ids"] = draw(st.sampled_from([ids] * 5 + [["a"]]))
+                out.append(d)
         t += draw(st.sampled_from([1_000, 300_000]))
     return out
 
@@ -616,16 +633,8 @@ def test_fast_path_equals_careful_path_on_check_ins(
     only the records that can matter, gives what feeding them every record gives."""
     # Interleaved by time, each client's own order kept (the sort is stable).
     merged = sorted(a + b, key=lambda d: (d["t"], (d["client"] == "a") != a_first))
-    with tempfile.NamedTemporaryFile(suffix=".ndjson") as f:
-        f.write(b"".join(json.dumps(d).encode() + b"\n" for d in merged))
-        f.flush()
-        results = []
-        for fast in (True, False):
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(V, "FAST_PATH", fast)
-                mp.setattr(V, "MAX_LINE", block)
-                results.append(V.validate_file(f.name, data=True, mode=mode))
-    assert results[0] == results[1]
+    _fast_equals_careful(b"".join(json.dumps(d).encode() + b"\n" for d in merged),
+                         block, data=True, mode=mode)
 
 
 # --- compiled path vs the oracle, end to end ------------------------------------
