@@ -629,16 +629,16 @@ class TraceProperties:
                     ) -> tuple[str, str] | None:
         config = self.config
         assert config is not None
-        if name == Event.CONNECTION_LOST.value:
+        if name in HOLD_LOST:
             self._lost = True
             return None
         if self.server_view:
-            if name != Action.CONNECT.value or config.failover:
+            if name != SESSION_RESTARTS or config.failover:
                 return None
             begins = True  # without failover, every connect begins a heartbeat
-        elif name == Event.HEARTBEAT_DUE.value:
+        elif name in HEARTBEAT_BEGINS:
             begins, self._awaiting_first = True, True
-        elif name == Action.CONNECT.value and self._awaiting_first:
+        elif name == SESSION_RESTARTS and self._awaiting_first:
             self._awaiting_first = False
             if addr is not None and (addr, port) not in config.first:
                 allowed = " or ".join(f"{a}:{p}" for a, p in sorted(config.first))
@@ -705,6 +705,11 @@ _DISCONNECT: Final = ENTRY[INITIAL].value
 HOLD_BEGINS: Final = frozenset(
     r.event.value for r in TABLE if r.dest is _HELD and r.source is not _HELD)
 HOLD_ENDS: Final = frozenset(r.event.value for r in TABLE if r.source is _HELD)
+#: Those that end it with the connection gone (the next heartbeat may come at once).
+HOLD_LOST: Final = frozenset(
+    r.event.value for r in TABLE if r.source is _HELD and r.dest is INITIAL)
+#: Events that begin a heartbeat: those leaving the initial state.
+HEARTBEAT_BEGINS: Final = frozenset(r.event.value for r in TABLE if r.source is INITIAL)
 _SESSION, _FAILS, _PORT, _UPLOAD, _ACK = (1 << i for i in range(5))
 #: name -> what it does to a client's TraceProperties (bits above), from the sets
 #: read off the table; a name with nothing to do is absent, so most records cost one

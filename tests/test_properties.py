@@ -10,8 +10,10 @@ import pytest
 
 from sephb.conformance.properties import (
     ACK_WINDOW,
+    HEARTBEAT_BEGINS,
     HOLD_BEGINS,
     HOLD_ENDS,
+    HOLD_LOST,
     SESSION_FAILS,
     ClientConfig,
     LogLedger,
@@ -128,6 +130,7 @@ def test_both_judges_hold_a_push_client_to_its_connection(
 def test_push_hold_reads_its_names_off_the_table() -> None:
     assert {"SENSORS_ACKED"} == HOLD_BEGINS
     assert {"POLICY_PUSHED", "HEARTBEAT_DUE", "CONNECTION_LOST"} == HOLD_ENDS
+    assert {"CONNECTION_LOST"} == HOLD_LOST and {"HEARTBEAT_DUE"} == HEARTBEAT_BEGINS
     unknown = PushHold(interval_ms=None)  # offline with --mode push, no sylink.xml
     unknown.see("HOLD", 0)
     assert unknown.see("DISCONNECT", 10) == (True, None)
