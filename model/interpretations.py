@@ -15,14 +15,22 @@ Two interpretations ship:
     What the vendor's knowledge base describes: failover to the next manager within
     the heartbeat, random choice within a priority, fall back to the manager when the
     GUP cannot deliver, push mode still heartbeating.
+
+The seed is silent on some timing (A11-A15, :mod:`sephb.model.deadlines`). Where no
+source decides, the two interpretations take the two readings, so that the suite
+accepts a client following either and the reference client follows each:
+``seed`` counts the interval from a check-in's start and bounds each request after
+the session by the session limit; ``documented`` counts it from the check-in's end
+and lets such a request wait one interval.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
+from .deadlines import Anchor, RequestLimit, Timing
 from .errors import UsageError
 from .protocol import TABLE, Row, Switch
 
@@ -44,6 +52,8 @@ class Interpretation:
     summary: str
     switches: dict[Switch, bool]
     selection: Selection
+    #: How it reads the seed's timing silences (A11, A12).
+    timing: Timing = field(default_factory=Timing)
 
     def rows(self) -> tuple[Row, ...]:
         """The transition table under this reading."""
@@ -57,6 +67,7 @@ class Interpretation:
             "summary": self.summary,
             "switches": {s.value: v for s, v in self.switches.items()},
             "selection": self.selection.value,
+            "timing": self.timing.to_json(),
         }
 
 
@@ -128,6 +139,39 @@ AMBIGUITIES: Final[tuple[Ambiguity, ...]] = (
               "KB 156653 (first heartbeat at start), KB 177654 (accelerated)", None,
               "first heartbeat at start; no accelerated heartbeat",
               "the same (accelerated heartbeat not modelled)", ("REQ-7-PULL",)),
+    Ambiguity("A11-INTERVAL-ANCHOR", "What does the heartbeat interval count from?",
+              "the SEP client will check in again at the next heartbeat interval",
+              "KB 156653 ('later ones follow the interval'); silent on the anchor",
+              None,
+              "the start of the check-in that ended (a period; a check-in that ran "
+              "past the interval is followed by the next at once)",
+              "the end of the check-in that ended (its close or its failure)",
+              ("REQ-7-PULL",)),
+    Ambiguity("A12-REQUEST-LIMIT", "How long may a request after the session wait?",
+              "If session cannot be established within 30,000 milliseconds ...",
+              "silent: the seed bounds only the session", None,
+              "the session limit again: 30,000 ms per request",
+              "until the next heartbeat is due: one interval per request",
+              ("REQ-X-ABORT",)),
+    Ambiguity("A13-PUSH-AT-ONCE", "What does 'immediately' allow a pushed change?",
+              "allows any policy changes made in SEPM to occur immediately",
+              "techdocs (push mode: the manager notifies the client as soon as "
+              "something changes)", None,
+              "the index request follows the push at once (within the run's "
+              "tolerance), like every entry action after an answer",
+              "the same", ("REQ-7-PUSH-IMMEDIATE",)),
+    Ambiguity("A14-EARLY-GIVE-UP", "May a client give up a session before 30,000 ms?",
+              "If session cannot be established within 30,000 milliseconds",
+              "silent", None,
+              "no: a stalled session is given up at the limit (within the tolerance), "
+              "neither later nor earlier; an error answer ends it at once",
+              "the same", ("REQ-2-TIMEOUT-30000",)),
+    Ambiguity("A15-RANDOMIZATION", "Do check-ins spread over RandomizationRange?",
+              "check in again at the next heartbeat interval",
+              "sylink.xml RandomizationEnabled / RandomizationRange (seconds)", None,
+              "when the file enables it, the next check-in may come up to "
+              "RandomizationRange seconds after the interval (never before it)",
+              "the same", ("REQ-7-PULL",)),
 )
 
 INTERPRETATIONS: Final[dict[str, Interpretation]] = {
@@ -139,14 +183,17 @@ INTERPRETATIONS: Final[dict[str, Interpretation]] = {
             {Switch.FAILOVER: False, Switch.GUP_FALLBACK: False,
              Switch.PUSH_HEARTBEAT: False},
             Selection.FIRST,
+            Timing(Anchor.START, RequestLimit.SESSION),
         ),
         Interpretation(
             "documented",
             "the vendor knowledge base: failover, random choice in a priority, GUP "
-            "fallback, push heartbeat",
+            "fallback, push heartbeat; the interval counts from a check-in's end and a "
+            "request after the session may wait one interval",
             {Switch.FAILOVER: True, Switch.GUP_FALLBACK: True,
              Switch.PUSH_HEARTBEAT: True},
             Selection.RANDOM,
+            Timing(Anchor.END, RequestLimit.INTERVAL),
         ),
     )
 }

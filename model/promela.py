@@ -108,6 +108,13 @@ PROPERTIES: Final[tuple[Property, ...]] = (
         "a policy pushed on the held connection is fetched at once",
     ),
     Property(
+        "next_heartbeat",
+        "[] ((st == IDLE) -> <> (st == CONNECTING))",
+        ("REQ-7-PULL",),
+        "after a check-in ends the next heartbeat always begins (the time-abstracted "
+        "half of the next-heartbeat deadline; its bound is judged by the suite)",
+    ),
+    Property(
         "gup_only_configured",
         "[] (st == DOWNLOADING_GUP -> HAS_GUP)",
         ("REQ-4-PORT-2967",),
