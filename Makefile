@@ -38,7 +38,8 @@ system-deps:
 setup: $(STAMP) system-deps
 
 # The reference client through the conformance suite, in process and over the wire.
-CLIENT_CMD := $(BIN)/sephb client --sylink {sylink} --state-dir {state_dir} --time-scale {time_scale}
+CLIENT_CMD := $(BIN)/sephb client --sylink {sylink} --state-dir {state_dir} --time-scale {time_scale} \
+              --log-dir {log_dir}
 
 run: setup
 	$(BIN)/sephb model

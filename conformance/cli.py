@@ -176,6 +176,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--log-bytes", type=_size, default=0, metavar="N",
                    help="log volume produced before each heartbeat: a byte count, "
                         "'idle' (0) or 'full' (256000, maximum logging)")
+    p.add_argument("--log-dir", metavar="DIR",
+                   help="a spool of log entries written by others (<id>.log files): "
+                        "taken into the durable queue under their ids before each log "
+                        "upload, then removed (the conformance suite's {log_dir})")
+    # Test only: spool entries kept in memory (a restart loses them), so that the
+    # suite's lost-log property has a client to catch (tests/test_remote.py).
+    p.add_argument("--volatile-logs", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--seed", type=int, help="seed for random choices (reproducible runs)")
     p.add_argument("--fault", choices=list(FAULTS), metavar="NAME",
                    help="run a seeded-fault client (for testing conformance suites): "
@@ -421,6 +428,8 @@ def cmd_client(args: argparse.Namespace) -> int:
         log_bytes=args.log_bytes,
         seed=args.seed,
         fault=args.fault,
+        log_dir=Path(args.log_dir) if args.log_dir else None,
+        volatile_logs=args.volatile_logs,
     )
     if args.client_id:
         opts.client_id = args.client_id

@@ -13,6 +13,12 @@ Durability: logs live in the state directory's queues (:mod:`.store`) and leave 
 only when the manager acknowledged their ids; a restart re-sends the same ids and the
 manager drops the duplicates. The index copy is saved once its content arrived.
 
+Logs written by others (``--log-dir``, the suite's ``{log_dir}`` spool,
+``docs/adapters.md``): right before each ``POST /logs`` the client takes every
+``<id>.log`` file of the spool into its queue under that id (:meth:`.LogQueue.ingest`),
+and removes the file only once the entry is durable there, so a SIGKILL at any moment
+loses none and never gives one a second id.
+
 Everything the client does and sees is recorded in model time (``--trace``) with
 ``by: "client"``.
 """
@@ -25,6 +31,7 @@ import os
 import random
 import signal
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,9 +46,14 @@ from . import faults, wire
 from .clock import Clock
 from .core import ClientCore, Effect, Peer
 from .http import HttpConnection, HttpError, Response
-from .store import ClientState, IndexCopy, make_logs
+from .store import ClientState, IndexCopy, LogEntry, is_log_id, make_logs
 from .sylink import Sylink
 from .trace import Recorder, TraceWriter
+
+#: Listings of the spool before one log upload, at most: each takes in what came
+#: while the last was written to the queue, so the upload misses only what lands in
+#: the moment before it is sent.
+SPOOL_ROUNDS = 3
 
 #: Learned applications the client reports each heartbeat (step 6). A real client
 #: sends its inventory of seen executables; the size puts an idle heartbeat where the
@@ -69,6 +81,12 @@ class ClientOptions:
     #: Run a seeded-fault core (:mod:`.faults`) instead of the reference one; for
     #: testing conformance suites.
     fault: str | None = None
+    #: A spool of log entries written by others (``<id>.log`` files), taken into the
+    #: queue before each log upload (None: none).
+    log_dir: Path | None = None
+    #: Test only: keep spool entries in memory (a restart loses them), to show that
+    #: the conformance suite catches a client whose log queue is not durable.
+    volatile_logs: bool = False
 
 
 @dataclass
@@ -111,6 +129,8 @@ class ReferenceClient:
         self.errors: list[str] = []
         self._bytes = [0, 0]  # (in, out) of the current check-in, closed connections
         self._rnd = random.Random(opts.seed)
+        #: Spool entries of a --volatile-logs client: id -> text, in memory only.
+        self._volatile: dict[str, str] = {}
 
     # --- the loop ------------------------------------------------------------------
 
@@ -210,6 +230,8 @@ class ReferenceClient:
         if effect.settle_logs:
             # The manager acknowledged the last upload: only now may it leave the queue.
             self.state.logs.ack(self._inflight)
+            for entry_id in self._inflight:
+                self._volatile.pop(entry_id, None)
             self._inflight = []
         fields: dict[str, Any] = {}
         if effect.host is not None:
@@ -250,6 +272,46 @@ class ReferenceClient:
         if self.opts.log_bytes:
             make_logs(self.state.logs, self.opts.log_bytes,
                       seed=self._rnd.getrandbits(32))
+
+    def _take_spool(self) -> None:
+        """Take the spool's entries into the queue (``--log-dir``): each ``<id>.log``
+        file under its id, durably, and only then remove the file. Listed again
+        until a listing finds nothing new (at most :data:`SPOOL_ROUNDS`)."""
+        spool = self.opts.log_dir
+        if spool is None:
+            return
+        for _ in range(SPOOL_ROUNDS):
+            try:
+                names = sorted((n for n in os.listdir(spool) if n.endswith(".log")),
+                               key=lambda n: (len(n), n))
+            except FileNotFoundError:
+                return
+            taken: list[tuple[str, str, Path]] = []
+            for name in names:
+                entry_id, path = name[:-len(".log")], spool / name
+                if not is_log_id(entry_id):
+                    self._note(f"{path}: not a log id; left in the spool")
+                    continue
+                try:
+                    raw = path.read_bytes()
+                except FileNotFoundError:
+                    continue
+                taken.append((entry_id, _spool_text(raw), path))
+            if not taken:
+                return
+            if self.opts.volatile_logs:
+                for entry_id, text, _ in taken:
+                    self._volatile.setdefault(entry_id, text)
+            else:
+                self.state.logs.ingest((entry_id, text) for entry_id, text, _ in taken)
+            for *_, path in taken:
+                path.unlink(missing_ok=True)
+
+    def _note(self, text: str) -> None:
+        """A problem worth saying once (on stderr) that does not stop the client."""
+        if text not in self.errors:
+            self.errors.append(text)
+            print(f"sephb client: {text}", file=sys.stderr)
 
     def _checkin_ended(self) -> None:
         self.checkins += 1
@@ -334,7 +396,9 @@ class ReferenceClient:
                                  + (f"?{parts.query}" if parts.query else ""))
             return _Outcome(Event.CONTENT_RECEIVED)
         if action is Action.UPLOAD_LOGS:
-            batch = self.state.logs.pending()
+            self._take_spool()
+            batch = self.state.logs.pending() + [
+                LogEntry(i, text) for i, text in self._volatile.items()]
             # The whole batch is in flight until answered: the reference settles only
             # after an acknowledgement, a seeded fault may settle on a failure.
             self._inflight = [e.id for e in batch]
@@ -380,6 +444,18 @@ class ReferenceClient:
         fields = {k: v for k, v in fields.items()
                   if v is not None and k in _RECORD_FIELDS}
         self.recorder.emit(name, self.opts.client_id, by="client", **fields)
+
+
+def _spool_text(raw: bytes) -> str:
+    """The text to upload for a spool file: its JSON object's ``text`` (the suite's
+    entries, ``docs/adapters.md``), or else the file itself."""
+    try:
+        entry = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        entry = None
+    if isinstance(entry, dict) and isinstance(entry.get("text"), str):
+        return str(entry["text"])
+    return raw.decode("utf-8", "replace")
 
 
 #: Downloads may go to another host than the session's manager (the GUP).

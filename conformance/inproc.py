@@ -49,8 +49,10 @@ class InProcessClient(Protocol):
     def restart(self, now: int) -> None:
         """Crash and start again: volatile state lost, durable state kept."""
 
-    def produce_logs(self, count: int) -> None:
-        """The client's own activity: ``count`` new log entries to upload."""
+    def produce_logs(self, count: int) -> list[str] | None:
+        """The client's own activity: ``count`` new log entries to upload. Their ids
+        when the caller made them (a log spool over the wire): the oracle then
+        judges each by id; None (the client names its own): it counts them."""
 
 
 CoreFactory = Callable[..., ClientCore]

@@ -111,6 +111,12 @@ class Oracle:
     observations: list[tuple[str, int, Any, Any]] = field(default_factory=list)
     produced: int = 0
     acked: set[str] = field(default_factory=set)
+    #: Log ids the environment produced (logs_produced with ids) and no
+    #: acknowledgement named yet, with the model time each was produced. They stay
+    #: owed across restarts.
+    owed: dict[str, int] = field(default_factory=dict)
+    #: When the log upload last recorded began (None: none since its answer).
+    _upload_t: int | None = None
     _round_start: int | None = None
     _tried: set[str] = field(default_factory=set)
     _session: SessionLimit = field(init=False)
@@ -144,8 +150,25 @@ class Oracle:
 
     # --- what the environment tells the oracle ----------------------------------------
 
-    def logs_produced(self, count: int) -> None:
-        self.produced += count
+    def logs_produced(self, count: int, *, ids: list[str] | None = None,
+                      at: int | None = None) -> None:
+        """The environment made ``count`` new logs for the client (REQ-5-LOGS).
+
+        Without ``ids`` (in process) they are counted: the answer to the next upload
+        must acknowledge as many as were produced by then. With their ``ids`` and
+        the model time ``at`` they were produced (a spool over the wire, where an
+        entry may land just as the client lists it), each is judged by identity:
+        once an upload recorded later than ``at`` plus the tolerance is
+        acknowledged, the id must be among the acknowledged ones, else it is lost.
+        """
+        if ids is None:
+            self.produced += count
+            return
+        if at is None:
+            raise ValueError("logs_produced: ids need the time they were produced (at)")
+        for log_id in ids:
+            if log_id not in self.acked:
+                self.owed.setdefault(log_id, at)
 
     def restarted(self, now: int) -> None:
         """The client was restarted: a new process starts in the initial state (a
@@ -251,6 +274,7 @@ class Oracle:
                 self._find("REQ-5-LOGS",
                            f"{self._uploading - len(self.acked)} produced log(s) never "
                            f"reached the manager: lost", t)
+            self._owed_acked(ids, t)
         elif name == Event.URLS_RECEIVED.value:
             self._gup_source = rec.get("source") == "gup"
             self._gup_down = self.gup is not None and not self.gup_up()
@@ -353,11 +377,36 @@ class Oracle:
         # A restarted client may send again what it had not settled: only the
         # environment knows of restarts (_resend_ok, until the next acknowledgement).
         self._uploading = self.produced
+        self._upload_t = t
         if "ids" not in rec:  # not recorded (a reset upload): nothing to judge
             return
         found = self._logs.upload(list(rec["ids"] or []), resent_ok=self._resend_ok)
         if found:
             self._find("REQ-5-LOGS", found, t)
+
+    def _owed_acked(self, ids: list[str], t: int) -> None:
+        """REQ-5-LOGS by identity (logs_produced with ids): the answer to an upload
+        that began more than the tolerance after a log was produced must leave it
+        acknowledged (now or before); what it does not is lost. Earlier uploads
+        may miss it (the client listed its spool as the entry landed)."""
+        for log_id in ids:
+            self.owed.pop(log_id, None)
+        began, self._upload_t = self._upload_t, None
+        if began is None:
+            return
+        # In the order they were produced.
+        lost = [(p, i) for i, p in self.owed.items() if began > p + self.tolerance_ms]
+        if not lost:
+            return
+        for _, log_id in lost:
+            del self.owed[log_id]
+        p, first = lost[0]
+        more = f" (and {len(lost) - 1} more produced by t={max(lost)[0]})" \
+            if len(lost) > 1 else ""
+        self._find("REQ-5-LOGS",
+                   f"log {first}, produced at t={p}, is not among the ids acknowledged "
+                   f"by t={t}, the answer to an upload that began at t={began}, "
+                   f"{began - p} ms later{more}: lost", t)
 
 
 #: Acknowledgements a :class:`LogLedger` remembers, to see logs uploaded again (a

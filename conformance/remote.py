@@ -12,11 +12,12 @@ environment action crosses into the loop with
 
 The client under test is any program (:class:`ProcessClient`): the suite writes a
 sylink.xml naming the fleet, runs the command with ``{sylink}``, ``{state_dir}`` and
-``{time_scale}`` filled in, kills it with SIGKILL to restart it (the state directory
-stays), and kills it at the end of each test case. It is a black box: it gets no
-calls, its timers are its own, and the suite learns what it did only from what the
-servers record -- the same server-side trace (``by: "server"``) the oracle reads in
-process, so one oracle judges both adapters.
+``{time_scale}`` filled in (and ``{log_dir}``, a log spool, when it takes one), kills
+it with SIGKILL to restart it (the state and spool directories stay), and kills it at
+the end of each test case. It is a black box: it gets no calls, its timers are its
+own, and the suite learns what it did only from what the servers record -- the same
+server-side trace (``by: "server"``) the oracle reads in process, so one oracle
+judges both adapters.
 
 Time is the fleet's :class:`~.clock.Clock`: model milliseconds at the run's time
 scale, shared by the servers' records and the suite's ``now``. ``advance`` sleeps
@@ -44,8 +45,11 @@ What the wire cannot do, and what this adapter does about it (``docs/adapters.md
   (a check-in cut short) is dropped but for the closes: the oracle starts over.
 * ``drop`` closes a connection between two requests of a check-in only when its next
   request arrives, so that the failure the client meets is one a server records.
-* The client's logs are its own: the suite's ``logs`` rule is off, so the oracle's
-  lost-log count has nothing to count (uploads twice are still caught).
+* The client's logs are its own, unless its command takes ``{log_dir}``: then the
+  suite's ``logs`` rule writes entries into that spool
+  (:meth:`ProcessClient.produce_logs`) and the oracle judges each by its id, with
+  the tolerance for an entry that landed as the client listed the spool. Without
+  it the rule is off and only uploads twice are caught.
 * Heartbeat sizes are real bytes here, and only here: each completed pull check-in
   whose connection carried nothing else is measured (REQ-SIZE-IDLE, REQ-SIZE-MAX),
   and a size outside the seed's typical range is a warning (ambiguity A7).
@@ -136,7 +140,7 @@ QUIET_S: Final = 0.1
 SETTLE_LIMIT_S: Final = 2.0
 #: Placeholders of a client command; the first three are required.
 PLACEHOLDERS: Final = ("{sylink}", "{state_dir}", "{time_scale}", "{client_id}",
-                       "{interpretation}")
+                       "{interpretation}", "{log_dir}")
 #: A log upload at least this large makes a check-in "full" (REQ-SIZE-MAX): half the
 #: smallest typical full heartbeat, so that the logs dominate it.
 FULL_LOG_BYTES: Final = FULL_HEARTBEAT_BYTES[0] // 2
@@ -655,6 +659,11 @@ class ProcessClient:
         self.state_dir = self._dir / "state"
         self.sylink_path = self._dir / "sylink.xml"
         self.log_path = self._dir / "client.log"
+        #: The log spool (``{log_dir}``), when the command takes one.
+        self.log_dir: Path | None = None
+        if "{log_dir}" in command:
+            self.log_dir = self._dir / "spool"
+            self.log_dir.mkdir()
         _LIVE_CLIENTS.add(self)
 
     # --- the location is the client's own -------------------------------------------
@@ -702,8 +711,30 @@ class ProcessClient:
             self.kill()
         self._spawn()
 
-    def produce_logs(self, count: int) -> None:
-        """Nothing: a process makes its own logs (the suite's logs rule is off)."""
+    def produce_logs(self, count: int) -> list[str]:
+        """Write ``count`` new entries into the client's spool (``{log_dir}``) and
+        return their ids; none when the command takes no spool (a process makes its
+        own logs, and the suite's logs rule is off).
+
+        Each entry is its own file, ``<id>.log``, whole when it appears: written
+        under a name that does not end in ``.log``, then renamed. The id is unique
+        across the run (``c1-spool-17``); the content is a JSON object, ``{"id":
+        "c1-spool-17", "t": <model ms when written>, "text": "<a log line>"}``."""
+        if self.log_dir is None:
+            return []
+        ids = []
+        for _ in range(count):
+            n = next(_spool_ids)
+            entry_id = f"{self.client_id}-spool-{n}"
+            now = self.world.now
+            body = msgspec.json.encode({
+                "id": entry_id, "t": now,
+                "text": f"t={now}\t0x12070900\tconformance suite log entry {n}\n"})
+            tmp = self.log_dir / f".{entry_id}.tmp"
+            tmp.write_bytes(body)
+            os.rename(tmp, self.log_dir / f"{entry_id}.log")
+            ids.append(entry_id)
+        return ids
 
     # --- processes ------------------------------------------------------------------------
 
@@ -714,6 +745,7 @@ class ProcessClient:
             "{time_scale}": _number(self.world.time_scale),
             "{client_id}": self.client_id,
             "{interpretation}": self.interpretation,
+            "{log_dir}": str(self.log_dir),
         }
         out = []
         for token in shlex.split(self.command):
@@ -775,6 +807,9 @@ def _number(x: float) -> str:
     return text or "0"
 
 
+#: Numbers of spool entries: ids unique across a run (all its test cases).
+_spool_ids = itertools.count(1)
+
 # Whatever a test case leaves (an interrupt in the middle of one), the interpreter's
 # exit cleans up: no client process and no server outlives the suite.
 _LIVE_WORLDS: set[RemoteWorld] = set()
@@ -825,8 +860,10 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
                      tolerance_ms: int | None = None, startup_s: float = STARTUP_S
                      ) -> WireEnvironment:
     """The suite's environment over the wire for a client command (a template with
-    ``{sylink}``, ``{state_dir}`` and ``{time_scale}``; ``{client_id}`` and
-    ``{interpretation}`` are optional). ``tolerance_ms`` defaults to
+    ``{sylink}``, ``{state_dir}`` and ``{time_scale}``; ``{client_id}``,
+    ``{interpretation}`` and ``{log_dir}`` are optional). With ``{log_dir}`` the
+    suite's ``logs`` rule is on: it writes into the client's spool, and the oracle
+    judges those entries by id. ``tolerance_ms`` defaults to
     :data:`JITTER_BUDGET_S` of wall time in model time."""
     missing = [p for p in PLACEHOLDERS[:3] if p not in client_cmd]
     if missing:
@@ -878,7 +915,8 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
                     c.close()
 
     return WireEnvironment(client=client, world=world, tolerance_ms=tol,
-                           adapter="wire", close=close, logs=False, hidden=WIRE_HIDDEN,
+                           adapter="wire", close=close, logs="{log_dir}" in client_cmd,
+                           hidden=WIRE_HIDDEN,
                            uncoverable=lambda interp: list(uncoverable(interp)),
                            observations=observations,
                            client_cmd=client_cmd, time_scale=time_scale)

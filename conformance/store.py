@@ -13,6 +13,8 @@ Layout of a state directory::
 
     <state-dir>/index.json                    the index copy (serial, revision)
     <state-dir>/logs/000000000042-<rand>.log  one file per queued log (step 5)
+    <state-dir>/logs/000000000043=<id>.log    one taken in with an id of its own
+    <state-dir>/logs/acked.json               ids of taken-in logs acknowledged lately
     <state-dir>/sensors/...                   same, LAN-sensor/learned-app logs (step 6)
 
 **Atomic files.** Every file is written whole or not at all: the bytes go to a
@@ -35,6 +37,14 @@ cases are therefore:
   once); the manager drops duplicates by id.
 * killed during ``ack``: some of the ids are deleted, the rest stay queued and are
   uploaded again with the same ids.
+
+**Entries made elsewhere** (a log spool, ``sephb client --log-dir``) come in through
+``ingest`` with ids of their own (:data:`ID_RE`): the file is ``<seq>=<id>.log``, so
+the sequence still gives the order and the id survives restarts. Ingesting is
+idempotent: an id already queued, or among the last :data:`ACKED_MEMORY` such ids
+acknowledged (``acked.json``, written durably by ``ack`` before it deletes them), is
+not queued again. So the caller may remove the source of an entry only after
+``ingest`` returned, and a crash in between just ingests it again for nothing.
 
 There is no journal to replay and no index to rebuild: the directory listing *is* the
 queue. One process writes a state directory at a time (the client that owns it).
@@ -65,8 +75,11 @@ from sephb.model.errors import UsageError
 from sephb.model.protocol import FULL_HEARTBEAT_BYTES
 
 __all__ = [
+    "ACKED_FILE",
+    "ACKED_MEMORY",
     "DEFAULT_ENTRY_BYTES",
     "FULL_LOGGING_BYTES",
+    "ID_RE",
     "INDEX_FILE",
     "LOGS_DIR",
     "SENSORS_DIR",
@@ -76,6 +89,7 @@ __all__ = [
     "LogQueue",
     "atomic_write",
     "fsync_dir",
+    "is_log_id",
     "make_logs",
 ]
 
@@ -90,8 +104,25 @@ FULL_LOGGING_BYTES: Final = (FULL_HEARTBEAT_BYTES[0] + FULL_HEARTBEAT_BYTES[1]) 
 DEFAULT_ENTRY_BYTES: Final = 8 * 1024
 
 _ENTRY_RE: Final = re.compile(r"[0-9]{12}-[0-9a-f]{16}")
+#: The id of an entry made elsewhere (:meth:`LogQueue.ingest`): a spool file's name.
+ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: A queued entry's file name without ``.log``: the queue's own id, or a sequence
+#: number, ``=`` and an ingested id.
+_NAME_RE: Final = re.compile(r"[0-9]{12}(?:-[0-9a-f]{16}|=(?P<id>" + ID_RE.pattern
+                             + r"))")
+
+#: In a queue directory: the ids of ingested entries acknowledged lately.
+ACKED_FILE: Final = "acked.json"
+#: How many of those it keeps (a spool's source may outlive the ack that long).
+ACKED_MEMORY: Final = 4096
 _SUFFIX: Final = ".log"
 _TMP_SUFFIX: Final = ".tmp"
+
+
+def is_log_id(entry_id: str) -> bool:
+    """Whether ``entry_id`` may name an ingested entry: :data:`ID_RE`, and not the
+    form of the queue's own ids."""
+    return bool(ID_RE.fullmatch(entry_id)) and not _ENTRY_RE.fullmatch(entry_id)
 
 
 # -- atomic files ----------------------------------------------------------------------
@@ -201,7 +232,8 @@ class LogEntry:
 
 
 class LogQueue:
-    """A durable FIFO of log entries in a directory (see the module docstring)."""
+    """A durable FIFO of log entries in a directory, keyed by id (see the module
+    docstring)."""
 
     def __init__(self, directory: str | Path, *, fsync: bool = True) -> None:
         self.directory = Path(directory)
@@ -212,25 +244,57 @@ class LogQueue:
             # as entries, removed so they do not pile up.
             for p in self.directory.glob(f".*{_TMP_SUFFIX}"):
                 p.unlink(missing_ok=True)
-            ids = self._ids()
+            names = list(self._listing().values())
+            acked = self._load_acked()
         except OSError as e:
             raise UsageError(
                 f"{self.directory}: cannot use as a log queue: {e.strerror or e}"
             ) from None
-        self._next_seq = int(ids[-1][:12]) + 1 if ids else 0
+        self._next_seq = int(names[-1][:12]) + 1 if names else 0
+        #: Ids of ingested entries acknowledged lately, oldest first (ACKED_FILE).
+        self._acked = acked
 
-    def _ids(self) -> list[str]:
-        """Ids of the queued entries, in append order (names sort by sequence)."""
-        ids = [
+    def _listing(self) -> dict[str, str]:
+        """Id -> file name (without ``.log``) of the queued entries, in append order
+        (names sort by sequence)."""
+        names = sorted(
             name[: -len(_SUFFIX)]
             for name in os.listdir(self.directory)
-            if name.endswith(_SUFFIX) and _ENTRY_RE.fullmatch(name[: -len(_SUFFIX)])
-        ]
-        ids.sort()
-        return ids
+            if name.endswith(_SUFFIX) and _NAME_RE.fullmatch(name[: -len(_SUFFIX)])
+        )
+        out: dict[str, str] = {}
+        for name in names:
+            m = _NAME_RE.fullmatch(name)
+            assert m is not None
+            out[m["id"] or name] = name
+        return out
 
-    def _path(self, entry_id: str) -> Path:
-        return self.directory / f"{entry_id}{_SUFFIX}"
+    def _ids(self) -> list[str]:
+        """Ids of the queued entries, in append order."""
+        return list(self._listing())
+
+    def _path(self, name: str) -> Path:
+        return self.directory / f"{name}{_SUFFIX}"
+
+    def _load_acked(self) -> list[str]:
+        path = self.directory / ACKED_FILE
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return []
+        try:
+            return msgspec.json.decode(raw, type=list[str])
+        except msgspec.DecodeError as e:
+            raise UsageError(f"{path}: not a list of acknowledged log ids ({e})") from None
+
+    def _put(self, name: str, blob: bytes) -> None:
+        """Write one entry file atomically (the caller syncs the directory)."""
+        tmp = _write_tmp(self.directory, name, blob, self.fsync)
+        try:
+            os.replace(tmp, self._path(name))
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
     def append(self, data: str) -> str:
         """Queue ``data``; return its id once the entry is durable."""
@@ -248,26 +312,48 @@ class LogQueue:
         for blob in blobs:
             entry_id = f"{self._next_seq:012d}-{secrets.token_hex(8)}"
             self._next_seq += 1
-            tmp = _write_tmp(self.directory, entry_id, blob, self.fsync)
-            try:
-                os.replace(tmp, self._path(entry_id))
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            self._put(entry_id, blob)
             ids.append(entry_id)
         if ids and self.fsync:
             fsync_dir(self.directory)
         return ids
+
+    def ingest(self, items: Iterable[tuple[str, str]]) -> list[str]:
+        """Queue entries made elsewhere under their own ids, in order, with one
+        directory sync for the batch; return the ids queued, once durable.
+
+        An id already queued, or acknowledged lately (:data:`ACKED_MEMORY`), is
+        skipped: ingesting the same entry again is harmless, so its source may be
+        removed only after this returned. Ids must match :data:`ID_RE` and not look
+        like the queue's own (``ValueError`` before anything is written).
+        """
+        batch = [(entry_id, data.encode("utf-8")) for entry_id, data in items]
+        for entry_id, _ in batch:
+            if not is_log_id(entry_id):
+                raise ValueError(f"log id {entry_id!r}: expected 1-128 letters, digits, "
+                                 f"'.', '_' or '-' (not the queue's own id form)")
+        have = set(self._listing()) | set(self._acked)
+        added: list[str] = []
+        for entry_id, blob in batch:
+            if entry_id in have:
+                continue
+            have.add(entry_id)
+            self._put(f"{self._next_seq:012d}={entry_id}", blob)
+            self._next_seq += 1
+            added.append(entry_id)
+        if added and self.fsync:
+            fsync_dir(self.directory)
+        return added
 
     def pending(self, limit: int | None = None) -> list[LogEntry]:
         """The oldest ``limit`` (default: all) entries not yet acknowledged."""
         if limit is not None and limit < 0:
             raise ValueError(f"limit must be >= 0, got {limit}")
         entries: list[LogEntry] = []
-        for entry_id in self._ids():
+        for entry_id, name in self._listing().items():
             if limit is not None and len(entries) >= limit:
                 break
-            path = self._path(entry_id)
+            path = self._path(name)
             try:
                 raw = path.read_bytes()
             except FileNotFoundError:  # acked between listing and reading
@@ -282,15 +368,26 @@ class LogQueue:
         """Remove acknowledged entries durably; return how many were removed.
 
         Ids that name no queued entry (already acked, or not an id at all) are
-        ignored: a manager may acknowledge twice, and a malformed id from the wire
-        must not reach the file system.
+        ignored: a manager may acknowledge twice, and only listed entries' files are
+        touched. Ingested ids are remembered (durably, first) so that ingesting them
+        again does not queue them again.
         """
-        removed = 0
+        listing = self._listing()
+        gone: list[tuple[str, str]] = []
         for entry_id in ids:
-            if not isinstance(entry_id, str) or not _ENTRY_RE.fullmatch(entry_id):
-                continue
+            if isinstance(entry_id, str) and entry_id in listing:
+                gone.append((entry_id, listing.pop(entry_id)))
+        ingested = [entry_id for entry_id, name in gone if name != entry_id]
+        if ingested:
+            kept = set(ingested)
+            self._acked = ([i for i in self._acked if i not in kept]
+                           + ingested)[-ACKED_MEMORY:]
+            atomic_write(self.directory / ACKED_FILE, msgspec.json.encode(self._acked),
+                         fsync=self.fsync)
+        removed = 0
+        for _, name in gone:
             try:
-                self._path(entry_id).unlink()
+                self._path(name).unlink()
             except FileNotFoundError:
                 continue
             removed += 1
@@ -301,15 +398,15 @@ class LogQueue:
     def pending_bytes(self) -> int:
         """Total size of the queued entries, in bytes of UTF-8."""
         total = 0
-        for entry_id in self._ids():
+        for name in self._listing().values():
             try:
-                total += self._path(entry_id).stat().st_size
+                total += self._path(name).stat().st_size
             except FileNotFoundError:
                 continue
         return total
 
     def __len__(self) -> int:
-        return len(self._ids())
+        return len(self._listing())
 
     def __repr__(self) -> str:
         return f"LogQueue({str(self.directory)!r}, fsync={self.fsync})"

@@ -106,8 +106,9 @@ class Environment:
     adapter: str = "in-process"
     #: Called at the end of every test case with its world and client.
     close: Callable[[Any, InProcessClient], None] = lambda world, client: None
-    #: Whether the suite makes the client's logs (in process). A process makes its
-    #: own: over the wire the ``logs`` rule is off and the oracle counts none.
+    #: Whether the suite makes the client's logs: in process, and over the wire for a
+    #: command with a log spool (``{log_dir}``); otherwise a process makes its own,
+    #: the ``logs`` rule is off and the oracle judges none lost.
     logs: bool = True
     #: Rows this environment's records can never show (no directed case tries them).
     uncoverable: Callable[[Interpretation], Collection[str]] = lambda interp: ()
@@ -239,8 +240,9 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
         @precondition(lambda self: environment.logs)
         @rule(count=st.integers(1, 4))
         def logs(self, count: int) -> None:
-            self.client.produce_logs(count)
-            self.oracle.logs_produced(count)
+            # Ids when the suite wrote them (a spool): judged one by one from now.
+            ids = self.client.produce_logs(count)
+            self.oracle.logs_produced(count, ids=ids, at=self.world.now)
 
         @rule()
         def push(self) -> None:
@@ -368,8 +370,8 @@ def _provoke(m: Any, row: Row) -> None:
             w.only_fault(i, path, fault)
     elif event is Event.REQUEST_FAILED:
         if row.source is State.UPLOADING_LOGS and m.environment.logs:  # logs to lose
-            m.client.produce_logs(2)
-            m.oracle.logs_produced(2)
+            ids = m.client.produce_logs(2)
+            m.oracle.logs_produced(2, ids=ids, at=w.now)
         path = _PATH_OF.get(ENTRY[row.source])
         for i in range(len(w.managers)):
             w.only_fault(i, path, Fault.ERROR)

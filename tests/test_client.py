@@ -225,3 +225,74 @@ def test_heartbeat_sizes_on_the_wire_land_in_the_seeds_ranges(
         assert bounds[0] <= size <= bounds[1], size
 
     in_fleet(go)
+
+
+# --- a log spool (--log-dir) -----------------------------------------------------------
+
+
+def spool_entry(spool: Path, entry_id: str, text: str) -> None:
+    """What the conformance suite writes: a JSON object, renamed into place."""
+    import json
+
+    tmp = spool / f".{entry_id}.tmp"
+    tmp.write_text(json.dumps({"id": entry_id, "t": 0, "text": text}))
+    tmp.rename(spool / f"{entry_id}.log")
+
+
+def test_spool_entries_are_uploaded_under_their_ids() -> None:
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        spool = tmp / "spool"
+        spool.mkdir()
+        spool_entry(spool, "c1-spool-1", "one")
+        spool_entry(spool, "c1-spool-2", "two")
+        (spool / ".c1-spool-3.tmp").write_text("being written")  # not an entry yet
+        (spool / "bad id.log").write_text("not an id")
+        (spool / "raw-1.log").write_text("plain text")  # not JSON: sent as it is
+        c = client(fleet, tmp / "st", log_dir=spool, log_bytes=100)
+        assert await c.run() == 0
+        got = {log.id: log.data for log in fleet.logs("c1")}
+        assert {i: got[i] for i in ("c1-spool-1", "c1-spool-2", "raw-1")} == {
+            "c1-spool-1": "one", "c1-spool-2": "two", "raw-1": "plain text"}
+        # --log-bytes still makes the client's own logs, under its own ids
+        own = [i for i in got if i not in ("c1-spool-1", "c1-spool-2", "raw-1")]
+        assert len(own) == 1 and len(got[own[0]]) == 100
+        assert sorted(p.name for p in spool.iterdir()) == [".c1-spool-3.tmp",
+                                                           "bad id.log"]
+        assert c.errors == [f"{spool / 'bad id.log'}: not a log id; left in the spool"]
+        state = ClientState(tmp / "st", fsync=False)
+        assert "c1-spool-1" not in {e.id for e in state.logs.pending()}  # acknowledged
+
+    in_fleet(go)
+
+
+@pytest.mark.parametrize("volatile", [False, True])
+def test_spool_entries_survive_a_failed_upload_and_a_restart(volatile: bool) -> None:
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        spool = tmp / "spool"
+        spool.mkdir()
+        spool_entry(spool, "c1-spool-7", "seven")
+        await fleet["m1"].set_fault("error", "/logs")
+        # the upload fails: the entry left the spool, into the queue (or memory)
+        c = client(fleet, tmp / "st", log_dir=spool, volatile_logs=volatile)
+        assert await c.run() == 0
+        assert list(spool.iterdir()) == [] and fleet.logs("c1") == []
+        queued = [e.id for e in ClientState(tmp / "st", fsync=False).logs.pending()]
+        assert queued == ([] if volatile else ["c1-spool-7"])
+        # a new process on the same state: the durable entry is uploaded once
+        await fleet["m1"].set_fault("up")
+        c2 = client(fleet, tmp / "st", log_dir=spool, volatile_logs=volatile)
+        assert await c2.run() == 0
+        assert [log.id for log in fleet.logs("c1")] == ([] if volatile
+                                                         else ["c1-spool-7"])
+        if volatile:
+            return
+        # the same file again (a crash before its removal): not queued, not sent
+        spool_entry(spool, "c1-spool-7", "seven")
+        assert await client(fleet, tmp / "st", log_dir=spool).run() == 0
+        assert list(spool.iterdir()) == []
+        ups = [r.ids for r in fleet.records if r.by == "server"
+               and r.event == "UPLOAD_LOGS"]
+        assert [bool(ids and "c1-spool-7" in ids) for ids in ups] == [
+            True, True, False]  # the failed upload, the acknowledged one, no more
+
+    in_fleet(go)

@@ -18,6 +18,7 @@ import pytest
 
 from sephb.conformance import remote, suite
 from sephb.conformance.faults import FAULTS
+from sephb.conformance.properties import Manager, Oracle
 from sephb.conformance.remote import (
     ProcessClient,
     RemoteWorld,
@@ -36,6 +37,8 @@ from sephb.model.protocol import FULL_HEARTBEAT_BYTES, IDLE_HEARTBEAT_BYTES, Mod
 
 REFERENCE = (f"{sys.executable} -m sephb.conformance.cli client --sylink {{sylink}} "
              f"--state-dir {{state_dir}} --time-scale {{time_scale}}")
+#: The reference with a log spool: the suite's logs rule is on over the wire.
+SPOOLED = REFERENCE + " --log-dir {log_dir}"
 
 
 def children() -> list[int]:
@@ -124,14 +127,19 @@ def test_seeded_faults_are_caught_over_the_wire(fault: str, extra: str,
     nothing_left()
 
 
+def machine_state(env: suite.Environment, interp: str = "seed") -> Any:
+    """A suite state machine of ``env``, for a program written as its rules."""
+    reading = get(interp)
+    machine = suite.make_machine(reading, env, suite.Coverage(
+        {r.name: 0 for r in reading.rows()}))
+    return machine()
+
+
 def test_the_reference_goes_on_after_a_stalled_gup_download() -> None:
     # Found by the wire run (in process a stalled side download fails at once): the
     # program, as the suite's rules.
     env = wire_environment(REFERENCE)
-    interp = get("seed")
-    machine = suite.make_machine(interp, env, suite.Coverage(
-        {r.name: 0 for r in interp.rows()}))
-    state: Any = machine()
+    state = machine_state(env)
     try:
         state.start(mode=Mode.PULL)
         state.gup(up=False, fault=Fault.STALL)
@@ -407,4 +415,149 @@ def test_a_command_must_name_its_placeholders() -> None:
         assert client.location == "Default"
     finally:
         env.close(world, client)
+    nothing_left()
+
+
+# --- the log spool ({log_dir}) ----------------------------------------------------------
+
+
+def test_the_spool_placeholder_turns_the_logs_rule_on() -> None:
+    import json
+
+    assert "{log_dir}" in remote.PLACEHOLDERS
+    assert not wire_environment(REFERENCE).logs
+    env = wire_environment(SPOOLED)
+    assert env.logs
+    world = env.world()
+    one = env.client(world, get("seed"), Mode.PULL)
+    two = env.client(world, get("seed"), Mode.PULL)
+    try:
+        assert isinstance(one, ProcessClient) and isinstance(two, ProcessClient)
+        assert one.log_dir is not None and one.log_dir.is_dir()
+        argv = one.argv()
+        assert argv[argv.index("--log-dir") + 1] == str(one.log_dir)
+        ids = one.produce_logs(3)
+        later = two.produce_logs(1)
+        assert len(set(ids + later)) == 4  # unique across the run, not per client
+        assert all(i.startswith("c1-spool-") for i in ids + later)
+        # whole files named <id>.log, nothing else left (no temporary name)
+        assert sorted(p.name for p in one.log_dir.iterdir()) == sorted(
+            f"{i}.log" for i in ids)
+        entry = json.loads((one.log_dir / f"{ids[0]}.log").read_text())
+        assert entry["id"] == ids[0] and isinstance(entry["t"], int) and entry["text"]
+    finally:
+        env.close(world, one)
+        assert isinstance(two, ProcessClient)
+        two.close()
+    assert not one.log_dir.exists()
+    nothing_left()
+
+
+def _checkin_records(t: int, ids: list[str], m: Manager) -> list[dict[str, Any]]:
+    """One idle pull check-in with m as the servers record it, uploading ``ids``."""
+    base = {"by": "server", "client": "c1", "server": m.name, "role": "manager",
+            "addr": m.address, "port": m.port, "conn": t}
+    names: list[tuple[str, dict[str, Any]]] = [
+        ("CONNECT", {}), ("GET_INDEX", {}),
+        ("INDEX_RECEIVED", {"changed": False, "source": "manager"}),
+        ("UPLOAD_LOGS", {"ids": ids}), ("LOGS_ACKED", {"ids": ids, "duplicates": []}),
+        ("UPLOAD_SENSORS", {}), ("SENSORS_ACKED", {}), ("DISCONNECT", {})]
+    return [{"t": t + i, "event": n, **base, **f} for i, (n, f) in enumerate(names)]
+
+
+def _oracle() -> tuple[Oracle, Manager]:
+    m = Manager("m1", "127.0.0.2", 8014, 1)
+    return Oracle(get("seed"), Mode.PULL, [m], None, 300_000, tolerance_ms=10_000,
+                  hidden=remote.WIRE_HIDDEN), m
+
+
+def _log_findings(oracle: Oracle) -> list[str]:
+    return [f.message for f in oracle.findings if f.requirement == "REQ-5-LOGS"]
+
+
+def test_the_oracle_judges_spool_logs_by_identity() -> None:
+    oracle, m = _oracle()
+    oracle.logs_produced(3, ids=["s-1", "s-2", "s-3"], at=1_000)
+    # an upload within the tolerance of the entries may miss them (the spool race)
+    for rec in _checkin_records(5_000, ["s-1"], m):
+        oracle.feed(rec)
+    assert _log_findings(oracle) == [] and set(oracle.owed) == {"s-2", "s-3"}
+    # one that began later must have them all acknowledged (by it or before)
+    for rec in _checkin_records(305_000, ["s-2"], m):
+        oracle.feed(rec)
+    assert _log_findings(oracle) == [
+        "log s-3, produced at t=1000, is not among the ids acknowledged by t=305004, "
+        "the answer to an upload that began at t=305003, 304003 ms later: lost"]
+    assert oracle.owed == {}
+
+
+def test_spool_logs_stay_owed_across_a_restart() -> None:
+    oracle, m = _oracle()
+    oracle.logs_produced(2, ids=["s-1", "s-2"], at=1_000)
+    oracle.restarted(2_000)
+    for rec in _checkin_records(2_000, ["s-1", "s-2"], m):
+        oracle.feed(rec)
+    assert _log_findings(oracle) == [] and oracle.owed == {}
+    oracle.logs_produced(1, ids=["s-3"], at=100_000)
+    oracle.restarted(200_000)  # the new process lost it
+    for rec in _checkin_records(200_000, [], m):
+        oracle.feed(rec)
+    assert [msg.split(",")[0] for msg in _log_findings(oracle)] == ["log s-3"]
+    with pytest.raises(ValueError, match="at"):
+        oracle.logs_produced(1, ids=["s-4"])
+
+
+def test_logs_without_ids_are_still_counted() -> None:
+    oracle, m = _oracle()
+    oracle.logs_produced(2)
+    for rec in _checkin_records(5_000, ["own-1"], m):
+        oracle.feed(rec)
+    assert _log_findings(oracle) == ["1 produced log(s) never reached the manager: lost"]
+
+
+def test_the_reference_with_a_spool_passes_a_short_wire_run() -> None:
+    result = run_wire(get("seed"), SPOOLED, max_examples=2, steps=8)
+    assert result.failures == [], [(f.requirement, f.message, f.steps)
+                                   for f in result.failures]
+    status = {r.id: (r.status, r.hits) for r in result.requirements}
+    assert status["REQ-5-LOGS"][0] is Status.PASSED and status["REQ-5-LOGS"][1] > 0
+    nothing_left()
+
+
+@pytest.mark.parametrize("volatile", [False, True])
+def test_a_log_queue_kept_in_memory_is_caught_over_the_wire(volatile: bool) -> None:
+    """The suite's own rules: spool entries taken in by an upload that fails (the
+    manager resets POST /logs, so its records carry no ids), then a SIGKILL restart.
+    The reference keeps them in its state directory and uploads them once the
+    manager heals; a client that kept them in memory lost them: REQ-5-LOGS."""
+    env = wire_environment(SPOOLED + (" --volatile-logs" if volatile else ""))
+    state = machine_state(env)
+    try:
+        state.start(mode=Mode.PULL)
+        for m in range(len(suite.SITE)):
+            state.fault(m=m, fault=Fault.RESET, path="/logs")
+        state.logs(count=2)
+        ids = list(state.oracle.owed)
+        assert len(ids) == 2
+        state.wait(dt=suite.INTERVAL_MS + 30_000)  # the next check-in takes them in
+        client: ProcessClient = state.client
+        assert client.log_dir is not None and list(client.log_dir.iterdir()) == []
+        queue = client.state_dir / "logs"
+        held = sorted(n.split("=", 1)[1][:-len(".log")]
+                      for n in os.listdir(queue) if "=" in n)
+        assert held == ([] if volatile else sorted(ids))
+        state.restart()
+        state.heal()
+        if volatile:
+            with pytest.raises(suite.Violation) as caught:
+                state.wait(dt=suite.INTERVAL_MS + 30_000)
+            v = caught.value
+            assert v.requirement == "REQ-5-LOGS", v
+            assert "lost" in v.message and v.message.startswith(f"log {ids[0]},"), v
+        else:
+            state.wait(dt=suite.INTERVAL_MS + 30_000)
+            assert set(ids) <= state.oracle.acked and state.oracle.owed == {}
+            assert state.oracle.findings == []
+    finally:
+        env.close(state.world, state.client)  # not teardown: no Hypothesis test here
     nothing_left()

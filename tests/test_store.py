@@ -1,6 +1,7 @@
 """Tests of conformance/store.py on real files: the index copy, the durable log queue
-(persistence, acks, ids, a Hypothesis state machine against an in-memory model, and a
-real SIGKILL crash test) and the log-volume generator."""
+(persistence, acks, ids, entries ingested under their own ids, a Hypothesis state
+machine against an in-memory model, and real SIGKILL crash tests) and the log-volume
+generator."""
 
 from __future__ import annotations
 
@@ -176,6 +177,66 @@ def test_thousands_of_entries_are_fast_enough(tmp_path: Path) -> None:
     assert elapsed < 60, elapsed  # ~3 ms per fsynced append on an ordinary disk
 
 
+# -- entries made elsewhere (a spool) ---------------------------------------------------
+
+
+def test_ingest_keeps_ids_and_order_across_a_reopen(tmp_path: Path) -> None:
+    q = LogQueue(tmp_path, fsync=False)
+    own = q.append("own")
+    assert q.ingest([("c1-spool-2", "two"), ("c1-spool-1", "one")]) == [
+        "c1-spool-2", "c1-spool-1"]
+    later = q.append("later")
+    want = [LogEntry(own, "own"), LogEntry("c1-spool-2", "two"),
+            LogEntry("c1-spool-1", "one"), LogEntry(later, "later")]
+    assert q.pending() == want
+    assert LogQueue(tmp_path, fsync=False).pending() == want  # a restart: same ids
+    assert q.pending_bytes() == len("owntwoonelater") and len(q) == 4
+
+
+def test_ingest_is_idempotent_for_queued_and_acknowledged_ids(tmp_path: Path) -> None:
+    q = LogQueue(tmp_path, fsync=False)
+    assert q.ingest([("a-1", "x"), ("a-2", "y")]) == ["a-1", "a-2"]
+    assert q.ingest([("a-1", "other"), ("a-3", "z"), ("a-3", "z")]) == ["a-3"]
+    assert [(e.id, e.data) for e in q.pending()] == [("a-1", "x"), ("a-2", "y"),
+                                                     ("a-3", "z")]
+    assert q.ack(["a-1", "a-1", "a-3"]) == 2
+    # acknowledged: ingesting the same entry again (its source was not removed before
+    # a crash) queues nothing, also after a reopen
+    assert q.ingest([("a-1", "x"), ("a-3", "z")]) == []
+    again = LogQueue(tmp_path, fsync=False)
+    assert again.ingest([("a-1", "x"), ("a-4", "w")]) == ["a-4"]
+    assert [e.id for e in again.pending()] == ["a-2", "a-4"]
+    # the layout: <seq>=<id>.log, and the acknowledged ids beside them
+    assert sorted(os.listdir(tmp_path)) == [
+        "000000000001=a-2.log", "000000000002=a-4.log", store.ACKED_FILE]
+
+
+def test_acked_memory_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store, "ACKED_MEMORY", 3)
+    q = LogQueue(tmp_path, fsync=False)
+    ids = [f"b-{i}" for i in range(5)]
+    q.ingest((i, i) for i in ids)
+    q.ack(ids)
+    # only the last three are remembered: the oldest two may come back
+    assert LogQueue(tmp_path, fsync=False).ingest((i, i) for i in ids) == ["b-0", "b-1"]
+
+
+@pytest.mark.parametrize("bad", ["", "-x", "a/b", "../x", "a b", "x" * 129, "é",
+                                 "000000000001-0123456789abcdef"])
+def test_ingest_rejects_bad_ids_before_writing(tmp_path: Path, bad: str) -> None:
+    q = LogQueue(tmp_path, fsync=False)
+    assert not store.is_log_id(bad)
+    with pytest.raises(ValueError, match="log id"):
+        q.ingest([("fine", "1"), (bad, "2")])
+    assert len(q) == 0 and os.listdir(tmp_path) == []
+
+
+def test_damaged_acked_memory_is_reported(tmp_path: Path) -> None:
+    (tmp_path / store.ACKED_FILE).write_text('{"not": "a list"}')
+    with pytest.raises(UsageError, match=r"acked\.json: not a list of acknowledged"):
+        LogQueue(tmp_path)
+
+
 # -- log volume ------------------------------------------------------------------------
 
 
@@ -259,6 +320,26 @@ class QueueMachine(RuleBasedStateMachine):
         self.gone |= set(batch)
         del self.model[:n]
 
+    @rule(names=st.lists(st.sampled_from(["s-1", "s-2", "s-3", "s-4"]), max_size=3),
+          data=st.text(max_size=10))
+    def ingest(self, names: list[str], data: str) -> None:
+        # Ids from a small pool: some are queued already, some acknowledged.
+        want = []
+        for name in names:
+            if name not in dict(self.model) and name not in self.gone \
+                    and name not in want:
+                want.append(name)
+        assert self.queue.ingest((n, data) for n in names) == want
+        self.model += [(n, data) for n in want]
+
+    @precondition(lambda self: bool(self.model))
+    @rule(pick=st.integers(0, 100))
+    def ack_any(self, pick: int) -> None:
+        i, _ = self.model[pick % len(self.model)]
+        assert self.queue.ack([i]) == 1
+        self.model = [(k, d) for k, d in self.model if k != i]
+        self.gone.add(i)
+
     @rule()
     def reopen(self) -> None:
         self.queue = LogQueue(self.dir, fsync=False)
@@ -283,20 +364,34 @@ TestQueueMachine = QueueMachine.TestCase
 
 # -- a real crash test -----------------------------------------------------------------
 
-# The child appends and acks at random, forever, noting each step in a progress file
+# A child works on a queue at random, forever, noting each step in a progress file
 # with one os.write per line: what is written survives the SIGKILL (it is in the
-# kernel), so the parent knows what the child was told and what it was doing.
-CHILD = r"""
+# kernel), so the parent knows what the child was told and what it was doing. Its
+# arguments: the progress file, the run's number, then its own.
+CHILD_COMMON = r"""
 import os, random, sys
+from pathlib import Path
 from sephb.conformance.store import LogQueue
 
-qdir, progress, run = sys.argv[1], sys.argv[2], int(sys.argv[3])
+progress, run = sys.argv[1], int(sys.argv[2])
 rnd = random.Random(run)
-q = LogQueue(qdir)
 fd = os.open(progress, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 def note(*words):
     os.write(fd, (" ".join(map(str, words)) + "\n").encode())
+
+def ack_some(q):
+    # Acks lag appends, so a backlog builds up across the restarts.
+    ids = [e.id for e in q.pending(limit=rnd.randint(1, 3))]
+    if ids:
+        note("k?", *ids)
+        q.ack(ids)
+        note("k", *ids)
+"""
+
+# This one appends and acks.
+CHILD = CHILD_COMMON + r"""
+q = LogQueue(sys.argv[3])
 
 def payload(n):
     return f"{n}|" + "x" * ((n * 7919) % 3000) + f"|{n}"
@@ -315,17 +410,31 @@ while True:
         for k, i in zip(batch, q.append_many(payload(k) for k in batch)):
             note("a", k, i)
     else:
-        # Acks lag appends, so a backlog builds up across the restarts.
-        ids = [e.id for e in q.pending(limit=rnd.randint(1, 3))]
-        if ids:
-            note("k?", *ids)
-            q.ack(ids)
-            note("k", *ids)
+        ack_some(q)
 """
 
 
 def payload(n: int) -> str:
     return f"{n}|" + "x" * ((n * 7919) % 3000) + f"|{n}"
+
+
+def kill_midway(script: str, progress: Path, run: int, args: list[Path],
+                rnd: random.Random) -> list[list[str]]:
+    """Run a child (CHILD_COMMON) until it is under way, SIGKILL it at a random
+    moment; the complete lines it noted in this run, split in words."""
+    before = progress.stat().st_size if progress.exists() else 0
+    child = subprocess.Popen([sys.executable, "-c", script, str(progress), str(run),
+                              *map(str, args)])
+    # Let it get going, then kill it somewhere in the middle of its work.
+    deadline = time.monotonic() + 30
+    while (not progress.exists() or progress.stat().st_size < before + 200) \
+            and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(rnd.uniform(0, 0.15))
+    child.send_signal(signal.SIGKILL)
+    assert child.wait() == -signal.SIGKILL, "the child must not exit by itself"
+    text = progress.read_bytes()[before:].decode()
+    return [ln.split() for ln in text.splitlines(keepends=True) if ln.endswith("\n")]
 
 
 def test_sigkill_at_random_moments(tmp_path: Path) -> None:
@@ -335,22 +444,9 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
     acked: set[str] = set()
     kills = 0
     for run in range(1, 9):
-        before = progress.stat().st_size if progress.exists() else 0
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(qdir), str(progress),
-                                  str(run)])
-        # Let it get going, then kill it somewhere in the middle of its work.
-        deadline = time.monotonic() + 30
-        while (not progress.exists() or progress.stat().st_size < before + 200) \
-                and child.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.005)
-        time.sleep(rnd.uniform(0, 0.15))
-        child.send_signal(signal.SIGKILL)
-        assert child.wait() == -signal.SIGKILL, "the child must not exit by itself"
-        kills += 1
-
         # What the child was told (complete lines of this run only).
-        text = progress.read_bytes()[before:].decode()
-        lines = [ln.split() for ln in text.splitlines(keepends=True) if ln.endswith("\n")]
+        lines = kill_midway(CHILD, progress, run, [qdir], rnd)
+        kills += 1
         in_flight_ack: set[str] = set()
         in_flight_append: set[int] = set()
         for op, *args in lines:
@@ -393,3 +489,60 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
             "entries out of append order"
         assert not list(qdir.glob(".*.tmp"))
     assert kills == 8 and acked and live
+
+
+# The child plays a client with a spool: it writes spool files (as the suite does),
+# takes the spool in (ingest, then remove each file) and acks at random, noting each
+# step as above. An ack may come between an ingest and the removal of its files when
+# a kill fell there: the next take must then drop those files, not queue them again.
+SPOOL_CHILD = CHILD_COMMON + r"""
+q, spool = LogQueue(sys.argv[3]), Path(sys.argv[4])
+n = run * 1_000_000
+while True:
+    r = rnd.random()
+    if r < 0.4:
+        n += 1
+        name = f"s-{n}"
+        (spool / f".{name}.tmp").write_text(f"entry {n}")
+        os.rename(spool / f".{name}.tmp", spool / f"{name}.log")
+        note("w", name)
+    elif r < 0.75:
+        files = sorted(spool.glob("*.log"))
+        q.ingest((p.stem, p.read_text()) for p in files)
+        for p in files:
+            p.unlink()
+    else:
+        ack_some(q)
+"""
+
+
+def test_sigkill_while_taking_in_a_spool(tmp_path: Path) -> None:
+    qdir, spool, progress = tmp_path / "queue", tmp_path / "spool", tmp_path / "progress"
+    spool.mkdir()
+    rnd = random.Random(20260127)
+    written: set[str] = set()
+    acked: set[str] = set()
+    for run in range(1, 9):
+        in_flight: set[str] = set()
+        for op, *args in kill_midway(SPOOL_CHILD, progress, run, [qdir, spool], rnd):
+            if op == "w":
+                written.add(args[0])
+            elif op == "k?":
+                in_flight = set(args)
+            elif op == "k":
+                acked |= set(args)
+                in_flight = set()
+        # A file renamed into the spool just before the kill, not yet noted.
+        spooled = {p.stem for p in spool.glob("*.log")}
+        written |= spooled
+        names = [p.name for p in qdir.glob("*.log")]
+        queued = [name[:-len(".log")].split("=", 1)[1] for name in names]
+        assert len(queued) == len(set(queued)), "an entry is queued twice"
+        assert set(queued) == {e.id for e in LogQueue(qdir).pending()}
+        assert not set(queued) & acked, "an acknowledged entry was queued again"
+        for i in written:
+            assert i in spooled or i in queued or i in acked or i in in_flight, \
+                f"entry {i} lost"
+        acked |= in_flight - set(queued)  # acks that got through before the kill
+        assert not list(qdir.glob(".*.tmp"))
+    assert acked and written - acked
