@@ -115,6 +115,7 @@ class ReferenceClient:
             opts.interpretation,
             interval_ms=sy.heartbeat_s * 1000,
             push_interval_ms=sy.push_heartbeat_s * 1000,
+            randomization_ms=sy.randomization_s * 1000,
             rng=random.Random(opts.seed),
             index=(index.serial, index.revision) if index else None,
         )

@@ -92,9 +92,13 @@ class ClientCore:
     push_interval_ms: int
     rng: random.Random = field(default_factory=random.Random)
     session_limit_ms: int = SESSION_LIMIT_MS
-    #: How long an answer may take once the session is up (the seed names no limit;
-    #: the session limit is reused so that the client never hangs).
-    request_limit_ms: int = SESSION_LIMIT_MS
+    #: How long an answer may take once the session is up. The seed names no limit;
+    #: None takes the interpretation's reading (ambiguity A12: the session limit
+    #: again, or one interval), so that the client never hangs.
+    request_limit_ms: int | None = None
+    #: sylink.xml's RandomizationRange when enabled (A15), in ms: each next heartbeat
+    #: comes a random 0..this later than the interval.
+    randomization_ms: int = 0
     #: The client's copy of index.dat: (serial, content revision), None when empty.
     index: tuple[str, int] | None = None
 
@@ -115,6 +119,9 @@ class ClientCore:
     def __post_init__(self) -> None:
         if not self.managers:
             raise ValueError("a client needs at least one manager")
+        if self.request_limit_ms is None:
+            self.request_limit_ms = self.interpretation.timing.request_limit_ms(
+                self.interval_ms)
         self._rows: dict[tuple[State, Event], list[Row]] = {}
         for r in self._table():
             self._rows.setdefault((r.source, r.event), []).append(r)
@@ -217,10 +224,19 @@ class ClientCore:
             self._order = self._failover_order()
             self.manager = self._order[0]
             self._heartbeat_at = now
-        elif row.event is Event.HEARTBEAT_DUE:
-            # A push heartbeat on the held connection is a heartbeat too: the next
-            # one, should the connection be lost, is an interval after it.
-            self._heartbeat_at = now
+        elif came_from is State.PUSH_HELD and row.dest in SESSION_PENDING:
+            # A check-in on the held connection (a push heartbeat, or a pushed
+            # change) fails over like a new heartbeat: down the priority order from
+            # the held manager, every other manager not yet tried in it.
+            assert self.manager is not None
+            self._order = [self.manager] + [
+                i for i in sorted(range(len(self.managers)),
+                                  key=lambda i: self.managers[i].priority)
+                if i != self.manager]
+            if row.event is Event.HEARTBEAT_DUE:
+                # A push heartbeat is a heartbeat too: the next one, should the
+                # connection be lost, is an interval after it.
+                self._heartbeat_at = now
         elif row.dest is State.CONNECTING:
             # Failover: the next manager in order (the NEXT_MANAGER guard held).
             assert self.manager is not None
@@ -253,9 +269,12 @@ class ClientCore:
     def _timer_for(self, came_from: State, dest: State, now: int) -> Timer | None:
         if dest is State.IDLE:
             # "terminates until the next heartbeat interval": counted from the start
-            # of the check-in, never in the past.
-            return Timer(max(now, self._heartbeat_at + self.interval_ms),
-                         Event.HEARTBEAT_DUE)
+            # of the check-in or from now, its end, as the interpretation reads it
+            # (ambiguity A11); never in the past.
+            spread = self.rng.randint(0, self.randomization_ms) \
+                if self.randomization_ms else 0
+            return Timer(self.interpretation.timing.next_heartbeat_ms(
+                now, self._heartbeat_at, self.interval_ms) + spread, Event.HEARTBEAT_DUE)
         if dest is State.PUSH_HELD:
             if self.accepts(Event.HEARTBEAT_DUE):
                 return Timer(now + self.push_interval_ms, Event.HEARTBEAT_DUE)
@@ -264,6 +283,11 @@ class ClientCore:
             return Timer(now + self.session_limit_ms, self._timeout_event(dest))
         if dest in SESSION_PENDING and came_from is State.CONNECTING and self.timer:
             return self.timer  # one session limit spans connect and the first answer
+        if dest in SESSION_PENDING:
+            # A pushed check-in's index request on the held connection opens a
+            # session too: the session limit, not the request limit, bounds it.
+            return Timer(now + self.session_limit_ms, self._timeout_event(dest))
+        assert self.request_limit_ms is not None  # set in __post_init__
         return Timer(now + self.request_limit_ms, self._timeout_event(dest))
 
     def _timeout_event(self, state: State) -> Event:

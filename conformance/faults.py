@@ -37,13 +37,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import ClassVar, Final
+from typing import Any, ClassVar, Final
 
 from sephb.model.errors import UsageError
 from sephb.model.protocol import (
     GUP_PORT,
     MANAGER_CONTENT_PORT,
     REQUIREMENTS,
+    REST_STATES,
     SESSION_PENDING,
     Action,
     Context,
@@ -52,7 +53,7 @@ from sephb.model.protocol import (
     State,
 )
 
-from .core import ClientCore, Timer
+from .core import ClientCore, Effect, Timer
 
 __all__ = ["FAULTS", "Fault", "MutatedCore", "StaleFault", "bypass", "core_class",
            "redirect", "swap"]
@@ -276,6 +277,71 @@ class UploadsLogsTwice(ClientCore):
         return False
 
 
+class ChecksInLate(ClientCore):
+    """After a check-in, the next heartbeat is due one interval later than the
+    reference's: a pull client checking in every 600 s instead of 300 s."""
+
+    def _timer_for(self, came_from: State, dest: State, now: int) -> Timer | None:
+        timer = super()._timer_for(came_from, dest, now)
+        if dest is State.IDLE and timer is not None:
+            return Timer(timer.at + self.interval_ms, timer.event)
+        return timer
+
+
+class WaitsForeverAfterSession(ClientCore):
+    """No timer on a request once the session is established: a stalled answer to
+    the URLs, content, logs or sensors request holds the check-in (and every later
+    heartbeat) for ever."""
+
+    def _timer_for(self, came_from: State, dest: State, now: int) -> Timer | None:
+        if dest not in SESSION_PENDING and dest not in REST_STATES:
+            return None
+        return super()._timer_for(came_from, dest, now)
+
+
+class AnswersPushLate(ClientCore):
+    """A pushed policy change is acted on only when the push heartbeat interval
+    has passed, not at once: the index request waits on the held connection."""
+
+    _deferred: bool = False
+
+    def handle(self, event: Event, now: int, **kw: Any) -> list[Effect]:
+        if event is Event.POLICY_PUSHED and not self._deferred and self.accepts(event):
+            self._deferred = True
+            self.timer = Timer(now + self.push_interval_ms, Event.POLICY_PUSHED)
+            return []
+        self._deferred = False
+        return super().handle(event, now, **kw)
+
+
+class GivesUpSessionEarly(ClientCore):
+    """A pending session is given up after 10,000 ms instead of 30,000 ms."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.session_limit_ms = 10_000
+
+
+class KeepsConnectionInPull(ClientCore):
+    """A pull check-in ends without closing its connection (no step-7 disconnect);
+    the connection stays open until the next heartbeat replaces it."""
+
+    def _move(self, row: Row, now: int) -> list[Effect]:
+        effects = super()._move(row, now)
+        if row.event is Event.SENSORS_ACKED and row.dest is State.IDLE:
+            return [e for e in effects if e.action is not Action.DISCONNECT]
+        return effects
+
+
+class NeverFailsOver(ClientCore):
+    """A session that cannot be established ends the heartbeat even when another
+    manager is left (the documented reading's failover never happens; under the
+    seed's reading this client is the reference)."""
+
+    def _context(self) -> Context:
+        return replace(super()._context(), has_next_manager=False)
+
+
 @dataclass(frozen=True)
 class Fault:
     """A seeded-fault client and the rule it breaks."""
@@ -348,6 +414,26 @@ _ALL: Final[Sequence[Fault]] = (
     Fault("uploads-logs-twice",
           "never settles acknowledged logs, so they are uploaded again",
           "REQ-5-LOGS", UploadsLogsTwice),
+    # Deadlines (model/deadlines.py): each breaks a rule of time, not of order.
+    Fault("checks-in-late",
+          "checks in one interval late (every 600 s instead of 300 s)",
+          "REQ-7-PULL", ChecksInLate),
+    Fault("waits-forever-after-session",
+          "never gives up a request after the session is established",
+          "REQ-X-ABORT", WaitsForeverAfterSession),
+    Fault("answers-push-late",
+          "acts on a pushed change only after the push interval, not at once",
+          "REQ-7-PUSH-IMMEDIATE", AnswersPushLate),
+    Fault("gives-up-session-early",
+          "gives up a pending session after 10,000 ms instead of 30,000 ms",
+          "REQ-2-TIMEOUT-30000", GivesUpSessionEarly),
+    Fault("keeps-connection-in-pull",
+          "ends a pull check-in without closing its connection",
+          "REQ-7-PULL", KeepsConnectionInPull),
+    Fault("never-fails-over",
+          "ends the heartbeat on a failed session though a manager is left "
+          "(documented reading only)",
+          "REQ-2-FAILOVER", NeverFailsOver),
 )
 
 #: Every seeded fault by name, in the seed's step order.

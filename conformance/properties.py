@@ -33,10 +33,12 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from sephb.model.checker import Checker
+from sephb.model.deadlines import DEADLINES, Deadlines, Open, Timing
 from sephb.model.interpretations import Interpretation, Selection
 from sephb.model.protocol import (
     ENTRY,
     GUP_PORT,
+    HEARTBEAT_INTERVAL_S,
     INITIAL,
     PARAMETERS,
     SESSION_LIMIT_MS,
@@ -141,12 +143,50 @@ class Oracle:
     _held_with: str | None = None
     #: When each manager was last seen unreachable (a refused or dropped connect).
     _last_unreachable: dict[str, int] = field(default_factory=dict)
+    #: The deadlines of the model (sephb.model.deadlines), live.
+    deadlines: Deadlines = field(init=False)
+    #: A session failed in the current heartbeat (an early next one breaks REQ-2's
+    #: "terminates until the next heartbeat interval", else REQ-7-PULL's).
+    _round_failed: bool = False
 
     def __post_init__(self) -> None:
         self.checker = Checker(self.interpretation, mode=self.mode, hidden=self.hidden)
         self._session = SessionLimit(self.tolerance_ms)
         self._push = PushHold(self.interval_ms, self.tolerance_ms) \
             if self.mode is Mode.PUSH else None
+        self.deadlines = self._new_deadlines()
+
+    def _new_deadlines(self) -> Deadlines:
+        # A heartbeat whose first managers a recorder cannot see (a connect that
+        # never completes, hidden in process) shows first up to (managers - 1)
+        # session limits after it began.
+        unseen = Event.SESSION_TIMEOUT in self.hidden \
+            and self.interpretation.switches[Switch.FAILOVER]
+        d = Deadlines(self.interpretation.timing, self.mode, self.interval_ms,
+                      self.tolerance_ms,
+                      heartbeat_slack_ms=(len(self.managers) - 1) * SESSION_LIMIT_MS
+                      if unseen else 0)
+        d.excuse = self._unseen_heartbeat
+        return d
+
+    def _unseen_heartbeat(self, late: Open, now: int) -> int | None:
+        """A next heartbeat may have come where no server saw it: every manager it
+        could begin with refused (or, with failover, every manager). Only the
+        environment knows; the deadline then moves on by an interval."""
+        if late.deadline != "next-heartbeat":
+            return None
+        failover = self.interpretation.switches[Switch.FAILOVER]
+        if self.interpretation.selection is Selection.FIRST and not failover:
+            first = [min(self.managers, key=lambda m: m.priority)]
+        elif failover:
+            first = self.managers
+        else:
+            top = min(m.priority for m in self.managers)
+            first = [m for m in self.managers if m.priority == top]
+        hit = [self._last_unreachable.get(m.name, -1) >= late.opened for m in first]
+        if all(hit) if failover else any(hit):
+            return late.due + self.interval_ms
+        return None
 
     # --- what the environment tells the oracle ----------------------------------------
 
@@ -181,6 +221,8 @@ class Oracle:
         self._tried = set()
         self._session.since = None
         self._restarted = self._resend_ok = True
+        # A new process owes nothing of the killed one's deadlines.
+        self.deadlines = self._new_deadlines()
 
     def observe_environment(self, now: int) -> None:
         """Note which managers are unreachable at ``now``: a client's attempts there
@@ -193,13 +235,22 @@ class Oracle:
             self._gup_down = True
 
     def tick(self, now: int) -> None:
-        """Time advanced to ``now``: a pending session must have been given up."""
+        """Time advanced to ``now``: a pending session must have been given up, and
+        no deadline may have passed unmet."""
         since = self._session.overdue(now)
         if since is not None:
             self._find("REQ-2-TIMEOUT-30000",
                        f"no session with {self._session_manager or 'its manager'} "
                        f"within {SESSION_LIMIT_MS} ms (opened at t={since}), and the "
                        f"client still waits at t={now}", now)
+        found = self.deadlines.overdue(now)
+        if found is not None:
+            self._find(*found, now)
+
+    def pending(self) -> list[Open]:
+        """Deadlines still open now (neither met nor broken)."""
+        return self.deadlines.pending() + (
+            [] if self._session.since is None else [self._session.open()])
 
     # --- records ---------------------------------------------------------------------
 
@@ -244,11 +295,19 @@ class Oracle:
                 self._hit("REQ-7-PUSH")
             if found:
                 self._find("REQ-7-PUSH", found, t)
+        late = self.deadlines.feed(name, t)
+        if late is not None:
+            self._find(*late, t)
         if name in (Action.CONNECT.value, Action.DISCONNECT.value) \
                 and rec.get("role") == "manager":
             self._gup_source = False  # a check-in ended: the GUP is owed nothing
-        if self._session.see(name, t) and self._session_manager:
-            self._failed.add(self._session_manager)  # it gave no session
+        if self._session.see(name, t):
+            self._round_failed = True
+            if self._session.early is not None:
+                self._find("REQ-2-TIMEOUT-30000", self._session.early, t)
+            if self._session_manager:
+                self._failed.add(self._session_manager)  # it gave no session
+            self._failover_due(name, t)
         if name in UPLOAD_FAILS:
             self._logs.failed()
         if name == Action.CONNECT.value and rec.get("role") == "manager":
@@ -287,6 +346,10 @@ class Oracle:
             # A push heartbeat ended the hold: a new heartbeat on the held connection.
             m = self._manager(rec)
             self._round_start, self._tried = t, {m.name} if m else set()
+        elif name == Event.POLICY_PUSHED.value:
+            # A pushed check-in fails over from the held manager like a heartbeat.
+            m = self._manager(rec)
+            self._tried = {m.name} if m else set()
 
     def _connect(self, rec: dict[str, Any], t: int) -> None:
         m = self._manager(rec)
@@ -295,8 +358,13 @@ class Oracle:
             return
         if m.name == self._held_with:
             # A push-mode client reconnecting to the manager it held: the same
-            # heartbeat (or the next) on the same manager, not a new choice.
+            # heartbeat (or the next) on the same manager, not a new choice; the
+            # manager is tried in it (a restarted client's starts a heartbeat).
             self._held_with = None
+            if self._restarted:
+                self._round_start, self._tried, self._restarted = t, set(), False
+                self._round_failed = False
+            self._tried.add(m.name)
             return
         # The first CONNECT seen may come after failovers the servers could not see
         # (a refused connect): the heartbeat began up to (managers - 1) session
@@ -308,15 +376,68 @@ class Oracle:
                      - self.tolerance_ms)
         if new_round:
             self._round_start, self._tried, self._restarted = t, {m.name}, False
+            self._round_failed = False
             self._hit("REQ-7-PULL")
             self._priority(m, t)
             return
         if m.name in self._tried or not failover:
-            self._find("REQ-2-TIMEOUT-30000",
+            # After a failed session the seed's step 2 says "terminates until the
+            # next heartbeat interval"; after a check-in, step 7's "check in again at
+            # the next heartbeat interval".
+            self._find("REQ-2-TIMEOUT-30000" if self._round_failed else "REQ-7-PULL",
                        f"a new check-in with {m.name} at t={t}, "
                        f"{t - (self._round_start or 0)} ms after the last one began: "
                        f"the next one is due after the {self.interval_ms} ms interval", t)
+        elif failover:
+            self._failover_order(m, t)
         self._tried.add(m.name)
+
+    def _failover_due(self, name: str, t: int) -> None:
+        """REQ-2-FAILOVER (documented reading): a session that failed is followed at
+        once by a connect to another manager, when one not tried in this heartbeat
+        is reachable (a refused one leaves no record, so the environment is
+        asked)."""
+        if not self.interpretation.switches[Switch.FAILOVER]:
+            return
+        untried = [m for m in self.managers if m.name not in self._tried]
+        left = [m for m in untried if not self._maybe_tried_unseen(m)]
+        # Unreachable managers tried first cost nothing on the wire (refused at
+        # once) but up to a session limit each where a connect can hang unseen.
+        unseen = (len(untried) - len(left)) * SESSION_LIMIT_MS \
+            if Event.SESSION_TIMEOUT in self.hidden else 0
+        if left:
+            self._hit("REQ-2-FAILOVER")
+            self.deadlines.expect(
+                "failover", "REQ-2-FAILOVER", name, t, t + unseen,
+                "a failed session fails over at once", {Action.CONNECT.value},
+                broken=f"the session failed at t={{opened}} ({{opener}}) and no "
+                       f"connect to another manager followed by t={{now}} "
+                       f"({', '.join(m.name for m in left)} reachable and not tried in "
+                       f"this heartbeat; {{late}} ms past the due time t={{due}}, "
+                       f"tolerance {{tol}} ms)")
+
+    def _maybe_tried_unseen(self, m: Manager) -> bool:
+        """Whether the client may have tried ``m`` in this heartbeat where no server
+        saw it: it was unreachable (refusing, or a connect that hangs) at some time
+        since the heartbeat began."""
+        # The heartbeat may have begun before its first record, by the connects
+        # that hung unseen (up to a session limit each).
+        began = (self._round_start or 0) - self.tolerance_ms - (
+            (len(self.managers) - 1) * SESSION_LIMIT_MS
+            if Event.SESSION_TIMEOUT in self.hidden else 0)
+        return self.unreachable(m.name) \
+            or self._last_unreachable.get(m.name, -1) >= began
+
+    def _failover_order(self, m: Manager, t: int) -> None:
+        """REQ-2-FAILOVER: failover goes down the priority order; a reachable
+        manager of a higher priority (a smaller number) is not skipped."""
+        better = [x for x in self.managers if x.name not in self._tried
+                  and x.priority < m.priority and not self._maybe_tried_unseen(x)]
+        if better:
+            self._find("REQ-2-FAILOVER",
+                       f"the heartbeat failed over to {m.name} (priority {m.priority}) "
+                       f"at t={t}, skipping {better[0].name} (priority "
+                       f"{better[0].priority}), which was reachable and not tried", t)
 
     def _gup_owed(self, name: str, t: int) -> None:
         """REQ-4-PORT-2967: when the location's policy names the GUP and the GUP is
@@ -424,6 +545,16 @@ class SessionLimit:
     tolerance_ms: int = 0
     #: When the pending session opened (None: none pending).
     since: int | None = None
+    #: What the last record broke by giving the session up too early, if anything.
+    early: str | None = None
+
+    def open(self) -> Open:
+        """The pending session as a deadline (for a report of pending ones)."""
+        assert self.since is not None
+        return Open("session", "REQ-2-TIMEOUT-30000", SESSION_RESTARTS, self.since,
+                    self.since + SESSION_LIMIT_MS,
+                    "a session is established or given up within the session limit",
+                    SESSION_ENDS)
 
     def overdue(self, now: int) -> int | None:
         """The opening time of a session still pending past its limit at ``now``
@@ -443,10 +574,17 @@ class SessionLimit:
             if self.since is None or name == SESSION_RESTARTS:
                 self.since = t
             return False
+        self.early = None
         if name in SESSION_ENDS:
-            failed = self.since is not None and name in SESSION_FAILS
-            self.since = None
-            return failed
+            since, self.since = self.since, None
+            if since is not None and name == _GIVE_UP \
+                    and t < since + SESSION_LIMIT_MS - self.tolerance_ms:
+                # A14: the limit is when a stalled session is given up, not sooner.
+                self.early = f"{name} at t={t}: the client gave the session up " \
+                             f"{t - since} ms after the connect at t={since}, before " \
+                             f"the {SESSION_LIMIT_MS} ms limit (tolerance " \
+                             f"{self.tolerance_ms} ms)"
+            return since is not None and name in SESSION_FAILS
         return False
 
 
@@ -551,6 +689,9 @@ class ClientConfig:
     failover: bool
     interval_ms: int
     mode: Mode
+    #: How late after the interval a check-in may come when the file enables
+    #: randomization (A15), else 0.
+    randomization_ms: int = 0
 
     @classmethod
     def of(cls, interpretation: Interpretation, sylink: Any) -> ClientConfig:
@@ -559,7 +700,8 @@ class ClientConfig:
         chosen = top[:1] if interpretation.selection is Selection.FIRST else top
         return cls(frozenset((s.address, s.port) for s in chosen),
                    interpretation.switches[Switch.FAILOVER],
-                   sylink.heartbeat_s * 1000, sylink.mode)
+                   sylink.heartbeat_s * 1000, sylink.mode,
+                   getattr(sylink, "randomization_s", 0) * 1000)
 
 
 @dataclass
@@ -596,7 +738,17 @@ class TraceProperties:
     not show, so only without failover (``seed``) is every manager connect a
     heartbeat's first: each must go to that manager, an interval after the last. A
     restarted client checks in at once; a trace cannot show the restart, so the
-    interval rule reports it.
+    interval rule reports it (REQ-7-PULL, or REQ-2-TIMEOUT-30000 after a check-in
+    whose session failed).
+
+    The deadlines of the model (:mod:`sephb.model.deadlines`, read as ``timing``
+    says): an answer acted on at once, a request after the session answered or
+    given up within the request limit, a stalled session given up at its limit and
+    not before (:class:`SessionLimit`); and in the client's own view the next
+    heartbeat by the interval (the configuration's, else the default 300 s). A
+    server cannot see a heartbeat that met only refusing managers, so in its view
+    that rule is the suite's alone. What is still open at the end of a trace is
+    :meth:`pending`.
     """
 
     tolerance_ms: int = 1000
@@ -604,6 +756,11 @@ class TraceProperties:
     server_view: bool = False
     #: The clients' mode, when known (else the configuration's, if any).
     mode: Mode | None = None
+    #: The interpretation's reading of the seed's timing (A11, A12).
+    timing: Timing = field(default_factory=Timing)
+    deadlines: Deadlines = field(init=False)
+    #: A session failed since the last heartbeat began (names an early one).
+    _session_failed: bool = False
     _last_heartbeat: int | None = None
     _awaiting_first: bool = False
     #: A held push connection was lost: the next heartbeat may come at once.
@@ -621,15 +778,36 @@ class TraceProperties:
             mode = config.mode
         self._push = PushHold(config.interval_ms if config else None,
                               self.tolerance_ms) if mode is Mode.PUSH else None
+        self.deadlines = Deadlines(
+            self.timing, mode,
+            config.interval_ms if config else HEARTBEAT_INTERVAL_S * 1000,
+            self.tolerance_ms, config.randomization_ms if config else 0,
+            next_heartbeat=not self.server_view)
 
     @property
     def watching(self) -> bool:
-        """Whether the next record must be fed whatever its name: a session is
-        pending (any record may show its limit broken), or the configuration's or
-        the push rules read every record. Otherwise only :data:`ACTS_ON` names can
-        change or break anything here."""
+        """Whether the next record must be fed whatever its name: a session or a
+        deadline is pending (any record may show it broken), or the
+        configuration's or the push rules read every record. Otherwise only
+        :data:`ACTS_ON` names can change or break anything here."""
         return self._session.since is not None or self.config is not None \
-            or self._push is not None
+            or self._push is not None or bool(self.deadlines.open)
+
+    def pending(self) -> list[Open]:
+        """What is still open: neither met nor broken by the records so far."""
+        return self.deadlines.pending() + (
+            [] if self._session.since is None else [self._session.open()])
+
+    def finish(self, end: int) -> tuple[str, str] | None:
+        """The trace ended at ``end`` (its last record, any client's): a deadline
+        due before then is broken; what is left is :meth:`pending`."""
+        since = None if self._session.since is None else self._session.overdue(end)
+        if since is not None:
+            return ("REQ-2-TIMEOUT-30000",
+                    f"no session within {SESSION_LIMIT_MS} ms of the connect at "
+                    f"t={since}, and the trace goes on to t={end} without the client "
+                    f"giving it up")
+        return self.deadlines.overdue(end)
 
     def feed(self, name: str, t: int, port: int | None = None,
              ids: list[str] | None = None, duplicates: list[str] | None = None,
@@ -643,6 +821,9 @@ class TraceProperties:
             return ("REQ-2-TIMEOUT-30000",
                     f"{name} at t={t}: no session within {SESSION_LIMIT_MS} ms of the "
                     f"connect at t={since}, and the client still waited")
+        late = self.deadlines.feed(name, t)
+        if late is not None:
+            return late
         if self.config is not None:
             found = self._configured(name, t, addr, port)
             if found is not None:
@@ -659,7 +840,10 @@ class TraceProperties:
         if what is None:  # most records: only the session limit above applies
             return None
         if what & _SESSION:
-            session.see(name, t)
+            if session.see(name, t):
+                self._session_failed = True
+                if session.early is not None:
+                    return "REQ-2-TIMEOUT-30000", session.early
             if what == _SESSION:  # nothing else (the usual case: one test)
                 return None
         if what & _FAILS:
@@ -702,9 +886,12 @@ class TraceProperties:
                     f"the heartbeat began with {addr}:{port}; expected {allowed}")
         last, self._last_heartbeat = self._last_heartbeat, t
         lost, self._lost = self._lost, False
+        failed, self._session_failed = self._session_failed, False
         if begins and not lost and last is not None \
                 and t < last + config.interval_ms - self.tolerance_ms:
-            return ("REQ-2-TIMEOUT-30000",
+            # Step 2's "terminates until the next heartbeat interval" after a failed
+            # session; step 7's "check in again at the next heartbeat interval".
+            return ("REQ-2-TIMEOUT-30000" if failed else "REQ-7-PULL",
                     f"a new heartbeat at t={t}, {t - last} ms after the last one: the "
                     f"next one is due after the {config.interval_ms} ms interval")
         return None
@@ -746,6 +933,8 @@ SESSION_FAILS: Final = frozenset(
     {r.event.value for r in TABLE if r.source in SESSION_PENDING
      and r.dest in (INITIAL, next(s for s, a in ENTRY.items() if a is Action.CONNECT))}
     | {ENTRY[INITIAL].value})
+#: The record of a session given up at its limit.
+_GIVE_UP: Final = Event.SESSION_TIMEOUT.value
 _HELD: Final = next(s for s, a in ENTRY.items() if a is Action.HOLD)
 _HOLD: Final = Action.HOLD.value
 _DISCONNECT: Final = ENTRY[INITIAL].value
@@ -776,4 +965,5 @@ _WHAT: Final[dict[str, int]] = {
 #: <TraceProperties.watching>`: all but those that only end a session (none is
 #: pending then).
 ACTS_ON: Final = frozenset(
-    name for name, bits in _WHAT.items() if bits != _SESSION or name in SESSION_OPENS)
+    name for name, bits in _WHAT.items() if bits != _SESSION or name in SESSION_OPENS
+) | frozenset().union(*(o for d in DEADLINES for o in d.opens.values()))

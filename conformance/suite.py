@@ -23,6 +23,7 @@ by :func:`_goal`, which steers the environment to the cause of an uncovered row.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from sephb.model.protocol import (
     Row,
     Source,
     State,
+    Switch,
 )
 
 from . import wire
@@ -71,6 +73,10 @@ TIME_STEPS = sorted({1, 1_000, SESSION_LIMIT_MS - 1, SESSION_LIMIT_MS,
                      2 * INTERVAL_MS})
 #: Wake-ups at one model instant beyond which a client is spinning.
 SPIN_LIMIT = 200
+#: Longest a case is kept running after its last step for its open deadlines to
+#: resolve, in heartbeat intervals (the longest deadline is one interval, plus the
+#: failovers and randomization a recorder may not see).
+DRAIN_INTERVALS = 2
 PATHS = [None, "/index.dat", "/urls", "/content", "/logs", "/sensors", "/push"]
 LOCATIONS = ["Default", "Office", "Branch"]
 #: The site every run uses: three managers over two priorities, and a GUP.
@@ -160,6 +166,8 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             super().__init__()
             self.world: Any = None
             self.environment = environment
+            #: A violation was raised in this case (teardown then only cleans up).
+            self.violated = False
             coverage.cases += 1
             if coverage.on_case is not None:
                 coverage.on_case()
@@ -290,6 +298,7 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             while True:
                 spins = spins + 1 if self.client.wakeup() == w.now else 0
                 if spins > SPIN_LIMIT:
+                    self.violated = True
                     raise Violation(
                         "REQ-2-TIMEOUT-30000",
                         f"the client asked to act again at t={w.now} more than "
@@ -322,11 +331,33 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 self.oracle.feed(rec)
             if self.oracle.findings:
                 f = self.oracle.findings[0]
+                self.violated = True
                 raise Violation(f.requirement, f.message, list(records))
+
+        def _drain(self) -> None:
+            """Keep the case running until the deadlines open at its end resolve
+            (met or broken), for at most DRAIN_INTERVALS intervals: a client that
+            checks in late, or never again, is caught within the case. Deadlines
+            opened meanwhile are left pending (neither a pass nor a failure)."""
+            w = self.world
+            due = [o.due for o in self.oracle.pending()]
+            if not due:
+                return
+            until = min(max(due) + environment.tolerance_ms + 1,
+                        w.now + DRAIN_INTERVALS * INTERVAL_MS)
+            if until > w.now:
+                self._advance(until - w.now)
 
         def teardown(self) -> None:
             if self.world is None:
                 return
+            try:
+                if not self.violated:
+                    self._drain()
+            finally:
+                self._close()
+
+        def _close(self) -> None:
             environment.close(self.world, self.client)
             # A client that says which rows it took (the reference does) is counted
             # exactly; otherwise one run of the model that explains its records.
@@ -405,8 +436,10 @@ def run(interp: Interpretation, *, factory: Environment | ClientFactory | None =
         profile: str = "ci", seed: int | None = None, client: str = "reference",
         max_examples: int | None = None, client_cmd: str | None = None,
         progress: Callable[[Coverage, int], None] | None = None,
-        steps_per_case: int = 30, shrink: bool = True) -> SuiteResult:
-    """Run the suite; never raises for a non-conformant client (see the result)."""
+        steps_per_case: int = 30, shrink: bool = True, probes: bool = True
+        ) -> SuiteResult:
+    """Run the suite; never raises for a non-conformant client (see the result).
+    ``probes``: end with the deadline probes (:data:`PROBES`) when nothing failed."""
     env = factory if isinstance(factory, Environment) else Environment(
         factory or reference_factory())
     coverage = Coverage({r.name: 0 for r in interp.rows()})
@@ -446,6 +479,8 @@ def run(interp: Interpretation, *, factory: Environment | ClientFactory | None =
     if not failures and coverage.uncovered():
         failures += _top_up(interp, machine, coverage, client, client_cmd,
                             skip=env.uncoverable(interp))
+    if not failures and probes:
+        failures += _probe(interp, machine, client, client_cmd)
     return _result(interp, coverage, failures, profile, seed, client,
                    time.perf_counter() - t0, env.adapter)
 
@@ -487,6 +522,84 @@ def _top_up(interp: Interpretation, machine: type[RuleBasedStateMachine],
                 return [Failure(v.requirement, v.message, steps, v.records,
                                 replay_source(interp.name, client, steps, v.requirement,
                                               v.message, client_cmd), None)]
+    return []
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A directed case for the deadlines (:mod:`sephb.model.deadlines`): a short
+    program that opens one kind of deadline and lets time run past it. Random search
+    meets these situations too, but over the wire a profile has only a few cases."""
+
+    name: str
+    mode: Mode
+    steps: tuple[tuple[str, dict[str, Any]], ...]
+    #: Only under a reading with failover.
+    failover: bool = False
+
+    def program(self) -> list[str]:
+        def arg(v: Any) -> str:
+            return f"{type(v).__name__}.{v.name}" if isinstance(v, Fault | Source) \
+                else repr(v)
+
+        return [f"state.start(mode=Mode.{self.mode.name})",
+                *(f"state.{rule}({', '.join(f'{k}={arg(v)}' for k, v in kw.items())})"
+                  for rule, kw in self.steps),
+                "state.teardown()"]
+
+
+def _stall(path: str, managers: range) -> tuple[tuple[str, dict[str, Any]], ...]:
+    return tuple(("fault", {"m": i, "fault": Fault.STALL, "path": path})
+                 for i in managers)
+
+
+_WAIT_NEXT = ("wait", {"dt": None})
+# A case starts with every server up and the manager as every location's content
+# source: the probes change only what they need.
+PROBES: tuple[Probe, ...] = (
+    # Two heartbeats with nothing wrong: each begins by the interval, each pull
+    # check-in closes its connection at once (step 7).
+    Probe("heartbeats", Mode.PULL,
+          (("wait", {"dt": INTERVAL_MS}), ("wait", {"dt": INTERVAL_MS}))),
+    # New content and every manager stalls GET /urls: the request is given up within
+    # the request limit, and the next heartbeat still comes.
+    Probe("stalled-request", Mode.PULL,
+          (("publish", {}), *_stall("/urls", range(len(SITE))), _WAIT_NEXT, _WAIT_NEXT)),
+    # Every manager stalls index.dat: the session is given up at the limit, neither
+    # later nor earlier.
+    Probe("stalled-session", Mode.PULL,
+          (*_stall("/index.dat", range(len(SITE))), _WAIT_NEXT, _WAIT_NEXT)),
+    # A change pushed on the held connection is acted on at once.
+    Probe("push", Mode.PUSH, (("wait", {"dt": 1_000}), ("push", {}),
+                              ("wait", {"dt": INTERVAL_MS}))),
+    # The first priority's managers stall the session: the heartbeat fails over to
+    # the next manager at once, in priority order.
+    Probe("failover", Mode.PULL,
+          (*_stall("/index.dat", range(sum(1 for *_, p in SITE if p == SITE[0][2]))),
+           _WAIT_NEXT, _WAIT_NEXT, _WAIT_NEXT), failover=True),
+)
+
+
+def _probe(interp: Interpretation, machine: type[RuleBasedStateMachine], client: str,
+           client_cmd: str | None) -> list[Failure]:
+    """Run the deadline probes (:data:`PROBES`) that apply to the interpretation; the
+    first violation is the run's failure."""
+    for probe in PROBES:
+        if probe.failover and not interp.switches[Switch.FAILOVER]:
+            continue
+        state: Any = machine()
+        steps = probe.program()
+        try:
+            state.start(mode=probe.mode)
+            for rule, kw in probe.steps:
+                getattr(state, rule)(**kw)
+            state.teardown()
+        except Violation as v:
+            with contextlib.suppress(Exception):
+                state.teardown()  # the client and servers of a case cut short
+            return [Failure(v.requirement, v.message, steps, v.records,
+                            replay_source(interp.name, client, steps, v.requirement,
+                                          v.message, client_cmd), None)]
     return []
 
 

@@ -50,6 +50,9 @@ Decisions where the real format is silent (each one is tested):
   :attr:`Sylink.push_heartbeat_s` is always ``PushHeartbeatSeconds`` (same default),
   which the push-heartbeat interpretation switch needs even when read in pull mode.
   Values are decimal digits only, 1 to 2**31-1.
+* **Randomization**: ``RandomizationEnabled="1"`` with ``RandomizationRange="<s>"``
+  spreads check-ins: the next one may come up to that many seconds after the interval
+  (:attr:`Sylink.randomization_s`, ambiguity A15); ``"0"`` or absent means none.
 * **CommunicationMode** is required (it decides step 7), ``PUSH`` or ``PULL`` in any
   case. ``<AgentCommunicationSetting>``, ``<ServerList>`` and ``<CommConf>`` are
   required and may appear once.
@@ -212,6 +215,9 @@ class Sylink:
     domain_id: str | None = None
     #: The GUP, when the file names one.
     gup: Gup | None = None
+    #: ``RandomizationRange`` in seconds when ``RandomizationEnabled="1"``, else 0:
+    #: how much later than the interval a check-in may come (ambiguity A15).
+    randomization_s: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.mode, Mode):
@@ -223,6 +229,10 @@ class Sylink:
                 raise ValueError(
                     f"{name} must be an integer 1-{MAX_HEARTBEAT_S}, got {v!r}"
                 )
+        r = self.randomization_s
+        if isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= MAX_HEARTBEAT_S:
+            raise ValueError(f"randomization_s must be an integer 0-{MAX_HEARTBEAT_S}, "
+                             f"got {r!r}")
         if self.mode is Mode.PUSH and self.heartbeat_s != self.push_heartbeat_s:
             raise ValueError(
                 "in push mode heartbeat_s is PushHeartbeatSeconds: "
@@ -255,6 +265,7 @@ class Sylink:
         push_heartbeat_s: int | None = None,
         domain_id: str | None = None,
         gup: Gup | str | None = None,
+        randomization_s: int = 0,
     ) -> Sylink:
         """A sylink from blocks of managers, highest priority first.
 
@@ -274,6 +285,7 @@ class Sylink:
             servers=tuple(servers),
             domain_id=domain_id,
             gup=Gup(gup) if isinstance(gup, str) else gup,
+            randomization_s=randomization_s,
         )
 
     def tiers(self) -> tuple[tuple[Server, ...], ...]:
@@ -446,6 +458,24 @@ def _seconds(path: str, node: _Node, name: str) -> int:
     )
 
 
+def _randomization(path: str, node: _Node) -> int:
+    """``RandomizationRange`` seconds when ``RandomizationEnabled="1"``; 0 when it is
+    "0" or absent. (Real files are said to spell some flags "Enabled = 0, Disabled =
+    1"; this one is read as 1 = on, the way the vendor's sample files pair it with a
+    range.) A range given while disabled is still checked: a bad value is a bad file."""
+    raw = node.attrib.get("RandomizationEnabled")
+    if raw is not None and raw.strip() not in ("0", "1"):
+        raise _err(path, node, f'RandomizationEnabled must be "0" or "1", got "{raw}"')
+    rng = node.attrib.get("RandomizationRange")
+    if rng is not None and not (_SECONDS_RE.fullmatch(rng.strip())
+                                and int(rng) <= MAX_HEARTBEAT_S):
+        raise _err(path, node, f"RandomizationRange must be an integer of seconds "
+                               f'(0-{MAX_HEARTBEAT_S}), got "{rng}"')
+    if raw is None or raw.strip() != "1":
+        return 0
+    return int(rng) if rng is not None else 0
+
+
 def _address(path: str, node: _Node) -> str:
     raw = _attr(path, node, "Address")
     if not _ADDRESS_RE.fullmatch(raw):
@@ -521,6 +551,7 @@ def _interpret(root: _Node, path: str) -> Sylink:
     assert server_list is not None
     servers = _servers(path, server_list)
     return Sylink(
+        randomization_s=_randomization(path, acs),
         mode=mode,
         heartbeat_s=push_s if mode is Mode.PUSH else pull_s,
         push_heartbeat_s=push_s,
@@ -568,6 +599,8 @@ def to_xml(s: Sylink) -> str:
     if s.mode is Mode.PULL:
         acs += f' PullHeartbeatSeconds="{s.heartbeat_s}"'
     acs += f' PushHeartbeatSeconds="{s.push_heartbeat_s}"'
+    if s.randomization_s:
+        acs += f' RandomizationEnabled="1" RandomizationRange="{s.randomization_s}"'
     out = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<ServerSettings{root} NameSpace="rpc">',

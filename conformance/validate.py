@@ -189,6 +189,9 @@ class ClientVerdict:
     #: Row names of one run up to the violation (the last :data:`KEEP_PATH`).
     path_rows: list[str] = field(default_factory=list)
     message: str | None = None
+    #: With ``--data``: deadlines still open when the file ended (neither met nor
+    #: broken: a finite trace's presumptive verdict), one line each.
+    pending: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -242,6 +245,7 @@ class _Run:
                  data: bool = False, tolerance_ms: int = 1000,
                  config: ClientConfig | None = None) -> None:
         self.path = path
+        self.timing = get(interpretation).timing
         # A configuration's properties run with the data properties.
         data = data or config is not None
         self.data, self.tolerance_ms, self.config = data, tolerance_ms, config
@@ -370,7 +374,8 @@ class _Run:
         props = st[_PROPS]
         if props is None:
             props = st[_PROPS] = TraceProperties(self.tolerance_ms, self.config,
-                                                 st[_SIDE] != "client", self.mode)
+                                                 st[_SIDE] != "client", self.mode,
+                                                 self.timing)
         found = props.feed(name, t, r.port, r.ids, r.duplicates, r.addr)
         st[_COLS] = self.col_every if props.watching else self.col_quiet
         if found is not None:
@@ -407,7 +412,7 @@ class _Run:
         else:
             self.violate(st, client, name, t, line)
 
-    def violate(self, st: list[Any], client: str, name: str, t: int, line: int,
+    def violate(self, st: list[Any], client: str, name: str, t: int, line: int | None,
                 found: tuple[str, str] | None = None) -> None:
         """Record a client's first violation: of the table (explained by a re-run),
         or ``found`` by a data property (requirement, message)."""
@@ -454,11 +459,22 @@ class _Run:
     def finish(self) -> FileResult:
         res = self.result
         res.events = self.events
+        # The recording went on to its last record, whoever's: a deadline of a
+        # client due before then was broken (it was silent past it); one due later
+        # is pending.
+        end = max((st[_LAST] for states in self.states.values()
+                   for st in states.values()), default=0)
         for side in ("server", "client", "har"):
             for client, st in self.states[side].items():
+                props = st[_PROPS]
+                if st[_VERDICT] is None and props is not None:
+                    found = props.finish(end)
+                    if found is not None:
+                        self.violate(st, client, "(end of trace)", end, None, found)
                 v = st[_VERDICT]
                 res.clients.append(v if v is not None else ClientVerdict(
-                    self.path, client, side, st[_OFFSET] + len(st[_HIST])))
+                    self.path, client, side, st[_OFFSET] + len(st[_HIST]),
+                    pending=[o.describe() for o in props.pending()] if props else []))
         return res
 
 
@@ -902,12 +918,23 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
         for p in capped(r.problems, "input problems", r.path):
             console.print(f"[bold red]input[/] {p}", markup=True)
     for r in results:
+        open_ = [c for c in r.clients if c.conformant and c.pending]
+        for c in capped(open_, "clients with pending deadlines", r.path):
+            console.print(f"[yellow]pending[/] {c.path}: client {c.client!r} "
+                          f"({c.side} view): {'; '.join(c.pending)} (the trace ends "
+                          f"first: neither met nor broken)", markup=True)
+    for r in results:
         violating = [c for c in r.clients if not c.conformant]
         for c in capped(violating, "violating clients", r.path):
+            where = f"{c.path}:{c.line}" if c.line else f"{c.path} (at its end)"
+            if c.allowed:
+                why = f"the model allowed {', '.join(c.allowed)}"
+            else:  # a data or deadline rule: its message says why
+                why = (c.message or "").removeprefix(f"event {c.events - 1} ")
             console.print(
-                f"[bold red]violation[/] {c.path}:{c.line}: client {c.client!r} "
-                f"({c.side} view) broke {c.requirement}: {c.seen} at t={c.t} ms; the "
-                f"model allowed {', '.join(c.allowed) or 'nothing'}", markup=True)
+                f"[bold red]violation[/] {where}: client {c.client!r} "
+                f"({c.side} view) broke {c.requirement}: {c.seen} at t={c.t} ms; "
+                f"{why}", markup=True)
             console.print(f"  before: {' '.join(c.before) or '(start of trace)'}",
                           markup=False)
     table = Table(title="sephb validate")

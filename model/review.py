@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Final
 
 from .analysis import RULES
+from .deadlines import DEADLINES, JUDGED_ELSEWHERE
 from .errors import UsageError
 from .interpretations import AMBIGUITIES, INTERPRETATIONS, Interpretation, get
 from .promela import PROPERTIES
@@ -283,6 +284,23 @@ def render(root: Path, seed_path: Path | None = None,
             f"{_cell(t.guards + t.parameters)} | {_cell(t.rules)} | {_cell(t.ltl)} | "
             f"{_cell(t.oracle)} | {_cell(t.tests)} | {t.status} |"
         )
+    out += ["", "## Deadlines (bounded liveness)", "",
+            "What the table makes mandatory and by when (`model/deadlines.py`); each is "
+            "judged in the suite, over the wire and by `sephb validate --data`, with "
+            "the run's tolerance on top of its bound. A deadline still open when a "
+            "trace ends is reported as pending.", "",
+            "| deadline | requirement | must happen | bound under `seed` | bound under "
+            "`documented` | traced to | judged by |",
+            "|---|---|---|---|---|---|---|"]
+    for d in (*DEADLINES, *JUDGED_ELSEWHERE):
+        interval = PARAMETERS["HEARTBEAT_INTERVAL_S"].value * 1000
+        bounds = [d.bound_text(get(n).timing, interval) for n in ("seed", "documented")]
+        rid = f"`{d.requirement}`" if d.requirement else \
+            "the requirement of the row the answer takes"
+        judge = d.judged_by or "`Deadlines` (model/deadlines.py)"
+        out.append(
+            f"| `{d.id}` | {rid} | {d.text} | {bounds[0]} | {bounds[1]} | "
+            f"{'; '.join(d.sources)} | {judge} |")
     out += ["", "## Ambiguity register", "",
             "| id | question | the seed's words | sources | switch | `seed` chooses "
             "| `documented` chooses | requirements |",

@@ -56,6 +56,48 @@ def test_full_pull_checkin_with_new_content_from_the_gup() -> None:
     assert c.state is P.State.IDLE and c.timer == Timer(300_000, E.HEARTBEAT_DUE)
 
 
+def _one_checkin(c: ClientCore, t: int) -> None:
+    c.expire(t)
+    c.handle(E.CONNECTED, t + 5)
+    c.handle(E.INDEX_RECEIVED, t + 9, serial="s1", content=1)
+    c.handle(E.LOGS_ACKED, t + 25)
+    c.handle(E.SENSORS_ACKED, t + 30)
+
+
+@pytest.mark.parametrize(("interp", "due"), [("seed", 300_000), ("documented", 300_030)])
+def test_the_interval_counts_from_the_interpretations_anchor(interp: str, due: int
+                                                             ) -> None:
+    # seed: from the check-in's start (A11); documented: from its end.
+    c = core(interp, index=("s1", 1))
+    _one_checkin(c, 0)
+    assert c.timer == Timer(due, E.HEARTBEAT_DUE)
+
+
+@pytest.mark.parametrize(("interp", "limit"), [("seed", P.SESSION_LIMIT_MS),
+                                               ("documented", 300_000)])
+def test_a_request_after_the_session_waits_the_interpretations_limit(
+        interp: str, limit: int) -> None:
+    c = core(interp)
+    c.expire(0)
+    c.handle(E.CONNECTED, 5)
+    c.handle(E.INDEX_RECEIVED, 9, serial="s2", content=2)
+    assert c.state is P.State.FETCHING_URLS
+    assert c.timer == Timer(9 + limit, E.REQUEST_FAILED)
+
+
+def test_randomization_spreads_the_next_heartbeat_within_the_range() -> None:
+    seen = set()
+    for seed in range(20):
+        c = ClientCore(MANAGERS, P.Mode.PULL, get("seed"), interval_ms=300_000,
+                       push_interval_ms=300_000, rng=random.Random(seed),
+                       randomization_ms=60_000, index=("s1", 1))
+        c.start(0)
+        _one_checkin(c, 0)
+        assert c.timer is not None and 300_000 <= c.timer.at <= 360_000
+        seen.add(c.timer.at)
+    assert len(seen) > 10  # spread, not one fixed delay
+
+
 def test_unchanged_index_skips_urls() -> None:
     c = core(index=("s1", 1))
     c.expire(0)

@@ -88,9 +88,10 @@ def agree(name: str, script: Sequence[Step], **cfg: Any) -> None:
     ref, bad = pair(name, **cfg)
     for i, s in enumerate(script):
         a, b = step(ref, s), step(bad, s)
-        # The fault *is* the missing session timer; it is silent as long as no limit
+        # These faults *are* the session timer; they are silent as long as no limit
         # expires, which the script's expire probes check.
-        n = 2 if name == "ignores-session-limit" and a[1] in P.SESSION_PENDING else 3
+        n = 2 if name in ("ignores-session-limit", "gives-up-session-early") \
+            and a[1] in P.SESSION_PENDING else 3
         assert a[:n] == b[:n], f"{name}: step {i} {s}: reference {a}, fault {b}"
     assert ref.path == bad.path
 
@@ -132,7 +133,9 @@ def test_fault_names_are_stable_and_name_known_requirements() -> None:
         "lowest-priority-first", "gup-download-on-8014", "manager-download-on-2967",
         "ignores-location-source", "urls-without-change", "sensors-before-logs",
         "skips-sensor-upload", "disconnects-in-push", "stays-connected-in-pull",
-        "drops-logs-on-failure", "uploads-logs-twice",
+        "drops-logs-on-failure", "uploads-logs-twice", "checks-in-late",
+        "waits-forever-after-session", "answers-push-late", "gives-up-session-early",
+        "keeps-connection-in-pull", "never-fails-over",
     ]
     for f in FAULTS.values():
         assert f.requirement in P.REQUIREMENTS and f.text
@@ -237,8 +240,10 @@ def test_lowest_priority_first() -> None:
     agree("lowest-priority-first", [("expire", 0), ("fail", 1, False), *NEXT_HEARTBEAT],
           managers=ONE_PRIORITY)
     agree("lowest-priority-first",
+          # (the documented reading counts the interval from the check-in's end)
           [("expire", 0), ("fail", 1, False), ("fail", 2, False), ("fail", 3, False),
-           *NEXT_HEARTBEAT, ("fail", INTERVAL + 1, False)],
+           ("expire", INTERVAL + 2), ("expire", INTERVAL + 3),
+           ("fail", INTERVAL + 4, False)],
           interp="documented", managers=ONE_PRIORITY)
 
 
@@ -412,6 +417,64 @@ def test_the_trace_checker_reports_the_fault(name: str) -> None:
         verdicts.append(next((v for v in found if v is not None), None))
     assert verdicts[0] is None, verdicts[0].message
     assert verdicts[1] is not None and verdicts[1].requirement == requirement, verdicts[1]
+
+
+# --- the deadline faults: where each differs, and where it is silent --------------
+
+
+def test_checks_in_late() -> None:
+    _, _, a, b = diverge("checks-in-late", [*OPEN, *UPLOADS], **UNCHANGED)
+    assert a == ([Effect(A.DISCONNECT, None)], S.IDLE, Timer(INTERVAL, E.HEARTBEAT_DUE))
+    assert b[2] == Timer(2 * INTERVAL, E.HEARTBEAT_DUE)
+    agree("checks-in-late", OPEN, **UNCHANGED)  # within a check-in: no difference
+
+
+def test_waits_forever_after_session() -> None:
+    script = [("expire", 0), (E.CONNECTED, 5), index(9, "s2", 2)]
+    _, _, a, b = diverge("waits-forever-after-session", script)
+    assert a[:2] == b[:2] and a[1] is S.FETCHING_URLS
+    assert a[2] == Timer(9 + LIMIT, E.REQUEST_FAILED) and b[2] is None
+    # Under the documented reading the reference waits one interval (A12).
+    _, _, a, b = diverge("waits-forever-after-session", script, interp="documented")
+    assert a[2] == Timer(9 + INTERVAL, E.REQUEST_FAILED) and b[2] is None
+    # The session limit still runs before the session.
+    agree("waits-forever-after-session", [("expire", 0), (E.CONNECTED, 5)])
+
+
+def test_answers_push_late() -> None:
+    script = [*OPEN, *UPLOADS, (E.POLICY_PUSHED, 40, {})]
+    _, bad, a, b = diverge("answers-push-late", script, mode=PUSH, **UNCHANGED)
+    assert actions(a) == [A.GET_INDEX] and b == ([], S.PUSH_HELD,
+                                                 Timer(40 + INTERVAL, E.POLICY_PUSHED))
+    assert actions(step(bad, ("expire", 40 + INTERVAL))) == [A.GET_INDEX]
+    agree("answers-push-late", [*OPEN, *UPLOADS, (E.CONNECTION_LOST, 50)], mode=PUSH,
+          **UNCHANGED)
+
+
+def test_gives_up_session_early() -> None:
+    _, _, a, b = diverge("gives-up-session-early", [("expire", 0)])
+    assert a[2] == Timer(LIMIT, E.SESSION_TIMEOUT)
+    assert b[2] == Timer(10_000, E.SESSION_TIMEOUT)
+    agree("gives-up-session-early", [("expire", 0), (E.CONNECTED, 5), index(9),
+                                     *UPLOADS], **UNCHANGED)
+
+
+@pytest.mark.parametrize("interp", sorted(INTERPRETATIONS))
+def test_keeps_connection_in_pull(interp: str) -> None:
+    _, _, a, b = diverge("keeps-connection-in-pull", [*OPEN, *UPLOADS], interp=interp,
+                         **UNCHANGED)
+    assert actions(a) == [A.DISCONNECT] and b[0] == [] and a[1:] == b[1:]
+    agree("keeps-connection-in-pull", [*OPEN, *UPLOADS], mode=PUSH, interp=interp,
+          **UNCHANGED)
+
+
+def test_never_fails_over() -> None:
+    script = [("expire", 0), ("fail", 3, False)]
+    _, _, a, b = diverge("never-fails-over", script, interp="documented")
+    assert actions(a) == [A.CONNECT] and a[1] is S.CONNECTING
+    assert actions(b) == [A.DISCONNECT] and b[1] is S.IDLE
+    # Under the seed's reading there is no failover to skip: the reference.
+    agree("never-fails-over", [*script, *NEXT_HEARTBEAT])
 
 
 # --- random event sequences --------------------------------------------------------

@@ -33,7 +33,13 @@ from sephb.conformance.servers import FaultMode
 from sephb.conformance.world import Fault
 from sephb.model.errors import UsageError
 from sephb.model.interpretations import get
-from sephb.model.protocol import FULL_HEARTBEAT_BYTES, IDLE_HEARTBEAT_BYTES, Mode, Source
+from sephb.model.protocol import (
+    FULL_HEARTBEAT_BYTES,
+    IDLE_HEARTBEAT_BYTES,
+    Mode,
+    Source,
+    Switch,
+)
 
 REFERENCE = (f"{sys.executable} -m sephb.conformance.cli client --sylink {{sylink}} "
              f"--state-dir {{state_dir}} --time-scale {{time_scale}}")
@@ -84,7 +90,11 @@ def refused(address: str, port: int) -> bool:
 def test_the_reference_client_passes_a_short_wire_run(interp: str) -> None:
     result = run_wire(get(interp), REFERENCE + " -i {interpretation}", max_examples=2,
                       steps=8, directed=False)
-    assert result.adapter == "wire" and result.cases == 2
+    # two Hypothesis cases, then the deadline probes of this reading (directed cases
+    # of their own: the reference must pass them over the wire too)
+    probes = [p for p in suite.PROBES
+              if not p.failover or get(interp).switches[Switch.FAILOVER]]
+    assert result.adapter == "wire" and result.cases == 2 + len(probes)
     assert result.failures == [], [(f.requirement, f.message, f.steps)
                                    for f in result.failures]
     # the first check-in of every case is seen: the happy path is covered
@@ -114,8 +124,9 @@ def test_the_reference_client_passes_a_short_wire_run(interp: str) -> None:
 ])
 def test_seeded_faults_are_caught_over_the_wire(fault: str, extra: str,
                                                 directed: bool) -> None:
+    """The probes run only when asked (directed) here: these faults show earlier."""
     result = run_wire(get("seed"), REFERENCE + f" --fault {fault}{extra}",
-                      max_examples=3, steps=6, directed=directed)
+                      max_examples=3, steps=6, directed=directed, probes=directed)
     assert result.failures, f"{fault} survived"
     f = result.failures[0]
     assert f.requirement == FAULTS[fault].requirement, (f.requirement, f.message)
@@ -124,6 +135,30 @@ def test_seeded_faults_are_caught_over_the_wire(fault: str, extra: str,
     status = {r.id: r.status for r in result.requirements}
     assert status[f.requirement] is Status.FAILED
     assert f"--fault {fault}" in f.replay  # the replay file runs the same command
+    nothing_left()
+
+
+@pytest.mark.parametrize(("fault", "interp"), [
+    ("checks-in-late", "seed"),
+    ("waits-forever-after-session", "seed"),
+    ("answers-push-late", "seed"),
+    ("gives-up-session-early", "seed"),
+    ("keeps-connection-in-pull", "seed"),
+    ("never-fails-over", "documented"),
+    ("waits-forever-after-session", "documented"),
+])
+def test_deadline_faults_are_caught_by_the_probes_over_the_wire(fault: str,
+                                                               interp: str) -> None:
+    """Each breaks a deadline (model/deadlines.py), not an order: one short random
+    case, then the deadline probes, which must catch it with a FAILED requirement."""
+    result = run_wire(get(interp), REFERENCE + f" -i {{interpretation}} --fault {fault}",
+                      max_examples=1, steps=3, directed=False)
+    assert result.failures, f"{fault} survived under {interp}"
+    f = result.failures[0]
+    assert f.requirement == FAULTS[fault].requirement, (f.requirement, f.message)
+    status = {r.id: r.status for r in result.requirements}
+    assert status[f.requirement] is Status.FAILED
+    assert not result.conformant
     nothing_left()
 
 
@@ -516,7 +551,9 @@ def test_logs_without_ids_are_still_counted() -> None:
 
 
 def test_the_reference_with_a_spool_passes_a_short_wire_run() -> None:
-    result = run_wire(get("seed"), SPOOLED, max_examples=2, steps=8)
+    # the spool is the point here: no directed cases, no probes (tested elsewhere)
+    result = run_wire(get("seed"), SPOOLED, max_examples=2, steps=8, directed=False,
+                      probes=False)
     assert result.failures == [], [(f.requirement, f.message, f.steps)
                                    for f in result.failures]
     status = {r.id: (r.status, r.hits) for r in result.requirements}

@@ -16,6 +16,9 @@ from sephb.model.interpretations import INTERPRETATIONS, get
 
 INTERPS = sorted(INTERPRETATIONS)
 KILLED_BY = {"urls-without-change": "REQ-5-LOGS"}
+#: Faults whose rule exists under one reading only: under the other they are the
+#: reference.
+ONLY_UNDER = {"never-fails-over": "documented"}
 
 
 @pytest.mark.parametrize("interp", INTERPS)
@@ -35,6 +38,9 @@ def test_the_reference_conforms_and_covers_everything(interp: str) -> None:
 def test_every_seeded_fault_is_killed_in_process(interp: str, fault: str) -> None:
     result = suite.run(get(interp), factory=suite.environment_for(fault),
                        profile="ci", client=fault)
+    if ONLY_UNDER.get(fault, interp) != interp:
+        assert result.failures == [] and result.conformant, result.failures
+        return
     assert result.failures, f"{fault} survived under {interp}"
     failure = result.failures[0]
     # The oracle names the requirement of the row the client should have taken; for

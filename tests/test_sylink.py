@@ -148,6 +148,23 @@ def test_heartbeat_defaults_and_modes() -> None:
     assert s.heartbeat_s == MAX_HEARTBEAT_S
 
 
+def test_randomization_is_read_when_enabled() -> None:
+    on = 'CommunicationMode="PULL" RandomizationEnabled="1" RandomizationRange="120"'
+    assert sylink.parse(doc(acs=on)).randomization_s == 120
+    assert sylink.parse(doc(acs=on.replace('"1"', '"0"'))).randomization_s == 0
+    assert sylink.parse(doc(acs='CommunicationMode="PULL"')).randomization_s == 0
+    assert sylink.parse(doc(acs='CommunicationMode="PULL" RandomizationEnabled="1"')
+                        ).randomization_s == 0
+    with pytest.raises(ConfigError, match='RandomizationEnabled must be "0" or "1", '
+                                          'got "yes"'):
+        sylink.parse(doc(acs=on.replace('"1"', '"yes"')))
+    with pytest.raises(ConfigError, match=r"RandomizationRange must be an integer of "
+                                          r'seconds .*, got "-5"'):
+        sylink.parse(doc(acs=on.replace('"120"', '"-5"')))
+    with pytest.raises(ValueError, match="randomization_s must be"):
+        Sylink.build(["127.0.0.2"], randomization_s=-1)
+
+
 def test_port_defaults_gup_and_domain() -> None:
     s = sylink.parse(doc(extra='<GupList><Gup Address="gup.example"/></GupList>',
                          root=' DomainId=""'))
@@ -385,7 +402,8 @@ def sylinks(draw: st.DrawFn) -> Sylink:
     push = draw(st.integers(1, MAX_HEARTBEAT_S))
     pull = push if mode is Mode.PUSH else draw(st.integers(1, MAX_HEARTBEAT_S))
     gup = draw(st.none() | st.builds(Gup, addresses, st.integers(1, 65535)))
-    return Sylink(mode, pull, push, servers, draw(st.none() | xml_text), gup)
+    return Sylink(mode, pull, push, servers, draw(st.none() | xml_text), gup,
+                  draw(st.integers(0, MAX_HEARTBEAT_S)))
 
 
 @given(sylinks())
