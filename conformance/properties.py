@@ -356,16 +356,6 @@ class Oracle:
         self._session_manager = m.name if m else None
         if m is None:
             return
-        if m.name == self._held_with:
-            # A push-mode client reconnecting to the manager it held: the same
-            # heartbeat (or the next) on the same manager, not a new choice; the
-            # manager is tried in it (a restarted client's starts a heartbeat).
-            self._held_with = None
-            if self._restarted:
-                self._round_start, self._tried, self._restarted = t, set(), False
-                self._round_failed = False
-            self._tried.add(m.name)
-            return
         # The first CONNECT seen may come after failovers the servers could not see
         # (a refused connect): the heartbeat began up to (managers - 1) session
         # limits earlier.
@@ -374,6 +364,14 @@ class Oracle:
         new_round = (self._round_start is None or self._restarted
                      or t >= self._round_start - unseen + self.interval_ms
                      - self.tolerance_ms)
+        if m.name == self._held_with:
+            # A push-mode client reconnecting to the manager it held: within the
+            # heartbeat, not a new choice, but the manager is tried in it. At the
+            # next heartbeat (or after a restart) it is a heartbeat like any other.
+            self._held_with = None
+            if not new_round:
+                self._tried.add(m.name)
+                return
         if new_round:
             self._round_start, self._tried, self._restarted = t, {m.name}, False
             self._round_failed = False
@@ -758,6 +756,8 @@ class TraceProperties:
     mode: Mode | None = None
     #: The interpretation's reading of the seed's timing (A11, A12).
     timing: Timing = field(default_factory=Timing)
+    #: Actions whose time the view does not record (a HAR's closes).
+    unseen: frozenset[str] = frozenset()
     deadlines: Deadlines = field(init=False)
     #: A session failed since the last heartbeat began (names an early one).
     _session_failed: bool = False
@@ -782,7 +782,7 @@ class TraceProperties:
             self.timing, mode,
             config.interval_ms if config else HEARTBEAT_INTERVAL_S * 1000,
             self.tolerance_ms, config.randomization_ms if config else 0,
-            next_heartbeat=not self.server_view)
+            next_heartbeat=not self.server_view, unseen=self.unseen)
 
     @property
     def watching(self) -> bool:

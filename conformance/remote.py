@@ -281,6 +281,8 @@ class RemoteWorld:
         #: Ranges of the recorder's records that belong to a killed process (see
         #: crash()): only their DISCONNECTs are kept.
         self._cuts: list[tuple[int, int]] = []
+        #: (server, connection id) of the connections a killed process had open.
+        self._dead: set[tuple[str | None, int | None]] = set()
         self._flip: Source | None = None
         #: Connections dropped between two requests: closed at the next (see drop()).
         self._doomed: set[tuple[str, int]] = set()
@@ -397,8 +399,9 @@ class RemoteWorld:
         while i < len(batch):
             rec = batch[i]
             nxt = batch[i + 1] if i + 1 < len(batch) else None
-            if rec.event != Action.DISCONNECT.value and any(
-                    a <= first + i < b for a, b in self._cuts):
+            if rec.event != Action.DISCONNECT.value and (
+                    any(a <= first + i < b for a, b in self._cuts)
+                    or (rec.server, rec.conn) in self._dead):
                 i += 1  # the killed process's, after the suite last looked
                 continue
             if (rec.event == Action.CONNECT.value and nxt is not None
@@ -543,6 +546,11 @@ class RemoteWorld:
             return [c for srv in self.fleet.servers.values() for c in srv.conns]
 
         conns = self._do(open_conns)
+        # Whatever these connections record later is the killed process's too, even
+        # past the cut below (a stalled handler may note its failure after the
+        # connection ended): the fresh oracle must not read it as the new process
+        # giving up its session.
+        self._dead |= {(c.sim.name, c.id) for c in conns}
         try:
             yield
         finally:

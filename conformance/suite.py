@@ -480,7 +480,7 @@ def run(interp: Interpretation, *, factory: Environment | ClientFactory | None =
         failures += _top_up(interp, machine, coverage, client, client_cmd,
                             skip=env.uncoverable(interp))
     if not failures and probes:
-        failures += _probe(interp, machine, client, client_cmd)
+        failures += _probe(interp, machine, client, client_cmd, env.logs)
     return _result(interp, coverage, failures, profile, seed, client,
                    time.perf_counter() - t0, env.adapter)
 
@@ -536,6 +536,9 @@ class Probe:
     steps: tuple[tuple[str, dict[str, Any]], ...]
     #: Only under a reading with failover.
     failover: bool = False
+    #: Only where the suite makes the client's logs (in process; over the wire with
+    #: a log spool).
+    logs: bool = False
 
     def program(self) -> list[str]:
         def arg(v: Any) -> str:
@@ -554,6 +557,8 @@ def _stall(path: str, managers: range) -> tuple[tuple[str, dict[str, Any]], ...]
 
 
 _WAIT_NEXT = ("wait", {"dt": None})
+#: How many managers share the first priority (they come first in SITE).
+_TOP = sum(1 for *_, p in SITE if p == SITE[0][2])
 # A case starts with every server up and the manager as every location's content
 # source: the probes change only what they need.
 PROBES: tuple[Probe, ...] = (
@@ -563,29 +568,41 @@ PROBES: tuple[Probe, ...] = (
           (("wait", {"dt": INTERVAL_MS}), ("wait", {"dt": INTERVAL_MS}))),
     # New content and every manager stalls GET /urls: the request is given up within
     # the request limit, and the next heartbeat still comes.
+    # (Faults come before what they must meet: a client still busy with its first
+    # check-in when the probe begins must not get past them.)
     Probe("stalled-request", Mode.PULL,
-          (("publish", {}), *_stall("/urls", range(len(SITE))), _WAIT_NEXT, _WAIT_NEXT)),
+          (*_stall("/urls", range(len(SITE))), ("publish", {}), _WAIT_NEXT, _WAIT_NEXT)),
     # Every manager stalls index.dat: the session is given up at the limit, neither
     # later nor earlier.
     Probe("stalled-session", Mode.PULL,
           (*_stall("/index.dat", range(len(SITE))), _WAIT_NEXT, _WAIT_NEXT)),
     # A change pushed on the held connection is acted on at once.
-    Probe("push", Mode.PUSH, (("wait", {"dt": 1_000}), ("push", {}),
+    # (A push reaches only a held request: first the client holds.)
+    Probe("push", Mode.PUSH, (("wait", {"dt": SESSION_LIMIT_MS}), ("push", {}),
                               ("wait", {"dt": INTERVAL_MS}))),
+    # Logs produced, the first priority's managers reset POST /logs, the client is
+    # restarted after the failed upload: what it had taken in must still be
+    # uploaded, once.
+    Probe("log-durability", Mode.PULL,
+          (*(("fault", {"m": i, "fault": Fault.RESET, "path": "/logs"})
+             for i in range(_TOP)), ("logs", {"count": 2}),
+           _WAIT_NEXT, ("heal", {}), ("restart", {}), _WAIT_NEXT), logs=True),
     # The first priority's managers stall the session: the heartbeat fails over to
     # the next manager at once, in priority order.
     Probe("failover", Mode.PULL,
-          (*_stall("/index.dat", range(sum(1 for *_, p in SITE if p == SITE[0][2]))),
+          (*_stall("/index.dat", range(_TOP)),
            _WAIT_NEXT, _WAIT_NEXT, _WAIT_NEXT), failover=True),
 )
 
 
 def _probe(interp: Interpretation, machine: type[RuleBasedStateMachine], client: str,
-           client_cmd: str | None) -> list[Failure]:
-    """Run the deadline probes (:data:`PROBES`) that apply to the interpretation; the
-    first violation is the run's failure."""
+           client_cmd: str | None, logs: bool = True) -> list[Failure]:
+    """Run the probes (:data:`PROBES`) that apply to the interpretation and the
+    environment (``logs``: whether it makes the client's logs); the first violation
+    is the run's failure."""
     for probe in PROBES:
-        if probe.failover and not interp.switches[Switch.FAILOVER]:
+        if (probe.failover and not interp.switches[Switch.FAILOVER]) \
+                or (probe.logs and not logs):
             continue
         state: Any = machine()
         steps = probe.program()

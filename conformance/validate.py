@@ -148,6 +148,9 @@ _GUP: Final = Role.GUP.value
 
 #: Which view a record is: its ``by`` value (None reads as the client's own view).
 Side = Literal["server", "client", "har"]
+#: A HAR shows requests and answers, not connects and closes: the reader places them
+#: where connections change, so their times say nothing of when the client acted.
+_HAR_UNSEEN: Final = frozenset({"CONNECT", "DISCONNECT"})
 _HIDDEN_OF: Final[dict[str, frozenset[Event]]] = {
     "server": HIDDEN, "client": frozenset(), "har": HIDDEN,
 }
@@ -373,9 +376,9 @@ class _Run:
             return -1
         props = st[_PROPS]
         if props is None:
-            props = st[_PROPS] = TraceProperties(self.tolerance_ms, self.config,
-                                                 st[_SIDE] != "client", self.mode,
-                                                 self.timing)
+            props = st[_PROPS] = TraceProperties(
+                self.tolerance_ms, self.config, st[_SIDE] != "client", self.mode,
+                self.timing, _HAR_UNSEEN if st[_SIDE] == "har" else frozenset())
         found = props.feed(name, t, r.port, r.ids, r.duplicates, r.addr)
         st[_COLS] = self.col_every if props.watching else self.col_quiet
         if found is not None:

@@ -77,6 +77,7 @@ __all__ = [
     "RequestLimit",
     "Timing",
     "act_requirement",
+    "next_actions",
 ]
 
 
@@ -221,6 +222,13 @@ ACT_OPENERS: Final[dict[Mode | None, frozenset[str]]] = {
 }
 
 
+def next_actions(name: str, mode: Mode | None) -> frozenset[str]:
+    """The entry actions an event can lead to at once in ``mode`` (any, unknown)."""
+    event = Event(name)
+    return frozenset(ENTRY[r.dest].value for r in TABLE if r.event is event
+                     and (mode is None or _mode_allows(r, mode)))
+
+
 def act_requirement(name: str, mode: Mode | None) -> str:
     """The requirement an answer left unacted breaks: that of the first row, in table
     order, the event takes in ``mode`` (a held push's rows first for a push
@@ -275,8 +283,9 @@ DEADLINES: Final[tuple[Deadline, ...]] = (
         "after a check-in ends, the next heartbeat begins by the interval",
         _ENDS, HEARTBEAT_STARTS,
         broken="the check-in ended at t={opened} ({opener}) and the next heartbeat "
-               "was due by t={due}; at t={now} none had begun ({late} ms late, "
-               "tolerance {tol} ms)",
+               "was due by t={due} (the interval from the anchor this reading counts "
+               "it from, A11); at t={now} none had begun ({late} ms late, tolerance "
+               "{tol} ms)",
         sources=("step 7: 'the SEP client will check in again at the next heartbeat "
                  "interval'", "A11-INTERVAL-ANCHOR", "A15-RANDOMIZATION")),
 )
@@ -344,6 +353,10 @@ class Deadlines:
     randomization_ms: int = 0
     next_heartbeat: bool = True
     heartbeat_slack_ms: int = 0
+    #: Actions whose time this view does not record (a HAR shows no closes: its
+    #: reader puts a DISCONNECT where the next connection begins). An answer that
+    #: may lead to one of them cannot be judged "acted on at once" in this view.
+    unseen: frozenset[str] = frozenset()
     open: dict[str, Open] = field(default_factory=dict)
     #: Asked before a deadline is reported broken: a later due time when the caller
     #: knows the obligation may have been met where no recorder saw it (the suite
@@ -357,6 +370,10 @@ class Deadlines:
         self._rules = tuple(d for d in DEADLINES
                             if self.next_heartbeat or d.bound is not Bound.INTERVAL)
         self._openers = {d.id: d.opens[self.mode] for d in self._rules}
+        if self.unseen:
+            self._openers["act-at-once"] = frozenset(
+                n for n in self._openers["act-at-once"]
+                if not next_actions(n, self.mode) & self.unseen)
         #: Every name that opens or closes something (others cost one set lookup).
         self.names = frozenset().union(
             *self._openers.values(), *(d.closes for d in self._rules))

@@ -196,3 +196,14 @@ def test_a_client_without_heartbeats_leaves_nothing_pending() -> None:
     feed(d, *CHECK_IN)
     assert d.pending() == [] and not d.watching
     assert Event.SENSORS_ACKED.value in d.names
+
+
+def test_a_view_that_does_not_time_closes_does_not_judge_them() -> None:
+    # A HAR puts each DISCONNECT where the next connection begins: an answer that
+    # may lead to a close cannot be judged there, the others still are.
+    d = Deadlines(START, None, INTERVAL, 0, next_heartbeat=False,
+                  unseen=frozenset({"CONNECT", "DISCONNECT"}))
+    assert feed(d, ("SENSORS_ACKED", 0), ("DISCONNECT", INTERVAL)) == []
+    assert feed(d, ("INDEX_RECEIVED", INTERVAL + 1), ("GET_URLS", INTERVAL + 1)) == []
+    found = feed(d, ("LOGS_ACKED", INTERVAL + 2), ("UPLOAD_SENSORS", INTERVAL + 9))
+    assert [f[0] for f in found] == ["REQ-6-SENSORS"]
