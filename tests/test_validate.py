@@ -31,6 +31,11 @@ sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
 from bench_validate import write_trace
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The timing tolerance for recordings of real runs at time scale 0.01: 0.5 s of wall
+#: time. On a fresh clone the client's first check-in pays for compiling what it
+#: imports (seen: 0.23 s between an answer and the next request); the deadline rules
+#: themselves are tested on synthetic traces with the default tolerance.
+REAL_RUN_TOLERANCE: Final = 50_000
 EXAMPLE_HAR = ROOT / "docs" / "examples" / "reference.har"
 
 
@@ -266,7 +271,8 @@ def test_reference_validates_clean_with_its_sylink(mode: str, interp: str,
     syl = tmp_path / "sylink.xml"
     records = reference_records(3, mode=mode, interp=interp, sylink_to=syl)
     res = V.validate_file(str(ndjson(tmp_path / "r.ndjson", records)),
-                          interpretation=interp, sylink=str(syl))
+                          interpretation=interp, sylink=str(syl),
+                          tolerance_ms=REAL_RUN_TOLERANCE)
     assert not res.problems and all(c.conformant for c in res.clients), res.clients
     assert {c.side for c in res.clients} == {"server", "client"}
 
@@ -381,7 +387,8 @@ def test_mode_faults_are_caught_given_the_mode(fault: str, mode: str, requiremen
     assert (client.conformant, client.requirement) == (False, requirement), client
     unknown = V.validate_file(str(p), interpretation="documented")
     assert all(c.conformant for c in unknown.clients)
-    deep = V.validate_file(str(p), mode=mode, interpretation="documented", data=True)
+    deep = V.validate_file(str(p), mode=mode, interpretation="documented", data=True,
+                           tolerance_ms=REAL_RUN_TOLERANCE)
     assert {(c.side, c.requirement) for c in deep.clients} == {
         ("client", requirement), ("server", requirement)}
     if mode == "push":  # the manager's view proves it when the client comes back
@@ -484,7 +491,8 @@ def test_a_push_capture_validates_clean_with_data(tmp_path: Path) -> None:
     records = reference_records(2, mode="push", interp="documented")
     har = tmp_path / "push.har"
     har.write_text(json.dumps(trace_to_har(records)))
-    res = V.validate_file(str(har), interpretation="documented", mode="push", data=True)
+    res = V.validate_file(str(har), interpretation="documented", mode="push", data=True,
+                          tolerance_ms=REAL_RUN_TOLERANCE)
     assert not res.problems and all(c.conformant for c in res.clients), res.clients
 
 
