@@ -423,8 +423,8 @@ class Oracle:
         began = (self._round_start or 0) - self.tolerance_ms - (
             (len(self.managers) - 1) * SESSION_LIMIT_MS
             if Event.SESSION_TIMEOUT in self.hidden else 0)
-        return self.unreachable(m.name) \
-            or self._last_unreachable.get(m.name, -1) >= began
+        seen = self._last_unreachable.get(m.name)
+        return self.unreachable(m.name) or (seen is not None and seen >= began)
 
     def _failover_order(self, m: Manager, t: int) -> None:
         """REQ-2-FAILOVER: failover goes down the priority order; a reachable

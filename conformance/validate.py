@@ -82,7 +82,7 @@ from sephb.model.checker import (
     tables_for,
 )
 from sephb.model.interpretations import DEFAULT, get
-from sephb.model.protocol import Event, Mode
+from sephb.model.protocol import Action, Event, Mode
 
 from .argtypes import interpretation_option, non_negative, positive
 from .properties import ACTS_ON, HIDDEN, ClientConfig, TraceProperties
@@ -150,7 +150,7 @@ _GUP: Final = Role.GUP.value
 Side = Literal["server", "client", "har"]
 #: A HAR shows requests and answers, not connects and closes: the reader places them
 #: where connections change, so their times say nothing of when the client acted.
-_HAR_UNSEEN: Final = frozenset({"CONNECT", "DISCONNECT"})
+_HAR_UNSEEN: Final = frozenset({Action.CONNECT.value, Action.DISCONNECT.value})
 _HIDDEN_OF: Final[dict[str, frozenset[Event]]] = {
     "server": HIDDEN, "client": frozenset(), "har": HIDDEN,
 }

@@ -224,3 +224,41 @@ def test_log_ledger_remembers_a_window_of_acknowledgements() -> None:
     ledger.failed()
     assert "lost" in (ledger.upload([]) or "")
     assert "uploaded again" in (ledger.ack(["z"], ["z"]) or "")
+
+
+def _site() -> list[Manager]:
+    return [Manager("m1", "127.0.0.2", 8014, 1), Manager("m2", "127.0.0.3", 8014, 1),
+            Manager("m3", "127.0.0.4", 8014, 2)]
+
+
+def _failover(then: str) -> list[str]:
+    """Documented reading: m1's session stalls and is given up at the limit, then the
+    client connects to ``then`` (or to nothing). The Oracle's REQ-2-FAILOVER
+    findings: the failover deadline and its priority order."""
+    # (An interval of 300 s: with failover the Oracle takes a connect up to
+    # (managers - 1) session limits short of the interval for a new heartbeat.)
+    o = Oracle(get("documented"), Mode.PULL, _site(), None, 300_000,
+               tolerance_ms=_TOLERANCE)
+    at = {"role": "manager", "port": 8014}
+    recs = [{"event": "CONNECT", "t": 0, "addr": "127.0.0.2", "server": "m1", **at},
+            {"event": "GET_INDEX", "t": 0, "addr": "127.0.0.2", "server": "m1", **at},
+            {"event": "SESSION_TIMEOUT", "t": SESSION_LIMIT_MS, "addr": "127.0.0.2",
+             "server": "m1", **at},
+            {"event": "DISCONNECT", "t": SESSION_LIMIT_MS, "addr": "127.0.0.2",
+             "server": "m1", **at}]
+    addr = {m.name: m.address for m in _site()}
+    if then:
+        recs.append({"event": "CONNECT", "t": SESSION_LIMIT_MS, "addr": addr[then],
+                     "server": then, **at})
+    for r in recs:
+        o.feed(r)
+    o.tick(SESSION_LIMIT_MS + 2 * _TOLERANCE)
+    return [f.message for f in o.findings if f.requirement == "REQ-2-FAILOVER"]
+
+
+def test_failover_goes_at_once_and_down_the_priority_order() -> None:
+    assert _failover("m2") == []  # the rest of the top priority first: right
+    skipped = _failover("m3")  # jumps to the lower priority past a reachable m2
+    assert len(skipped) == 1 and "skipping m2 (priority 1)" in skipped[0]
+    never = _failover("")  # the heartbeat just ends (the never-fails-over fault)
+    assert len(never) == 1 and "no connect to another manager" in never[0]
