@@ -15,7 +15,11 @@ from sephb.conformance.results import Status
 from sephb.model.interpretations import INTERPRETATIONS, get
 
 INTERPS = sorted(INTERPRETATIONS)
-KILLED_BY = {"urls-without-change": "REQ-5-LOGS"}
+KILLED_BY = {"urls-without-change": {"REQ-5-LOGS"},
+             # Stuck on a connect that never completes (hidden in process: no record
+             # opens the session), the client shows only as a heartbeat that never
+             # comes; stuck on a stalled index.dat, as the session limit broken.
+             "ignores-session-limit": {"REQ-2-TIMEOUT-30000", "REQ-7-PULL"}}
 #: Faults whose rule exists under one reading only: under the other they are the
 #: reference.
 ONLY_UNDER = {"never-fails-over": "documented"}
@@ -45,7 +49,7 @@ def test_every_seeded_fault_is_killed_in_process(interp: str, fault: str) -> Non
     failure = result.failures[0]
     # The oracle names the requirement of the row the client should have taken; for
     # one fault that is not the rule its name breaks (see conformance/faults.py).
-    assert failure.requirement == KILLED_BY.get(fault, FAULTS[fault].requirement)
+    assert failure.requirement in KILLED_BY.get(fault, {FAULTS[fault].requirement})
     # Hypothesis shrank it to a short program (the issue asks for at most 8 steps)
     assert suite.program_length(failure.steps) <= 8, failure.steps
     assert not result.conformant
