@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sephb.conformance.argtypes import interpretation_option, positive
+from sephb.conformance.argtypes import interpretation_option, non_negative, positive
 from sephb.model.errors import SephbError, UsageError
 from sephb.model.interpretations import INTERPRETATIONS
 
@@ -51,6 +51,16 @@ def _scale(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0 < value <= 1000:
         raise argparse.ArgumentTypeError(f"must be > 0 and <= 1000, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 3600, got {value}")
     return value
 
 
@@ -193,15 +203,24 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                        description="Test a heartbeat client against the model with "
                                    "Hypothesis: the suite plays managers, a GUP and "
                                    "time, provokes every transition and checks every "
-                                   "record the servers make. Exit 0 conformant, 1 not "
-                                   "(a violation, or a transition or requirement never "
-                                   "exercised), 2 usage error.",
+                                   "record the servers make. Every requirement gets a "
+                                   "verdict: passed, failed, not exercised, skipped "
+                                   "(not observable through this adapter) or not "
+                                   "reached (the run stopped at a failure). Exit 0 "
+                                   "conformant; 1 not (a failure, or something never "
+                                   "exercised); 2 usage error; 3 the client could not "
+                                   "be tested (it exited, or made no request within "
+                                   "the start-up wait).",
                        epilog="examples:\n"
                               "  sephb conform                          the reference, "
                               "in process\n"
                               "  sephb conform --client-cmd 'my-client --config {sylink} "
                               "--state {state_dir} --speed {time_scale}'\n"
-                              "  sephb conform --client sensors-before-logs --report out/r",
+                              "  sephb conform --client sensors-before-logs --report out/r"
+                              "\n  sephb conform --seed 7 --baseline out/r/result.json  "
+                              "what changed since a run\n\n"
+                              "Every run prints its seed and the command that runs it "
+                              "again; --seed N replays the same cases and steps.",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     interpretation_option(p)
     who = p.add_mutually_exclusive_group()
@@ -212,14 +231,38 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                      help="any client, over the wire: a command with {sylink}, "
                           "{state_dir} and {time_scale} placeholders (docs/adapters.md)")
     p.add_argument("--profile", choices=("ci", "nightly", "certify"), default="ci",
-                   help="ci: fast and derandomized; nightly: 10,000+ cases; certify: "
-                        "3,000 clean cases for a 0.999 reliability statement")
-    p.add_argument("--seed", type=int, help="Hypothesis seed: reproduces a run")
+                   help="ci (default): a fixed seed, the same cases on every machine; "
+                        "nightly: 10,000+ cases; certify: 3,000 clean cases for a 0.999 "
+                        "reliability statement (both draw a seed and print it)")
+    p.add_argument("--seed", type=int, metavar="N",
+                   help="seed of every random choice: replays a run's cases and steps "
+                        "(a run prints its own)")
     p.add_argument("--max-examples", type=_positive, metavar="N",
-                   help="override the profile's number of test cases")
-    p.add_argument("--report", metavar="DIR",
-                   help="write the HTML, Markdown and JUnit report here")
-    p.add_argument("--junit", metavar="FILE", help="write JUnit XML here")
+                   help="random test cases to run, instead of the profile's; directed "
+                        "cases for rows they miss, and the deadline probes, come on "
+                        "top and are counted apart")
+    wire = p.add_argument_group("over the wire (with --client-cmd)")
+    wire.add_argument("--time-scale", type=_scale, metavar="S",
+                      help="wall seconds per model second (default 0.01: the 300 s "
+                           "interval lasts 3 s)")
+    wire.add_argument("--tolerance", type=non_negative, metavar="MS",
+                      help="model ms of slack on every timing rule (default: 0.1 s of "
+                           "wall time at the time scale; at most half the 30,000 ms "
+                           "session limit)")
+    wire.add_argument("--startup-wait", type=_seconds, metavar="SECONDS",
+                      help="how long a started client has to make its first request "
+                           "(default 3); a client that exits, or is silent that long at "
+                           "the run's first start, ends the run with exit status 3")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--report", metavar="DIR",
+                     help="write the HTML, Markdown, JUnit and result.json here, with "
+                          "each failure's trace and replay file")
+    out.add_argument("--junit", metavar="FILE",
+                     help="write JUnit XML here (stands alone: failure traces inline "
+                          "unless --report writes them)")
+    out.add_argument("--baseline", metavar="RESULT_JSON",
+                     help="an earlier run's result.json: print and report what changed "
+                          "per requirement (regressions first)")
     p.set_defaults(run=cmd_conform)
 
     p = sub.add_parser("mutants", help="check that the suite kills every seeded fault",
@@ -448,32 +491,74 @@ def _conform_client_cmd(args: argparse.Namespace) -> str | None:
 
 def cmd_conform(args: argparse.Namespace) -> int:
     from sephb.conformance import suite
+    from sephb.conformance.results import loads
     from sephb.model.interpretations import get
 
     cmd = _conform_client_cmd(args)
+    wire_only = [f"--{n.replace('_', '-')}" for n in ("time_scale", "tolerance",
+                                                       "startup_wait")
+                 if getattr(args, n) is not None]
+    if cmd is None and wire_only:
+        raise UsageError(f"{', '.join(wire_only)}: only over the wire (with --client-cmd)")
+    baseline = None
+    if args.baseline:
+        try:
+            baseline = loads(Path(args.baseline).read_bytes())
+        except OSError as exc:
+            raise UsageError(f"--baseline {args.baseline!r}: {exc.strerror or exc}"
+                             ) from None
+        except (ValueError, TypeError) as exc:
+            raise UsageError(f"--baseline {args.baseline!r}: not a result.json of "
+                             f"sephb conform ({exc})") from None
     if cmd is not None:
-        from sephb.conformance.remote import run_wire
+        from sephb.conformance.remote import DEFAULT_TIME_SCALE, STARTUP_S, run_wire
 
         result = _with_progress(lambda progress: run_wire(
             get(args.interpretation), cmd, profile=args.profile, seed=args.seed,
-            max_examples=args.max_examples, progress=progress))
+            max_examples=args.max_examples, progress=progress,
+            time_scale=args.time_scale or DEFAULT_TIME_SCALE,
+            tolerance_ms=args.tolerance, startup_s=args.startup_wait or STARTUP_S))
     else:
         env = suite.environment_for(args.client, cmd)
         result = _with_progress(lambda progress: suite.run(
             get(args.interpretation), factory=env, profile=args.profile,
             seed=args.seed, client=args.client, max_examples=args.max_examples,
             progress=progress))
-    _print_result(result)
+    result.replay = _replay(args, result.seed)
+    _print_result(result, baseline)
     if args.report:
         from sephb.conformance.report import write_report
 
-        written = write_report(result, Path(args.report))
+        written = write_report(result, Path(args.report), baseline=baseline)
         print(f"report: {written['index.html']}")
     if args.junit:
         from sephb.conformance.report import write_junit
 
-        write_junit(result, Path(args.junit))
+        write_junit(result, Path(args.junit),
+                    report_dir=Path(args.report) if args.report else None,
+                    baseline=baseline)
+    if result.error:
+        return 3
     return 0 if result.conformant else 1
+
+
+def _replay(args: argparse.Namespace, seed: int | None) -> str:
+    """The command line that runs this run again: the same options, the seed fixed."""
+    import shlex
+
+    words = ["sephb", "conform", "-i", args.interpretation, "--profile", args.profile]
+    if args.client_cmd is not None:
+        words += ["--client-cmd", args.client_cmd]
+        for name in ("time_scale", "tolerance", "startup_wait"):
+            if getattr(args, name) is not None:
+                words += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+    elif args.client != "reference":
+        words += ["--client", args.client]
+    if args.max_examples:
+        words += ["--max-examples", str(args.max_examples)]
+    if seed is not None:
+        words += ["--seed", str(seed)]
+    return shlex.join(words)
 
 
 def _with_progress(work: Callable[[Any], Any]) -> Any:
@@ -498,29 +583,37 @@ def _with_progress(work: Callable[[Any], Any]) -> Any:
         return work(progress)
 
 
-def _print_result(result: Any) -> None:
-    verdict = "CONFORMANT" if result.conformant else "NON-CONFORMANT"
-    print(f"{verdict}: {result.client} ({result.adapter}, interpretation "
-          f"{result.interpretation}, profile {result.profile}"
-          f"{'' if result.seed is None else f', seed {result.seed}'})")
-    covered = sum(1 for n in result.transitions.values() if n)
-    print(f"  {result.cases} cases, {result.steps} steps, {result.duration_s:.1f} s; "
-          f"transitions covered {covered}/{len(result.transitions)}")
-    for r in result.requirements:
-        if r.status.value != "PASSED":
-            print(f"  {r.status.value:<12} {r.id}")
-    if result.failures and result.uncovered:
-        print(f"  {len(result.uncovered)} transitions never exercised (the run stopped "
-              f"at the first violation)")
-    else:
-        for name in result.uncovered:
-            print(f"  never exercised: {name}")
-    for w in result.warnings:
-        print(f"  warning: {w}")
+def _print_result(result: Any, baseline: Any = None) -> None:
+    """The run in a few lines: the same verdict, counts and failures as every report."""
+    from sephb.conformance.report import compare
+    from sephb.conformance.results import Status, Tally, cases_text
+
+    tally = Tally.of(result)
+    print(f"{result.verdict}: {result.client} ({result.adapter}, interpretation "
+          f"{result.interpretation}, profile {result.profile}, seed {result.seed})")
+    print(f"  cases: {cases_text(result)}; {result.steps:,} steps, "
+          f"{result.duration_s:.1f} s")
+    print(f"  requirements: {Tally.line(tally.requirements)}")
+    print(f"  transitions:  {Tally.line(tally.rows)}")
+    if result.error:
+        print(f"  ERROR: the client could not be tested: {result.error}")
     for f in result.failures:
         print(f"  FAILED {f.requirement}: {f.message}")
         for step in f.steps:
             print(f"      {step}")
+    for r in result.requirements:
+        if r.status is Status.NOT_EXERCISED:
+            print(f"  not exercised: {r.id}")
+    for name in result.uncovered:
+        print(f"  never exercised: {name}")
+    for w in result.warnings:
+        print(f"  warning: {w}")
+    if baseline is not None:
+        changes = compare(baseline, result)
+        print(f"  since the baseline: {len(changes) or 'no'} change(s)")
+        for c in changes:
+            print(f"    {c.text()}")
+    print(f"  run again: {result.replay}")
 
 
 def cmd_mutants(args: argparse.Namespace) -> int:

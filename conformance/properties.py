@@ -27,6 +27,7 @@ restate a transition.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,14 +67,22 @@ HIDDEN_IN_PROCESS = frozenset({Event.HEARTBEAT_DUE, Event.CONNECTED,
                                Event.SESSION_TIMEOUT})
 
 
+#: The checker's "event <n> " prefix, which counts only the records it was fed.
+_EVENT_NO: Final = re.compile(r"^event \d+ ")
+
+
 @dataclass(frozen=True)
 class Finding:
     """A violation: which requirement, what happened, where in the trace."""
 
     requirement: str
     message: str
-    index: int
+    #: The 0-based position, among the records fed, of the record that broke the
+    #: requirement; None when time alone did (a deadline passed).
+    index: int | None
     t: int
+    #: What the model allowed instead, when the transition table was broken.
+    expected: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -109,6 +118,8 @@ class Oracle:
     #: Requirement ids the data properties exercised, and how often.
     exercised: dict[str, int] = field(default_factory=dict)
     index: int = 0
+    #: The position of the record being judged, while one is (None: time alone).
+    _at: int | None = field(default=None, init=False)
     #: What the checker was fed: (name, t, changed, source).
     observations: list[tuple[str, int, Any, Any]] = field(default_factory=list)
     produced: int = 0
@@ -255,21 +266,31 @@ class Oracle:
     # --- records ---------------------------------------------------------------------
 
     def feed(self, rec: dict[str, Any]) -> None:
+        """Judge the next record (every record, in order: ``index`` counts them, so
+        that a finding names the record's position in the trace)."""
+        pos = self.index
+        self.index += 1
         name = rec["event"]
         t = int(rec["t"])
         if is_transport(name, rec.get("role")):
             return  # a GUP download's own connection: not a step of the model
         self.tick(t)
-        self._data(rec, name, t)
-        if rec.get("server") == "-":
-            self.index += 1
-            return  # nothing listens there: the data properties named the port rule
-        obs = (name, t, rec.get("changed"), rec.get("source"))
-        self.observations.append(obs)
-        v = self.checker.feed(*obs)
-        if v is not None and not any(f.index == v.index for f in self.findings):
-            self.findings.append(Finding(v.requirement, v.message, v.index, v.t))
-        self.index += 1
+        self._at = pos
+        try:
+            self._data(rec, name, t)
+            if rec.get("server") == "-":
+                return  # nothing listens there: the data properties named the port rule
+            obs = (name, t, rec.get("changed"), rec.get("source"))
+            self.observations.append(obs)
+            v = self.checker.feed(*obs)
+            if v is not None and not any(f.index == pos for f in self.findings):
+                # The checker counts only what it was fed; the finding names the
+                # record by its number in the trace, as the sequence diagram does.
+                message = _EVENT_NO.sub(f"record {pos + 1} ", v.message, count=1)
+                self.findings.append(Finding(v.requirement, message, pos, v.t,
+                                             tuple(v.allowed)))
+        finally:
+            self._at = None
 
     def path(self) -> list[str]:
         """Row names of one run of the model consistent with the records so far:
@@ -277,7 +298,7 @@ class Oracle:
         return self._runs + self.checker.run()
 
     def _find(self, requirement: str, message: str, t: int) -> None:
-        self.findings.append(Finding(requirement, message, self.index, t))
+        self.findings.append(Finding(requirement, message, self._at, t))
 
     def _hit(self, requirement: str) -> None:
         self.exercised[requirement] = self.exercised.get(requirement, 0) + 1

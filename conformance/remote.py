@@ -84,7 +84,6 @@ from sephb.model.interpretations import Interpretation
 from sephb.model.protocol import (
     FULL_HEARTBEAT_BYTES,
     IDLE_HEARTBEAT_BYTES,
-    REQUIREMENTS,
     SESSION_LIMIT_MS,
     Action,
     Event,
@@ -651,8 +650,12 @@ class ProcessClient:
 
     def __init__(self, world: RemoteWorld, command: str, mode: Mode, *,
                  interpretation: str = "seed", client_id: str = "c1",
-                 startup_s: float = STARTUP_S, quiet_s: float = QUIET_S) -> None:
+                 startup_s: float = STARTUP_S, quiet_s: float = QUIET_S,
+                 contact: list[bool] | None = None) -> None:
         self.world = world
+        #: Whether any start of the client in this run made a request (shared by
+        #: the run's clients): until one has, silence at a start ends the run.
+        self.contact = contact if contact is not None else [False]
         self.command = command
         self.mode = mode
         self.interpretation = interpretation
@@ -775,6 +778,19 @@ class ProcessClient:
         proc = self.proc
         self.world.quiesce(since, lambda: proc.poll() is None, first_s=self.startup_s,
                            quiet_s=self.quiet_s)
+        # Fail fast: a client that cannot run ends the run now, with its own words,
+        # rather than as many test cases of silence.
+        if proc.poll() is not None and self.world.heard == since:
+            raise suite.ClientGone(
+                f"the client exited with status {proc.returncode} as it started, "
+                f"before any request{self._tail()} (command: {shlex.join(self.argv())})")
+        if self.world.heard == since and not self.contact[0]:
+            raise suite.ClientGone(
+                f"the client made no request within {self.startup_s:g} s of its start "
+                f"(a client checks in at once when it starts; a slow starter needs a "
+                f"longer --startup-wait; command: {shlex.join(self.argv())})")
+        if self.world.heard != since:
+            self.contact[0] = True
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -889,6 +905,8 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
         raise UsageError(f"--client-cmd: {words[0]!r} is not an executable program")
     if not (math.isfinite(time_scale) and time_scale > 0):
         raise UsageError(f"time scale {time_scale!r}: expected a number > 0")
+    if not (math.isfinite(startup_s) and startup_s > 0):
+        raise UsageError(f"start-up wait {startup_s!r}: expected a number of seconds > 0")
     tol = tolerance_for(time_scale) if tolerance_ms is None else tolerance_ms
     if not 0 <= tol <= SESSION_LIMIT_MS // 2:
         raise UsageError(
@@ -901,9 +919,11 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
     def world() -> RemoteWorld:
         return RemoteWorld(time_scale=time_scale, tolerance_ms=tol)
 
+    contact = [False]
+
     def client(w: Any, interp: Interpretation, mode: Mode) -> InProcessClient:
         return ProcessClient(w, client_cmd, mode, interpretation=interp.name,
-                             startup_s=startup_s)
+                             startup_s=startup_s, contact=contact)
 
     def close(w: Any, c: InProcessClient) -> None:
         try:
@@ -925,7 +945,7 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
     return WireEnvironment(client=client, world=world, tolerance_ms=tol,
                            adapter="wire", close=close, logs="{log_dir}" in client_cmd,
                            hidden=WIRE_HIDDEN,
-                           uncoverable=lambda interp: list(uncoverable(interp)),
+                           uncoverable=uncoverable, unjudged={},
                            observations=observations,
                            client_cmd=client_cmd, time_scale=time_scale)
 
@@ -966,8 +986,8 @@ def uncoverable(interp: Interpretation) -> dict[str, str]:
 def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
              seed: int | None = None, time_scale: float = DEFAULT_TIME_SCALE,
              tolerance_ms: int | None = None, max_examples: int | None = None,
-             steps: int | None = None, directed: bool = True, **kw: Any
-             ) -> SuiteResult:
+             steps: int | None = None, directed: bool = True,
+             startup_s: float = STARTUP_S, **kw: Any) -> SuiteResult:
     """Run the suite against ``client_cmd`` over the wire: the profile's
     Hypothesis cases (:data:`WIRE_PROFILES`), then (``directed``) the suite's
     directed cases for rows they missed, except those the wire cannot show. Never
@@ -977,9 +997,12 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
         raise UsageError(f"profile {profile!r}: expected one of "
                          f"{', '.join(WIRE_PROFILES)}")
     plan = WIRE_PROFILES[profile]
-    env = wire_environment(client_cmd, time_scale=time_scale, tolerance_ms=tolerance_ms)
+    env = wire_environment(client_cmd, time_scale=time_scale, tolerance_ms=tolerance_ms,
+                           startup_s=startup_s)
     if not directed:  # the suite tries no directed case for a row it is told to skip
-        env.uncoverable = lambda interp: [r.name for r in interp.rows()]
+        env.uncoverable = lambda interp: {
+            r.name: uncoverable(interp).get(r.name, "directed cases are off")
+            for r in interp.rows()}
     try:
         with _terminate_as_interrupt():
             result = suite.run(interp, factory=env, profile=profile, seed=seed,
@@ -988,6 +1011,11 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
                                steps_per_case=steps or plan.steps, shrink=False, **kw)
     finally:
         _cleanup()  # an interrupted case's process and servers, if any
+    result = msgspec.structs.replace(result, settings={
+        "time scale": _number(time_scale),
+        "tolerance": f"{env.tolerance_ms:,} model ms "
+                     f"({env.tolerance_ms * time_scale / 1000:g} s of wall time)",
+        "start-up wait": f"{startup_s:g} s"})
     return _wire_result(result, interp, env.observations)
 
 
@@ -1038,46 +1066,50 @@ def _terminate_as_interrupt() -> Iterator[None]:
 def _wire_result(result: SuiteResult, interp: Interpretation,
                  seen: WireObservations) -> SuiteResult:
     """Add what only the wire measures (sizes) and says (notes) to a result."""
-    reqs = [r for r in result.requirements if not r.id.startswith("REQ-SIZE-")]
     warnings = list(result.warnings)
-    for rid in ("REQ-SIZE-IDLE", "REQ-SIZE-MAX"):
-        measured = [s for s in seen.sizes if s.requirement == rid]
-        reqs.append(RequirementResult(
-            rid, Status.PASSED if measured else Status.NOT_COVERED,
-            REQUIREMENTS[rid].text, len(measured)))
-        out = [s for s in measured if not s.bounds[0] <= s.bytes <= s.bounds[1]]
-        if out:
-            lo, hi = out[0].bounds
-            sizes = sorted(s.bytes for s in out)
-            span = (f"{sizes[0]:,}" if sizes[0] == sizes[-1]
-                    else f"{sizes[0]:,}-{sizes[-1]:,}")
-            warnings.append(
-                f"{rid}: {len(out)} of {len(measured)} {out[0].kind} check-ins were "
-                f"{span} bytes on the wire (first at t={out[0].t} on "
-                f"{out[0].server}); the seed's typical range is {lo:,}-{hi:,} bytes (a "
-                f"warning, not a violation: the seed calls the sizes typical, A7)")
-    unseen: set[str] = set()
-    for name, why in uncoverable(interp).items():
-        if result.transitions.get(name, 0) == 0:
-            unseen.add(name)
-            warnings.append(f"not coverable over the wire: {name}: {why} "
-                            f"(docs/adapters.md)")
-    # What the wire cannot show is not held against the client: those rows, and a
-    # requirement whose every row is among them, or a size the run did not happen
-    # to measure (which applies depends on the client's own log volume), leave the
-    # verdict and are named in the warnings instead.
-    transitions = {n: c for n, c in result.transitions.items() if n not in unseen}
-    kept = []
-    for r in reqs:
-        rows = {row.name for row in interp.rows() if row.requirement == r.id}
-        if r.status is Status.NOT_COVERED and (
-                (rows and rows <= unseen) or r.id.startswith("REQ-SIZE-")):
-            warnings.append(f"{r.id} not exercised over the wire in this run: judged "
-                            f"in process, or by a client with that log volume")
-            continue
-        kept.append(r)
+    reqs = []
+    for r in result.requirements:
+        if r.id in _SIZE_SHOWN_BY:
+            r = _size_result(r, seen.sizes, result, warnings)
+        reqs.append(r)
     warnings += seen.notes
-    kept.sort(key=lambda r: r.id)
-    return msgspec.structs.replace(result, requirements=kept, warnings=warnings,
-                                   transitions=transitions)
+    return msgspec.structs.replace(result, requirements=reqs, warnings=warnings)
 
+
+#: Which check-ins show each size requirement, for the reason it was not measured.
+_SIZE_SHOWN_BY: Final = {
+    "REQ-SIZE-IDLE": "a pull check-in that carried nothing but the heartbeat (no logs, "
+                     "no content)",
+    "REQ-SIZE-MAX": "a pull check-in that uploaded the client's full logs",
+}
+
+
+def _size_result(r: RequirementResult, sizes: list[Size], result: SuiteResult,
+                 warnings: list[str]) -> RequirementResult:
+    """A size requirement's verdict from the check-ins measured: PASSED when one was
+    (a size outside the typical range is a warning: the seed calls the sizes typical,
+    A7), else SKIPPED -- whether such a check-in happens depends on the client's own
+    logs, which the suite does not control -- or NOT_REACHED after a failure."""
+    measured = [s for s in sizes if s.requirement == r.id]
+    out = [s for s in measured if not s.bounds[0] <= s.bytes <= s.bounds[1]]
+    if out:
+        lo, hi = out[0].bounds
+        values = sorted(s.bytes for s in out)
+        span = (f"{values[0]:,}" if values[0] == values[-1]
+                else f"{values[0]:,}-{values[-1]:,}")
+        warnings.append(
+            f"{r.id}: {len(out)} of {len(measured)} {out[0].kind} check-ins were "
+            f"{span} bytes on the wire (first at t={out[0].t} on {out[0].server}); the "
+            f"seed's typical range is {lo:,}-{hi:,} bytes (a warning, not a violation: "
+            f"the seed calls the sizes typical, A7)")
+    if measured:
+        return msgspec.structs.replace(r, status=Status.PASSED, hits=len(measured),
+                                       reason="")
+    if result.failures or result.error:
+        return msgspec.structs.replace(
+            r, status=Status.NOT_REACHED, reason=r.reason or "the run stopped early")
+    return msgspec.structs.replace(
+        r, status=Status.SKIPPED,
+        reason=f"no check-in of this run could show it: it needs "
+               f"{_SIZE_SHOWN_BY[r.id]}, and the client's own logs decide whether one "
+               f"happens")

@@ -29,6 +29,7 @@ Only a conformant run has clean cases to count.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
 import re
@@ -44,7 +45,15 @@ import msgspec
 from sephb.model.errors import UsageError
 from sephb.model.interpretations import INTERPRETATIONS
 
-from .results import Failure, Status, SuiteResult, dumps
+from .results import (
+    Failure,
+    Status,
+    SuiteResult,
+    Tally,
+    cases_text,
+    dumps,
+    replay_command,
+)
 from .seqdiagram import sequence_mermaid, sequence_svg, xml_safe
 
 __all__ = [
@@ -152,10 +161,18 @@ class _Facts:
     #: The coverage diagram, or why there is none.
     svg: bytes | None
     svg_problem: str | None
+    #: The counts every format prints.
+    tally: Tally
+    #: Where the failure files are, as the reader should open them (the report
+    #: directory as given, e.g. ``out/r/``), or None when none were written: the
+    #: JUnit file then carries each failure's trace inline.
+    files: str | None = None
+    #: What changed per requirement since a baseline run (None: no baseline).
+    changes: list[Change] | None = None
 
     @property
     def verdict(self) -> str:
-        return "CONFORMANT" if self.result.conformant else "NON-CONFORMANT"
+        return self.result.verdict
 
 
 def _facts(result: SuiteResult, *, draw: bool = True) -> _Facts:
@@ -179,7 +196,7 @@ def _facts(result: SuiteResult, *, draw: bool = True) -> _Facts:
         if foreign:
             notes.append(f"the run counted {len(foreign)} name(s) that are not rows of "
                          f"the {interp.name!r} table: {', '.join(foreign)}")
-    uncovered = [name for name, _, n in rows if n == 0]
+    uncovered = [name for name, _, n in rows if n == 0 and name not in result.skipped]
     uncovered += [u for u in result.uncovered if u not in uncovered]
 
     failures_of: dict[str, list[int]] = {}
@@ -198,23 +215,30 @@ def _facts(result: SuiteResult, *, draw: bool = True) -> _Facts:
     elif interp is None:
         problem = notes[0]
     return _Facts(result, reliability(result), rows, uncovered, notes, failures_of, svg,
-                  problem)
+                  problem, Tally.of(result))
 
 
 # --- writing ---------------------------------------------------------------------
 
 
-def write_report(result: SuiteResult, outdir: Path) -> dict[str, Path]:
+def write_report(result: SuiteResult, outdir: Path, *,
+                 baseline: SuiteResult | None = None) -> dict[str, Path]:
     """Write every report of ``result`` into ``outdir``; return them by relative name.
 
     Files: ``index.html``, ``report.md``, ``junit.xml``, ``result.json``,
     ``coverage.svg`` (when the diagram could be drawn) and, per failure ``n``,
     ``failures/failure-<n>.ndjson`` and ``failures/test_replay_<n>.py``. Failure files
     (and the drawing) of an earlier report in the same directory are removed, so the
-    directory never shows a failure this result does not have.
+    directory never shows a failure this result does not have. ``baseline``: an
+    earlier run's result, to report what changed per requirement.
     """
-    outdir.mkdir(parents=True, exist_ok=True)
-    facts = _facts(result)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"report directory {str(outdir)!r}: {exc.strerror or exc}"
+                         ) from None
+    facts = dataclasses.replace(_facts(result), files=_prefix(outdir),
+                                changes=_changes(baseline, result))
     written: dict[str, Path] = {}
 
     def put(name: str, data: bytes) -> None:
@@ -228,7 +252,7 @@ def write_report(result: SuiteResult, outdir: Path) -> dict[str, Path]:
         for old in [*fdir.glob("failure-*.ndjson"), *fdir.glob("test_replay_*.py")]:
             old.unlink()
     for i, failure in enumerate(result.failures, 1):
-        put(trace_file(i), _ndjson(failure.trace))
+        put(trace_file(i), _ndjson(_traced(result, failure)))
         put(replay_file(i), failure.replay.encode())
     if facts.svg is not None:
         put(COVERAGE_FILE, facts.svg)
@@ -241,16 +265,100 @@ def write_report(result: SuiteResult, outdir: Path) -> dict[str, Path]:
     return written
 
 
-def write_junit(result: SuiteResult, path: Path) -> Path:
-    """Write the JUnit XML of ``result`` to ``path`` (the CLI's ``--junit FILE``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_junit_bytes(_facts(result, draw=False)))
+def write_junit(result: SuiteResult, path: Path, *, report_dir: Path | None = None,
+                baseline: SuiteResult | None = None) -> Path:
+    """Write the JUnit XML of ``result`` to ``path`` (the CLI's ``--junit FILE``).
+    It names the failure files of ``report_dir`` when a report was written there
+    (as paths relative to the working directory); otherwise each failure's trace is
+    inline, so that the file stands alone."""
+    facts = dataclasses.replace(
+        _facts(result, draw=False),
+        files=None if report_dir is None else _prefix(report_dir),
+        changes=_changes(baseline, result))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(_junit_bytes(facts))
+    except OSError as exc:
+        raise UsageError(f"--junit {str(path)!r}: {exc.strerror or exc}") from None
     return path
+
+
+def _prefix(outdir: Path) -> str:
+    text = str(outdir)
+    return "" if text in ("", ".") else text.rstrip("/") + "/"
+
+
+def _traced(result: SuiteResult, failure: Failure) -> list[Mapping[str, object]]:
+    """A failure's records as a trace file: the header saying how they were recorded
+    (the time scale), then the records."""
+    scale = result.settings.get("time scale", "1" if result.adapter == "in-process"
+                                else "")
+    from . import trace
+
+    header = getattr(trace, "header_record", None)  # TODO(issue 12): the trace header
+    try:
+        value = float(scale)
+    except ValueError:
+        return list(failure.trace)
+    if header is None:
+        return list(failure.trace)
+    return [header(value, "suite"), *failure.trace]
 
 
 def _ndjson(records: Sequence[Mapping[str, object]]) -> bytes:
     # msgspec, like the trace writer: the same bytes a recorder would have written.
     return b"".join(msgspec.json.encode(r) + b"\n" for r in records)
+
+
+# --- baseline ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """What became of one requirement between a baseline run and this one."""
+
+    requirement: str
+    before: Status | None
+    after: Status | None
+
+    @property
+    def regression(self) -> bool:
+        """Worse than before: passed (or absent) then, failing the run now."""
+        return self.after is not None and self.after.fails_run and (
+            self.before is None or not self.before.fails_run)
+
+    @property
+    def fixed(self) -> bool:
+        return self.before is not None and self.before.fails_run and (
+            self.after is None or not self.after.fails_run)
+
+    def text(self) -> str:
+        def word(st: Status | None) -> str:
+            return "absent" if st is None else st.label
+
+        kind = ("regression" if self.regression else "fixed" if self.fixed
+                else "changed")
+        return f"{kind}: {self.requirement}: {word(self.before)} -> {word(self.after)}"
+
+
+def _changes(baseline: SuiteResult | None, result: SuiteResult) -> list[Change] | None:
+    """Per-requirement changes from ``baseline`` (regressions first, then fixes, then
+    the rest); None without a baseline."""
+    if baseline is None:
+        return None
+    before = {r.id: r.status for r in baseline.requirements}
+    after = {r.id: r.status for r in result.requirements}
+    out = [Change(rid, before.get(rid), after.get(rid))
+           for rid in sorted(before.keys() | after.keys())
+           if before.get(rid) is not after.get(rid)]
+    out.sort(key=lambda c: (not c.regression, not c.fixed, c.requirement))
+    return out
+
+
+def compare(baseline: SuiteResult, result: SuiteResult) -> list[Change]:
+    """What changed per requirement from ``baseline`` to ``result``, regressions
+    first (the CLI's ``--baseline``)."""
+    return _changes(baseline, result) or []
 
 
 # --- formatting helpers ------------------------------------------------------------
@@ -267,7 +375,11 @@ def _duration(seconds: float) -> str:
 
 
 def _seed(seed: int | None) -> str:
-    return "random (not fixed)" if seed is None else str(seed)
+    return "none" if seed is None else str(seed)
+
+
+def _cases(res: SuiteResult) -> str:
+    return cases_text(res)
 
 
 def _anchor(text: str) -> str:
@@ -276,97 +388,179 @@ def _anchor(text: str) -> str:
 
 
 def _status_counts(result: SuiteResult) -> dict[Status, int]:
-    counts = dict.fromkeys(Status, 0)
-    for r in result.requirements:
-        counts[r.status] += 1
-    return counts
+    return Tally.of(result).requirements
 
 
-def _failure_text(n: int, f: Failure) -> str:
-    """A failure as plain text (JUnit's failure body)."""
-    lines = [f"Failure {n}: {f.requirement}: {f.message}"]
-    if f.seed is not None:
-        lines.append(f"Hypothesis seed: {f.seed}")
-    lines.append("Steps:")
-    lines += [f"  {i}. {step}" for i, step in enumerate(f.steps, 1)]
-    lines.append(f"Trace: {trace_file(n)} ({len(f.trace)} records)")
-    lines.append(f"Replay: pytest {replay_file(n)}")
+def _marked(f: Failure) -> str:
+    """Where the failure is in its trace: the record number the message, the
+    sequence diagram and the trace file share."""
+    if f.record is None or not 0 <= f.record < len(f.trace):
+        return "no record broke it: time passed without the move the model requires"
+    rec = f.trace[f.record]
+    where = f" on {rec['server']}" if rec.get("server") else ""
+    return f"record {f.record + 1}: {rec.get('event')} at t={rec.get('t')} ms{where}"
+
+
+def _expected_text(f: Failure) -> str | None:
+    if f.expected is None:
+        return None
+    return ", ".join(f.expected) if f.expected else "nothing (the client should wait)"
+
+
+def _program(res: SuiteResult, f: Failure) -> list[tuple[str, str]]:
+    """The shrunk program as (domain words, the step as the replay runs it)."""
+    from .suite import narrate
+
+    return [(narrate(step, res.interpretation), step) for step in f.steps]
+
+
+def _failure_text(n: int, f: Failure, res: SuiteResult, files: str | None) -> str:
+    """A failure as plain text (JUnit's failure body): self-contained when no files
+    were written (``files`` None), else naming them."""
+    lines = [f"Failure {n}: {f.requirement}: {f.message}",
+             f"Where: {_marked(f)}"]
+    expected = _expected_text(f)
+    if expected is not None:
+        lines.append(f"Expected: {expected}")
+    lines.append(f"Found by: {f.found_by} test case"
+                 + (f" (seed {f.seed})" if f.seed is not None else ""))
+    lines.append("What happened (shrunk):")
+    lines += [f"  {i}. {words}" for i, (words, _) in enumerate(_program(res, f), 1)]
+    lines.append(f"Run again: {replay_command(res)}")
+    if files is not None:
+        lines.append(f"Trace: {files}{trace_file(n)} ({len(f.trace)} records)")
+        lines.append(f"Replay: pytest {files}{replay_file(n)}")
+    else:
+        lines.append(f"Trace ({len(f.trace)} records, NDJSON):")
+        lines += [msgspec.json.encode(r).decode() for r in f.trace[-_INLINE_RECORDS:]]
+        if len(f.trace) > _INLINE_RECORDS:
+            lines.append(f"(the first {len(f.trace) - _INLINE_RECORDS} records left "
+                         "out; --report writes the whole trace)")
     return "\n".join(lines)
+
+
+#: How a not-exercised case's message begins (its JUnit failure type).
+_NEVER: Final = "never exercised"
+#: Records of a failure's trace a stand-alone JUnit file carries (its last ones).
+_INLINE_RECORDS: Final = 200
 
 
 # --- JUnit -------------------------------------------------------------------------
 
 
 def _junit_bytes(facts: _Facts) -> bytes:
-    """One <testcase> per requirement id; NOT_COVERED is a failure (the run says
-    nothing about the requirement, and the run fails for it). One more case,
-    ``<classname>.coverage / transitions``, fails when a row was never exercised, so
-    that a NON-CONFORMANT verdict never reads as a green build."""
+    """One <testcase> per requirement (classname ``sephb.<interpretation>.<id>``)
+    and one per transition of the table, under its requirement's classname. FAILED
+    is a <failure>; NOT_EXERCISED too (the coverage gate: the run fails for it);
+    SKIPPED and NOT_REACHED are <skipped> with the reason; an ERROR run (the client
+    could not be tested) is one <error>. So the file fails exactly when the verdict
+    is not CONFORMANT, with one failure per failed requirement."""
     res = facts.result
-    classname = f"sephb.{res.interpretation}"
-    # (classname, name, failure or None); a failure is (type, message, body).
-    cases: list[tuple[str, str, tuple[str, str, str] | None]] = []
+    base = f"sephb.{res.interpretation}"
+    # (classname, name, seconds, kind or None, message, body); kind is failure,
+    # skipped or error.
+    cases: list[tuple[str, str, float, str | None, str, str]] = []
+    if res.error:
+        cases.append((f"{base}.client", "start", 0.0, "error", res.error, res.error))
     listed = {r.id for r in res.requirements}
     for req in res.requirements:
         nums = facts.failures_of.get(req.id, [])
-        failure: tuple[str, str, str] | None = None
+        cls = f"{base}.{req.id}"
         if req.status is Status.FAILED or nums:
-            failure = _junit_failed(req.id, nums, res.failures)
-        elif req.status is Status.NOT_COVERED:
-            failure = (Status.NOT_COVERED.value,
-                       f"{req.id} was never exercised in {res.cases:,} cases",
-                       f"{req.id}: {req.text}\nNo transition or property carrying this "
-                       "requirement was exercised: the run says nothing about it.")
-        cases.append((classname, req.id, failure))
+            _, message, body = _junit_failed(req.id, nums, res, facts.files)
+            cases.append((cls, "requirement", req.seconds, "failure", message, body))
+        elif req.status is Status.NOT_EXERCISED:
+            cases.append((cls, "requirement", req.seconds, "failure",
+                          f"{req.id} was never exercised in {_cases(res)} cases",
+                          f"{req.id}: {req.text}\nNo transition or property carrying "
+                          "this requirement was exercised: the run says nothing about "
+                          "it."))
+        elif req.status in (Status.SKIPPED, Status.NOT_REACHED):
+            cases.append((cls, "requirement", req.seconds, "skipped",
+                          f"{req.status.label}: {req.reason}", ""))
+        else:
+            cases.append((cls, "requirement", req.seconds, None, "", ""))
     # A failure whose requirement the run did not list still fails the build.
-    cases += [(classname, rid, _junit_failed(rid, nums, res.failures))
-              for rid, nums in facts.failures_of.items() if rid not in listed]
-    cases.append((f"{classname}.coverage", "transitions", (
-        Status.NOT_COVERED.value, f"{len(facts.uncovered)} transition(s) never exercised",
-        "\n".join(facts.uncovered)) if facts.uncovered else None))
+    for rid, nums in facts.failures_of.items():
+        if rid not in listed:
+            _, message, body = _junit_failed(rid, nums, res, facts.files)
+            cases.append((f"{base}.{rid}", "requirement", 0.0, "failure", message, body))
+    req_of = {name: rid for name, rid, _ in facts.rows}
+    for name in res.transitions:
+        status = res.row_status(name)
+        cls = f"{base}.{req_of.get(name, 'transitions')}"
+        secs = res.row_seconds.get(name, 0.0)
+        title = f"transition {name}"
+        if status is Status.NOT_EXERCISED:
+            cases.append((cls, title, secs, "failure",
+                          f"never exercised in {_cases(res)} cases",
+                          f"{name}: no test case took this transition"))
+        elif status is Status.SKIPPED:
+            cases.append((cls, title, secs, "skipped",
+                          f"skipped: {res.skipped.get(name, '')}", ""))
+        elif status is Status.NOT_REACHED:
+            cases.append((cls, title, secs, "skipped",
+                          "not reached: the run stopped at its first failure"
+                          if not res.error else "not reached: the client could not "
+                          "be tested", ""))
+        else:
+            cases.append((cls, title, secs, None, "", ""))
 
-    failed = sum(1 for *_, f in cases if f is not None)
+    failed = sum(1 for c in cases if c[3] == "failure")
+    errors = sum(1 for c in cases if c[3] == "error")
+    skipped = sum(1 for c in cases if c[3] == "skipped")
     time = f"{res.duration_s:.3f}"
     root = ET.Element("testsuites", name="sephb conformance", tests=str(len(cases)),
-                      failures=str(failed), errors="0", time=time)
-    suite = ET.SubElement(root, "testsuite", name=xml_safe(classname),
-                          tests=str(len(cases)), failures=str(failed), errors="0",
-                          skipped="0", time=time)
+                      failures=str(failed), errors=str(errors), skipped=str(skipped),
+                      time=time)
+    suite = ET.SubElement(root, "testsuite", name=xml_safe(base),
+                          tests=str(len(cases)), failures=str(failed),
+                          errors=str(errors), skipped=str(skipped), time=time)
     props = ET.SubElement(suite, "properties")
-    for key, value in (("verdict", facts.verdict), ("client", res.client),
+    props_of: list[tuple[str, str]] = [("verdict", facts.verdict), ("client", res.client),
                        ("adapter", res.adapter), ("interpretation", res.interpretation),
                        ("profile", res.profile), ("seed", _seed(res.seed)),
-                       ("cases", str(res.cases)), ("steps", str(res.steps))):
+                       ("cases", str(res.cases)), ("directed cases", str(res.directed)),
+                       ("steps", str(res.steps)), ("records", str(res.records)),
+                       *res.settings.items(), ("replay", replay_command(res))]
+    for key, value in props_of:
         ET.SubElement(props, "property", name=key, value=xml_safe(value))
-    for cls, name, failure in cases:
-        el = ET.SubElement(suite, "testcase", classname=xml_safe(cls), name=xml_safe(name))
-        if failure is not None:
-            kind, message, body = failure
-            f = ET.SubElement(el, "failure", message=xml_safe(message), type=kind)
-            f.text = xml_safe(body)
-    warnings = [*res.warnings, *facts.notes]
-    if warnings:
-        ET.SubElement(suite, "system-out").text = xml_safe(
-            "\n".join(f"warning: {w}" for w in warnings))
+    for cls, name, secs, kind, message, body in cases:
+        el = ET.SubElement(suite, "testcase", classname=xml_safe(cls),
+                           name=xml_safe(name), time=f"{secs:.3f}")
+        if kind is not None:
+            f = ET.SubElement(el, kind, message=xml_safe(message))
+            if kind != "skipped":
+                f.set("type", "ERROR" if kind == "error" else "NOT_EXERCISED"
+                      if message.startswith(_NEVER) or "never exercised" in message
+                      else "FAILED")
+                f.text = xml_safe(body)
+    out = [f"warning: {w}" for w in [*res.warnings, *facts.notes]]
+    if facts.changes:
+        out += [f"baseline: {c.text()}" for c in facts.changes]
+    if out:
+        ET.SubElement(suite, "system-out").text = xml_safe("\n".join(out))
     ET.indent(root)
     data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return data + b"\n"
 
 
-def _junit_failed(rid: str, nums: list[int], failures: list[Failure]
+def _junit_failed(rid: str, nums: list[int], res: SuiteResult, files: str | None
                   ) -> tuple[str, str, str]:
     if not nums:  # FAILED without a recorded failure: say so rather than invent one
-        return Status.FAILED.value, f"{rid} failed (no failure recorded)", rid
-    first = failures[nums[0] - 1].message
+        return "failure", f"{rid} failed (no failure recorded)", rid
+    first = res.failures[nums[0] - 1].message
     more = f" (and {len(nums) - 1} more)" if len(nums) > 1 else ""
-    return (Status.FAILED.value, first + more,
-            "\n\n".join(_failure_text(n, failures[n - 1]) for n in nums))
+    return ("failure", first + more,
+            "\n\n".join(_failure_text(n, res.failures[n - 1], res, files)
+                         for n in nums))
 
 
 # --- Markdown ------------------------------------------------------------------------
 
 _MD_SPECIAL: Final = re.compile(r"([\\`*_\[\]<>|#])")
-_STATUS_MARK: Final = {Status.PASSED: "✅", Status.FAILED: "❌", Status.NOT_COVERED: "⚠️"}
+_STATUS_MARK: Final = {Status.PASSED: "✅", Status.FAILED: "❌", Status.NOT_EXERCISED: "⚠️",
+                       Status.SKIPPED: "⏭️", Status.NOT_REACHED: "⏸️"}
 
 
 def _md(text: object) -> str:
@@ -391,8 +585,10 @@ def _md_block(text: str, lang: str = "") -> str:
 def _markdown(facts: _Facts) -> str:
     res = facts.result
     rel = facts.reliability
-    counts = _status_counts(res)
+    tally = facts.tally
     out: list[str] = [f"# sephb conformance report: {facts.verdict}", ""]
+    if res.error:
+        out += [f"> **The client could not be tested:** {_md(res.error)}", ""]
     out += [
         "| | |", "| --- | --- |",
         f"| Verdict | **{facts.verdict}** |",
@@ -401,28 +597,55 @@ def _markdown(facts: _Facts) -> str:
         f"| Interpretation | {_md(res.interpretation)} |",
         f"| Profile | {_md(res.profile)} |",
         f"| Seed | {_md(_seed(res.seed))} |",
-        f"| Cases | {res.cases:,} |",
-        f"| Steps | {res.steps:,} |",
+        f"| Cases | {_md(_cases(res))} |",
+        f"| Steps | {res.steps:,} ({res.records:,} records) |",
+        *(f"| {_md(k.capitalize())} | {_md(v)} |" for k, v in res.settings.items()),
         f"| Duration | {_duration(res.duration_s)} |",
+        f"| Run again | {_md_code(replay_command(res))} |",
         "",
     ]
     out += [_reliability_text(rel, markdown=True), ""]
     out += [
-        f"Requirements: {counts[Status.PASSED]} passed, {counts[Status.FAILED]} failed, "
-        f"{counts[Status.NOT_COVERED]} not covered. Transitions: "
-        f"{_covered_text(facts)}. Failures: {len(res.failures)}. "
+        f"Requirements: {Tally.line(tally.requirements)}. Transitions: "
+        f"{Tally.line(tally.rows)}. Failures: {len(res.failures)}. "
         f"Warnings: {len(res.warnings)}.",
         "",
-        "## Requirements", "",
-        "| Requirement | Status | Hits | Text |",
-        "| --- | --- | ---: | --- |",
     ]
+    if facts.changes is not None:
+        out += ["## Changes since the baseline", ""]
+        out += [f"- {_md(c.text())}" for c in facts.changes] or ["None."]
+        out.append("")
+    out += [f"## Failures ({len(res.failures)})", ""]
+    if not res.failures:
+        out += ["None.", ""]
+    for n, f in enumerate(res.failures, 1):
+        out += [f'<a id="failure-{n}"></a>', "",
+                f"### Failure {n}: {_md(f.requirement)}", "",
+                f"> {_md(f.message)}", "",
+                f"- Where: {_md(_marked(f))}"]
+        expected = _expected_text(f)
+        if expected is not None:
+            out.append(f"- Expected: {_md(expected)}")
+        out += [f"- Found by: {_md(f.found_by)} test case"
+                + (f" (seed {f.seed})" if f.seed is not None else ""), ""]
+        out += ["What happened (shrunk):", ""]
+        out += [f"{i}. {_md(words)} ({_md_code(step)})"
+                for i, (words, step) in enumerate(_program(res, f), 1)] or ["(none)"]
+        out += ["", f"Trace ({len(f.trace)} records; the failing one marked):", "",
+                _md_block(sequence_mermaid(f.trace, mark=f.record), "mermaid"), ""]
+        out += [f"Files: [{trace_file(n)}]({trace_file(n)}) (NDJSON trace), "
+                f"[{replay_file(n)}]({replay_file(n)}) (replay: "
+                f"{_md_code('pytest ' + replay_file(n))})", ""]
+    out += ["## Requirements", "",
+            "| Requirement | Status | Hits | Text |",
+            "| --- | --- | ---: | --- |"]
     for req in res.requirements:
         nums = facts.failures_of.get(req.id, [])
         refs = (" (" + ", ".join(f"[failure {n}](#failure-{n})" for n in nums) + ")"
                 if nums else "")
-        out.append(f"| {_md(req.id)} | {_STATUS_MARK[req.status]} {req.status.value}"
-                   f"{refs} | {req.hits:,} | {_md(req.text)} |")
+        why = f": {_md(req.reason)}" if req.reason else ""
+        out.append(f"| {_md(req.id)} | {_STATUS_MARK[req.status]} {req.status.label}"
+                   f"{refs}{why} | {req.hits:,} | {_md(req.text)} |")
     out += ["", "## Transition coverage", ""]
     if facts.svg is not None:
         out += [f"![State diagram of '{_md(res.interpretation)}' with how often each "
@@ -431,44 +654,32 @@ def _markdown(facts: _Facts) -> str:
                 "dashed.", ""]
     elif facts.svg_problem:
         out += [f"No diagram: {_md(facts.svg_problem)}", ""]
-    out += [f"Transitions: {_covered_text(facts)}.", ""]
+    out += [f"Transitions: {Tally.line(tally.rows)}.", ""]
     if facts.uncovered:
-        out += ["### Uncovered transitions", ""]
+        out += ["### Never exercised", ""]
         req_of = {name: rid for name, rid, _ in facts.rows}
         out += [f"- {_md_code(u)}" + (f" ({_md(req_of[u])})" if u in req_of else "")
                 for u in facts.uncovered]
         out.append("")
+    if res.skipped:
+        out += ["### Skipped (not observable in this adapter)", ""]
+        out += [f"- {_md_code(n)}: {_md(why)}" for n, why in res.skipped.items()]
+        out.append("")
     if facts.rows:
         out += ["<details><summary>Every transition and its count</summary>", "",
-                "| Transition | Requirement | Count |", "| --- | --- | ---: |"]
-        out += [f"| {_md_code(name)} | {_md(rid)} | {n:,} |" for name, rid, n in facts.rows]
+                "| Transition | Requirement | Count | Status |",
+                "| --- | --- | ---: | --- |"]
+        out += [f"| {_md_code(name)} | {_md(rid)} | {n:,} | "
+                f"{res.row_status(name).label} |" for name, rid, n in facts.rows]
         out += ["", "</details>", ""]
     warnings = [*res.warnings, *facts.notes]
     out += ["## Warnings", ""]
     out += [f"- {_md(w)}" for w in warnings] if warnings else ["None."]
-    out += ["", f"## Failures ({len(res.failures)})", ""]
-    if not res.failures:
-        out += ["None.", ""]
-    for n, f in enumerate(res.failures, 1):
-        out += [f'<a id="failure-{n}"></a>', "",
-                f"### Failure {n}: {_md(f.requirement)}", "",
-                f"> {_md(f.message)}", ""]
-        if f.seed is not None:
-            out += [f"Hypothesis seed: {f.seed}", ""]
-        out += ["Steps (shrunk):", "",
-                _md_block("\n".join(f"{i:>3}. {s}" for i, s in enumerate(f.steps, 1))
-                          or "(no steps)", "text"), ""]
-        out += [f"Trace ({len(f.trace)} records):", "",
-                _md_block(sequence_mermaid(f.trace), "mermaid"), ""]
-        out += [f"Files: [{trace_file(n)}]({trace_file(n)}) (NDJSON trace), "
-                f"[{replay_file(n)}]({replay_file(n)}) (replay: "
-                f"{_md_code('pytest ' + replay_file(n))})", ""]
     return "\n".join(out).rstrip() + "\n"
 
 
 def _covered_text(facts: _Facts) -> str:
-    total = len(facts.rows) or len(facts.result.transitions)
-    return f"{total - len(facts.uncovered)} of {total} exercised"
+    return Tally.line(facts.tally.rows)
 
 
 def _reliability_text(rel: Reliability, *, markdown: bool = False) -> str:
@@ -576,12 +787,22 @@ tbody tr:last-child td{border-bottom:0}
 td.id{white-space:nowrap;font-weight:600}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.FAILED td:first-child{box-shadow:inset 3px 0 var(--fail)}
-tr.NOT_COVERED td:first-child{box-shadow:inset 3px 0 var(--warn)}
+tr.NOT_EXERCISED td:first-child{box-shadow:inset 3px 0 var(--warn)}
 .status{display:inline-block;min-width:104px;padding:2px 10px;border-radius:999px;
 font-size:11.5px;font-weight:700;letter-spacing:.03em;text-align:center;border:1px solid}
 .status.PASSED{color:var(--pass);background:var(--pass-bg);border-color:var(--pass-line)}
 .status.FAILED{color:var(--fail);background:var(--fail-bg);border-color:var(--fail-line)}
-.status.NOT_COVERED{color:var(--warn);background:var(--warn-bg);border-color:var(--warn-line)}
+.status.NOT_EXERCISED{color:var(--warn);background:var(--warn-bg);border-color:var(--warn-line)}
+.status.SKIPPED,.status.NOT_REACHED{color:var(--muted);background:#f1f3f5;
+border-color:var(--line)}
+.reason{display:block;font-size:12px;color:var(--muted);margin-top:3px}
+.error{margin:16px 0;padding:12px 16px;border:1px solid var(--fail-line);
+border-left:4px solid var(--fail);border-radius:8px;background:var(--fail-bg);
+overflow-wrap:anywhere}
+table.move{width:auto;margin:6px 0 4px}table.move th{width:110px}
+ol.program li small{display:block;color:var(--muted)}
+.replay{margin:10px 0 0}.replay code{background:#f7f9fa;border:1px solid var(--line);
+border-radius:4px;padding:2px 6px;overflow-wrap:anywhere}
 .refs{display:block;font-size:12px;margin-top:3px}
 figure{margin:0}
 figure.diagram{border:1px solid var(--line);border-radius:6px;padding:10px;overflow-x:auto;
@@ -633,10 +854,12 @@ footer{color:var(--muted);font-size:12px;padding:0 0 30px}
 
 
 def _html(facts: _Facts) -> str:
+    """The page: verdict, facts and counts, then the failures (a failed run opens on
+    them), the baseline's changes, requirements, coverage and warnings."""
     res = facts.result
     rel = facts.reliability
     ok = res.conformant
-    counts = _status_counts(res)
+    tally = facts.tally
     title = f"{facts.verdict}: {res.client} ({res.interpretation}) · sephb conformance"
     out: list[str] = [
         "<!DOCTYPE html>",
@@ -650,42 +873,53 @@ def _html(facts: _Facts) -> str:
         f'<h1><span class="verdict">{facts.verdict}</span>'
         f'<span class="subject">client <code>{_h(res.client)}</code></span></h1>',
         _html_claim(rel),
-        '<nav class="toc"><a href="#requirements">Requirements</a>'
-        '<a href="#coverage">Transition coverage</a><a href="#warnings">Warnings</a>'
+        '<nav class="toc">'
         f'<a href="#failures">Failures ({len(res.failures)})</a>'
+        '<a href="#requirements">Requirements</a>'
+        '<a href="#coverage">Transition coverage</a><a href="#warnings">Warnings</a>'
         f'<a href="{JUNIT_FILE}">JUnit XML</a><a href="{JSON_FILE}">result.json</a>'
         f'<a href="{MARKDOWN_FILE}">Markdown</a></nav>',
         "</div></header>",
         '<main class="wrap">',
     ]
+    if res.error:
+        out.append(f'<div class="error" id="error"><b>The client could not be tested.'
+                   f"</b> {_h(res.error)}</div>")
     facts_dl = [
         ("Client", f"<code>{_h(res.client)}</code>"), ("Adapter", _h(res.adapter)),
         ("Interpretation", _h(res.interpretation)), ("Profile", _h(res.profile)),
-        ("Seed", _h(_seed(res.seed))), ("Cases", f"{res.cases:,}"),
-        ("Steps", f"{res.steps:,}"), ("Duration", _h(_duration(res.duration_s))),
+        ("Seed", _h(_seed(res.seed))), ("Cases", _h(_cases(res))),
+        ("Steps", f"{res.steps:,} ({res.records:,} records)"),
+        ("Duration", _h(_duration(res.duration_s))),
+        *((_h(k.capitalize()), _h(v)) for k, v in res.settings.items()),
     ]
     out.append('<dl class="facts">' + "".join(
         f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts_dl) + "</dl>")
-    total = len(facts.rows) or len(res.transitions)
-    covered = total - len(facts.uncovered)
+    out.append(f'<p class="replay">Run again: <code>{_h(replay_command(res))}</code></p>')
+    reqs = tally.requirements
+    unjudged = reqs[Status.SKIPPED] + reqs[Status.NOT_REACHED]
     tiles = [
-        (f"{counts[Status.PASSED]}/{len(res.requirements)}", "requirements passed",
-         "good" if counts[Status.PASSED] == len(res.requirements) else ""),
-        (str(counts[Status.FAILED]), "requirements failed",
-         "bad" if counts[Status.FAILED] else "good"),
-        (str(counts[Status.NOT_COVERED]), "requirements not covered",
-         "warn" if counts[Status.NOT_COVERED] else "good"),
-        (f"{covered}/{total}", "transitions exercised",
+        (str(reqs[Status.PASSED]), "requirements passed", "good"),
+        (str(reqs[Status.FAILED]), "requirements failed",
+         "bad" if reqs[Status.FAILED] else "good"),
+        (str(reqs[Status.NOT_EXERCISED]), "requirements not exercised",
+         "warn" if reqs[Status.NOT_EXERCISED] else "good"),
+        (str(unjudged), "skipped or not reached", ""),
+        (f"{tally.rows[Status.PASSED]}/{len(res.transitions)}", "transitions exercised",
          "good" if not facts.uncovered else "warn"),
-        (str(len(res.failures)), "failures", "bad" if res.failures else "good"),
     ]
     out.append('<div class="tiles">' + "".join(
         f'<div class="tile {cls}"><div class="n">{n}</div><div class="l">{label}</div>'
         "</div>" for n, label, cls in tiles) + "</div>")
+    if res.failures:
+        out.append(_html_failures(facts))
+    if facts.changes is not None:
+        out.append(_html_changes(facts.changes))
     out.append(_html_requirements(facts))
     out.append(_html_coverage(facts))
     out.append(_html_warnings(facts))
-    out.append(_html_failures(facts))
+    if not res.failures:
+        out.append(_html_failures(facts))
     try:
         version = metadata.version("sephb")
     except metadata.PackageNotFoundError:  # running from a source tree
@@ -696,6 +930,14 @@ def _html(facts: _Facts) -> str:
             "external resources.</footer>",
             "</body></html>"]
     return "\n".join(out) + "\n"
+
+
+def _html_changes(changes: list[Change]) -> str:
+    body = ('<ul class="plain">' + "".join(
+        f'<li class="{"bad" if c.regression else ""}">{_h(c.text())}</li>'
+        for c in changes) + "</ul>") if changes else '<p class="ok">None.</p>'
+    return ('<section class="card" id="changes"><h2>Changes since the baseline '
+            f'<span class="count">({len(changes)})</span></h2>{body}</section>')
 
 
 def _html_claim(rel: Reliability) -> str:
@@ -715,17 +957,19 @@ def _html_requirements(facts: _Facts) -> str:
         refs = ('<span class="refs">' + ", ".join(
             f'<a href="#failure-{n}">failure {n}</a>' for n in nums) + "</span>"
             if nums else "")
+        why = (f'<span class="reason">{_h(req.reason)}</span>' if req.reason else "")
         rows.append(
             f'<tr id="req-{_anchor(req.id)}" class="req {req.status.value}">'
             f'<td class="id">{_h(req.id)}</td>'
-            f'<td><span class="status {req.status.value}">{req.status.value}</span>'
-            f"{refs}</td>"
+            f'<td><span class="status {req.status.value}">{req.status.label}</span>'
+            f"{refs}{why}</td>"
             f'<td class="num">{req.hits:,}</td><td>{_h(req.text)}</td></tr>')
     return ('<section class="card" id="requirements"><h2>Requirements '
             f'<span class="count">({len(res.requirements)})</span></h2>'
-            '<p class="lead">Every rule of the model, with how often a transition or '
-            "property carrying it was exercised. NOT_COVERED fails the run: it says "
-            "nothing about that rule.</p>"
+            '<p class="lead">Every rule of the interpretation, with how often a '
+            "transition or property carrying it was exercised. Failed and not exercised "
+            "fail the run; skipped (not observable through this adapter) and not "
+            "reached (the run stopped at an earlier failure) do not.</p>"
             '<table class="requirements"><thead><tr><th>Requirement</th><th>Status</th>'
             '<th class="num">Hits</th><th>Text</th></tr></thead><tbody>'
             + "".join(rows) + "</tbody></table></section>")
@@ -755,7 +999,12 @@ def _html_coverage(facts: _Facts) -> str:
         ]
     elif facts.svg_problem:
         parts.append(f'<p class="meta">No diagram: {_h(facts.svg_problem)}</p>')
-    parts.append("<h4>Uncovered transitions</h4>")
+    if res.skipped:
+        parts.append("<h4>Skipped: not observable in this adapter</h4>"
+                     '<ul class="plain">' + "".join(
+                         f"<li><code>{_h(n)}</code>: {_h(why)}</li>"
+                         for n, why in res.skipped.items()) + "</ul>")
+    parts.append("<h4>Never exercised</h4>")
     if facts.uncovered:
         req_of = {name: rid for name, rid, _ in facts.rows}
         parts.append('<ul class="plain uncovered">' + "".join(
@@ -763,7 +1012,9 @@ def _html_coverage(facts: _Facts) -> str:
             + (f' · <a href="#req-{_anchor(req_of[u])}">{_h(req_of[u])}</a>'
                if u in req_of else "") + "</li>" for u in facts.uncovered) + "</ul>")
     else:
-        parts.append('<p class="ok">None: every transition was exercised.</p>')
+        parts.append('<p class="ok">None.</p>' if res.failures or res.error else
+                     '<p class="ok">None: every observable transition was '
+                     "exercised.</p>")
     if facts.rows:
         parts.append(
             f"<details><summary>Every transition and its count ({len(facts.rows)})"
@@ -793,19 +1044,27 @@ def _html_failures(facts: _Facts) -> str:
     if not res.failures:
         parts.append('<p class="ok">None.</p>')
     for n, f in enumerate(res.failures, 1):
-        seed = (f" · Hypothesis seed <code>{f.seed}</code>" if f.seed is not None else "")
-        steps = ("".join(f"<li>{_h(s)}</li>" for s in f.steps)
-                 or '<li class="meta">(no steps)</li>')
+        seed = f" · seed <code>{f.seed}</code>" if f.seed is not None else ""
+        program = "".join(f"<li>{_h(words)}<small><code>{_h(step)}</code></small></li>"
+                          for words, step in _program(res, f))
+        move = [("Where", _h(_marked(f)))]
+        expected = _expected_text(f)
+        if expected is not None:
+            move.append(("Expected", _h(expected)))
         parts.append(
             f'<article class="failure" id="failure-{n}"><header>'
             f'<h3>Failure {n} · <a href="#req-{_anchor(f.requirement)}">'
             f"{_h(f.requirement)}</a></h3>"
-            f'<span class="meta">{len(f.steps)} steps · {len(f.trace)} trace records'
-            f"{seed}</span></header>"
+            f'<span class="meta">found by a {_h(f.found_by)} test case · '
+            f"{len(f.steps)} steps · {len(f.trace)} trace records{seed}</span></header>"
             f'<div class="message">{_h(f.message)}</div>'
-            f'<h4>Shrunk steps</h4><ol class="steps">{steps}</ol>'
+            '<table class="move">' + "".join(
+                f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in move) + "</table>"
+            f"<h4>What happened (shrunk)</h4>"
+            f'<ol class="steps program">{program or "<li>(no steps)</li>"}</ol>'
             f"<h4>Sequence of the trace</h4>"
-            f'<figure class="seq">{sequence_svg(f.trace)}</figure>'
+            f'<figure class="seq">{sequence_svg(f.trace, mark=f.record)}</figure>'
+            f'<p class="replay">Run again: <code>{_h(replay_command(res))}</code></p>'
             f'<div class="files"><a href="{trace_file(n)}">Trace: {trace_file(n)}</a>'
             f'<a href="{replay_file(n)}">Replay: {replay_file(n)}</a>'
             f'<span class="meta">run it with <code>pytest {replay_file(n)}</code></span>'

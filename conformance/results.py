@@ -1,27 +1,54 @@
 """What a conformance run found: the data every report is written from.
 
 The suite (:mod:`sephb.conformance.suite`) fills a :class:`SuiteResult`; the reports
-(:mod:`sephb.conformance.report`: HTML, Markdown, JUnit XML) only read it. Keeping
-the two apart lets a report be re-rendered from a saved result (``result.json``)
-without running anything.
+(:mod:`sephb.conformance.report`: the CLI's lines, HTML, Markdown, JUnit XML) only
+read it, through :class:`Tally` for the counts, so that no two outputs of one run can
+disagree. Keeping the two apart also lets a report be re-rendered from a saved result
+(``result.json``) without running anything.
+
+Verdicts follow the vocabulary of conformance suites (h2spec, Autobahn, TTCN-3): a
+requirement or a transition **passed**, **failed**, was **not exercised** (the run
+says nothing about it), is **skipped** (not observable through this adapter, with the
+reason) or was **not reached** (the run stopped at an earlier failure). Only
+``FAILED`` and, by the coverage gate, ``NOT_EXERCISED`` fail a run.
 """
 
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 import msgspec
 
+#: The version of ``result.json``'s shape; 1 had a ``NOT_COVERED`` status instead of
+#: the three kinds of "not judged" below.
+SCHEMA: int = 2
+
 
 class Status(enum.Enum):
-    """A requirement's verdict in one run."""
+    """A requirement's (or a transition's) verdict in one run."""
 
     #: Exercised, never violated.
     PASSED = "PASSED"
     #: Violated at least once (see the failures).
     FAILED = "FAILED"
-    #: Never exercised: the run says nothing about it, and fails for it.
-    NOT_COVERED = "NOT_COVERED"
+    #: Never exercised although the run finished: the run says nothing about it, and
+    #: fails for it (the coverage gate).
+    NOT_EXERCISED = "NOT_EXERCISED"
+    #: Not observable through this adapter (the reason says why); not held against
+    #: the client.
+    SKIPPED = "SKIPPED"
+    #: Not exercised because the run stopped at an earlier failure.
+    NOT_REACHED = "NOT_REACHED"
+
+    @property
+    def fails_run(self) -> bool:
+        return self in (Status.FAILED, Status.NOT_EXERCISED)
+
+    @property
+    def label(self) -> str:
+        """Lower case words, as the CLI and the reports print them."""
+        return self.value.lower().replace("_", " ")
 
 
 class RequirementResult(msgspec.Struct, frozen=True):
@@ -31,6 +58,11 @@ class RequirementResult(msgspec.Struct, frozen=True):
     text: str
     #: How often a transition or property carrying this id was exercised.
     hits: int
+    #: Why it is SKIPPED or NOT_REACHED (empty otherwise).
+    reason: str = ""
+    #: Wall seconds of the test cases that exercised it (cases overlap: one case
+    #: exercises many requirements).
+    seconds: float = 0.0
 
 
 class Failure(msgspec.Struct, frozen=True):
@@ -46,8 +78,17 @@ class Failure(msgspec.Struct, frozen=True):
     trace: list[dict[str, object]]
     #: A self-contained pytest file that replays the shrunk run.
     replay: str
-    #: The Hypothesis seed that found it (reproduce with ``--seed``).
+    #: The seed of the run that found it (reproduce with ``--seed``); None for a
+    #: directed case, which draws nothing.
     seed: int | None = None
+    #: The 0-based index in ``trace`` of the record that broke the requirement, when
+    #: one did (a deadline may be broken by time alone, at the end of the trace).
+    record: int | None = None
+    #: Which test case found it: "random" (Hypothesis), "directed" (a top-up case
+    #: for an uncovered row) or "probe:<name>" (a deadline probe).
+    found_by: str = "random"
+    #: What the model allowed at ``record`` instead, when a transition was broken.
+    expected: list[str] | None = None
 
 
 class SuiteResult(msgspec.Struct):
@@ -59,8 +100,10 @@ class SuiteResult(msgspec.Struct):
     adapter: str
     interpretation: str
     profile: str
+    #: The seed every random choice of the run came from (``--seed`` replays it).
     seed: int | None
-    #: Hypothesis test cases run, and model steps over all of them.
+    #: Hypothesis test cases run (what ``--max-examples`` counts), and the rule
+    #: steps over all of them (environment actions and waits).
     cases: int
     steps: int
     duration_s: float
@@ -70,17 +113,91 @@ class SuiteResult(msgspec.Struct):
     failures: list[Failure]
     #: Warnings that are not violations (e.g. heartbeat sizes outside the typical range).
     warnings: list[str] = msgspec.field(default_factory=list)
+    #: Directed cases run on top of the Hypothesis cases (top-ups for rows random
+    #: search missed, and the deadline probes).
+    directed: int = 0
+    #: Cases Hypothesis discarded (their random data ran out before the program
+    #: ended; their steps ran): not counted in ``cases``.
+    discarded: int = 0
+    #: Records the servers (or the in-process world) made over the run.
+    records: int = 0
+    #: Rows not observable through this adapter, with the reason (never counted
+    #: against the client).
+    skipped: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Wall seconds of the cases that exercised each row.
+    row_seconds: dict[str, float] = msgspec.field(default_factory=dict)
+    #: Settings of the run that change what it can see: time scale, tolerance,
+    #: start-up wait (over the wire), as strings for the reports.
+    settings: dict[str, str] = msgspec.field(default_factory=dict)
+    #: The command line that replays the run.
+    replay: str = ""
+    #: Why the client could not be tested at all (it exited, or never made a
+    #: request): the verdict is then ERROR, and nothing was judged.
+    error: str = ""
+    schema: int = SCHEMA
+
+    def row_status(self, name: str) -> Status:
+        if self.transitions.get(name, 0):
+            return Status.PASSED
+        if name in self.skipped:
+            return Status.SKIPPED
+        return (Status.NOT_REACHED if self.failures or self.error
+                else Status.NOT_EXERCISED)
 
     @property
     def uncovered(self) -> list[str]:
-        return sorted(name for name, n in self.transitions.items() if n == 0)
+        """Rows that fail the coverage gate (never exercised, observable, and the
+        run did not stop early)."""
+        return sorted(n for n in self.transitions
+                      if self.row_status(n) is Status.NOT_EXERCISED)
 
     @property
     def conformant(self) -> bool:
-        """No violation and full coverage of transitions and requirements."""
-        return not self.failures and not self.uncovered and all(
-            r.status is Status.PASSED for r in self.requirements
-        )
+        """No violation, and every observable requirement and row exercised."""
+        return (not self.error and not self.failures and not self.uncovered
+                and not any(r.status.fails_run for r in self.requirements))
+
+    @property
+    def verdict(self) -> str:
+        """CONFORMANT, NON-CONFORMANT, or ERROR (the client could not be tested)."""
+        if self.error:
+            return "ERROR"
+        return "CONFORMANT" if self.conformant else "NON-CONFORMANT"
+
+
+@dataclass(frozen=True)
+class Tally:
+    """The counts every output prints, worked out once."""
+
+    requirements: dict[Status, int]
+    rows: dict[Status, int]
+
+    @staticmethod
+    def of(result: SuiteResult) -> Tally:
+        reqs = dict.fromkeys(Status, 0)
+        for r in result.requirements:
+            reqs[r.status] += 1
+        rows = dict.fromkeys(Status, 0)
+        for name in result.transitions:
+            rows[result.row_status(name)] += 1
+        return Tally(reqs, rows)
+
+    @staticmethod
+    def line(counts: dict[Status, int]) -> str:
+        """``13 passed, 1 failed, 2 skipped`` (zero counts left out, but passed)."""
+        return ", ".join(f"{n} {s.label}" for s, n in counts.items()
+                         if n or s is Status.PASSED)
+
+
+def cases_text(result: SuiteResult) -> str:
+    """``300 random + 6 directed`` (and what Hypothesis discarded), as every output
+    says it."""
+    text = f"{result.cases:,} random"
+    if result.directed:
+        text += f" + {result.directed:,} directed"
+    if result.discarded:
+        text += f" ({result.discarded:,} more discarded: their random data ran out)"
+    return text
 
 
 def dumps(result: SuiteResult) -> bytes:
@@ -88,4 +205,31 @@ def dumps(result: SuiteResult) -> bytes:
 
 
 def loads(data: bytes) -> SuiteResult:
-    return msgspec.json.decode(data, type=SuiteResult)
+    """A saved result; one of schema 1 (``NOT_COVERED``) reads as NOT_EXERCISED,
+    or NOT_REACHED when that run had failures."""
+    raw = msgspec.json.decode(data)
+    if isinstance(raw, dict) and raw.get("schema", 1) == 1:
+        old = Status.NOT_REACHED.value if raw.get("failures") \
+            else Status.NOT_EXERCISED.value
+        for r in raw.get("requirements") or []:
+            if isinstance(r, dict) and r.get("status") == "NOT_COVERED":
+                r["status"] = old
+        raw["schema"] = SCHEMA
+    return msgspec.convert(raw, type=SuiteResult)
+
+
+def replay_command(result: SuiteResult) -> str:
+    """The command line that runs ``result``'s run again (same seed, same cases)."""
+    if result.replay:
+        return result.replay
+    import shlex
+
+    words = ["sephb", "conform", "-i", result.interpretation, "--profile",
+             result.profile]
+    if result.adapter == "wire":
+        words += ["--client-cmd", result.client]
+    elif result.client != "reference":
+        words += ["--client", result.client]
+    if result.seed is not None:
+        words += ["--seed", str(result.seed)]
+    return shlex.join(words)

@@ -277,10 +277,16 @@ def _truncate(text: str, width: float) -> str:
 
 
 def sequence_svg(
-    records: Iterable[Mapping[str, object]], max_rows: int = MAX_ROWS
+    records: Iterable[Mapping[str, object]], max_rows: int = MAX_ROWS,
+    mark: int | None = None,
 ) -> str:
-    """The trace as an SVG sequence diagram (a standalone ``<svg>`` element)."""
-    seq = layout(records, max_rows)
+    """The trace as an SVG sequence diagram (a standalone ``<svg>`` element).
+    ``mark``: the 0-based index of the record that broke a requirement, drawn
+    outlined with its number and "violation" (``id="violation"``)."""
+    every = list(records)
+    if mark is not None and mark >= max_rows:  # keep the marked record in view
+        max_rows = mark + 1
+    seq = layout(every, max_rows)
     n = max(1, len(seq.lifelines))
     x = [_GUTTER + _BOX_W / 2 + 8 + i * _COL for i in range(n)]
     width = int(max(x[-1] + _BOX_W / 2 + 8 + (_COL / 2 if n == 1 else 0), _LEGEND_W))
@@ -289,7 +295,8 @@ def sequence_svg(
     rows: list[str] = []
     for a in seq.arrows:
         h = _ROW + (_ERR_ROW if a.error else 0)
-        rows.append(_arrow_svg(a, x, y, h, width))
+        rows.append(_arrow_svg(a, x, y, h, width, marked=mark is not None
+                               and a.index == mark + 1))
         y += h
     if seq.omitted:
         rows.append(f'<text x="{_GUTTER}" y="{y + 18}" font-size="12" fill="{_MUTED}" '
@@ -333,16 +340,25 @@ def _lifeline_svg(line: Lifeline, cx: float, bottom: float) -> str:
     )
 
 
-def _arrow_svg(a: Arrow, x: list[float], top: float, h: int, width: int) -> str:
-    ink = _FAIL if a.failure else _INK
+def _arrow_svg(a: Arrow, x: list[float], top: float, h: int, width: int,
+               marked: bool = False) -> str:
+    ink = _FAIL if a.failure or marked else _INK
     ay = top + 21  # the arrow's line; its label sits above it
-    parts = [f'<g class="msg{" failure" if a.failure else ""}">'
+    parts = [f'<g class="msg{" failure" if a.failure else ""}'
+             f'{" violation" if marked else ""}"'
+             f'{" id=" + chr(34) + "violation" + chr(34) if marked else ""}>'
              f"<title>{_esc(a.detail)}</title>"]
+    if marked:  # the record that broke the requirement: outlined, and said in words
+        parts.append(f'<rect x="2" y="{top}" width="{width - 4}" height="{h}" rx="5" '
+                     f'fill="{_FAIL_BAND}" stroke="{_FAIL}" stroke-width="2"/>')
+        parts.append(f'<text x="{width - 10}" y="{top + 13}" text-anchor="end" '
+                     f'font-weight="700" fill="{_FAIL}">violation (record {a.index})'
+                     "</text>")
     # Labels get a halo in the row's background colour, so that the lifelines an
     # arrow crosses do not run through its text.
     halo = (f' stroke="{_FAIL_BAND if a.failure else "white"}" stroke-width="4" '
             'stroke-linejoin="round" paint-order="stroke"')
-    if a.failure:
+    if a.failure and not marked:
         parts.append(f'<rect x="4" y="{top + 1}" width="{width - 8}" height="{h - 2}" '
                      f'rx="4" fill="{_FAIL_BAND}"/>')
     parts.append(f'<text x="{_GUTTER - 10}" y="{ay + 4}" text-anchor="end" '
@@ -432,10 +448,15 @@ def _mm(text: str) -> str:
 
 
 def sequence_mermaid(
-    records: Iterable[Mapping[str, object]], max_rows: int = MAX_ROWS
+    records: Iterable[Mapping[str, object]], max_rows: int = MAX_ROWS,
+    mark: int | None = None,
 ) -> str:
-    """The trace as a Mermaid ``sequenceDiagram`` (for Markdown viewers that draw it)."""
-    seq = layout(records, max_rows)
+    """The trace as a Mermaid ``sequenceDiagram`` (for Markdown viewers that draw it);
+    ``mark`` (0-based) is the record that broke a requirement, noted as such."""
+    every = list(records)
+    if mark is not None and mark >= max_rows:
+        max_rows = mark + 1
+    seq = layout(every, max_rows)
     out = ["sequenceDiagram"]
     for i, line in enumerate(seq.lifelines):
         # Participant aliases are plain words: the ':' of an address is dropped.
@@ -455,6 +476,10 @@ def sequence_mermaid(
             out.append("  end")
         else:
             out.append(msg)
+        if mark is not None and a.index == mark + 1:
+            lo, hi = sorted((a.source, a.dest))
+            span = f"P{lo},P{hi}" if lo != hi else f"P{lo}"
+            out.append(f"  Note over {span}: violation (record {a.index})")
     if seq.omitted:
         out.append(f"  Note over P0: {seq.omitted} more records not drawn")
     return "\n".join(out) + "\n"

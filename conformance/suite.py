@@ -24,12 +24,15 @@ by :func:`_goal`, which steers the environment to the cause of an uncovered row.
 from __future__ import annotations
 
 import contextlib
+import functools
+import random
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import hypothesis
+import msgspec
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
@@ -43,10 +46,12 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
+from hypothesis.statistics import collector
 
 from sephb.model.interpretations import Interpretation
 from sephb.model.protocol import (
     ENTRY,
+    GUARDS,
     HEARTBEAT_INTERVAL_S,
     REQUIREMENTS,
     SESSION_LIMIT_MS,
@@ -83,12 +88,25 @@ LOCATIONS = ["Default", "Office", "Branch"]
 SITE = [("127.0.10.2", 8014, 1), ("127.0.10.3", 8014, 1), ("127.0.10.4", 8014, 2)]
 GUP = ("127.0.10.9", 2967)
 
-#: name -> (cases, derandomize): "certify" is at least 2,995 clean cases, so that the
-#: rule of three gives 0.999 reliability at 95% confidence.
+#: name -> (cases, fixed): a fixed profile always runs the same programs (seed
+#: :data:`FIXED_SEED` unless ``--seed`` says otherwise); the others draw a seed and
+#: print it. "certify" is at least 2,995 clean cases, so that the rule of three gives
+#: 0.999 reliability at 95% confidence.
 PROFILES: dict[str, tuple[int, bool]] = {
     "ci": (300, True),
     "nightly": (10_000, False),
     "certify": (3_000, False),
+}
+FIXED_SEED = 0
+#: Requirements judged by the oracle's data and deadline rules rather than by a row.
+PROPERTY_REQUIREMENTS = ("REQ-1-PRIORITY", "REQ-4-PORT-8014", "REQ-4-PORT-2967",
+                         "REQ-5-LOGS", "REQ-7-PULL", "REQ-X-ABORT")
+#: Requirements only real bytes on the wire can show, and why.
+SIZE_REQUIREMENTS = {
+    "REQ-SIZE-IDLE": "heartbeat sizes are bytes on the wire: only the wire adapter "
+                     "measures them",
+    "REQ-SIZE-MAX": "heartbeat sizes are bytes on the wire: only the wire adapter "
+                    "measures them",
 }
 
 ClientFactory = Callable[[Any, Interpretation, Mode], InProcessClient]
@@ -116,8 +134,11 @@ class Environment:
     #: command with a log spool (``{log_dir}``); otherwise a process makes its own,
     #: the ``logs`` rule is off and the oracle judges none lost.
     logs: bool = True
-    #: Rows this environment's records can never show (no directed case tries them).
-    uncoverable: Callable[[Interpretation], Collection[str]] = lambda interp: ()
+    #: Rows this environment's records can never show, with the reason (no directed
+    #: case tries them; reported as skipped).
+    uncoverable: Callable[[Interpretation], Mapping[str, str]] = lambda interp: {}
+    #: Requirements this environment cannot judge, with the reason.
+    unjudged: Mapping[str, str] = field(default_factory=lambda: dict(SIZE_REQUIREMENTS))
 
 
 def reference_factory(core: Any = None) -> ClientFactory:
@@ -136,8 +157,14 @@ class Coverage:
 
     rows: dict[str, int]
     requirements: dict[str, int] = field(default_factory=dict)
+    #: Rule steps (environment actions and waits), Hypothesis cases, directed cases,
+    #: and records the oracle read.
     steps: int = 0
     cases: int = 0
+    directed: int = 0
+    records: int = 0
+    #: Wall seconds of the cases that exercised each requirement.
+    seconds: dict[str, float] = field(default_factory=dict)
     #: Called as each test case starts (a progress display).
     on_case: Callable[[], None] | None = None
 
@@ -148,9 +175,30 @@ class Coverage:
 class Violation(AssertionError):
     """The oracle's finding, raised inside the state machine so Hypothesis shrinks."""
 
-    def __init__(self, requirement: str, message: str, records: list[dict[str, Any]]):
+    def __init__(self, requirement: str, message: str, records: list[dict[str, Any]],
+                 index: int | None = None, expected: tuple[str, ...] | None = None):
         super().__init__(f"{requirement}: {message}")
         self.requirement, self.message, self.records = requirement, message, records
+        #: The record that broke it (0-based in ``records``), if one did, and what
+        #: the model allowed there.
+        self.index, self.expected = index, expected
+
+
+class ClientGone(BaseException):
+    """The client under test cannot be tested: it exited on its own, or never made
+    a request within the start-up wait. A BaseException so that Hypothesis does not
+    take it for a failure to shrink: it ends the run at once."""
+
+
+def _counted(fn: Callable[..., None]) -> Callable[..., None]:
+    """A rule whose every call counts as a step of the run."""
+
+    @functools.wraps(fn)
+    def step(self: Any, **kw: Any) -> None:
+        self.coverage.steps += 1
+        fn(self, **kw)
+
+    return step
 
 
 def make_machine(interp: Interpretation, env: Environment | ClientFactory,
@@ -166,9 +214,14 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             super().__init__()
             self.world: Any = None
             self.environment = environment
+            self.coverage = coverage
             #: A violation was raised in this case (teardown then only cleans up).
             self.violated = False
-            coverage.cases += 1
+            self.began = time.perf_counter()
+            if currently_in_test_context():
+                coverage.cases += 1
+            else:  # a directed case (top-up or probe)
+                coverage.directed += 1
             if coverage.on_case is not None:
                 coverage.on_case()
 
@@ -189,13 +242,14 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 gup_up=lambda: w.gup is not None and not w.gup.faults)
             w.on_answer = lambda cid, reply: self.client.answer(w.now, reply)
             self.fed = 0
-            self.client.start(0)
+            self._starting(lambda: self.client.start(0))
             self._settle()
 
         # --- environment actions ------------------------------------------------------
 
         @rule(m=st.integers(0, len(SITE) - 1), fault=st.sampled_from(Fault),
               path=st.sampled_from(PATHS))
+        @_counted
         def fault(self, m: int, fault: Fault, path: str | None) -> None:
             assert self.world is not None
             if fault in (Fault.REFUSE, Fault.BLACKHOLE):
@@ -203,34 +257,41 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             self.world.set_fault(m, path, fault)
 
         @rule()
+        @_counted
         def heal(self) -> None:
             assert self.world is not None
             self.world.heal()
 
         @rule(up=st.booleans(), fault=st.sampled_from([Fault.REFUSE, Fault.ERROR,
                                                        Fault.STALL]))
+        @_counted
+        @_counted
         def gup(self, up: bool, fault: Fault) -> None:
             assert self.world is not None
             self.world.set_gup(None if up else fault)
 
         @rule()
+        @_counted
         def publish(self) -> None:
             assert self.world is not None
             self.world.publish()
             self._settle()
 
         @rule(location=st.sampled_from(LOCATIONS), source=st.sampled_from(Source))
+        @_counted
         def policy(self, location: str, source: Source) -> None:
             assert self.world is not None
             self.world.set_policy(location, source)
 
         @rule(source=st.sampled_from(Source))
+        @_counted
         def flip(self, source: Source) -> None:
             """The location's policy changes between the index and the URLs."""
             assert self.world is not None
             self.world.set_flip(source)
 
         @rule(pick=st.integers(0, len(by_name) - 1))
+        @_counted
         def goal(self, pick: int) -> None:
             """Steer toward a row of the table: set up its cause, then let time pass.
 
@@ -242,29 +303,34 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             self._advance(INTERVAL_MS)
 
         @rule(location=st.sampled_from(LOCATIONS))
+        @_counted
         def move(self, location: str) -> None:
             self.client.location = location  # type: ignore[attr-defined]
 
         @precondition(lambda self: environment.logs)
         @rule(count=st.integers(1, 4))
+        @_counted
         def logs(self, count: int) -> None:
             # Ids when the suite wrote them (a spool): judged one by one from now.
             ids = self.client.produce_logs(count)
             self.oracle.logs_produced(count, ids=ids, at=self.world.now)
 
         @rule()
+        @_counted
         def push(self) -> None:
             assert self.world is not None
             self.world.push()
             self._settle()
 
         @rule(m=st.integers(0, len(SITE) - 1))
+        @_counted
         def drop(self, m: int) -> None:
             assert self.world is not None
             self.world.drop(m)
             self._settle()
 
         @rule(dt=st.none() | st.sampled_from(TIME_STEPS) | st.integers(1, 2 * INTERVAL_MS))
+        @_counted
         def wait(self, dt: int | None) -> None:
             """Time passes: ``dt`` model ms, or (None) until the client's next timer
             -- its next heartbeat, say -- or one interval when it waits for nothing."""
@@ -276,11 +342,19 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
 
         @precondition(lambda self: self.world is not None)
         @rule()
+        @_counted
         def restart(self) -> None:
             assert self.world is not None
-            self.client.restart(self.world.now)
+            self._starting(lambda: self.client.restart(self.world.now))
             self.oracle.restarted(self.world.now)
             self._settle()
+
+        def _starting(self, start: Callable[[], None]) -> None:
+            try:
+                start()
+            except ClientGone:
+                self.violated = True  # the teardown only cleans up
+                raise
 
         # --- the oracle -------------------------------------------------------------
 
@@ -327,12 +401,13 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             new = records[self.fed:]
             self.fed = len(records)
             for rec in new:
-                coverage.steps += 1
+                coverage.records += 1
                 self.oracle.feed(rec)
             if self.oracle.findings:
                 f = self.oracle.findings[0]
                 self.violated = True
-                raise Violation(f.requirement, f.message, list(records))
+                raise Violation(f.requirement, f.message, list(records), f.index,
+                                f.expected)
 
         def _drain(self) -> None:
             """Keep the case running until the deadlines open at its end resolve
@@ -368,8 +443,20 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                     coverage.rows[name] += 1
                     if currently_in_test_context():  # not in a directed top-up case
                         hypothesis.event(name)
+            spent = time.perf_counter() - self.began
+            seen = set()
             for req, n in self.oracle.exercised.items():
                 coverage.requirements[req] = coverage.requirements.get(req, 0) + n
+                seen.add(req)
+            for name in taken() if taken else self.oracle.path():
+                row = by_name.get(name)
+                if row is not None:
+                    seen |= _row_requirements(row)
+            for name in taken() if taken else self.oracle.path():
+                if name in coverage.rows:
+                    coverage.seconds[name] = coverage.seconds.get(name, 0.0) + spent
+            for req in seen:
+                coverage.seconds[req] = coverage.seconds.get(req, 0.0) + spent
 
     HeartbeatSuite.__name__ = f"HeartbeatSuite_{interp.name}"
     return HeartbeatSuite
@@ -440,50 +527,109 @@ def run(interp: Interpretation, *, factory: Environment | ClientFactory | None =
         steps_per_case: int = 30, shrink: bool = True, probes: bool = True
         ) -> SuiteResult:
     """Run the suite; never raises for a non-conformant client (see the result).
-    ``probes``: end with the deadline probes (:data:`PROBES`) when nothing failed."""
+
+    ``max_examples`` Hypothesis cases (the profile's by default) run first; directed
+    cases come on top and are counted apart: top-ups for rows the random cases missed,
+    then (``probes``) the deadline probes (:data:`PROBES`) when nothing failed. Every
+    random choice comes from ``seed``: the profile's fixed one, or one drawn here and
+    recorded in the result, so that ``--seed`` replays any run."""
     env = factory if isinstance(factory, Environment) else Environment(
         factory or reference_factory())
     coverage = Coverage({r.name: 0 for r in interp.rows()})
-    cases, derandomize = PROFILES[profile]
+    cases, fixed = PROFILES[profile]
+    if seed is None:
+        seed = FIXED_SEED if fixed else random.SystemRandom().randrange(2**32)
     total = max_examples or cases
     if progress is not None:
         coverage.on_case = lambda: progress(coverage, total)
     machine = make_machine(interp, env, coverage)
+    # The seed goes on the state machine class: run_state_machine_as_test reads it
+    # from there (a seed on a wrapper would not reach Hypothesis).
+    machine = hypothesis.seed(seed)(machine)
     failures: list[Failure] = []
     cfg = settings(
         max_examples=total,
         stateful_step_count=steps_per_case,
-        derandomize=derandomize and seed is None,
         deadline=None,
+        # No example database: a run is its seed and nothing else (a database would
+        # replay earlier failures first, and make two runs of one seed differ).
         database=None,
         suppress_health_check=list(HealthCheck),
-        phases=[Phase.explicit, Phase.reuse, Phase.generate,
-                *([Phase.shrink] if shrink else [])],
+        phases=[Phase.explicit, Phase.generate, *([Phase.shrink] if shrink else [])],
         print_blob=False,
     )
     t0 = time.perf_counter()
     printed: list[str] = []
+    gone: ClientGone | None = None
+    stats: list[Any] = []
     try:
-        with with_reporter(lambda text: printed.append(str(text))):
-            test = _seeded(lambda: run_state_machine_as_test(machine, settings=cfg), seed)
-            test()
+        with with_reporter(lambda text: printed.append(str(text))), \
+                _no_local_constants(), collector.with_value(stats.append):  # type: ignore[arg-type]
+            run_state_machine_as_test(machine, settings=cfg)
     except (Violation, FlakyFailure) as exc:
         v = _violation(exc)
         # Hypothesis attaches the shrunk program to the exception as notes.
         notes = "\n".join([*printed, *getattr(v, "__notes__", [])])
         steps = _steps(notes)
-        failures.append(Failure(
-            v.requirement, v.message, steps, v.records,
-            replay_source(interp.name, client, steps, v.requirement, v.message,
-                          client_cmd),
-            seed))
-    if not failures and coverage.uncovered():
-        failures += _top_up(interp, machine, coverage, client, client_cmd,
-                            skip=env.uncoverable(interp))
-    if not failures and probes:
-        failures += _probe(interp, machine, client, client_cmd, env.logs)
-    return _result(interp, coverage, failures, profile, seed, client,
-                   time.perf_counter() - t0, env.adapter)
+        failures.append(_failure(v, steps, interp, client, client_cmd, seed))
+    except ClientGone as exc:
+        gone = exc
+    try:
+        if gone is None and not failures and coverage.uncovered():
+            failures += _top_up(interp, machine, coverage, client, client_cmd,
+                                skip=env.uncoverable(interp))
+        if gone is None and not failures and probes:
+            failures += _probe(interp, machine, client, client_cmd, env.logs)
+    except ClientGone as exc:
+        gone = exc
+    # Hypothesis counts only valid cases toward max_examples; a case whose random
+    # data ran out before its program ended is discarded, though its steps ran.
+    discarded = sum(1 for phase in (stats[0] if stats else {}).values()
+                    if isinstance(phase, dict)
+                    for case in phase.get("test-cases", ())
+                    if case.get("status") in ("overrun", "invalid"))
+    coverage.cases -= min(discarded, coverage.cases)
+    result = _result(interp, env, coverage, failures, profile, seed, client,
+                     time.perf_counter() - t0)
+    result.discarded = discarded
+    if gone is not None:
+        result = msgspec.structs.replace(result, error=str(gone), requirements=[
+            msgspec.structs.replace(r, status=Status.NOT_REACHED,
+                                    reason="the client could not be tested")
+            if r.status is not Status.SKIPPED else r for r in result.requirements])
+    return result
+
+
+def _failure(v: Violation, steps: list[str], interp: Interpretation, client: str,
+             client_cmd: str | None, seed: int | None, found_by: str = "random"
+             ) -> Failure:
+    return Failure(v.requirement, v.message, steps, v.records,
+                   replay_source(interp.name, client, steps, v.requirement, v.message,
+                                 client_cmd),
+                   seed, v.index, found_by,
+                   None if v.expected is None else list(v.expected))
+
+
+@contextlib.contextmanager
+def _no_local_constants() -> Iterator[None]:
+    """Hypothesis mixes constants it finds in "local" source files (those outside
+    site-packages) into what it draws, so one seed gives other programs from an
+    editable install than from a normal one, or when other modules are loaded.
+    The suite's draws must depend on the seed alone: no local constants while it
+    runs. (A private hook; without it, runs are still valid, only less portable.)"""
+    from hypothesis.internal.conjecture import providers
+    from hypothesis.internal.constants_ast import Constants
+
+    original = getattr(providers, "_get_local_constants", None)
+    if original is None:
+        yield
+        return
+    empty = Constants()
+    providers._get_local_constants = lambda: empty
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
 
 
 #: What a directed test case does: steer toward the row, then let the client run
@@ -520,9 +666,7 @@ def _top_up(interp: Interpretation, machine: type[RuleBasedStateMachine],
                 state.wait(dt=None)
                 state.teardown()
             except Violation as v:
-                return [Failure(v.requirement, v.message, steps, v.records,
-                                replay_source(interp.name, client, steps, v.requirement,
-                                              v.message, client_cmd), None)]
+                return [_failure(v, steps, interp, client, client_cmd, None, "directed")]
     return []
 
 
@@ -615,9 +759,8 @@ def _probe(interp: Interpretation, machine: type[RuleBasedStateMachine], client:
         except Violation as v:
             with contextlib.suppress(Exception):
                 state.teardown()  # the client and servers of a case cut short
-            return [Failure(v.requirement, v.message, steps, v.records,
-                            replay_source(interp.name, client, steps, v.requirement,
-                                          v.message, client_cmd), None)]
+            return [_failure(v, steps, interp, client, client_cmd, None,
+                             f"probe:{probe.name}")]
     return []
 
 
@@ -632,17 +775,106 @@ def _violation(exc: BaseException) -> Violation:
     return found[0]
 
 
-def _seeded(fn: Callable[[], None], seed: int | None) -> Callable[[], None]:
-    if seed is None:
-        return fn
-    seeded: Callable[[], None] = hypothesis.seed(seed)(fn)
-    return seeded
-
-
 def _steps(printed: str) -> list[str]:
     """The shrunk program's steps, as Hypothesis printed them (``state.rule(...)``)."""
     return [line.strip() for line in printed.splitlines()
             if line.strip().startswith("state.")]
+
+
+_FAULT_WORDS = {
+    Fault.UP: "answers normally",
+    Fault.REFUSE: "refuses connections",
+    Fault.STALL: "stalls {req}",
+    Fault.RESET: "resets the connection on {req}",
+    Fault.ERROR: "answers {req} with HTTP 503",
+    Fault.GARBAGE: "answers {req} with bytes that are not HTTP",
+    Fault.BLACKHOLE: "lets connects hang (they never complete)",
+}
+
+
+def _request(path: object) -> str:
+    if not isinstance(path, str):
+        return "every request"
+    route = next((r for r in wire.ROUTES if r.path == path
+                  or (r.path.endswith("/") and path.startswith(r.path))), None)
+    return f"{route.method} {path}" if route else path
+
+
+def _value(node: Any) -> Any:
+    """A step's argument: a literal, or an enum member named like ``Fault.STALL``."""
+    import ast
+
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        enum_type = {"Fault": Fault, "Mode": Mode, "Source": Source}.get(node.value.id)
+        if enum_type is not None:
+            return enum_type[node.attr]
+    return ast.literal_eval(node)
+
+
+def narrate(step: str, interpretation: str | None = None) -> str:
+    """One step of a shrunk program (``state.fault(m=0, fault=Fault.STALL,
+    path='/index.dat')``) in the words of the domain (``m1 stalls GET /index.dat``);
+    a step it does not know comes back as it is."""
+    import ast
+
+    try:
+        call = ast.parse(step.strip(), mode="eval").body
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
+            return step
+        kw = {k.arg: _value(k.value) for k in call.keywords if k.arg}
+    except (SyntaxError, ValueError, KeyError):
+        return step
+    rule = call.func.attr
+    manager = f"m{kw.get('m', 0) + 1}" if isinstance(kw.get("m"), int) else "a manager"
+    if rule == "start":
+        mode = kw.get("mode")
+        return (f"the client starts in {mode.value if isinstance(mode, Mode) else '?'} "
+                "mode (m1, m2 at priority 1, m3 at priority 2, a GUP)")
+    if rule == "fault" and isinstance(kw.get("fault"), Fault):
+        return f"{manager} " + _FAULT_WORDS[kw["fault"]].format(
+            req=_request(kw.get("path")))
+    if rule == "gup":
+        if kw.get("up") or not isinstance(kw.get("fault"), Fault):
+            return "the GUP answers normally"
+        return "the GUP " + _FAULT_WORDS[kw["fault"]].format(req="every request")
+    if rule == "wait":
+        dt = kw.get("dt")
+        if dt is None:
+            return "time passes until the client's next timer (or one interval)"
+        return f"{dt / 1000:,g} s of model time pass"
+    if rule == "goal":
+        names = _row_names(interpretation)
+        pick = kw.get("pick")
+        target = names[pick] if isinstance(pick, int) and 0 <= pick < len(names) \
+            else f"row {pick}"
+        return (f"the environment sets up the cause of {target}, then "
+                f"{INTERVAL_MS // 1000} s pass")
+    simple = {
+        "heal": "every manager answers normally again",
+        "publish": "new content is published (a new index.dat serial)",
+        "policy": "the LiveUpdate policy of location {location} takes content from "
+                  "{source}",
+        "flip": "the location's LiveUpdate source becomes {source} between the index "
+                "and the URLs",
+        "move": "the client moves to location {location}",
+        "logs": "the client gets {count} new log entries",
+        "push": "the manager pushes a policy change on the held connection",
+        "drop": "{manager} drops its open connections",
+        "restart": "the client is killed and started again on its state directory",
+        "conforms": "the suite judges the records so far",
+        "teardown": "the case ends: open deadlines are waited for",
+    }
+    if rule not in simple:
+        return step
+    words = {k: (v.value if isinstance(v, Source | Mode) else v) for k, v in kw.items()}
+    return simple[rule].format(manager=manager, **words)
+
+
+def _row_names(interpretation: str | None) -> list[str]:
+    from sephb.model.interpretations import INTERPRETATIONS
+
+    interp = INTERPRETATIONS.get(interpretation or "")
+    return [r.name for r in interp.rows()] if interp else []
 
 
 def program_length(steps: list[str]) -> int:
@@ -710,30 +942,67 @@ def replay_source(interpretation: str, client: str, steps: list[str], requiremen
         cmd=f", client_cmd={client_cmd!r}" if client_cmd else "")
 
 
-def _result(interp: Interpretation, coverage: Coverage, failures: list[Failure],
-            profile: str, seed: int | None, client: str, duration: float,
-            adapter: str) -> SuiteResult:
-    hits: dict[str, int] = dict(coverage.requirements)
+def _row_requirements(row: Row) -> set[str]:
+    """The requirements a row exercises: its own, and its guard's."""
+    out = {row.requirement}
+    if row.guard is not None:
+        out.add(GUARDS[row.guard].requirement)
+    return out
+
+
+def requirements_of(interp: Interpretation) -> list[str]:
+    """Every requirement a run of this interpretation judges: those of its rows and
+    their guards, those of the oracle's data and deadline rules, and the heartbeat
+    sizes. Every run lists them all, whatever it exercised."""
+    ids: set[str] = set(PROPERTY_REQUIREMENTS) | set(SIZE_REQUIREMENTS)
     for r in interp.rows():
-        hits[r.requirement] = hits.get(r.requirement, 0) + coverage.rows.get(r.name, 0)
+        ids |= _row_requirements(r)
+    if interp.switches[Switch.FAILOVER]:
+        ids.add("REQ-2-FAILOVER")
+    return sorted(ids)
+
+
+def _result(interp: Interpretation, env: Environment, coverage: Coverage,
+            failures: list[Failure], profile: str, seed: int | None, client: str,
+            duration: float) -> SuiteResult:
+    hits: dict[str, int] = dict(coverage.requirements)
+    rows_of: dict[str, set[str]] = {}
+    for r in interp.rows():
+        for rid in _row_requirements(r):
+            hits[rid] = hits.get(rid, 0) + coverage.rows.get(r.name, 0)
+            rows_of.setdefault(rid, set()).add(r.name)
+    skipped_rows = dict(env.uncoverable(interp))
     failed = {f.requirement for f in failures}
+    first = failures[0].requirement if failures else ""
     reqs = []
-    for rid in _requirements(interp):
+    for rid in requirements_of(interp):
         n = hits.get(rid, 0)
-        status = (Status.FAILED if rid in failed
-                  else Status.PASSED if n else Status.NOT_COVERED)
-        reqs.append(RequirementResult(rid, status, REQUIREMENTS[rid].text, n))
-    return SuiteResult(client=client, adapter=adapter, interpretation=interp.name,
+        reason = ""
+        if rid in failed:
+            status = Status.FAILED
+        elif n:
+            status = Status.PASSED
+        elif rid in env.unjudged:
+            status, reason = Status.SKIPPED, env.unjudged[rid]
+        elif (rid not in PROPERTY_REQUIREMENTS and rows_of.get(rid)
+              and rows_of[rid] <= skipped_rows.keys()):
+            status = Status.SKIPPED
+            reason = (f"not observable in the {env.adapter} adapter: every transition "
+                      f"carrying it is skipped ({skipped_rows[min(rows_of[rid])]})")
+        elif failures:
+            status = Status.NOT_REACHED
+            reason = f"the run stopped at the failure of {first}"
+        else:
+            status = Status.NOT_EXERCISED
+        reqs.append(RequirementResult(rid, status, REQUIREMENTS[rid].text, n, reason,
+                                      round(coverage.seconds.get(rid, 0.0), 3)))
+    return SuiteResult(client=client, adapter=env.adapter, interpretation=interp.name,
                        profile=profile, seed=seed, cases=coverage.cases,
                        steps=coverage.steps, duration_s=duration,
                        transitions=dict(coverage.rows), requirements=reqs,
-                       failures=failures)
-
-
-def _requirements(interp: Interpretation) -> list[str]:
-    """The requirement ids a run of this interpretation can exercise in process:
-    those of its rows, and those the data properties check (sizes need real bytes
-    on the wire, so only the wire adapter covers them)."""
-    ids = {r.requirement for r in interp.rows()} | {
-        "REQ-1-PRIORITY", "REQ-4-PORT-8014", "REQ-4-PORT-2967", "REQ-5-LOGS"}
-    return sorted(ids)
+                       failures=failures, directed=coverage.directed,
+                       records=coverage.records,
+                       row_seconds={n: round(coverage.seconds.get(n, 0.0), 3)
+                                    for n in coverage.rows},
+                       skipped={n: why for n, why in skipped_rows.items()
+                                if not coverage.rows.get(n)})

@@ -59,8 +59,8 @@ def requirements_of(interp: str, failed: str | None = None,
     out = []
     for i, rid in enumerate(ids):
         status = (Status.FAILED if rid == failed else
-                  Status.NOT_COVERED if rid == uncovered else Status.PASSED)
-        hits = 0 if status is Status.NOT_COVERED else 10 + i
+                  Status.NOT_EXERCISED if rid == uncovered else Status.PASSED)
+        hits = 0 if status is Status.NOT_EXERCISED else 10 + i
         out.append(RequirementResult(rid, status, REQUIREMENTS[rid].text, hits))
     return out
 
@@ -172,9 +172,10 @@ def test_a_new_report_removes_the_failure_files_of_an_old_one(tmp_path: Path) ->
 # --- JUnit ----------------------------------------------------------------------------
 
 
-def junit_cases(root: ET.Element) -> dict[str, ET.Element]:
-    return {str(c.get("name")): c for c in root.iter("testcase")
-            if c.get("classname") == "sephb.documented"}
+def junit_cases(root: ET.Element, interp: str = "documented") -> dict[str, ET.Element]:
+    """The requirement test cases by requirement id (classname sephb.<interp>.<id>)."""
+    return {str(c.get("classname")).removeprefix(f"sephb.{interp}."): c
+            for c in root.iter("testcase") if c.get("name") == "requirement"}
 
 
 def test_junit_has_one_testcase_per_requirement_with_its_failure(tmp_path: Path) -> None:
@@ -193,22 +194,28 @@ def test_junit_has_one_testcase_per_requirement_with_its_failure(tmp_path: Path)
     aborted = cases["REQ-X-ABORT"].find("failure")
     assert aborted is not None
     # The message comes through intact, only with the ESC that XML cannot carry
-    # replaced; the body has both failures with their numbered steps.
+    # replaced; the body has both failures with their numbered steps, in words.
     assert aborted.get("message") == NASTY.replace("\x1b", "\ufffd") + " (and 1 more)"
     body = aborted.text or ""
-    assert "1. state = HeartbeatMachine()" in body and "3. state.fault(step=5" in body
-    assert "failures/test_replay_2.py" in body
-    not_covered = cases["REQ-4-GUP-FALLBACK"].find("failure")
-    assert not_covered is not None and "never exercised" in str(not_covered.get("message"))
-    # The uncovered row fails the coverage case, so the build is red.
-    [coverage] = [c for c in root.iter("testcase")
-                  if c.get("classname") == "sephb.documented.coverage"]
-    cov_failure = coverage.find("failure")
-    assert cov_failure is not None and UNCOVERED_ROW in (cov_failure.text or "")
+    assert "1. state = HeartbeatMachine()" in body and "Run again: sephb conform" in body
+    assert f"{tmp_path}/failures/test_replay_2.py" in body  # a path that exists
+    assert (tmp_path / "failures" / "test_replay_2.py").is_file()
+    not_exercised = cases["REQ-4-GUP-FALLBACK"].find("failure")
+    assert not_exercised is not None
+    assert "never exercised" in str(not_exercised.get("message"))
+    # One test case per transition, under its requirement's classname; the row the
+    # run never reached (it stopped at the failure) is skipped, not a failure.
+    rows = {str(c.get("name")).removeprefix("transition "): c
+            for c in root.iter("testcase") if c.get("name") != "requirement"}
+    assert set(rows) == set(res.transitions)
+    skipped = rows[UNCOVERED_ROW].find("skipped")
+    assert skipped is not None and "not reached" in str(skipped.get("message"))
     [suite] = root.iter("testsuite")
-    assert suite.get("tests") == str(len(res.requirements) + 1)
-    assert suite.get("failures") == "3"  # REQ-X-ABORT, REQ-4-GUP-FALLBACK, coverage
+    assert suite.get("tests") == str(len(res.requirements) + len(res.transitions))
+    assert suite.get("failures") == "2"  # REQ-X-ABORT, REQ-4-GUP-FALLBACK
+    assert suite.get("skipped") == "1"
     assert float(str(suite.get("time"))) == pytest.approx(res.duration_s)
+    assert all(c.get("time") is not None for c in root.iter("testcase"))
     assert "5,400 B" in (suite.findtext("system-out") or "")
 
 
@@ -217,16 +224,39 @@ def test_junit_of_a_conformant_run_has_no_failure(tmp_path: Path) -> None:
     root = ET.parse(path).getroot()
     [suite] = root.iter("testsuite")
     assert suite.get("failures") == "0" and suite.get("name") == "sephb.seed"
+    assert suite.get("errors") == "0" and suite.get("skipped") == "0"
     assert not list(root.iter("failure"))
-    names = [c.get("name") for c in root.iter("testcase") if c.get("classname") ==
-             "sephb.seed"]
-    assert names == [r.id for r in conformant().requirements]
+    assert list(junit_cases(root, "seed")) == [r.id for r in conformant().requirements]
 
 
-def test_write_junit_writes_what_write_report_writes(tmp_path: Path) -> None:
+def test_skipped_requirements_and_rows_are_junit_skips(tmp_path: Path) -> None:
+    """What an adapter cannot observe is <skipped> with its reason: a conformant
+    wire run is a green build."""
+    res = conformant()
+    row = next(iter(res.transitions))
+    res.transitions[row] = 0
+    res.skipped = {row: "reaches no server"}
+    res.requirements = [*res.requirements, RequirementResult(
+        "REQ-SIZE-MAX", Status.SKIPPED, REQUIREMENTS["REQ-SIZE-MAX"].text, 0,
+        "the client's own logs decide")]
+    assert res.conformant
+    root = ET.parse(write_junit(res, tmp_path / "j.xml")).getroot()
+    [suite] = root.iter("testsuite")
+    assert suite.get("failures") == "0" and suite.get("skipped") == "2"
+    messages = [str(s.get("message")) for s in root.iter("skipped")]
+    assert any("reaches no server" in m for m in messages)
+    assert any("the client's own logs decide" in m for m in messages)
+
+
+def test_junit_alone_carries_the_trace_inline(tmp_path: Path) -> None:
+    """--junit without --report names no file that is not there: the failure's
+    trace is in the body; with --report it names that report's files."""
     res = failing()
-    a = write_junit(res, tmp_path / "a.xml").read_bytes()
-    assert a == write_report(res, tmp_path / "r")["junit.xml"].read_bytes()
+    alone = write_junit(res, tmp_path / "a.xml").read_text()
+    assert "failures/" not in alone
+    assert '"event":"UPLOAD_LOGS"' in alone and "sephb conform" in alone
+    both = write_junit(res, tmp_path / "b.xml", report_dir=tmp_path / "r").read_bytes()
+    assert both == write_report(res, tmp_path / "r")["junit.xml"].read_bytes()
 
 
 # --- Markdown ---------------------------------------------------------------------------
@@ -238,10 +268,10 @@ def test_markdown_lists_every_requirement_with_its_status(tmp_path: Path) -> Non
     lines = md.splitlines()
     for req in res.requirements:
         [row] = [line for line in lines if line.startswith(f"| {req.id} |")]
-        assert req.status.value in row, row
+        assert req.status.label in row, row
     assert "# sephb conformance report: NON-CONFORMANT" in md
     assert "](coverage.svg)" in md
-    assert f"- `{UNCOVERED_ROW}`" in md
+    assert f"| `{UNCOVERED_ROW}` | REQ-4-GUP-FALLBACK | 0 | not reached |" in md
     assert "```mermaid\nsequenceDiagram\n" in md
     assert "[failures/failure-1.ndjson](failures/failure-1.ndjson)" in md
     assert "[failures/test_replay_2.py](failures/test_replay_2.py)" in md
@@ -607,10 +637,11 @@ def test_unknown_interpretations_and_rows_are_reported(tmp_path: Path) -> None:
     assert "coverage.svg" not in written
     text = written["index.html"].read_text()
     assert "not one this sephb knows" in text
-    assert "<code>A--X--&gt;B</code>" in text and "(1 of 2 exercised)" in text
+    assert "(1 passed, 1 not reached)" in text
     root = ET.parse(written["junit.xml"]).getroot()
-    assert {c.get("classname") for c in root.iter("testcase")} == {
-        "sephb.vendor-2026", "sephb.vendor-2026.coverage"}
+    assert {c.get("name") for c in root.iter("testcase")
+            if c.get("classname") == "sephb.vendor-2026.transitions"} == {
+        "transition A--X-->B", "transition B--Y-->A"}
     # Counts for rows a known table lacks are reported, not silently dropped.
     res = failing()
     res.transitions = {**res.transitions, "NOT--A-->ROW": 2}
