@@ -86,13 +86,19 @@ class ConformanceItem(pytest.Item):
 
 
 def _summary(result: Any) -> str:
-    lines = [f"{result.client} does not conform ({result.adapter}, interpretation "
-             f"{result.interpretation}, {result.cases} cases)"]
+    from sephb.conformance.results import Status, Tally, cases_text
+
+    tally = Tally.of(result)
+    lines = [f"{result.client}: {result.verdict} ({result.adapter}, interpretation "
+             f"{result.interpretation}, seed {result.seed}, {cases_text(result)} cases)",
+             f"requirements: {Tally.line(tally.requirements)}; transitions: "
+             f"{Tally.line(tally.rows)}"]
+    if result.error:
+        lines.append(f"the client could not be tested: {result.error}")
     for f in result.failures:
         lines.append(f"{f.requirement}: {f.message}")
         lines += [f"    {s}" for s in f.steps]
-    if not result.failures:
-        lines += [f"never exercised: {n}" for n in result.uncovered]
-        lines += [f"{r.status.value}: {r.id}" for r in result.requirements
-                  if r.status.value != "PASSED"]
+    lines += [f"not exercised: {r.id}" for r in result.requirements
+              if r.status is Status.NOT_EXERCISED]
+    lines += [f"never exercised: {n}" for n in result.uncovered]
     return "\n".join(lines)

@@ -659,3 +659,47 @@ def test_empty_traces_and_empty_runs(tmp_path: Path) -> None:
                       transitions={}, requirements=[], failures=[])
     text = write_report(res, tmp_path)["index.html"].read_text()
     assert "No reliability claim: the run has no cases." in text
+
+
+def _colours(rows: list[bytes]) -> set[bytes]:
+    return {row[i:i + 3] for row in rows for i in range(0, len(row), 3)}
+
+
+def test_a_failed_run_opens_on_its_failure_in_headless_chromium(tmp_path: Path) -> None:
+    """A real failing run: the page opens on the failure (before the requirements),
+    its violating record is marked in the sequence diagram with the number the message
+    gives, and the first screenful shows it; a passing run's page is green."""
+    from sephb.conformance import suite
+
+    res = suite.run(get("seed"), factory=suite.environment_for("sensors-before-logs"),
+                    client="sensors-before-logs")
+    [f] = res.failures
+    assert f.record is not None
+    page = write_report(res, tmp_path / "failed")["index.html"]
+    dom = run_chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    assert dom.index('id="failures"') < dom.index('id="requirements"')
+    parsed = parse_html(dom)
+    [marked] = [a for t, a in parsed.tags if a.get("id") == "violation"]
+    assert "violation" in str(marked.get("class")).split()
+    assert f"violation (record {f.record + 1})" in "".join(parsed.text)
+    assert f"record {f.record + 1} " in f.message
+    # The program is told in the domain's words, with the replay command.
+    assert "the client starts in" in dom and "Run again: " in "".join(parsed.text)
+
+    shot = tmp_path / "failed.png"
+    run_chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,900",
+                 page.as_uri())
+    width, _, rows = png_rows(shot, 900)
+    # The failure's message box (#fdecea) is on the first screen, under the red stripe.
+    assert bytes.fromhex("c62828") in _colours(rows[:8])
+    assert bytes.fromhex("fdecea") in _colours(rows)
+
+    ok = suite.run(get("seed"))
+    assert ok.conformant
+    page = write_report(ok, tmp_path / "passed")["index.html"]
+    shot = tmp_path / "passed.png"
+    run_chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,900",
+                 page.as_uri())
+    _, _, rows = png_rows(shot, 900)
+    assert bytes.fromhex("1b7f3b") in _colours(rows[:8])  # the green stripe
+    assert bytes.fromhex("c62828") not in _colours(rows)
