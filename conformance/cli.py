@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -200,17 +201,18 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.set_defaults(run=cmd_client)
 
     p = sub.add_parser("conform", help="run the conformance suite against a client",
-                       description="Test a heartbeat client against the model with "
-                                   "Hypothesis: the suite plays managers, a GUP and "
-                                   "time, provokes every transition and checks every "
-                                   "record the servers make. Every requirement gets a "
-                                   "verdict: passed, failed, not exercised, skipped "
-                                   "(not observable through this adapter) or not "
-                                   "reached (the run stopped at a failure). Exit 0 "
-                                   "conformant; 1 not (a failure, or something never "
-                                   "exercised); 2 usage error; 3 the client could not "
-                                   "be tested (it exited, or made no request within "
-                                   "the start-up wait).",
+                       description=textwrap.fill(
+                           "Test a heartbeat client against the model with Hypothesis: "
+                           "the suite plays managers, a GUP and time, provokes every "
+                           "transition and checks every record the servers make. Every "
+                           "requirement gets a verdict: passed, failed, not exercised, "
+                           "skipped (not observable through this adapter) or not "
+                           "reached (the run stopped at a failure).", 79) + "\n\n"
+                       + textwrap.fill(
+                           "Exit 0 conformant; 1 not (a failure, or something never "
+                           "exercised); 2 usage error; 3 the client could not be "
+                           "tested (it exited, or made no request within the start-up "
+                           "wait).", 79),
                        epilog="examples:\n"
                               "  sephb conform                          the reference, "
                               "in process\n"

@@ -514,6 +514,9 @@ def _provoke(m: Any, row: Row) -> None:
     elif event is Event.POLICY_PUSHED:
         w.push()
     elif event is Event.CONNECTION_LOST:
+        # Only a held connection can be lost: let what is due now (a first check-in
+        # that ends in the hold) happen before the drop.
+        m._advance(0)
         for i in range(len(w.managers)):
             w.drop(i)
     else:  # the happy path: heal everything

@@ -256,7 +256,9 @@ def test_a_client_that_dies_is_reported() -> None:
     client = env.client(world, get("seed"), Mode.PULL)
     assert isinstance(client, ProcessClient)
     client.startup_s = 0.5
-    client.start(0)
+    with pytest.raises(suite.ClientGone, match="exited with status 3 as it started, "
+                       "before any request; its output ends: cannot start"):
+        client.start(0)
     env.close(world, client)
     assert env.observations.notes == [
         "the client exited on its own with status 3; its output ends: cannot start"]

@@ -166,3 +166,12 @@ def test_a_failure_names_the_record_that_broke_it() -> None:
 ])
 def test_programs_read_in_the_words_of_the_domain(step: str, words: str) -> None:
     assert suite.narrate(step, "seed").startswith(words)
+
+
+@pytest.mark.parametrize("interp", INTERPS)
+def test_directed_cases_cover_what_one_random_case_misses(interp: str) -> None:
+    """With a single random case the directed ones reach every row, the held
+    connection's loss included (the drop waits for the first check-in's hold)."""
+    result = suite.run(get(interp), max_examples=1)
+    assert result.conformant, (result.uncovered, result.failures)
+    assert result.cases == 1 and result.directed > len(suite.PROBES)

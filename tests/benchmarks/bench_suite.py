@@ -35,8 +35,9 @@ def main() -> None:
         wall = time.perf_counter() - t0
         transitions = sum(r.transitions.values())
         print(f"### {name}: reference, profile ci")
-        print(f"{r.cases} cases, {r.steps} records, {transitions} transitions in "
-              f"{wall:.1f} s: {r.steps / wall:,.0f} records/s, "
+        print(f"{r.cases} + {r.directed} directed cases, {r.steps} steps, {r.records} "
+              f"records, {transitions} transitions in "
+              f"{wall:.1f} s: {r.records / wall:,.0f} records/s, "
               f"{transitions / wall:,.0f} transitions/s; conformant={r.conformant}\n")
         print("| fault | killed by | time to kill | shrunk steps |")
         print("|---|---|---:|---:|")
