@@ -50,6 +50,13 @@ start (:meth:`Tables.explain` says why): same requirement, allowed names, index 
 events before; the path is the suffix after the checkpoint, of which the last
 :data:`KEEP_PATH` rows are shown either way.
 
+The timing rules of ``--data`` allow ``tolerance_ms`` of recording jitter. Unless it
+is given, it follows the time scale the trace was recorded at, read from the header
+line its writer put first (:func:`sephb.conformance.trace.header_of`): the jitter
+budget of :func:`sephb.conformance.clock.tolerance_for` (0.1 s of wall time) in
+model time, and never less than :data:`DEFAULT_TOLERANCE_MS`. Header lines are
+neither records nor bad lines.
+
 Files are independent (a client id in two files is two clients), so ``--jobs N``
 validates files in a process pool and ``--engine dask`` on a Dask cluster, each with
 the same :func:`validate_file`; results come back in file order either way.
@@ -82,19 +89,22 @@ from sephb.model.checker import (
     tables_for,
 )
 from sephb.model.interpretations import DEFAULT, get
-from sephb.model.protocol import Action, Event, Mode
+from sephb.model.protocol import SESSION_LIMIT_MS, Action, Event, Mode
 
 from .argtypes import interpretation_option, non_negative, positive
+from .clock import JITTER_BUDGET_S, tolerance_for
 from .properties import ACTS_ON, HIDDEN, ClientConfig, TraceProperties
-from .trace import ACTIONS, TRANSPORT, Record, is_transport, problem
+from .trace import ACTIONS, TRANSPORT, Record, TraceHeader, header_of, is_transport, problem
 from .wire import Role
 
 __all__ = [
+    "DEFAULT_TOLERANCE_MS",
     "MAX_LINE",
     "ClientVerdict",
     "FileResult",
     "Problem",
     "add_parser",
+    "default_tolerance",
     "run",
     "validate_file",
     "validate_files",
@@ -115,6 +125,22 @@ FOLD_EVERY: Final = 64
 FAST_PATH = True
 #: Events shown before a violation.
 BEFORE: Final = 5
+#: Model ms of recording jitter the timing rules allow by default, and at least when
+#: the tolerance follows a recorded time scale.
+DEFAULT_TOLERANCE_MS: Final = 1000
+#: How a writer's header line begins (``trace.header_record`` encoded): a block that
+#: begins so has its first line read carefully and the rest on the fast path.
+_HEADER_START: Final = b'{"sephb"'
+
+
+def default_tolerance(time_scale: float | None) -> int:
+    """The tolerance (model ms) for a trace recorded at ``time_scale`` (None:
+    unknown): :data:`~sephb.conformance.clock.JITTER_BUDGET_S` of wall time in model
+    time, as the conformance suite over the wire allows, and never less than
+    :data:`DEFAULT_TOLERANCE_MS`."""
+    if time_scale is None:
+        return DEFAULT_TOLERANCE_MS
+    return max(DEFAULT_TOLERANCE_MS, tolerance_for(time_scale))
 
 _Name = Literal[NAMES]  # type: ignore[valid-type]
 
@@ -204,6 +230,16 @@ class FileResult:
     events: int = 0
     clients: list[ClientVerdict] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    #: The tolerance of the timing rules (with ``--data``), model ms.
+    tolerance_ms: int = DEFAULT_TOLERANCE_MS
+    #: Why that tolerance: "tolerance 100,000 model ms: 0.1 s of wall time at the
+    #: recorded time scale 0.001".
+    tolerance: str = ""
+    #: The time scale the tolerance follows (the header's or ``--time-scale``), if
+    #: any.
+    time_scale: float | None = None
+    #: The header that set it: its line, time scale and writer (None: none read).
+    header: dict[str, Any] | None = None
 
 
 # --- per-client state ------------------------------------------------------------
@@ -245,13 +281,25 @@ class _Run:
     """The checker state of every client of one file."""
 
     def __init__(self, path: str, interpretation: str, mode: Mode | None = None,
-                 data: bool = False, tolerance_ms: int = 1000,
-                 config: ClientConfig | None = None) -> None:
+                 data: bool = False, tolerance_ms: int | None = None,
+                 config: ClientConfig | None = None,
+                 time_scale: float | None = None) -> None:
         self.path = path
         self.timing = get(interpretation).timing
         # A configuration's properties run with the data properties.
         data = data or config is not None
-        self.data, self.tolerance_ms, self.config = data, tolerance_ms, config
+        self.data, self.config = data, config
+        #: The tolerance: given (fixed), else the default for ``time_scale`` (the
+        #: --time-scale option) until a header before the first record says the
+        #: scale of the recording.
+        self.given_tolerance = tolerance_ms
+        self.option_scale = time_scale
+        self.header: TraceHeader | None = None
+        self.header_line: int | None = None
+        #: A header that could not be read, before the first record: its line.
+        self.unread_header: int | None = None
+        self.tolerance_ms = tolerance_ms if tolerance_ms is not None \
+            else default_tolerance(time_scale)
         if config is not None and mode is None:
             mode = config.mode
         self.mode = mode
@@ -297,6 +345,74 @@ class _Run:
         self.by_client: dict[str, list[Any]] = {}
         self.result = FileResult(path, "ndjson")
         self.events = 0
+
+    def header_at(self, raw: bytes, line: int) -> bool:
+        """Whether a line that is not a record is a header (taken, or reported when
+        it cannot be read); False: it is a bad line for the caller to report."""
+        try:
+            header = header_of(raw)
+        except ValueError as exc:
+            self.bad(line, str(exc))
+            if not self.events and self.header is None:
+                self.unread_header = line
+            return True
+        if header is None:
+            return False
+        if not self.events and self.header is None:
+            # The first header before any record: the recording's time scale.
+            self.header, self.header_line = header, line
+            if self.given_tolerance is None:
+                self.tolerance_ms = default_tolerance(header.time_scale)
+            return True
+        wanted = default_tolerance(header.time_scale)
+        if self.given_tolerance is None and wanted != self.tolerance_ms:
+            # A second recording (a trace appended to, or two writers sharing a
+            # file) at another scale: the tolerance cannot follow both.
+            since = f"the header at line {self.header_line}" if self.header_line \
+                else "the start (no header before the first record)"
+            self.bad(line, f"this trace header records time scale "
+                           f"{header.time_scale:g} (writer {header.writer!r}), which "
+                           f"calls for a tolerance of {wanted:,} model ms, but "
+                           f"{self.tolerance_ms:,} is in use since {since}: the file "
+                           f"mixes recordings at different time scales; give "
+                           f"--tolerance MS to judge it at one")
+        return True
+
+    def tolerance_reason(self) -> str:
+        """Which tolerance the timing rules use, and why, in one sentence."""
+        ms = self.tolerance_ms
+        head = f"tolerance {ms:,} model ms: "
+        if self.given_tolerance is not None:
+            return head + "given by --tolerance"
+        scale, said = None, ""
+        if self.header is not None:
+            scale = self.header.time_scale
+            said = f"the recorded time scale {scale:g}"
+            opt = self.option_scale
+            if opt is not None and opt != scale:
+                said += f" (--time-scale {opt:g} is for traces without a header)"
+        elif self.option_scale is not None:
+            scale = self.option_scale
+            said = f"--time-scale {scale:g}"
+        if scale is None:
+            if self.result.format == "har":
+                why = "a HAR's times are wall-clock times, read at time scale 1; " \
+                      "--time-scale S for a capture of a run at scale S"
+            elif self.unread_header is not None:
+                why = f"the header at line {self.unread_header} could not be read"
+            else:
+                why = "the trace records no time scale; --time-scale S says it"
+            return head + f"the default ({why})"
+        jitter = tolerance_for(scale)
+        if jitter < DEFAULT_TOLERANCE_MS:
+            text = f"the default, at least ({JITTER_BUDGET_S:g} s of wall time at " \
+                   f"{said} is {jitter:,} model ms)"
+        else:
+            text = f"{JITTER_BUDGET_S:g} s of wall time at {said}"
+        if ms > SESSION_LIMIT_MS // 2:
+            text += f"; more than half the {SESSION_LIMIT_MS:,} ms session limit, so " \
+                    f"at this scale the timing rules catch only gross delays"
+        return head + text
 
     def new(self, side: str, client: str) -> list[Any]:
         st = [self.start[side], bytearray(), -1, side, None, 0, None, side, None,
@@ -462,6 +578,12 @@ class _Run:
     def finish(self) -> FileResult:
         res = self.result
         res.events = self.events
+        res.tolerance_ms, res.tolerance = self.tolerance_ms, self.tolerance_reason()
+        head = self.header
+        res.time_scale = head.time_scale if head is not None else self.option_scale
+        res.header = None if head is None else {
+            "line": self.header_line, "time_scale": head.time_scale,
+            "writer": head.writer, "version": head.version}
         # The recording went on to its last record, whoever's: a deadline of a
         # client due before then was broken (it was silent past it); one due later
         # is pending.
@@ -589,6 +711,15 @@ def _ndjson(stream: IO[bytes], run: _Run) -> None:
     for count, (first, buf, start, end, n, last, whole) in enumerate(
             _blocks(stream, run), 1):
         recs: list[_Line] | None = None
+        if FAST_PATH and whole and buf.startswith(_HEADER_START, start):
+            # A writer's header opens the trace (or what a writer appended): that
+            # line carefully, the rest of the block on the fast path.
+            nl = buf.find(b"\n", start, end)
+            if nl < 0:
+                whole = False
+            else:
+                _careful(run, bytes(buf[start:nl]), first, False)
+                start, first, n = nl + 1, first + 1, n - 1
         if FAST_PATH and whole:
             try:  # a view, not a copy, of the whole lines
                 with memoryview(buf) as view:
@@ -628,7 +759,8 @@ def _careful(run: _Run, raw: bytes, line: int, last: bool) -> None:
         try:
             full = _CAREFUL.decode(raw)
         except msgspec.ValidationError as exc:
-            run.bad(line, f"bad record: {exc}")
+            if not run.header_at(raw, line):  # a header is no record, nor a bad line
+                run.bad(line, f"bad record: {exc}")
             return
         except msgspec.DecodeError as exc:
             hint = " (truncated last line?)" if last else ""
@@ -646,7 +778,7 @@ def _har(path: str, run: _Run) -> None:
 
     run.result.format = "har"
     try:
-        for ev in har_events(path):
+        for ev in har_events(path, time_scale=run.option_scale or 1.0):
             run.events += 1
             # With --data, the fields the properties read, as a trace line has them.
             # (har_events gives only the sources _DataLine admits, or None.)
@@ -667,22 +799,28 @@ def _sniff(path: str) -> str:
 
 def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
                   mode: str | None = None, data: bool = False,
-                  tolerance_ms: int = 1000, sylink: str | None = None) -> FileResult:
+                  tolerance_ms: int | None = None, sylink: str | None = None,
+                  time_scale: float | None = None) -> FileResult:
     """Validate one file (``-``: stdin); never raises for bad input (see
     :attr:`FileResult.problems`). ``mode`` is the clients' configured communication
     mode ("pull" or "push"; None: unknown, either allowed). ``data`` checks the data
     properties a trace shows too (:class:`~.properties.TraceProperties`), with
-    ``tolerance_ms`` of recording jitter on the timing rules. ``sylink``: the
-    clients' sylink.xml, for the rules of their configuration (priority, interval,
-    mode); it implies ``data``. A sylink.xml that cannot be read raises
+    ``tolerance_ms`` of recording jitter on the timing rules (None: the
+    :func:`default_tolerance` of the time scale the trace's header records, else of
+    ``time_scale``). ``time_scale``: the scale of a trace without a header; a HAR's
+    wall-clock times are divided by it. ``sylink``: the clients' sylink.xml, for the
+    rules of their configuration (priority, interval, mode); it implies ``data``. A
+    sylink.xml that cannot be read raises
     :class:`~sephb.conformance.sylink.ConfigError` (the command checks it first)."""
+    if time_scale is not None:
+        tolerance_for(time_scale)  # a scale that is not a number > 0: ValueError now
     config = None
     if sylink is not None:
         from .sylink import load
 
         config = ClientConfig.of(get(interpretation), load(sylink))
     run = _Run(path if path != "-" else "<stdin>", interpretation,
-               Mode(mode) if mode else None, data, tolerance_ms, config)
+               Mode(mode) if mode else None, data, tolerance_ms, config, time_scale)
     fmt = _sniff(path) if fmt == "auto" else fmt
     # The records are short-lived and acyclic: collections in the middle of a block
     # cost a third of the time and free nothing.
@@ -705,7 +843,8 @@ def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
             gc.enable()
     res = run.finish()
     if not res.problems and not res.events:
-        res.problems.append(Problem(res.path, None, "empty trace: no records"))
+        only = " (a header only: its writer recorded nothing)" if run.header else ""
+        res.problems.append(Problem(res.path, None, f"empty trace: no records{only}"))
     return res
 
 
@@ -713,8 +852,9 @@ def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
 
 
 #: What one file's validation needs: path, format, interpretation, mode, data,
-#: tolerance, sylink.
-_Task = tuple[str, str, str, "str | None", bool, int, "str | None"]
+#: tolerance, sylink, time scale.
+_Task = tuple[str, str, str, "str | None", bool, "int | None", "str | None",
+              "float | None"]
 
 
 def _one(task: _Task) -> FileResult:
@@ -723,12 +863,14 @@ def _one(task: _Task) -> FileResult:
 
 def validate_files(paths: Sequence[str], fmt: str = "auto",
                    interpretation: str = DEFAULT, *, mode: str | None = None,
-                   data: bool = False, tolerance_ms: int = 1000,
+                   data: bool = False, tolerance_ms: int | None = None,
                    sylink: str | None = None, jobs: int = 1, engine: str = "local",
-                   scheduler: str | None = None) -> list[FileResult]:
-    """Validate files, in file order; ``jobs`` processes, or on a Dask cluster."""
-    tasks: list[_Task] = [(p, fmt, interpretation, mode, data, tolerance_ms, sylink)
-                          for p in paths]
+                   scheduler: str | None = None, time_scale: float | None = None
+                   ) -> list[FileResult]:
+    """Validate files, in file order; ``jobs`` processes, or on a Dask cluster.
+    The options are :func:`validate_file`'s."""
+    tasks: list[_Task] = [(p, fmt, interpretation, mode, data, tolerance_ms, sylink,
+                           time_scale) for p in paths]
     if engine == "dask":
         return _dask(tasks, jobs, scheduler)
     if jobs <= 1 or len(tasks) <= 1 or "-" in paths:
@@ -783,8 +925,10 @@ hidden; a GUP's own CONNECT/DISCONNECT ("role": "gup") are skipped. A HAR captur
 mapped to events by the wire profile (docs/wire-profile.md) and checked like a
 server-side view. The order of the records is always checked; --mode, --data and
 --sylink add what a trace cannot say by itself (the mode, the data rules the records
-prove, the client's configuration). Exit 0 all conformant, 1 some violation, 2 input
-that could not be read (the other lines, clients and files are still checked)."""
+prove, the client's configuration). The timing rules allow --tolerance of recording
+jitter: by default 0.1 s of wall time at the time scale the trace's header records
+(at least 1,000 model ms). Exit 0 all conformant, 1 some violation, 2 input that could
+not be read (the other lines, clients and files are still checked)."""
 
 EPILOG = """\
 examples:
@@ -794,12 +938,25 @@ examples:
   sephb validate capture.har --format har --json   a browser/mitmproxy capture
   sephb validate client.ndjson --mode push         hold push clients to step 7
   sephb validate manager.ndjson --data             ports, logs, session limit too
+  sephb validate client.ndjson --data --tolerance 5000   timing slack: not the header's
+  sephb validate capture.har --data --time-scale 0.01    a HAR of a run at scale 0.01
   sephb validate big/*.gz --engine dask --scheduler tcp://10.0.0.5:8786
 
 See docs/validate.md."""
 
 
 _jobs = positive
+
+
+def _scale(text: str) -> float:
+    """A time scale (argparse ``type=``): a number > 0 and at most 1000."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1000:  # NaN fails here too
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 1000, got {value}")
+    return value
 
 
 def add_parser(sub: Any) -> None:
@@ -825,10 +982,16 @@ def add_parser(sub: Any) -> None:
                    help="the clients' sylink.xml: also check the heartbeat's first "
                         "manager (priority), the interval and the mode (implies "
                         "--data and its --mode)")
-    p.add_argument("--tolerance", type=non_negative, default=1000, metavar="MS",
+    p.add_argument("--tolerance", type=non_negative, metavar="MS",
                    help="with --data: model ms of recording jitter allowed on the "
-                        "timing rules (default: 1000; a run at --time-scale 0.001 "
-                        "needs more)")
+                        "timing rules (default: 0.1 s of wall time at the time scale "
+                        "the trace's header records, at least 1000; 1000 without a "
+                        "header or --time-scale)")
+    p.add_argument("--time-scale", type=_scale, metavar="S",
+                   help="the time scale (wall seconds per model second) of traces "
+                        "without a header, such as a HAR or an old trace: sets the "
+                        "default --tolerance, and a HAR's wall-clock times are "
+                        "divided by it (default: a header's scale; a HAR's is 1)")
     p.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
                    help="validate N files at a time (processes; default: 1)")
     p.add_argument("--engine", choices=("local", "dask"), default="local",
@@ -885,19 +1048,22 @@ def run(args: argparse.Namespace) -> int:
                              tolerance_ms=args.tolerance, sylink=args.sylink,
                              jobs=args.jobs,
                              engine=args.engine,
-                             scheduler=args.scheduler)
+                             scheduler=args.scheduler,
+                             time_scale=args.time_scale)
     if args.json:
         json.dump(to_json(results), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        render(results, sys.stdout, limit=args.limit, every_client=args.clients)
+        render(results, sys.stdout, limit=args.limit, every_client=args.clients,
+               timing=args.data or args.sylink is not None)
     return exit_code(results)
 
 
 def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
-           every_client: bool = False) -> None:
+           every_client: bool = False, timing: bool = False) -> None:
     """Input problems and violations in detail (the first ``limit`` of each per file;
     0: all), a summary table per file (per client with ``every_client``), totals.
+    ``timing``: the timing rules ran (``--data``), so say which tolerance they used.
 
     A fleet trace holds a hundred thousand clients: a row each would take minutes
     to draw and nobody would read it, so by default the table has a row per file and
@@ -917,6 +1083,13 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
             return items[:limit]
         return items
 
+    if timing:  # one line per tolerance, not per file: a fleet has thousands
+        files: dict[str, list[str]] = {}
+        for r in results:
+            files.setdefault(r.tolerance, []).append(r.path)
+        for why, paths in files.items():
+            which = paths[0] if len(paths) == 1 else _count(len(paths), "file")
+            console.print(f"{why} ({which})", markup=False)
     for r in results:
         for p in capped(r.problems, "input problems", r.path):
             console.print(f"[bold red]input[/] {p}", markup=True)
