@@ -55,7 +55,8 @@ is given, it follows the time scale the trace was recorded at, read from the hea
 line its writer put first (:func:`sephb.conformance.trace.header_of`): the jitter
 budget of :func:`sephb.conformance.clock.tolerance_for` (0.1 s of wall time) in
 model time, and never less than :data:`DEFAULT_TOLERANCE_MS`. Header lines are
-neither records nor bad lines.
+neither records nor bad lines. A timing finding carries its :class:`Margin` (how
+late or early, and the tolerance that would accept it).
 
 Files are independent (a client id in two files is two clients), so ``--jobs N``
 validates files in a process pool and ``--engine dask`` on a Dask cluster, each with
@@ -102,6 +103,7 @@ __all__ = [
     "MAX_LINE",
     "ClientVerdict",
     "FileResult",
+    "Margin",
     "Problem",
     "add_parser",
     "default_tolerance",
@@ -198,6 +200,46 @@ class Problem:
             f"{self.path}: {self.message}"
 
 
+@dataclass(frozen=True)
+class Margin:
+    """How far a timing finding missed its bound, in model ms: what decides whether
+    another ``--tolerance`` would accept it. A record ``late`` is broken when it
+    comes more than the tolerance after its due time; one ``early`` when it comes
+    more than the tolerance before the earliest time allowed."""
+
+    #: The rule: ``session`` (the session limit, both ways), a deadline of
+    #: :mod:`sephb.model.deadlines` (``act-at-once``, ``request``,
+    #: ``next-heartbeat``), ``interval`` (a heartbeat before the configured
+    #: interval) or ``push-hold`` (a held push connection closed before it).
+    rule: str
+    way: Literal["late", "early"]
+    #: Model time of the bound: the due time (late) or the earliest allowed (early).
+    bound: int
+    #: Model ms past (late) or before (early) the bound.
+    by_ms: int
+    #: The tolerance in use.
+    tolerance_ms: int
+    #: Whether the end of the trace broke it (the client was silent past its due
+    #: time), not a record.
+    at_end: bool = False
+    #: Model ms beyond the tolerance.
+    beyond_tolerance_ms: int = field(init=False)
+    #: The least ``--tolerance`` that accepts it (broken means more than the
+    #: tolerance past, or before, the bound): ``by_ms``.
+    accepting_tolerance_ms: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beyond_tolerance_ms", self.by_ms - self.tolerance_ms)
+        object.__setattr__(self, "accepting_tolerance_ms", self.by_ms)
+
+    def describe(self) -> str:
+        past = "past the due time" if self.way == "late" else "before the earliest time"
+        then = "leave it pending" if self.at_end else "accept it"
+        return (f"{self.way} by {self.beyond_tolerance_ms:,} ms beyond the tolerance of "
+                f"{self.tolerance_ms:,} ms ({self.by_ms:,} ms {past}, t={self.bound}); "
+                f"--tolerance {self.accepting_tolerance_ms} would {then}")
+
+
 @dataclass
 class ClientVerdict:
     """One client's verdict in one file (and one view of it)."""
@@ -221,6 +263,11 @@ class ClientVerdict:
     #: With ``--data``: deadlines still open when the file ended (neither met nor
     #: broken: a finite trace's presumptive verdict), one line each.
     pending: list[str] = field(default_factory=list)
+    #: Why: the message without its "event N (t=T ms)" (the text output's too).
+    reason: str | None = None
+    #: A timing finding's margin: how late or early, and the tolerance that would
+    #: accept it.
+    margin: Margin | None = None
 
 
 @dataclass
@@ -240,6 +287,86 @@ class FileResult:
     time_scale: float | None = None
     #: The header that set it: its line, time scale and writer (None: none read).
     header: dict[str, Any] | None = None
+
+
+# --- margins of timing findings --------------------------------------------------
+
+_feed: Final = TraceProperties.feed
+
+#: The requirements of the configured-interval rule (a heartbeat too soon).
+_INTERVAL_RULES: Final = frozenset({"REQ-7-PULL", "REQ-2-TIMEOUT-30000"})
+
+
+@dataclass
+class _Measured(TraceProperties):
+    """:class:`TraceProperties` that also measure a timing finding: :attr:`margin`
+    says how far past (or before) its bound the record came. The deadlines say which
+    one broke (``Deadlines.broken``); the session limit, the configured interval and
+    the push hold keep their times in the properties' own state, read here before a
+    record is fed (the order of the checks is :meth:`TraceProperties.feed`'s)."""
+
+    #: The margin of the finding :meth:`feed` or :meth:`finish` returned last.
+    margin: Margin | None = field(default=None, init=False)
+    #: The margin of a held push connection closed early: reported at the next
+    #: record, measured at the close.
+    _closed_early: Margin | None = field(default=None, init=False)
+
+    def feed(self, name: str, t: int, port: int | None = None,
+             ids: list[str] | None = None, duplicates: list[str] | None = None,
+             addr: str | None = None) -> tuple[str, str] | None:
+        # Every record of --data comes here: reads only, and the base's feed called
+        # directly (super() costs a lookup a record).
+        since, last, broken = self._session.since, self._last_heartbeat, \
+            self._push_broken
+        push = self._push
+        held = None if push is None else push._held_at
+        found = _feed(self, name, t, port, ids, duplicates, addr)
+        if found is None:
+            if broken is None and self._push_broken is not None:
+                self._closed_early = self._early_close(held, t)
+            return None
+        self.margin = self._measure(found, t, since, last, broken)
+        return found
+
+    def finish(self, end: int) -> tuple[str, str] | None:
+        since = self._session.since
+        found = super().finish(end)
+        if found is not None:
+            self.margin = self._measure(found, end, since, None, None, at_end=True)
+        return found
+
+    def _measure(self, found: tuple[str, str], t: int, since: int | None,
+                 last: int | None, broken: str | None, *, at_end: bool = False
+                 ) -> Margin | None:
+        tol = self.tolerance_ms
+        requirement, message = found
+        if since is not None and t > since + SESSION_LIMIT_MS + tol:
+            return Margin("session", "late", since + SESSION_LIMIT_MS,
+                          t - since - SESSION_LIMIT_MS, tol, at_end)
+        late = self.deadlines.broken
+        if late is not None:  # a finding ends a client's checks: this is it
+            return Margin(late.deadline, "late", late.due, t - late.due, tol, at_end)
+        if since is not None and message is self._session.early:
+            bound = since + SESSION_LIMIT_MS
+            return Margin("session", "early", bound, bound - t, tol)
+        if broken is not None and requirement == "REQ-7-PUSH":
+            return self._closed_early
+        config = self.config
+        if config is not None and last is not None and requirement in _INTERVAL_RULES \
+                and self._last_heartbeat == t \
+                and t < last + config.interval_ms - tol:
+            bound = last + config.interval_ms
+            return Margin("interval", "early", bound, bound - t, tol)
+        return None
+
+    def _early_close(self, held: int | None, t: int) -> Margin | None:
+        """The margin of a close that broke the push hold, when it broke it by
+        coming before the interval (not right after the check-in)."""
+        interval = None if self._push is None else self._push.interval_ms
+        tol = self.tolerance_ms
+        if held is None or interval is None or not t < held + interval - tol:
+            return None
+        return Margin("push-hold", "early", held + interval, held + interval - t, tol)
 
 
 # --- per-client state ------------------------------------------------------------
@@ -492,13 +619,14 @@ class _Run:
             return -1
         props = st[_PROPS]
         if props is None:
-            props = st[_PROPS] = TraceProperties(
+            props = st[_PROPS] = _Measured(
                 self.tolerance_ms, self.config, st[_SIDE] != "client", self.mode,
                 self.timing, _HAR_UNSEEN if st[_SIDE] == "har" else frozenset())
         found = props.feed(name, t, r.port, r.ids, r.duplicates, r.addr)
         st[_COLS] = self.col_every if props.watching else self.col_quiet
         if found is not None:
-            self.violate(st, r.client, name, t, first + _index(recs, r, start), found)
+            self.violate(st, r.client, name, t, first + _index(recs, r, start), found,
+                         props.margin)
             return -1
         col = self.plain.get(name)
         return col if col is not None else self.by_fields[name, r.changed, r.source]
@@ -532,9 +660,11 @@ class _Run:
             self.violate(st, client, name, t, line)
 
     def violate(self, st: list[Any], client: str, name: str, t: int, line: int | None,
-                found: tuple[str, str] | None = None) -> None:
+                found: tuple[str, str] | None = None, margin: Margin | None = None
+                ) -> None:
         """Record a client's first violation: of the table (explained by a re-run),
-        or ``found`` by a data property (requirement, message)."""
+        or ``found`` by a data property (requirement, message; ``margin``: how far a
+        timing finding missed its bound)."""
         tables: Tables = self.tables[st[_SIDE]]
         before = [tables.col_name[c] for c in st[_HIST][-BEFORE:]]
         index = st[_OFFSET] + len(st[_HIST])
@@ -542,14 +672,16 @@ class _Run:
             requirement, message = found
             st[_VERDICT] = ClientVerdict(
                 self.path, client, st[_SIDE], index + 1, False, line, t, requirement,
-                name, [], before, [], f"event {index} (t={t} ms) {message}")
+                name, [], before, [], f"event {index} (t={t} ms) {message}",
+                reason=message, margin=margin)
         else:
             v = tables.explain(st[_NODE], bytes(st[_HIST]), name, index, t,
                                start=st[_START])
             st[_VERDICT] = ClientVerdict(
                 self.path, client, st[_SIDE], v.index + 1, False, line, t,
                 v.requirement, name, list(v.allowed), before,
-                list(v.path[-KEEP_PATH:]), v.message)
+                list(v.path[-KEEP_PATH:]), v.message,
+                reason=v.message.removeprefix(f"event {v.index} (t={t} ms) "))
         st[_NODE] = self.dead
         st[_HIST] = _SINK
 
@@ -595,7 +727,8 @@ class _Run:
                 if st[_VERDICT] is None and props is not None:
                     found = props.finish(end)
                     if found is not None:
-                        self.violate(st, client, "(end of trace)", end, None, found)
+                        self.violate(st, client, "(end of trace)", end, None, found,
+                                     props.margin)
                 v = st[_VERDICT]
                 res.clients.append(v if v is not None else ClientVerdict(
                     self.path, client, side, st[_OFFSET] + len(st[_HIST]),
@@ -1069,6 +1202,7 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
     to draw and nobody would read it, so by default the table has a row per file and
     the detail goes to what needs a look. ``--json`` always has everything."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     # A terminal gets its own width; a log or a pipe gets room for long file paths
@@ -1103,14 +1237,13 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
         violating = [c for c in r.clients if not c.conformant]
         for c in capped(violating, "violating clients", r.path):
             where = f"{c.path}:{c.line}" if c.line else f"{c.path} (at its end)"
-            if c.allowed:
-                why = f"the model allowed {', '.join(c.allowed)}"
-            else:  # a data or deadline rule: its message says why
-                why = (c.message or "").removeprefix(f"event {c.events - 1} ")
-            console.print(
-                f"[bold red]violation[/] {where}: client {c.client!r} "
-                f"({c.side} view) broke {c.requirement}: {c.seen} at t={c.t} ms; "
-                f"{why}", markup=True)
+            # The reason --json gives: the table's (what the model allowed, in which
+            # state) or the data or deadline rule's.
+            console.print("[bold red]violation[/] " + escape(
+                f"{where}: client {c.client!r} ({c.side} view) broke {c.requirement}: "
+                f"{c.seen} at t={c.t} ms; {c.reason or c.message}"), markup=True)
+            if c.margin is not None:
+                console.print(f"  timing: {c.margin.describe()}", markup=False)
             console.print(f"  before: {' '.join(c.before) or '(start of trace)'}",
                           markup=False)
     table = Table(title="sephb validate")

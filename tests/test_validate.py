@@ -979,6 +979,7 @@ def test_the_tolerance_follows_the_recorded_time_scale(tmp_path: Path) -> None:
                               "recorded time scale 0.01")
     v = slow.clients[0]
     assert (v.conformant, v.line) == (False, 6)  # the header is line 1
+    assert v.margin == V.Margin("session", "late", 30_001, 50_000, 10_000)
 
     real = V.validate_file(str(ndjson(tmp_path / "r.ndjson",
                                       _with_header(recs, 1.0))), data=True)
@@ -1063,6 +1064,133 @@ def test_a_later_header_at_another_scale_is_a_problem(tmp_path: Path) -> None:
 ])
 def test_headers_read_the_same_on_both_paths(raw: bytes, block: int) -> None:
     _fast_equals_careful(raw, block, data=True)
+
+
+# --- margins: how late or early, and the tolerance that would accept it --------------
+
+def _connect(t: int, client: str = "c1", by: str | None = None) -> dict[str, Any]:
+    rec = {"t": t, "client": client, "event": "CONNECT", "addr": "127.0.0.2",
+           "port": 8014}
+    return {**rec, "by": by} if by else rec
+
+
+def _push_hold_closed_at(close: int) -> list[dict[str, Any]]:
+    """A manager's view of a push check-in held from t=90, closed at ``close`` and
+    a connect at 400,000."""
+    names = ["GET_INDEX", "INDEX_RECEIVED", "UPLOAD_LOGS", "LOGS_ACKED",
+             "UPLOAD_SENSORS", "SENSORS_ACKED", "HOLD"]
+    recs = [_connect(0, by="server")]
+    recs += [{"t": 10 * (i + 3), "client": "c1", "event": n, "by": "server"}
+             for i, n in enumerate(names)]
+    recs[2]["changed"] = False
+    return [*recs, {"t": close, "client": "c1", "event": "DISCONNECT", "by": "server"},
+            _connect(400_000, by="server")]
+
+
+#: name -> (records, options, the margin's rule, way and by_ms).
+MARGIN_CASES: Final[dict[str, tuple[list[dict[str, Any]], dict[str, Any], str, str,
+                                    int]]] = {
+    "session late": (_stalled(50_000), {}, "session", "late", 50_000),
+    "session late at the end": (
+        [*_stalled(0)[:4], {"t": 100_001, "client": "c2", "event": "HEARTBEAT_DUE"}],
+        {}, "session", "late", 70_000),
+    "session given up early": (_stalled(-10_000), {}, "session", "early", 10_000),
+    "an answer not acted on": (_check_in(0, close=False) + _check_in(300_000), {},
+                               "act-at-once", "late", 299_920),
+    "a request never answered": (
+        [*_check_in(0, urls=True), {"t": 42_050, "client": "c1",
+                                    "event": "URLS_RECEIVED"}],
+        {}, "request", "late", 12_000),
+    "a late heartbeat": (_check_in(0) + _check_in(600_000), {}, "next-heartbeat",
+                         "late", 300_000),
+    "an early heartbeat": (
+        [_connect(r["t"]) if r["event"] == "CONNECT" else r
+         for r in _check_in(0) + _check_in(200_000)],
+        {"sylink": "pull"}, "interval", "early", 100_000),
+    "a held push connection closed early": (
+        _push_hold_closed_at(100_000), {"sylink": "push", "interpretation": "documented"},
+        "push-hold", "early", 200_090),
+}
+
+
+def _margin_case(tmp_path: Path, case: str, tolerance_ms: int | None = None
+                 ) -> V.ClientVerdict:
+    from sephb.conformance.sylink import Sylink, save
+
+    records, options, *_ = MARGIN_CASES[case]
+    opts: dict[str, Any] = {"data": True}
+    if "sylink" in options:
+        syl = tmp_path / "sylink.xml"
+        save(Sylink.build([["127.0.0.2"]], mode=Mode(options["sylink"]),
+                          heartbeat_s=300), syl)
+        opts["sylink"] = str(syl)
+    if "interpretation" in options:
+        opts["interpretation"] = options["interpretation"]
+    res = V.validate_file(str(ndjson(tmp_path / "m.ndjson", records)),
+                          tolerance_ms=tolerance_ms, **opts)
+    assert not res.problems, res.problems
+    return next(c for c in res.clients if c.client == "c1")
+
+
+@pytest.mark.parametrize("case", list(MARGIN_CASES))
+def test_a_timing_finding_says_its_margin_and_the_tolerance_that_accepts_it(
+        tmp_path: Path, case: str) -> None:
+    """The margin is exact: at the tolerance it names the finding is gone, one
+    model ms less and it is still there."""
+    *_, rule, way, by_ms = MARGIN_CASES[case]
+    v = _margin_case(tmp_path, case)
+    assert not v.conformant and v.margin is not None, v
+    m = v.margin
+    assert (m.rule, m.way, m.by_ms, m.tolerance_ms) == (rule, way, by_ms, 1000), v
+    assert m.beyond_tolerance_ms == by_ms - 1000 and m.accepting_tolerance_ms == by_ms
+    assert m.at_end is (v.line is None)
+    key = (v.line, v.requirement, m.rule, m.bound)
+    under = _margin_case(tmp_path, case, by_ms - 1)
+    assert under.margin is not None
+    assert (under.line, under.requirement, under.margin.rule, under.margin.bound) == key
+    at = _margin_case(tmp_path, case, by_ms)
+    assert at.conformant or (at.line, at.requirement, at.margin and at.margin.rule,
+                             at.margin and at.margin.bound) != key, at
+
+
+def test_other_findings_have_no_margin(tmp_path: Path) -> None:
+    lines = [{"t": 0, "client": "c1", "event": "HEARTBEAT_DUE"},
+             _connect(1), {"t": 2, "client": "c1", "event": "GET_URLS"}]
+    v = V.validate_file(str(ndjson(tmp_path / "t.ndjson", lines)), data=True).clients[0]
+    assert v.requirement == "REQ-1-PRIORITY" and v.margin is None
+
+
+def test_the_text_gives_the_json_reason_the_margin_and_the_tolerance(
+        tmp_path: Path) -> None:
+    p = ndjson(tmp_path / "t.ndjson", _stalled(50_000))
+    out = _sephb("validate", str(p), "--data")
+    doc = json.loads(_sephb("validate", str(p), "--data", "--json").stdout)
+    c = doc["files"][0]["clients"][0]
+    assert c["reason"] == ("SESSION_TIMEOUT at t=80001: no session within 30000 ms of "
+                           "the connect at t=1, and the client still waited")
+    assert c["message"] == f"event 4 (t=80001 ms) {c['reason']}"
+    assert c["margin"] == {"rule": "session", "way": "late", "bound": 30_001,
+                           "by_ms": 50_000, "tolerance_ms": 1000, "at_end": False,
+                           "beyond_tolerance_ms": 49_000,
+                           "accepting_tolerance_ms": 50_000}
+    assert doc["files"][0]["tolerance_ms"] == 1000
+    lines = out.stdout.splitlines()
+    assert f"tolerance 1,000 model ms: the default (the trace records no time scale; " \
+           f"--time-scale S says it) ({p})" in lines
+    assert f"violation {p}:5: client 'c1' (client view) broke REQ-2-TIMEOUT-30000: " \
+           f"SESSION_TIMEOUT at t=80001 ms; {c['reason']}" in lines
+    assert "  timing: late by 49,000 ms beyond the tolerance of 1,000 ms (50,000 ms " \
+           "past the due time, t=30001); --tolerance 50000 would accept it" in lines
+    accepted = _sephb("validate", str(p), "--data", "--tolerance", "50000")
+    assert accepted.returncode == 0, accepted.stdout
+    # the table's reason too: what the model allowed, and in which state
+    t = ndjson(tmp_path / "v.ndjson", [{"t": 0, "client": "a", "event": "CONNECT"}])
+    doc = json.loads(_sephb("validate", str(t), "--json").stdout)
+    reason = doc["files"][0]["clients"][0]["reason"]
+    assert reason.startswith("CONNECT: the model allowed ")
+    assert reason.endswith("(REQ-1-PRIORITY) in IDLE")
+    text = _sephb("validate", str(t)).stdout
+    assert reason in text and "tolerance" not in text.split("sephb validate")[0]
 
 
 def test_a_har_of_a_scaled_run_reads_at_its_time_scale(
