@@ -34,7 +34,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 import msgspec
@@ -468,9 +468,16 @@ _RECORD_FIELDS = frozenset({
 })
 
 
+#: The ``writer`` of the header of the reference client's own trace (``sephb client
+#: --trace``; docs/trace-format.md).
+TRACE_WRITER: Final = "client"
+
+
 async def run_client(opts: ClientOptions, trace: str | None = None) -> int:
-    """Run one reference client with its own clock and trace; stop on SIGINT/SIGTERM."""
-    writer = TraceWriter(trace) if trace else None
+    """Run one reference client with its own clock and trace (its header says the
+    time scale); stop on SIGINT/SIGTERM."""
+    writer = TraceWriter(trace, time_scale=opts.time_scale, writer=TRACE_WRITER) \
+        if trace else None
     recorder = Recorder(Clock(opts.time_scale), writer=writer, keep=False)
     client = ReferenceClient(opts, recorder)
     task = asyncio.ensure_future(client.run())

@@ -7,9 +7,13 @@ A HAR file (what mitmproxy, Fiddler and browsers save) is one JSON document whos
 observations by the wire profile, :data:`sephb.conformance.wire.ROUTES`, and nothing
 else:
 
-* entries are taken in ``startedDateTime`` order; ``t`` is milliseconds since the
-  first entry; the answer's event is at start + ``time``. Per client, a time earlier
-  than the client's last is moved up to it (clock jitter between connections);
+* entries are taken in ``startedDateTime`` order; ``t`` is model milliseconds since
+  the first entry; the answer's event is at start + ``time``. A HAR's times are
+  wall-clock times and a HAR has no header to say the time scale of the run it
+  captured: ``time_scale`` (wall seconds per model second, 1 by default: a real
+  client) converts them, model ms = wall ms / ``time_scale``. Per client, a time
+  earlier than the client's last is moved up to it (clock jitter between
+  connections);
 * the client is the ``X-Sephb-Client`` request header (absent: the entry is
   reported and skipped);
 * a server's role is the entry's ``_sephb_role`` (written by :func:`trace_to_har`),
@@ -34,12 +38,14 @@ events. Problems are :class:`HarError`; their "line" is the entry's 1-based numb
 (``entries[N-1]``), or the JSON line for a syntax error.
 
 :func:`trace_to_har` goes the other way: the server records of a run (``sephb
-manager --trace``) as HAR entries. ``docs/examples/reference.har`` was made so.
+manager --trace``) as HAR entries, their model times as the wall-clock times of a
+run at ``time_scale``. ``docs/examples/reference.har`` was made so (at 1).
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -155,10 +161,19 @@ def _header(req: _Request, name: str) -> str | None:
     return None
 
 
-def har_events(path: str) -> Iterator[HarEvent]:
-    """The model observations of a HAR file, in time order. Raises :class:`HarError`
-    for a file that is not a HAR at all; bad entries are raised too (the caller
-    reports and the check of that file stops)."""
+def _model_ms(wall_ms: float, time_scale: float) -> int:
+    """Model ms of ``wall_ms`` of wall time at ``time_scale``, rounded down (a
+    microsecond of float error does not cost a whole model millisecond)."""
+    return math.floor(wall_ms / time_scale + 1e-6)
+
+
+def har_events(path: str, *, time_scale: float = 1.0) -> Iterator[HarEvent]:
+    """The model observations of a HAR file, in time order; its wall-clock times
+    are read as those of a run at ``time_scale`` (model ms = wall ms / scale).
+    Raises :class:`HarError` for a file that is not a HAR at all; bad entries are
+    raised too (the caller reports and the check of that file stops)."""
+    if not (math.isfinite(time_scale) and time_scale > 0):
+        raise ValueError(f"time scale must be a number > 0, got {time_scale!r}")
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -202,8 +217,10 @@ def har_events(path: str) -> Iterator[HarEvent]:
         role = Role(e._sephb_role) if e._sephb_role in ("manager", "gup") else (
             Role.GUP if port == GUP_PORT else Role.MANAGER)
         conn = e.connection or f"{addr}:{port}"
-        start = int((e.startedDateTime - t0).total_seconds() * 1000)
-        end = start + max(0, int(e.time))
+        # Whole microseconds: no float error before the scale is applied.
+        wall_ms = (e.startedDateTime - t0) // timedelta(microseconds=1) / 1000
+        start = _model_ms(wall_ms, time_scale)
+        end = _model_ms(wall_ms + max(0.0, e.time), time_scale)
         first = (client, conn) not in seen
         if role is Role.MANAGER and first:
             if conns.get(client) is not None:
@@ -282,12 +299,15 @@ _EPOCH: Final = datetime(2026, 1, 1, tzinfo=UTC)
 _CLOSED: Final = "the connection closed before an answer"
 
 
-def trace_to_har(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+def trace_to_har(records: Iterable[Mapping[str, Any]], *, time_scale: float = 1.0
+                 ) -> dict[str, Any]:
     """HAR 1.2 of the server records of a run: each request record paired with the
     answer record that follows it on the same server connection. CONNECT and
     DISCONNECT become connection ids; a request still unanswered when its connection
     closes (a held push request, say) is an entry with status 0 and an ``_error``,
-    as a browser writes an aborted request; one unanswered at the end is left out."""
+    as a browser writes an aborted request; one unanswered at the end is left out.
+    Times are those a capture of the run at ``time_scale`` would show: wall ms =
+    model ms x scale (a HAR keeps whole milliseconds; ``time`` keeps fractions)."""
     pending: dict[tuple[str, int], Mapping[str, Any]] = {}
     entries: list[dict[str, Any]] = []
     for rec in records:
@@ -298,7 +318,7 @@ def trace_to_har(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
             req = pending.pop(key, None)
             if req is not None:
                 entries.append(_entry(req, {"event": rec["event"], "t": rec["t"],
-                                            "status": 0, "error": _CLOSED}))
+                                            "status": 0, "error": _CLOSED}, time_scale))
             continue
         if rec["event"] in {a.value for a in Action}:
             pending[key] = rec
@@ -306,14 +326,15 @@ def trace_to_har(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
         req = pending.pop(key, None)
         if req is None:
             continue
-        entries.append(_entry(req, rec))
+        entries.append(_entry(req, rec, time_scale))
     entries.sort(key=lambda e: e["startedDateTime"])
     return {"log": {"version": "1.2",
                     "creator": {"name": "sephb", "version": "0.1.0"},
                     "entries": entries}}
 
 
-def _entry(req: Mapping[str, Any], ans: Mapping[str, Any]) -> dict[str, Any]:
+def _entry(req: Mapping[str, Any], ans: Mapping[str, Any], time_scale: float = 1.0
+           ) -> dict[str, Any]:
     headers = [{"name": HEADER_CLIENT, "value": req["client"]}]
     if req["event"] == Action.GET_INDEX.value:
         headers.append({"name": HEADER_SERIAL, "value": req.get("serial", "")})
@@ -328,17 +349,22 @@ def _entry(req: Mapping[str, Any], ans: Mapping[str, Any]) -> dict[str, Any]:
     elif ans["event"] == Event.POLICY_PUSHED.value:
         body = {"event": "policy_changed", "serial": ans.get("serial", "")}
     status = int(ans.get("status", 0))
-    started = _EPOCH + timedelta(milliseconds=int(req["t"]))
+    started = _EPOCH + timedelta(milliseconds=int(req["t"]) * time_scale)
+    waited = (int(ans["t"]) - int(req["t"])) * time_scale
+    if time_scale == 1:
+        waited = int(waited)  # as before scales: whole milliseconds
     post: dict[str, Any] = {}
     if req["event"] == Action.UPLOAD_LOGS.value and "ids" in req:
         # The ids (the server keeps no data); none recorded: no body, as unknown.
         post = {"postData": {"mimeType": "application/json", "text": json.dumps(
             {"logs": [{"id": i} for i in req["ids"] or []]})}}
     entry: dict[str, Any] = {
-        # Always with milliseconds: the entries are sorted by this string.
-        "startedDateTime": started.isoformat(timespec="milliseconds").replace(
+        # Always with milliseconds (microseconds at another scale, where a model
+        # second is less than a wall second): the entries are sorted by this string.
+        "startedDateTime": started.isoformat(
+            timespec="milliseconds" if time_scale == 1 else "microseconds").replace(
             "+00:00", "Z"),
-        "time": int(ans["t"]) - int(req["t"]),
+        "time": waited,
         "request": {"method": req.get("method", "GET"),
                     "url": f"http://{req.get('addr')}:{req.get('port')}{req.get('path')}",
                     "httpVersion": "HTTP/1.1", "headers": headers, "queryString": [],
@@ -350,8 +376,7 @@ def _entry(req: Mapping[str, Any], ans: Mapping[str, Any]) -> dict[str, Any]:
                      "content": {"size": int(ans.get("bytes_out", 0)),
                                  "mimeType": "application/json",
                                  "text": json.dumps(body) if body else ""}},
-        "cache": {}, "timings": {"send": 0, "wait": int(ans["t"]) - int(req["t"]),
-                                 "receive": 0},
+        "cache": {}, "timings": {"send": 0, "wait": waited, "receive": 0},
         "serverIPAddress": req.get("addr"),
         "connection": f"{req.get('server')}-{req.get('conn')}",
         "_sephb_role": req.get("role"),

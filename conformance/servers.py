@@ -843,12 +843,17 @@ def _hold_seconds(request: BaseRequest, clock: Clock) -> float | None:
 
 # --- the fleet ------------------------------------------------------------------------
 
+#: The ``writer`` of the header of a trace the servers write (``sephb manager
+#: --trace``; docs/trace-format.md).
+TRACE_WRITER: Final = "manager"
+
 
 class Fleet:
     """Managers, an optional GUP and the control API of one config, started together.
 
     ``async with Fleet(config) as fleet:`` starts and stops it. ``trace`` (a path or a
-    :class:`~sephb.conformance.trace.TraceWriter`) also writes every record to a file;
+    :class:`~sephb.conformance.trace.TraceWriter`) also writes every record to a file
+    (a path gets a header naming the clock's time scale and :data:`TRACE_WRITER`);
     records are always kept in memory (``maxlen`` bounds them) for tests and for
     ``GET /control/trace``.
     """
@@ -870,7 +875,8 @@ class Fleet:
         # A shared recorder (e.g. the reference client's) stays open after stop().
         self._own_recorder = recorder is None
         if recorder is None:
-            writer = TraceWriter(trace) if isinstance(trace, str) else trace
+            writer = TraceWriter(trace, time_scale=self.clock.time_scale,
+                                 writer=TRACE_WRITER) if isinstance(trace, str) else trace
             recorder = Recorder(self.clock, writer=writer, maxlen=maxlen)
         self.recorder = recorder
         self.site = Site(self.config.serial, self.config.content, self.config.files,

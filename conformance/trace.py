@@ -20,6 +20,18 @@ is known, fields that belong to some names only are not elsewhere, and time does
 go backwards for a client. Unknown fields are ignored so that newer writers stay
 readable. Every problem is a :class:`TraceError` naming file and line.
 
+Every writer begins with a *header* line saying at what time scale the trace was
+recorded and who wrote it (:func:`header_record`)::
+
+    {"sephb": "trace", "version": 1, "time_scale": 0.001, "writer": "manager"}
+
+Model times do not depend on the scale, but recording jitter does: a millisecond of
+wall time is a thousand model ms at 0.001, so a judge of the timing rules needs the
+scale to know how much slack the recording needs (``sephb validate``). The header is
+recognised by its ``sephb`` member on a line that is not a record; readers skip it
+(it is neither a record nor a bad line), :func:`read_header` returns it, and a trace
+without one (written before headers) reads exactly as before.
+
 The writer appends one line per record with a single ``write`` on an unbuffered file,
 so a crash loses at most the line being written. The :class:`Recorder` is what the
 simulated servers (and the reference client) record through: it stamps model time,
@@ -33,11 +45,13 @@ import asyncio
 import collections
 import gzip
 import io
+import math
 import operator
 import os
 import sys
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import IO, Annotated, Any, Final, Literal, cast
 
 import msgspec
@@ -52,15 +66,20 @@ __all__ = [
     "ACTIONS",
     "COMMON_FIELDS",
     "EVENTS",
+    "HEADER_VERSION",
     "NAMES",
     "SPECIFIC_FIELDS",
     "Record",
     "Recorder",
     "TraceError",
+    "TraceHeader",
     "TraceWriter",
     "dumps",
+    "header_of",
+    "header_record",
     "loads",
     "problem",
+    "read_header",
     "read_trace",
 ]
 
@@ -198,6 +217,95 @@ def problem(rec: Record) -> str | None:
     return None  # pragma: no cover - get() found a misplaced field above
 
 
+# --- the header ------------------------------------------------------------------
+
+#: The header's format version: a reader refuses a header of another version (its
+#: fields may mean something else), and ignores header fields it does not know.
+HEADER_VERSION: Final = 1
+#: The value of the member that marks a line as a trace header.
+_MARK: Final = "trace"
+
+
+@dataclass(frozen=True)
+class TraceHeader:
+    """What a trace's header line says: how it was recorded and by whom."""
+
+    #: Wall seconds per model second of the recording (1: real time).
+    time_scale: float
+    #: Who wrote it: ``"client"`` (``sephb client --trace``), ``"manager"``
+    #: (``sephb manager --trace``), ``"suite"`` (a conformance failure's trace), ...
+    writer: str
+    version: int = HEADER_VERSION
+
+
+def _check_scale(time_scale: object) -> str | None:
+    """What is wrong with a header's time scale, or None."""
+    if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)) \
+            or not math.isfinite(time_scale) or time_scale <= 0:
+        return f"time_scale must be a number > 0 (the wall seconds a model second " \
+               f"lasts), got {_shown(time_scale)}"
+    return None
+
+
+#: A header member that is not there.
+_ABSENT: Final = object()
+
+
+def _shown(value: object) -> str:
+    """A header value as the line had it (JSON), for a message."""
+    if value is _ABSENT:
+        return "nothing"
+    try:
+        return _ENCODER.encode(value).decode()
+    except (TypeError, ValueError):  # a caller's non-JSON argument
+        return repr(value)
+
+
+def header_record(time_scale: float, writer: str) -> dict[str, object]:
+    """The header line of a trace recorded at ``time_scale`` by ``writer``, as the
+    object to encode: ``{"sephb": "trace", "version": 1, "time_scale": ..., "writer":
+    ...}``. Every trace writer puts it first (see docs/trace-format.md)."""
+    what = _check_scale(time_scale)
+    if what is None and not (isinstance(writer, str) and writer):
+        what = f"writer must be a non-empty string, got {writer!r}"
+    if what is not None:
+        raise ValueError(f"bad trace header: {what}")
+    return {"sephb": _MARK, "version": HEADER_VERSION, "time_scale": time_scale,
+            "writer": writer}
+
+
+def header_of(line: bytes) -> TraceHeader | None:
+    """The header a line holds, or None when it is no header (not a JSON object with
+    a ``sephb`` member). Call it on lines that are not records: a line that decodes
+    as a :class:`Record` is one, whatever else it carries. Raises ValueError, with
+    a message for people, for a header that cannot be read (another version, a
+    time scale that is not a positive number, no writer)."""
+    if b'"sephb"' not in line:
+        return None
+    try:
+        doc = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return None
+    if not isinstance(doc, dict) or "sephb" not in doc:
+        return None
+    if doc["sephb"] != _MARK:
+        raise ValueError(f"bad trace header: \"sephb\" must be \"{_MARK}\", got "
+                         f"{_shown(doc['sephb'])}")
+    version = doc.get("version", _ABSENT)
+    if version != HEADER_VERSION or isinstance(version, bool):
+        raise ValueError(f"bad trace header: version must be {HEADER_VERSION}, got "
+                         f"{_shown(version)} (a header of another version cannot be "
+                         f"read)")
+    what = _check_scale(doc.get("time_scale", _ABSENT))
+    if what is not None:
+        raise ValueError(f"bad trace header: {what}")
+    writer = doc.get("writer", _ABSENT)
+    if not isinstance(writer, str) or not writer:
+        raise ValueError(f"bad trace header: writer must be a non-empty string, got "
+                         f"{_shown(writer)}")
+    return TraceHeader(float(doc["time_scale"]), writer, version)
+
+
 class TraceError(UsageError):
     """A trace that cannot be read: names the file and the line."""
 
@@ -254,6 +362,8 @@ def read_trace(source: TraceTarget, *, name: str | None = None) -> Iterator[Reco
             try:
                 rec = _DECODER.decode(line)
             except msgspec.ValidationError as exc:
+                if _skip_header(line, where, lineno):
+                    continue
                 raise TraceError(where, lineno, f"bad record: {exc}") from None
             except msgspec.DecodeError as exc:
                 hint = "" if line.endswith(b"\n") else " (truncated last line?)"
@@ -275,6 +385,51 @@ def read_trace(source: TraceTarget, *, name: str | None = None) -> Iterator[Reco
             f.close()
 
 
+def _skip_header(line: bytes, where: str, lineno: int) -> bool:
+    """Whether a line that is not a record is a header (to skip); raises TraceError
+    for a header that cannot be read."""
+    try:
+        return header_of(line) is not None
+    except ValueError as exc:
+        raise TraceError(where, lineno, str(exc)) from None
+
+
+def read_header(source: TraceTarget, *, name: str | None = None
+                ) -> TraceHeader | None:
+    """The header of a trace: its first line that is not blank, when that is a
+    header (None: a trace written without one). Reads one line of a path (plain or
+    gzip) or a binary stream. Raises :class:`TraceError` for a header that cannot be
+    read, or a file that cannot be opened."""
+    stream, where, owned = _open_read(source)
+    where = name or where
+    lineno = 0
+    try:
+        while True:
+            try:
+                line = stream.readline(1 << 16)
+            except (OSError, EOFError, zlib.error) as exc:
+                raise TraceError(where, lineno + 1, f"cannot read: {exc}") from None
+            lineno += 1
+            if not line:
+                return None
+            if line.strip():
+                break
+        try:
+            _DECODER.decode(line)
+            return None  # a record
+        except msgspec.ValidationError:
+            pass
+        except msgspec.DecodeError:
+            return None  # not JSON: read_trace says so
+        try:
+            return header_of(line)
+        except ValueError as exc:
+            raise TraceError(where, lineno, str(exc)) from None
+    finally:
+        for f in owned:
+            f.close()
+
+
 def loads(data: bytes, *, name: str = "<bytes>") -> list[Record]:
     """Decode a whole NDJSON trace held in memory."""
     return list(read_trace(io.BytesIO(data), name=name))
@@ -290,34 +445,46 @@ def dumps(records: Iterable[Record]) -> bytes:
 
 class TraceWriter:
     """Appends records to a trace file (``.gz`` is compressed), ``-`` (stdout) or a
-    binary stream. Each record is flushed as it is written."""
+    binary stream. Each record is flushed as it is written.
 
-    def __init__(self, target: TraceTarget):
+    The first line it writes is the header (:func:`header_record`): the
+    ``time_scale`` the records were made at (wall seconds per model second) and the
+    ``writer``'s name. Appending to a trace writes a header again, at the start of
+    what this writer adds (readers skip headers wherever they are)."""
+
+    def __init__(self, target: TraceTarget, *, time_scale: float = 1.0,
+                 writer: str = "sephb"):
+        header = header_record(time_scale, writer)  # a bad argument: before opening
+        self.time_scale, self.writer = time_scale, writer
         self._gz: gzip.GzipFile | None = None
         self._raw: Any = None  # an unbuffered FileIO, or a caller's stream
         self._owned = False
         if not isinstance(target, (str, os.PathLike)):
             self._raw, self.name = target, getattr(target, "name", "<stream>")
-            return
-        path = self.name = os.fspath(target)
-        if path == "-":
-            self._raw = sys.stdout.buffer
-            return
-        try:
-            # Unbuffered: each line reaches the OS in one write, so a crash cuts at
-            # most the line being written.
-            self._raw = open(path, "ab", buffering=0)  # noqa: SIM115
-        except OSError as exc:
-            raise UsageError(f"{path}: cannot write trace: {exc.strerror}") from None
-        self._owned = True
-        if path.endswith(".gz"):
-            self._gz = gzip.GzipFile(fileobj=self._raw, mode="ab")
+        else:
+            path = self.name = os.fspath(target)
+            if path == "-":
+                self._raw = sys.stdout.buffer
+            else:
+                try:
+                    # Unbuffered: each line reaches the OS in one write, so a crash
+                    # cuts at most the line being written.
+                    self._raw = open(path, "ab", buffering=0)  # noqa: SIM115
+                except OSError as exc:
+                    raise UsageError(f"{path}: cannot write trace: {exc.strerror}"
+                                     ) from None
+                self._owned = True
+                if path.endswith(".gz"):
+                    self._gz = gzip.GzipFile(fileobj=self._raw, mode="ab")
+        self._put(_ENCODER.encode(header) + b"\n")
 
     def write(self, rec: Record) -> None:
         what = problem(rec)
         if what:
             raise ValueError(f"refusing to write a bad trace record: {what}")
-        line = _ENCODER.encode(rec) + b"\n"
+        self._put(_ENCODER.encode(rec) + b"\n")
+
+    def _put(self, line: bytes) -> None:
         if self._gz is not None:
             self._gz.write(line)
             self._gz.flush(zlib.Z_SYNC_FLUSH)

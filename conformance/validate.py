@@ -50,6 +50,14 @@ start (:meth:`Tables.explain` says why): same requirement, allowed names, index 
 events before; the path is the suffix after the checkpoint, of which the last
 :data:`KEEP_PATH` rows are shown either way.
 
+The timing rules of ``--data`` allow ``tolerance_ms`` of recording jitter. Unless it
+is given, it follows the time scale the trace was recorded at, read from the header
+line its writer put first (:func:`sephb.conformance.trace.header_of`): the jitter
+budget of :func:`sephb.conformance.clock.tolerance_for` (0.1 s of wall time) in
+model time, and never less than :data:`DEFAULT_TOLERANCE_MS`. Header lines are
+neither records nor bad lines. A timing finding carries its :class:`Margin` (how
+late or early, and the tolerance that would accept it).
+
 Files are independent (a client id in two files is two clients), so ``--jobs N``
 validates files in a process pool and ``--engine dask`` on a Dask cluster, each with
 the same :func:`validate_file`; results come back in file order either way.
@@ -82,19 +90,23 @@ from sephb.model.checker import (
     tables_for,
 )
 from sephb.model.interpretations import DEFAULT, get
-from sephb.model.protocol import Action, Event, Mode
+from sephb.model.protocol import SESSION_LIMIT_MS, Action, Event, Mode
 
 from .argtypes import interpretation_option, non_negative, positive
+from .clock import JITTER_BUDGET_S, tolerance_for
 from .properties import ACTS_ON, HIDDEN, ClientConfig, TraceProperties
-from .trace import ACTIONS, TRANSPORT, Record, is_transport, problem
+from .trace import ACTIONS, TRANSPORT, Record, TraceHeader, header_of, is_transport, problem
 from .wire import Role
 
 __all__ = [
+    "DEFAULT_TOLERANCE_MS",
     "MAX_LINE",
     "ClientVerdict",
     "FileResult",
+    "Margin",
     "Problem",
     "add_parser",
+    "default_tolerance",
     "run",
     "validate_file",
     "validate_files",
@@ -115,6 +127,22 @@ FOLD_EVERY: Final = 64
 FAST_PATH = True
 #: Events shown before a violation.
 BEFORE: Final = 5
+#: Model ms of recording jitter the timing rules allow by default, and at least when
+#: the tolerance follows a recorded time scale.
+DEFAULT_TOLERANCE_MS: Final = 1000
+#: How a writer's header line begins (``trace.header_record`` encoded): a block that
+#: begins so has its first line read carefully and the rest on the fast path.
+_HEADER_START: Final = b'{"sephb"'
+
+
+def default_tolerance(time_scale: float | None) -> int:
+    """The tolerance (model ms) for a trace recorded at ``time_scale`` (None:
+    unknown): :data:`~sephb.conformance.clock.JITTER_BUDGET_S` of wall time in model
+    time, as the conformance suite over the wire allows, and never less than
+    :data:`DEFAULT_TOLERANCE_MS`."""
+    if time_scale is None:
+        return DEFAULT_TOLERANCE_MS
+    return max(DEFAULT_TOLERANCE_MS, tolerance_for(time_scale))
 
 _Name = Literal[NAMES]  # type: ignore[valid-type]
 
@@ -172,6 +200,46 @@ class Problem:
             f"{self.path}: {self.message}"
 
 
+@dataclass(frozen=True)
+class Margin:
+    """How far a timing finding missed its bound, in model ms: what decides whether
+    another ``--tolerance`` would accept it. A record ``late`` is broken when it
+    comes more than the tolerance after its due time; one ``early`` when it comes
+    more than the tolerance before the earliest time allowed."""
+
+    #: The rule: ``session`` (the session limit, both ways), a deadline of
+    #: :mod:`sephb.model.deadlines` (``act-at-once``, ``request``,
+    #: ``next-heartbeat``), ``interval`` (a heartbeat before the configured
+    #: interval) or ``push-hold`` (a held push connection closed before it).
+    rule: str
+    way: Literal["late", "early"]
+    #: Model time of the bound: the due time (late) or the earliest allowed (early).
+    bound: int
+    #: Model ms past (late) or before (early) the bound.
+    by_ms: int
+    #: The tolerance in use.
+    tolerance_ms: int
+    #: Whether the end of the trace broke it (the client was silent past its due
+    #: time), not a record.
+    at_end: bool = False
+    #: Model ms beyond the tolerance.
+    beyond_tolerance_ms: int = field(init=False)
+    #: The least ``--tolerance`` that accepts it (broken means more than the
+    #: tolerance past, or before, the bound): ``by_ms``.
+    accepting_tolerance_ms: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beyond_tolerance_ms", self.by_ms - self.tolerance_ms)
+        object.__setattr__(self, "accepting_tolerance_ms", self.by_ms)
+
+    def describe(self) -> str:
+        past = "past the due time" if self.way == "late" else "before the earliest time"
+        then = "leave it pending" if self.at_end else "accept it"
+        return (f"{self.way} by {self.beyond_tolerance_ms:,} ms beyond the tolerance of "
+                f"{self.tolerance_ms:,} ms ({self.by_ms:,} ms {past}, t={self.bound}); "
+                f"--tolerance {self.accepting_tolerance_ms} would {then}")
+
+
 @dataclass
 class ClientVerdict:
     """One client's verdict in one file (and one view of it)."""
@@ -195,6 +263,11 @@ class ClientVerdict:
     #: With ``--data``: deadlines still open when the file ended (neither met nor
     #: broken: a finite trace's presumptive verdict), one line each.
     pending: list[str] = field(default_factory=list)
+    #: Why: the message without its "event N (t=T ms)" (the text output's too).
+    reason: str | None = None
+    #: A timing finding's margin: how late or early, and the tolerance that would
+    #: accept it.
+    margin: Margin | None = None
 
 
 @dataclass
@@ -204,6 +277,96 @@ class FileResult:
     events: int = 0
     clients: list[ClientVerdict] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    #: The tolerance of the timing rules (with ``--data``), model ms.
+    tolerance_ms: int = DEFAULT_TOLERANCE_MS
+    #: Why that tolerance: "tolerance 100,000 model ms: 0.1 s of wall time at the
+    #: recorded time scale 0.001".
+    tolerance: str = ""
+    #: The time scale the tolerance follows (the header's or ``--time-scale``), if
+    #: any.
+    time_scale: float | None = None
+    #: The header that set it: its line, time scale and writer (None: none read).
+    header: dict[str, Any] | None = None
+
+
+# --- margins of timing findings --------------------------------------------------
+
+_feed: Final = TraceProperties.feed
+
+#: The requirements of the configured-interval rule (a heartbeat too soon).
+_INTERVAL_RULES: Final = frozenset({"REQ-7-PULL", "REQ-2-TIMEOUT-30000"})
+
+
+@dataclass
+class _Measured(TraceProperties):
+    """:class:`TraceProperties` that also measure a timing finding: :attr:`margin`
+    says how far past (or before) its bound the record came. The deadlines say which
+    one broke (``Deadlines.broken``); the session limit, the configured interval and
+    the push hold keep their times in the properties' own state, read here before a
+    record is fed (the order of the checks is :meth:`TraceProperties.feed`'s)."""
+
+    #: The margin of the finding :meth:`feed` or :meth:`finish` returned last.
+    margin: Margin | None = field(default=None, init=False)
+    #: The margin of a held push connection closed early: reported at the next
+    #: record, measured at the close.
+    _closed_early: Margin | None = field(default=None, init=False)
+
+    def feed(self, name: str, t: int, port: int | None = None,
+             ids: list[str] | None = None, duplicates: list[str] | None = None,
+             addr: str | None = None) -> tuple[str, str] | None:
+        # Every record of --data comes here: reads only, and the base's feed called
+        # directly (super() costs a lookup a record).
+        since, last, broken = self._session.since, self._last_heartbeat, \
+            self._push_broken
+        push = self._push
+        held = None if push is None else push._held_at
+        found = _feed(self, name, t, port, ids, duplicates, addr)
+        if found is None:
+            if broken is None and self._push_broken is not None:
+                self._closed_early = self._early_close(held, t)
+            return None
+        self.margin = self._measure(found, t, since, last, broken)
+        return found
+
+    def finish(self, end: int) -> tuple[str, str] | None:
+        since = self._session.since
+        found = super().finish(end)
+        if found is not None:
+            self.margin = self._measure(found, end, since, None, None, at_end=True)
+        return found
+
+    def _measure(self, found: tuple[str, str], t: int, since: int | None,
+                 last: int | None, broken: str | None, *, at_end: bool = False
+                 ) -> Margin | None:
+        tol = self.tolerance_ms
+        requirement, message = found
+        if since is not None and t > since + SESSION_LIMIT_MS + tol:
+            return Margin("session", "late", since + SESSION_LIMIT_MS,
+                          t - since - SESSION_LIMIT_MS, tol, at_end)
+        late = self.deadlines.broken
+        if late is not None:  # a finding ends a client's checks: this is it
+            return Margin(late.deadline, "late", late.due, t - late.due, tol, at_end)
+        if since is not None and message is self._session.early:
+            bound = since + SESSION_LIMIT_MS
+            return Margin("session", "early", bound, bound - t, tol)
+        if broken is not None and requirement == "REQ-7-PUSH":
+            return self._closed_early
+        config = self.config
+        if config is not None and last is not None and requirement in _INTERVAL_RULES \
+                and self._last_heartbeat == t \
+                and t < last + config.interval_ms - tol:
+            bound = last + config.interval_ms
+            return Margin("interval", "early", bound, bound - t, tol)
+        return None
+
+    def _early_close(self, held: int | None, t: int) -> Margin | None:
+        """The margin of a close that broke the push hold, when it broke it by
+        coming before the interval (not right after the check-in)."""
+        interval = None if self._push is None else self._push.interval_ms
+        tol = self.tolerance_ms
+        if held is None or interval is None or not t < held + interval - tol:
+            return None
+        return Margin("push-hold", "early", held + interval, held + interval - t, tol)
 
 
 # --- per-client state ------------------------------------------------------------
@@ -245,13 +408,25 @@ class _Run:
     """The checker state of every client of one file."""
 
     def __init__(self, path: str, interpretation: str, mode: Mode | None = None,
-                 data: bool = False, tolerance_ms: int = 1000,
-                 config: ClientConfig | None = None) -> None:
+                 data: bool = False, tolerance_ms: int | None = None,
+                 config: ClientConfig | None = None,
+                 time_scale: float | None = None) -> None:
         self.path = path
         self.timing = get(interpretation).timing
         # A configuration's properties run with the data properties.
         data = data or config is not None
-        self.data, self.tolerance_ms, self.config = data, tolerance_ms, config
+        self.data, self.config = data, config
+        #: The tolerance: given (fixed), else the default for ``time_scale`` (the
+        #: --time-scale option) until a header before the first record says the
+        #: scale of the recording.
+        self.given_tolerance = tolerance_ms
+        self.option_scale = time_scale
+        self.header: TraceHeader | None = None
+        self.header_line: int | None = None
+        #: A header that could not be read, before the first record: its line.
+        self.unread_header: int | None = None
+        self.tolerance_ms = tolerance_ms if tolerance_ms is not None \
+            else default_tolerance(time_scale)
         if config is not None and mode is None:
             mode = config.mode
         self.mode = mode
@@ -297,6 +472,74 @@ class _Run:
         self.by_client: dict[str, list[Any]] = {}
         self.result = FileResult(path, "ndjson")
         self.events = 0
+
+    def header_at(self, raw: bytes, line: int) -> bool:
+        """Whether a line that is not a record is a header (taken, or reported when
+        it cannot be read); False: it is a bad line for the caller to report."""
+        try:
+            header = header_of(raw)
+        except ValueError as exc:
+            self.bad(line, str(exc))
+            if not self.events and self.header is None:
+                self.unread_header = line
+            return True
+        if header is None:
+            return False
+        if not self.events and self.header is None:
+            # The first header before any record: the recording's time scale.
+            self.header, self.header_line = header, line
+            if self.given_tolerance is None:
+                self.tolerance_ms = default_tolerance(header.time_scale)
+            return True
+        wanted = default_tolerance(header.time_scale)
+        if self.given_tolerance is None and wanted != self.tolerance_ms:
+            # A second recording (a trace appended to, or two writers sharing a
+            # file) at another scale: the tolerance cannot follow both.
+            since = f"the header at line {self.header_line}" if self.header_line \
+                else "the start (no header before the first record)"
+            self.bad(line, f"this trace header records time scale "
+                           f"{header.time_scale:g} (writer {header.writer!r}), which "
+                           f"calls for a tolerance of {wanted:,} model ms, but "
+                           f"{self.tolerance_ms:,} is in use since {since}: the file "
+                           f"mixes recordings at different time scales; give "
+                           f"--tolerance MS to judge it at one")
+        return True
+
+    def tolerance_reason(self) -> str:
+        """Which tolerance the timing rules use, and why, in one sentence."""
+        ms = self.tolerance_ms
+        head = f"tolerance {ms:,} model ms: "
+        if self.given_tolerance is not None:
+            return head + "given by --tolerance"
+        scale, said = None, ""
+        if self.header is not None:
+            scale = self.header.time_scale
+            said = f"the recorded time scale {scale:g}"
+            opt = self.option_scale
+            if opt is not None and opt != scale:
+                said += f" (--time-scale {opt:g} is for traces without a header)"
+        elif self.option_scale is not None:
+            scale = self.option_scale
+            said = f"--time-scale {scale:g}"
+        if scale is None:
+            if self.result.format == "har":
+                why = "a HAR's times are wall-clock times, read at time scale 1; " \
+                      "--time-scale S for a capture of a run at scale S"
+            elif self.unread_header is not None:
+                why = f"the header at line {self.unread_header} could not be read"
+            else:
+                why = "the trace records no time scale; --time-scale S says it"
+            return head + f"the default ({why})"
+        jitter = tolerance_for(scale)
+        if jitter < DEFAULT_TOLERANCE_MS:
+            text = f"the default, at least ({JITTER_BUDGET_S:g} s of wall time at " \
+                   f"{said} is {jitter:,} model ms)"
+        else:
+            text = f"{JITTER_BUDGET_S:g} s of wall time at {said}"
+        if ms > SESSION_LIMIT_MS // 2:
+            text += f"; more than half the {SESSION_LIMIT_MS:,} ms session limit, so " \
+                    f"at this scale the timing rules catch only gross delays"
+        return head + text
 
     def new(self, side: str, client: str) -> list[Any]:
         st = [self.start[side], bytearray(), -1, side, None, 0, None, side, None,
@@ -376,13 +619,14 @@ class _Run:
             return -1
         props = st[_PROPS]
         if props is None:
-            props = st[_PROPS] = TraceProperties(
+            props = st[_PROPS] = _Measured(
                 self.tolerance_ms, self.config, st[_SIDE] != "client", self.mode,
                 self.timing, _HAR_UNSEEN if st[_SIDE] == "har" else frozenset())
         found = props.feed(name, t, r.port, r.ids, r.duplicates, r.addr)
         st[_COLS] = self.col_every if props.watching else self.col_quiet
         if found is not None:
-            self.violate(st, r.client, name, t, first + _index(recs, r, start), found)
+            self.violate(st, r.client, name, t, first + _index(recs, r, start), found,
+                         props.margin)
             return -1
         col = self.plain.get(name)
         return col if col is not None else self.by_fields[name, r.changed, r.source]
@@ -416,9 +660,11 @@ class _Run:
             self.violate(st, client, name, t, line)
 
     def violate(self, st: list[Any], client: str, name: str, t: int, line: int | None,
-                found: tuple[str, str] | None = None) -> None:
+                found: tuple[str, str] | None = None, margin: Margin | None = None
+                ) -> None:
         """Record a client's first violation: of the table (explained by a re-run),
-        or ``found`` by a data property (requirement, message)."""
+        or ``found`` by a data property (requirement, message; ``margin``: how far a
+        timing finding missed its bound)."""
         tables: Tables = self.tables[st[_SIDE]]
         before = [tables.col_name[c] for c in st[_HIST][-BEFORE:]]
         index = st[_OFFSET] + len(st[_HIST])
@@ -426,14 +672,16 @@ class _Run:
             requirement, message = found
             st[_VERDICT] = ClientVerdict(
                 self.path, client, st[_SIDE], index + 1, False, line, t, requirement,
-                name, [], before, [], f"event {index} (t={t} ms) {message}")
+                name, [], before, [], f"event {index} (t={t} ms) {message}",
+                reason=message, margin=margin)
         else:
             v = tables.explain(st[_NODE], bytes(st[_HIST]), name, index, t,
                                start=st[_START])
             st[_VERDICT] = ClientVerdict(
                 self.path, client, st[_SIDE], v.index + 1, False, line, t,
                 v.requirement, name, list(v.allowed), before,
-                list(v.path[-KEEP_PATH:]), v.message)
+                list(v.path[-KEEP_PATH:]), v.message,
+                reason=v.message.removeprefix(f"event {v.index} (t={t} ms) "))
         st[_NODE] = self.dead
         st[_HIST] = _SINK
 
@@ -462,6 +710,12 @@ class _Run:
     def finish(self) -> FileResult:
         res = self.result
         res.events = self.events
+        res.tolerance_ms, res.tolerance = self.tolerance_ms, self.tolerance_reason()
+        head = self.header
+        res.time_scale = head.time_scale if head is not None else self.option_scale
+        res.header = None if head is None else {
+            "line": self.header_line, "time_scale": head.time_scale,
+            "writer": head.writer, "version": head.version}
         # The recording went on to its last record, whoever's: a deadline of a
         # client due before then was broken (it was silent past it); one due later
         # is pending.
@@ -473,7 +727,8 @@ class _Run:
                 if st[_VERDICT] is None and props is not None:
                     found = props.finish(end)
                     if found is not None:
-                        self.violate(st, client, "(end of trace)", end, None, found)
+                        self.violate(st, client, "(end of trace)", end, None, found,
+                                     props.margin)
                 v = st[_VERDICT]
                 res.clients.append(v if v is not None else ClientVerdict(
                     self.path, client, side, st[_OFFSET] + len(st[_HIST]),
@@ -589,6 +844,15 @@ def _ndjson(stream: IO[bytes], run: _Run) -> None:
     for count, (first, buf, start, end, n, last, whole) in enumerate(
             _blocks(stream, run), 1):
         recs: list[_Line] | None = None
+        if FAST_PATH and whole and buf.startswith(_HEADER_START, start):
+            # A writer's header opens the trace (or what a writer appended): that
+            # line carefully, the rest of the block on the fast path.
+            nl = buf.find(b"\n", start, end)
+            if nl < 0:
+                whole = False
+            else:
+                _careful(run, bytes(buf[start:nl]), first, False)
+                start, first, n = nl + 1, first + 1, n - 1
         if FAST_PATH and whole:
             try:  # a view, not a copy, of the whole lines
                 with memoryview(buf) as view:
@@ -628,7 +892,8 @@ def _careful(run: _Run, raw: bytes, line: int, last: bool) -> None:
         try:
             full = _CAREFUL.decode(raw)
         except msgspec.ValidationError as exc:
-            run.bad(line, f"bad record: {exc}")
+            if not run.header_at(raw, line):  # a header is no record, nor a bad line
+                run.bad(line, f"bad record: {exc}")
             return
         except msgspec.DecodeError as exc:
             hint = " (truncated last line?)" if last else ""
@@ -646,7 +911,7 @@ def _har(path: str, run: _Run) -> None:
 
     run.result.format = "har"
     try:
-        for ev in har_events(path):
+        for ev in har_events(path, time_scale=run.option_scale or 1.0):
             run.events += 1
             # With --data, the fields the properties read, as a trace line has them.
             # (har_events gives only the sources _DataLine admits, or None.)
@@ -667,22 +932,28 @@ def _sniff(path: str) -> str:
 
 def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
                   mode: str | None = None, data: bool = False,
-                  tolerance_ms: int = 1000, sylink: str | None = None) -> FileResult:
+                  tolerance_ms: int | None = None, sylink: str | None = None,
+                  time_scale: float | None = None) -> FileResult:
     """Validate one file (``-``: stdin); never raises for bad input (see
     :attr:`FileResult.problems`). ``mode`` is the clients' configured communication
     mode ("pull" or "push"; None: unknown, either allowed). ``data`` checks the data
     properties a trace shows too (:class:`~.properties.TraceProperties`), with
-    ``tolerance_ms`` of recording jitter on the timing rules. ``sylink``: the
-    clients' sylink.xml, for the rules of their configuration (priority, interval,
-    mode); it implies ``data``. A sylink.xml that cannot be read raises
+    ``tolerance_ms`` of recording jitter on the timing rules (None: the
+    :func:`default_tolerance` of the time scale the trace's header records, else of
+    ``time_scale``). ``time_scale``: the scale of a trace without a header; a HAR's
+    wall-clock times are divided by it. ``sylink``: the clients' sylink.xml, for the
+    rules of their configuration (priority, interval, mode); it implies ``data``. A
+    sylink.xml that cannot be read raises
     :class:`~sephb.conformance.sylink.ConfigError` (the command checks it first)."""
+    if time_scale is not None:
+        tolerance_for(time_scale)  # a scale that is not a number > 0: ValueError now
     config = None
     if sylink is not None:
         from .sylink import load
 
         config = ClientConfig.of(get(interpretation), load(sylink))
     run = _Run(path if path != "-" else "<stdin>", interpretation,
-               Mode(mode) if mode else None, data, tolerance_ms, config)
+               Mode(mode) if mode else None, data, tolerance_ms, config, time_scale)
     fmt = _sniff(path) if fmt == "auto" else fmt
     # The records are short-lived and acyclic: collections in the middle of a block
     # cost a third of the time and free nothing.
@@ -705,7 +976,8 @@ def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
             gc.enable()
     res = run.finish()
     if not res.problems and not res.events:
-        res.problems.append(Problem(res.path, None, "empty trace: no records"))
+        only = " (a header only: its writer recorded nothing)" if run.header else ""
+        res.problems.append(Problem(res.path, None, f"empty trace: no records{only}"))
     return res
 
 
@@ -713,8 +985,9 @@ def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
 
 
 #: What one file's validation needs: path, format, interpretation, mode, data,
-#: tolerance, sylink.
-_Task = tuple[str, str, str, "str | None", bool, int, "str | None"]
+#: tolerance, sylink, time scale.
+_Task = tuple[str, str, str, "str | None", bool, "int | None", "str | None",
+              "float | None"]
 
 
 def _one(task: _Task) -> FileResult:
@@ -723,12 +996,14 @@ def _one(task: _Task) -> FileResult:
 
 def validate_files(paths: Sequence[str], fmt: str = "auto",
                    interpretation: str = DEFAULT, *, mode: str | None = None,
-                   data: bool = False, tolerance_ms: int = 1000,
+                   data: bool = False, tolerance_ms: int | None = None,
                    sylink: str | None = None, jobs: int = 1, engine: str = "local",
-                   scheduler: str | None = None) -> list[FileResult]:
-    """Validate files, in file order; ``jobs`` processes, or on a Dask cluster."""
-    tasks: list[_Task] = [(p, fmt, interpretation, mode, data, tolerance_ms, sylink)
-                          for p in paths]
+                   scheduler: str | None = None, time_scale: float | None = None
+                   ) -> list[FileResult]:
+    """Validate files, in file order; ``jobs`` processes, or on a Dask cluster.
+    The options are :func:`validate_file`'s."""
+    tasks: list[_Task] = [(p, fmt, interpretation, mode, data, tolerance_ms, sylink,
+                           time_scale) for p in paths]
     if engine == "dask":
         return _dask(tasks, jobs, scheduler)
     if jobs <= 1 or len(tasks) <= 1 or "-" in paths:
@@ -783,8 +1058,10 @@ hidden; a GUP's own CONNECT/DISCONNECT ("role": "gup") are skipped. A HAR captur
 mapped to events by the wire profile (docs/wire-profile.md) and checked like a
 server-side view. The order of the records is always checked; --mode, --data and
 --sylink add what a trace cannot say by itself (the mode, the data rules the records
-prove, the client's configuration). Exit 0 all conformant, 1 some violation, 2 input
-that could not be read (the other lines, clients and files are still checked)."""
+prove, the client's configuration). The timing rules allow --tolerance of recording
+jitter: by default 0.1 s of wall time at the time scale the trace's header records
+(at least 1,000 model ms). Exit 0 all conformant, 1 some violation, 2 input that could
+not be read (the other lines, clients and files are still checked)."""
 
 EPILOG = """\
 examples:
@@ -794,12 +1071,25 @@ examples:
   sephb validate capture.har --format har --json   a browser/mitmproxy capture
   sephb validate client.ndjson --mode push         hold push clients to step 7
   sephb validate manager.ndjson --data             ports, logs, session limit too
+  sephb validate client.ndjson --data --tolerance 5000   timing slack: not the header's
+  sephb validate capture.har --data --time-scale 0.01    a HAR of a run at scale 0.01
   sephb validate big/*.gz --engine dask --scheduler tcp://10.0.0.5:8786
 
 See docs/validate.md."""
 
 
 _jobs = positive
+
+
+def _scale(text: str) -> float:
+    """A time scale (argparse ``type=``): a number > 0 and at most 1000."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1000:  # NaN fails here too
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= 1000, got {value}")
+    return value
 
 
 def add_parser(sub: Any) -> None:
@@ -825,10 +1115,16 @@ def add_parser(sub: Any) -> None:
                    help="the clients' sylink.xml: also check the heartbeat's first "
                         "manager (priority), the interval and the mode (implies "
                         "--data and its --mode)")
-    p.add_argument("--tolerance", type=non_negative, default=1000, metavar="MS",
+    p.add_argument("--tolerance", type=non_negative, metavar="MS",
                    help="with --data: model ms of recording jitter allowed on the "
-                        "timing rules (default: 1000; a run at --time-scale 0.001 "
-                        "needs more)")
+                        "timing rules (default: 0.1 s of wall time at the time scale "
+                        "the trace's header records, at least 1000; 1000 without a "
+                        "header or --time-scale)")
+    p.add_argument("--time-scale", type=_scale, metavar="S",
+                   help="the time scale (wall seconds per model second) of traces "
+                        "without a header, such as a HAR or an old trace: sets the "
+                        "default --tolerance, and a HAR's wall-clock times are "
+                        "divided by it (default: a header's scale; a HAR's is 1)")
     p.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
                    help="validate N files at a time (processes; default: 1)")
     p.add_argument("--engine", choices=("local", "dask"), default="local",
@@ -885,24 +1181,28 @@ def run(args: argparse.Namespace) -> int:
                              tolerance_ms=args.tolerance, sylink=args.sylink,
                              jobs=args.jobs,
                              engine=args.engine,
-                             scheduler=args.scheduler)
+                             scheduler=args.scheduler,
+                             time_scale=args.time_scale)
     if args.json:
         json.dump(to_json(results), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        render(results, sys.stdout, limit=args.limit, every_client=args.clients)
+        render(results, sys.stdout, limit=args.limit, every_client=args.clients,
+               timing=args.data or args.sylink is not None)
     return exit_code(results)
 
 
 def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
-           every_client: bool = False) -> None:
+           every_client: bool = False, timing: bool = False) -> None:
     """Input problems and violations in detail (the first ``limit`` of each per file;
     0: all), a summary table per file (per client with ``every_client``), totals.
+    ``timing``: the timing rules ran (``--data``), so say which tolerance they used.
 
     A fleet trace holds a hundred thousand clients: a row each would take minutes
     to draw and nobody would read it, so by default the table has a row per file and
     the detail goes to what needs a look. ``--json`` always has everything."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     # A terminal gets its own width; a log or a pipe gets room for long file paths
@@ -917,6 +1217,13 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
             return items[:limit]
         return items
 
+    if timing:  # one line per tolerance, not per file: a fleet has thousands
+        files: dict[str, list[str]] = {}
+        for r in results:
+            files.setdefault(r.tolerance, []).append(r.path)
+        for why, paths in files.items():
+            which = paths[0] if len(paths) == 1 else _count(len(paths), "file")
+            console.print(f"{why} ({which})", markup=False)
     for r in results:
         for p in capped(r.problems, "input problems", r.path):
             console.print(f"[bold red]input[/] {p}", markup=True)
@@ -930,14 +1237,13 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
         violating = [c for c in r.clients if not c.conformant]
         for c in capped(violating, "violating clients", r.path):
             where = f"{c.path}:{c.line}" if c.line else f"{c.path} (at its end)"
-            if c.allowed:
-                why = f"the model allowed {', '.join(c.allowed)}"
-            else:  # a data or deadline rule: its message says why
-                why = (c.message or "").removeprefix(f"event {c.events - 1} ")
-            console.print(
-                f"[bold red]violation[/] {where}: client {c.client!r} "
-                f"({c.side} view) broke {c.requirement}: {c.seen} at t={c.t} ms; "
-                f"{why}", markup=True)
+            # The reason --json gives: the table's (what the model allowed, in which
+            # state) or the data or deadline rule's.
+            console.print("[bold red]violation[/] " + escape(
+                f"{where}: client {c.client!r} ({c.side} view) broke {c.requirement}: "
+                f"{c.seen} at t={c.t} ms; {c.reason or c.message}"), markup=True)
+            if c.margin is not None:
+                console.print(f"  timing: {c.margin.describe()}", markup=False)
             console.print(f"  before: {' '.join(c.before) or '(start of trace)'}",
                           markup=False)
     table = Table(title="sephb validate")

@@ -364,6 +364,9 @@ class Deadlines:
     excuse: Callable[[Open, int], int | None] | None = None
     #: When the last heartbeat began (the interval's start anchor), if seen.
     anchor: int | None = None
+    #: The deadline :meth:`overdue` last reported broken (None: none yet), for a
+    #: report of how late it was: ``now - broken.due``.
+    broken: Open | None = None
     _rules: tuple[Deadline, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -397,6 +400,7 @@ class Deadlines:
         else:
             return None
         del self.open[late.deadline]
+        self.broken = late
         return late.requirement, late.broken.format(
             text=late.text, opener=late.opener, opened=late.opened, due=late.due,
             now=now, late=now - late.due, tol=self.tolerance_ms)

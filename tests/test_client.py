@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from netutil import addresses, run
 
-from sephb.conformance.client import ClientOptions, ReferenceClient
+from sephb.conformance.client import ClientOptions, ReferenceClient, run_client
 from sephb.conformance.clock import Clock
 from sephb.conformance.managerconfig import FleetConfig
 from sephb.conformance.servers import Fleet
 from sephb.conformance.store import ClientState, make_logs
 from sephb.conformance.sylink import Sylink
-from sephb.conformance.trace import Record
+from sephb.conformance.trace import Record, TraceHeader, read_header, read_trace
 from sephb.model import protocol as P
 from sephb.model.interpretations import get
 from sephb.model.protocol import Mode
@@ -88,6 +88,21 @@ def test_pull_checkins_follow_the_seed_and_keep_the_index() -> None:
         assert names(fleet, by="server") == [n for n in FULL_PULL + IDLE_PULL
                                               if n not in ("HEARTBEAT_DUE", "CONNECTED")]
         assert {r.port for r in recs(fleet, by="server")} == {fleet["m1"].port}
+
+    in_fleet(go)
+
+
+def test_the_clients_trace_begins_with_its_time_scale() -> None:
+    """`sephb client --trace`: a header (the client's scale, writer "client"), then
+    what the client did and saw, as the fleet's recorder saw it too."""
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        opts = ClientOptions(sylink=sylink_for(fleet), state_dir=tmp / "st",
+                             interpretation=get("seed"), time_scale=SCALE, heartbeats=1,
+                             client_id="c1", seed=1, fsync=False)
+        trace = tmp / "client.ndjson"
+        assert await run_client(opts, str(trace)) == 0
+        assert read_header(trace) == TraceHeader(SCALE, "client")
+        assert [r.event for r in read_trace(trace)] == FULL_PULL
 
     in_fleet(go)
 

@@ -1,5 +1,6 @@
 """End to end: the `sephb manager` and `sephb client` processes together, on 127.x
-addresses with the real ports 8014 (managers) and 2967 (GUP), at time scale 0.001."""
+addresses with the real ports 8014 (managers) and 2967 (GUP), at time scale 0.01 (the
+README's flow at 0.001), and `sephb validate` on what they recorded."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,14 @@ class Manager:
 
 @pytest.fixture
 def manager(tmp_path: Path) -> Iterator[Manager]:
+    with running_manager(tmp_path, SCALE) as mgr:
+        yield mgr
+
+
+@contextmanager
+def running_manager(tmp_path: Path, scale: str) -> Iterator[Manager]:
+    """`sephb manager` at ``scale`` with a trace, until SIGTERM (it must stop
+    cleanly)."""
     m1, m2, gup = addresses(3)
     cfg = tmp_path / "managers.toml"
     cfg.write_text(f"""
@@ -76,7 +86,7 @@ port = 0
 """)
     trace = tmp_path / "server.ndjson"
     proc = subprocess.Popen(
-        [*SEPHB, "manager", "--config", str(cfg), "--time-scale", SCALE,
+        [*SEPHB, "manager", "--config", str(cfg), "--time-scale", scale,
          "--trace", str(trace)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert proc.stdout is not None
@@ -95,19 +105,20 @@ port = 0
         assert proc.wait(timeout=20) == 0  # stops cleanly on SIGTERM
 
 
-def sylink(tmp: Path, mgr: Manager, mode: Mode) -> Path:
+def sylink(tmp: Path, mgr: Manager, mode: Mode, randomization_s: int = 0) -> Path:
     m1, m2, gup = mgr.addrs
     path = tmp / f"sylink-{mode.value}.xml"
-    save(Sylink.build([[m1], [m2]], mode=mode, heartbeat_s=300, gup=gup), path)
+    save(Sylink.build([[m1], [m2]], mode=mode, heartbeat_s=300, gup=gup,
+                      randomization_s=randomization_s), path)
     return path
 
 
 def client(tmp: Path, sy: Path, *extra: str, cid: str = "e2e", state: str = "",
-           check: bool = True) -> subprocess.CompletedProcess[str]:
+           check: bool = True, scale: str = SCALE) -> subprocess.CompletedProcess[str]:
     res = subprocess.run(
         [*SEPHB, "client", "--sylink", str(sy),
          "--state-dir", str(tmp / (state or f"state-{cid}")),
-         "--time-scale", SCALE, "--trace", str(tmp / f"{cid}.ndjson"), "--client-id", cid,
+         "--time-scale", scale, "--trace", str(tmp / f"{cid}.ndjson"), "--client-id", cid,
          *extra], capture_output=True, text=True, timeout=120)
     if check:
         assert res.returncode == 0, res.stderr
@@ -208,10 +219,11 @@ def test_push_processes_hold_and_apply_a_change_at_once(
 
 
 def _names(path: Path) -> list[str]:
+    """The names recorded so far (the header and a line being written skipped)."""
     if not path.exists():
         return []
     return [json.loads(line)["event"] for line in path.read_text().splitlines()
-            if line.endswith("}")]
+            if line.endswith("}") and not line.startswith('{"sephb"')]
 
 
 def test_sigkill_mid_upload_loses_no_log_and_uploads_none_twice(
@@ -241,3 +253,55 @@ def test_sigkill_mid_upload_loses_no_log_and_uploads_none_twice(
     state = manager.call("GET", "/control/state")
     assert [lg["id"] for lg in state["clients"]["k"]["logs"]] == queued
     assert LogQueue(queue, fsync=False).pending() == []
+
+
+def validate(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*SEPHB, "validate", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_the_readme_flow_validates_clean_at_the_recorded_time_scale(
+    tmp_path: Path
+) -> None:
+    """README "Using it": `sephb manager` and `sephb client` at --time-scale 0.001,
+    m1 stalled through the control API, then `sephb validate client.ndjson --sylink
+    ...`. Each heartbeat's session stalls and is given up at the 30,000 ms limit,
+    which at this scale is 30 ms of wall time: a millisecond of scheduling is 1,000
+    model ms, so the old default tolerance (1,000 ms) flagged the client's own
+    give-up as late. The traces' headers say the scale; validate's tolerance follows
+    it (0.1 s of wall time: 100,000 model ms) and the run validates clean."""
+    with running_manager(tmp_path, "0.001") as mgr:
+        mgr.call("POST", "/control/m1/fault", {"mode": "stall"})
+        sy = sylink(tmp_path, mgr, Mode.PULL, randomization_s=300)  # as sylink-pull.xml
+        client(tmp_path, sy, "--heartbeats", "3", cid="client", scale="0.001")
+    trace = tmp_path / "client.ndjson"
+    first = json.loads(trace.read_text().splitlines()[0])
+    assert first == {"sephb": "trace", "version": 1, "time_scale": 0.001,
+                     "writer": "client"}
+    names = [r.event for r in read_trace(trace)]
+    assert names.count("SESSION_TIMEOUT") == 3 and "INDEX_RECEIVED" not in names
+
+    res = validate(str(trace), "--sylink", str(sy))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "tolerance 100,000 model ms: 0.1 s of wall time at the recorded time scale " \
+           "0.001" in res.stdout
+    assert "0 violating, 0 input problems" in res.stdout
+    server = validate(str(mgr.trace), "--sylink", str(sy), "--json")
+    doc = json.loads(server.stdout)
+    assert server.returncode == 0, doc
+    assert doc["files"][0]["header"]["writer"] == "manager"
+    assert doc["files"][0]["tolerance_ms"] == 100_000
+
+    # The old default, given: whatever it flags (if the run was slow enough) is a
+    # timing finding that a tolerance within the header's would accept.
+    strict = validate(str(trace), "--sylink", str(sy), "--tolerance", "1000", "--json")
+    doc = json.loads(strict.stdout)
+    file = doc["files"][0]
+    assert (file["tolerance_ms"], file["tolerance"]) == (
+        1000, "tolerance 1,000 model ms: given by --tolerance")
+    assert strict.returncode == doc["exit"] and doc["problems"] == 0
+    for c in file["clients"]:
+        if not c["conformant"]:
+            margin = c["margin"]
+            assert margin is not None, c
+            assert 1000 < margin["accepting_tolerance_ms"] <= 100_000, c

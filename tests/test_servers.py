@@ -22,6 +22,7 @@ import pytest
 from netutil import addresses, run
 
 from sephb.conformance import wire
+from sephb.conformance.clock import Clock
 from sephb.conformance.managerconfig import (
     ControlSpec,
     FleetConfig,
@@ -30,7 +31,7 @@ from sephb.conformance.managerconfig import (
     parse_config,
 )
 from sephb.conformance.servers import GARBAGE, FaultMode, Fleet, run_manager_process
-from sephb.conformance.trace import Record, read_trace
+from sephb.conformance.trace import Record, TraceHeader, read_header, read_trace
 from sephb.model.errors import ConfigError, UsageError
 from sephb.model.protocol import Action, Event, Source
 
@@ -637,6 +638,7 @@ def test_many_concurrent_clients_lose_no_log_and_store_none_twice() -> None:
 
 
 def test_the_fleet_trace_file_reads_back_as_the_kept_records(tmp_path: Path) -> None:
+    """...after its header, which names the clock's time scale and the manager."""
     for name in ("t.ndjson", "t.ndjson.gz"):
         path = tmp_path / name
         kept: list[Record] = []
@@ -646,10 +648,11 @@ def test_the_fleet_trace_file_reads_back_as_the_kept_records(tmp_path: Path) -> 
             await disconnects(fleet, "c1")
             kept.extend(fleet.records)
 
-        with_fleet(go, trace=str(path))
+        with_fleet(go, trace=str(path), clock=Clock(0.002))
         if name.endswith(".gz"):
             with gzip.open(path) as f:
                 assert f.read(1) == b"{"
+        assert read_header(path) == TraceHeader(0.002, "manager")
         assert list(read_trace(path)) == kept
 
 
@@ -778,6 +781,8 @@ address = "{a[2]}"
                 proc.kill()
     assert [r.event for r in read_trace(trace)] == [
         "CONNECT", "GET_INDEX", "INDEX_RECEIVED", "DISCONNECT"]
+    assert trace.read_bytes().startswith(  # `sephb manager --trace`: its header first
+        b'{"sephb":"trace","version":1,"time_scale":0.001,"writer":"manager"}\n')
 
 
 def test_manager_process_refuses_bad_arguments(tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
-"""The trace format: writer and reader round trips, and a file:line for every kind of
-bad line."""
+"""The trace format: writer and reader round trips, the header, and a file:line for
+every kind of bad line."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
 import io
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -21,9 +23,12 @@ from sephb.conformance.trace import (
     Record,
     Recorder,
     TraceError,
+    TraceHeader,
     TraceWriter,
     dumps,
+    header_record,
     loads,
+    read_header,
     read_trace,
 )
 from sephb.conformance.wire import Role
@@ -45,6 +50,8 @@ RECORDS = [
     Record(t=8, client="c1", event="LOGS_ACKED", ids=["a", "b"], duplicates=["b"]),
     Record(t=9, client="c1", event="SESSION_TIMEOUT", error="30000 ms"),
 ]
+#: The header a TraceWriter writes by default (time scale 1, writer "sephb").
+HEADER = b'{"sephb":"trace","version":1,"time_scale":1.0,"writer":"sephb"}\n'
 
 
 def test_names_are_the_models_actions_and_events() -> None:
@@ -72,8 +79,8 @@ def test_writer_and_reader_round_trip(tmp_path: Path, name: str) -> None:
     with TraceWriter(path) as w:  # appends
         for r in RECORDS[4:]:
             w.write(r)
-    if name.endswith(".gz"):
-        assert gzip.decompress(path.read_bytes()).count(b"\n") == len(RECORDS)
+    if name.endswith(".gz"):  # each writer's header, then its records
+        assert gzip.decompress(path.read_bytes()).count(b"\n") == len(RECORDS) + 2
     assert list(read_trace(path)) == RECORDS
     assert list(read_trace(str(path))) == RECORDS
 
@@ -81,8 +88,9 @@ def test_writer_and_reader_round_trip(tmp_path: Path, name: str) -> None:
 def test_each_record_reaches_the_file_when_written(tmp_path: Path) -> None:
     path = tmp_path / "t.ndjson"
     w = TraceWriter(path)
+    assert path.read_bytes() == HEADER  # the header first, at once
     w.write(RECORDS[0])
-    assert path.read_bytes() == dumps(RECORDS[:1])  # not waiting for close()
+    assert path.read_bytes() == HEADER + dumps(RECORDS[:1])  # not waiting for close()
     w.close()
 
 
@@ -94,7 +102,7 @@ def test_stdin_stdout_and_streams(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(out))
     with TraceWriter("-") as w:
         w.write(RECORDS[0])
-    assert out.getvalue() == dumps(RECORDS[:1])
+    assert out.getvalue() == HEADER + dumps(RECORDS[:1])
     buf = io.BytesIO()
     TraceWriter(buf).write(RECORDS[1])
     assert loads(buf.getvalue()) == RECORDS[1:2]
@@ -195,9 +203,116 @@ def test_every_specific_field_is_allowed_somewhere_and_names_exist() -> None:
         assert field in Record.__struct_fields__
 
 
+# --- the header --------------------------------------------------------------------
+
+
+def test_a_writer_begins_with_a_header_of_its_scale_and_name() -> None:
+    buf = io.BytesIO()
+    w = TraceWriter(buf, time_scale=0.001, writer="manager")
+    w.write(RECORDS[0])
+    first, rest = buf.getvalue().split(b"\n", 1)
+    assert first == b'{"sephb":"trace","version":1,"time_scale":0.001,"writer":"manager"}'
+    assert json.loads(first) == header_record(0.001, "manager") == {
+        "sephb": "trace", "version": 1, "time_scale": 0.001, "writer": "manager"}
+    assert rest == dumps(RECORDS[:1])
+    assert (w.time_scale, w.writer) == (0.001, "manager")
+    assert read_header(io.BytesIO(buf.getvalue())) == TraceHeader(0.001, "manager", 1)
+    assert loads(buf.getvalue()) == RECORDS[:1]  # not a record
+
+
+@pytest.mark.parametrize(("scale", "writer", "message"), [
+    (0, "x", "time_scale must be a number > 0"), (-1.0, "x", "got -1.0"),
+    (float("inf"), "x", "time_scale"), (float("nan"), "x", "time_scale"),
+    (True, "x", "got true"), (1.0, "", "writer must be a non-empty string"),
+    (1.0, None, "got None"),
+])
+def test_a_bad_header_is_refused_before_the_file_is_made(
+        tmp_path: Path, scale: float, writer: str, message: str) -> None:
+    with pytest.raises(ValueError, match=f"bad trace header: .*{message}"):
+        header_record(scale, writer)
+    with pytest.raises(ValueError, match="bad trace header"):
+        TraceWriter(tmp_path / "t.ndjson", time_scale=scale, writer=writer)
+    assert not (tmp_path / "t.ndjson").exists()
+
+
+@pytest.mark.parametrize("name", ["t.ndjson", "t.ndjson.gz"])
+def test_read_header_returns_the_first_lines_header_or_none(tmp_path: Path,
+                                                            name: str) -> None:
+    path = tmp_path / name
+    with TraceWriter(path, time_scale=0.01, writer="client") as w:
+        w.write(RECORDS[0])
+    assert read_header(path) == TraceHeader(0.01, "client")
+    assert read_header(str(path)).time_scale == 0.01  # type: ignore[union-attr]
+    old = tmp_path / "old.ndjson"  # written before headers: reads as before
+    old.write_bytes(dumps(RECORDS))
+    assert read_header(old) is None and list(read_trace(old)) == RECORDS
+    assert read_header(io.BytesIO(b"")) is None
+    assert read_header(io.BytesIO(b"not json\n")) is None
+    assert read_header(io.BytesIO(b"\n  \n" + HEADER)) == TraceHeader(1.0, "sephb")
+    # a header further down is skipped by readers, but is not the trace's header
+    assert read_header(io.BytesIO(dumps(RECORDS[:1]) + HEADER)) is None
+
+
+def test_headers_are_skipped_wherever_they_are_and_are_not_records(
+        tmp_path: Path) -> None:
+    path = tmp_path / "shared.ndjson"
+    # two writers sharing a file (a manager and a client), one after the other
+    with TraceWriter(path, time_scale=0.001, writer="manager") as w:
+        for r in RECORDS[:4]:
+            w.write(r)
+    with TraceWriter(path, time_scale=0.001, writer="client") as w:
+        for r in RECORDS[4:]:
+            w.write(r)
+    lines = path.read_bytes().splitlines()
+    assert [json.loads(x).get("writer") for x in lines].count(None) == len(RECORDS)
+    assert list(read_trace(path)) == RECORDS
+    # a line that is a record stays one, whatever else it carries (unknown fields)
+    odd = b'{"t":1,"client":"c","event":"CONNECT","sephb":"trace"}\n'
+    assert [r.event for r in loads(odd)] == ["CONNECT"]
+
+
+#: Headers a reader cannot read: each is one message naming the file and line.
+BAD_HEADERS = [
+    (b'{"sephb":"trace","version":1,"time_scale":-1,"writer":"m"}',
+     r"time_scale must be a number > 0 \(the wall seconds a model second lasts\), "
+     r"got -1"),
+    (b'{"sephb":"trace","version":1,"time_scale":0,"writer":"m"}', "got 0"),
+    (b'{"sephb":"trace","version":1,"time_scale":"fast","writer":"m"}', 'got "fast"'),
+    (b'{"sephb":"trace","version":1,"writer":"m"}', "time_scale .* got nothing"),
+    (b'{"sephb":"trace","version":1,"time_scale":null,"writer":"m"}', "got null"),
+    (b'{"sephb":"trace","version":1,"time_scale":true,"writer":"m"}', "got true"),
+    (b'{"sephb":"trace","version":2,"time_scale":1,"writer":"m"}',
+     r"version must be 1, got 2 \(a header of another version cannot be read\)"),
+    (b'{"sephb":"trace","time_scale":1,"writer":"m"}', "version must be 1, got nothing"),
+    (b'{"sephb":"log","version":1,"time_scale":1,"writer":"m"}',
+     '"sephb" must be "trace", got "log"'),
+    (b'{"sephb":"trace","version":1,"time_scale":1}',
+     "writer must be a non-empty string, got nothing"),
+    (b'{"sephb":"trace","version":1,"time_scale":1,"writer":""}', 'got ""'),
+]
+
+
+@pytest.mark.parametrize(("bad", "message"), BAD_HEADERS)
+def test_a_bad_header_is_one_message_with_file_and_line(tmp_path: Path, bad: bytes,
+                                                        message: str) -> None:
+    path = tmp_path / "h.ndjson"
+    path.write_bytes(bad + b"\n" + GOOD)
+    first = rf"^{re.escape(str(path))}:1: bad trace header: (.*){message}"
+    with pytest.raises(TraceError, match=first):
+        read_header(path)
+    with pytest.raises(TraceError, match=first) as info:
+        list(read_trace(path))
+    assert "\n" not in str(info.value)
+    path.write_bytes(GOOD + bad + b"\n")  # further down: the same message
+    with pytest.raises(TraceError, match=first.replace(":1:", ":2:")):
+        list(read_trace(path))
+    assert read_header(path) is None  # the first line is a record
+
+
 def test_recorder_stamps_orders_keeps_and_writes(tmp_path: Path) -> None:
     path = tmp_path / "r.ndjson"
-    rec = Recorder(Clock(time_scale=0.001), writer=TraceWriter(path), maxlen=3)
+    rec = Recorder(Clock(time_scale=0.001),
+                   writer=TraceWriter(path, time_scale=0.001, writer="test"), maxlen=3)
     rec.emit(Action.CONNECT, "c", t=10)
     late = rec.emit(Event.CONNECTED, "c", t=4)  # observed late: moved up, not back
     assert late.t == 10
@@ -209,6 +324,7 @@ def test_recorder_stamps_orders_keeps_and_writes(tmp_path: Path) -> None:
     rec.close()
     assert [r.event for r in read_trace(path)] == [
         "CONNECT", "CONNECTED", "CONNECT", "GET_INDEX"]
+    assert read_header(path) == TraceHeader(0.001, "test")
     with pytest.raises(msgspec.ValidationError):
         msgspec.json.decode(b'{"t":1}', type=Record)
 

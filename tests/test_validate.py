@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 from netutil import addresses, run
 
 from sephb.conformance import validate as V
-from sephb.conformance.har import trace_to_har
+from sephb.conformance.har import har_events, trace_to_har
 from sephb.conformance.properties import CONTENT_PORTS, HIDDEN
+from sephb.conformance.trace import header_record
 from sephb.model import oracle
 from sephb.model.checker import NAMES
 from sephb.model.graph import Topology, checkin_paths, concrete_graph, node, row_of
@@ -414,6 +415,15 @@ def test_violation_names_line_requirement_and_before(tmp_path: Path) -> None:
 
 GOOD = b'{"t":0,"client":"a","event":"HEARTBEAT_DUE"}\n'
 
+#: Header lines: a writer's (two scales), another key order, and unreadable ones.
+HEADERS: Final = (
+    json.dumps(header_record(0.001, "manager"), separators=(",", ":")).encode(),
+    json.dumps(header_record(0.01, "client"), separators=(",", ":")).encode(),
+    b'{"writer":"x","time_scale":0.001,"version":1,"sephb":"trace"}',
+    b'{"sephb":"trace","version":1,"time_scale":-1,"writer":"m"}',
+    b'{"sephb":"trace","version":7,"time_scale":1,"writer":"m"}',
+)
+
 
 @pytest.mark.parametrize(("data", "line", "want"), [
     (GOOD + b'{"t":1,\n', 2, "bad JSON"),
@@ -514,6 +524,7 @@ def test_har_non_http_entry(tmp_path: Path) -> None:
               st.integers(-2, 50), st.sampled_from(["a", "b", ""]),
               st.sampled_from([*NAMES, "X"])),
     st.sampled_from([b"{", b"}", b"", b"  ", b'{"t":1}{"t":2}', b"\x1f\x8b", b"null"]),
+    st.sampled_from(list(HEADERS)),
 ), max_size=30))
 def test_fuzz_reader_never_raises(chunks: list[bytes]) -> None:
     with tempfile.NamedTemporaryFile(suffix=".ndjson") as f:
@@ -554,15 +565,17 @@ _sep = st.sampled_from([b"\n", b"\n", b"\n", b"\r\n", b"", b" ", b"\n\n", b"\n \
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.lists(st.tuples(_piece, _sep), max_size=25),
+@given(st.lists(st.tuples(st.one_of(_piece, st.sampled_from(HEADERS)), _sep),
+                max_size=25),
        st.sampled_from([64, 256, 4096]), st.booleans(), st.booleans(),
        st.sampled_from([None, "pull", "push"]))
 def test_fast_path_equals_careful_path(pieces: list[tuple[bytes, bytes]], block: int,
                                        trailing_newline: bool, data: bool,
                                        mode: str | None) -> None:
     """Whatever the lines hold (two objects on one line, an object over several
-    lines, blank lines, CRLF, a raw newline in a string, long lines across blocks),
-    the fast path gives exactly what the line-by-line reader gives; with --data too,
+    lines, blank lines, CRLF, a raw newline in a string, long lines across blocks,
+    headers anywhere, unreadable ones), the fast path gives exactly what the
+    line-by-line reader gives; with --data too,
     where the fast path feeds the properties only the records that can matter."""
     raw = b"".join(p + s for p, s in pieces)
     if not trailing_newline:
@@ -917,6 +930,290 @@ def test_the_text_report_says_why_and_what_is_pending(tmp_path: Path) -> None:
     assert "next-heartbeat (REQ-7-PULL)" in out.stdout
     doc = json.loads(_sephb("validate", str(p), "--data", "--json").stdout)
     assert doc["files"][0]["clients"][0]["pending"]
+
+
+
+# --- the header and the tolerance ---------------------------------------------------
+
+def _stalled(late_by: int, *, client: str = "c1") -> list[dict[str, Any]]:
+    """A check-in whose session stalls and is given up ``late_by`` model ms after
+    the 30,000 ms limit (the client's own view)."""
+    names = ["HEARTBEAT_DUE", "CONNECT", "CONNECTED", "GET_INDEX"]
+    out = [{"t": i, "client": client, "event": n} for i, n in enumerate(names)]
+    give_up = 1 + 30_000 + late_by  # the session opened with the CONNECT at t=1
+    return [*out, {"t": give_up, "client": client, "event": "SESSION_TIMEOUT"},
+            {"t": give_up, "client": client, "event": "DISCONNECT"}]
+
+
+def _with_header(records: list[dict[str, Any]], scale: float,
+                 writer: str = "client") -> list[dict[str, Any]]:
+    return [header_record(scale, writer), *records]
+
+
+def test_the_tolerance_follows_the_recorded_time_scale(tmp_path: Path) -> None:
+    """A give-up 50,000 model ms late is 50 ms of wall time at scale 0.001 (jitter,
+    within 0.1 s) but 500 ms at 0.01: the header decides which it is."""
+    recs = _stalled(50_000)
+    old = V.validate_file(str(ndjson(tmp_path / "old.ndjson", recs)), data=True)
+    assert not old.problems and old.events == 6 and old.header is None
+    assert (old.tolerance_ms, old.time_scale) == (1000, None)
+    assert old.tolerance == ("tolerance 1,000 model ms: the default (the trace records "
+                             "no time scale; --time-scale S says it)")
+    v = old.clients[0]
+    assert (v.conformant, v.requirement, v.line) == (False, "REQ-2-TIMEOUT-30000", 5)
+
+    fast = V.validate_file(str(ndjson(tmp_path / "h.ndjson",
+                                      _with_header(recs, 0.001))), data=True)
+    assert not fast.problems and fast.events == 6, fast.problems  # not an event
+    assert fast.clients[0].conformant
+    assert (fast.tolerance_ms, fast.time_scale) == (100_000, 0.001)
+    assert fast.header == {"line": 1, "time_scale": 0.001, "writer": "client",
+                           "version": 1}
+    assert fast.tolerance.startswith(
+        "tolerance 100,000 model ms: 0.1 s of wall time at the recorded time scale "
+        "0.001; more than half the 30,000 ms session limit")
+
+    slow = V.validate_file(str(ndjson(tmp_path / "s.ndjson",
+                                      _with_header(recs, 0.01))), data=True)
+    assert slow.tolerance == ("tolerance 10,000 model ms: 0.1 s of wall time at the "
+                              "recorded time scale 0.01")
+    v = slow.clients[0]
+    assert (v.conformant, v.line) == (False, 6)  # the header is line 1
+    assert v.margin == V.Margin("session", "late", 30_001, 50_000, 10_000)
+
+    real = V.validate_file(str(ndjson(tmp_path / "r.ndjson",
+                                      _with_header(recs, 1.0))), data=True)
+    assert real.tolerance == ("tolerance 1,000 model ms: the default, at least (0.1 s "
+                              "of wall time at the recorded time scale 1 is 100 model "
+                              "ms)")
+
+
+def test_time_scale_option_and_tolerance_option(tmp_path: Path) -> None:
+    """--time-scale says the scale of a trace without a header (a header wins);
+    --tolerance overrides both."""
+    recs = _stalled(50_000)
+    old = str(ndjson(tmp_path / "old.ndjson", recs))
+    res = V.validate_file(old, data=True, time_scale=0.001)
+    assert res.clients[0].conformant and res.tolerance_ms == 100_000
+    assert res.tolerance.startswith(
+        "tolerance 100,000 model ms: 0.1 s of wall time at --time-scale 0.001;")
+    headed = str(ndjson(tmp_path / "h.ndjson", _with_header(recs, 0.01)))
+    res = V.validate_file(headed, data=True, time_scale=0.001)
+    assert res.tolerance == ("tolerance 10,000 model ms: 0.1 s of wall time at the "
+                             "recorded time scale 0.01 (--time-scale 0.001 is for "
+                             "traces without a header)")
+    res = V.validate_file(headed, data=True, tolerance_ms=60_000)
+    assert res.clients[0].conformant and res.time_scale == 0.01
+    assert res.tolerance == "tolerance 60,000 model ms: given by --tolerance"
+    with pytest.raises(ValueError, match="time scale"):
+        V.validate_file(old, time_scale=0)
+
+
+def test_a_bad_header_is_one_problem_and_the_rest_is_read(tmp_path: Path) -> None:
+    bad = {"sephb": "trace", "version": 1, "time_scale": "fast", "writer": "client"}
+    p = ndjson(tmp_path / "b.ndjson", [bad, *_stalled(50_000)])
+    res = V.validate_file(str(p), data=True)
+    assert [str(x) for x in res.problems] == [
+        f"{p}:1: bad trace header: time_scale must be a number > 0 (the wall seconds "
+        f"a model second lasts), got \"fast\""]
+    assert res.events == 6 and not res.clients[0].conformant  # judged at the default
+    assert res.tolerance == ("tolerance 1,000 model ms: the default (the header at "
+                             "line 1 could not be read)")
+    assert V.exit_code([res]) == 2
+    only = ndjson(tmp_path / "o.ndjson", [header_record(0.01, "manager")])
+    assert [x.message for x in V.validate_file(str(only)).problems] == [
+        "empty trace: no records (a header only: its writer recorded nothing)"]
+
+
+def test_a_later_header_at_another_scale_is_a_problem(tmp_path: Path) -> None:
+    """Two writers sharing a file at one scale is fine; a file that mixes scales
+    cannot be judged at one tolerance without being told it."""
+    a, b = _stalled(0, client="a"), _stalled(0, client="b")
+    same = ndjson(tmp_path / "same.ndjson", [
+        header_record(0.01, "manager"), *a, header_record(0.01, "client"), *b])
+    res = V.validate_file(str(same), data=True)
+    assert not res.problems and res.events == 12 and res.tolerance_ms == 10_000
+    assert res.header and res.header["writer"] == "manager"
+    mixed = ndjson(tmp_path / "mixed.ndjson", [
+        header_record(0.01, "manager"), *a, header_record(0.001, "client"), *b])
+    res = V.validate_file(str(mixed), data=True)
+    assert [(x.line, x.message) for x in res.problems] == [(8, (
+        "this trace header records time scale 0.001 (writer 'client'), which calls "
+        "for a tolerance of 100,000 model ms, but 10,000 is in use since the header "
+        "at line 1: the file mixes recordings at different time scales; give "
+        "--tolerance MS to judge it at one"))]
+    assert not V.validate_file(str(mixed), data=True, tolerance_ms=5000).problems
+    late = ndjson(tmp_path / "late.ndjson", [*a, header_record(0.001, "client"), *b])
+    res = V.validate_file(str(late), data=True)
+    assert res.header is None and res.tolerance_ms == 1000
+    assert "since the start (no header before the first record)" in \
+        res.problems[0].message
+
+
+@pytest.mark.parametrize("block", [64, 256, 4096])
+@pytest.mark.parametrize("raw", [
+    HEADERS[0] + b"\n" + GOOD * 40,
+    HEADERS[0] + b"\r\n" + GOOD.replace(b"\n", b"\r\n") * 40,
+    HEADERS[0] + b"\n",
+    HEADERS[0],
+    GOOD * 20 + HEADERS[1] + b"\n" + GOOD * 20,
+    HEADERS[2] + b"\n" + GOOD * 40,
+    HEADERS[3] + b"\n" + GOOD * 40,
+    HEADERS[0] + b"\n" + HEADERS[1] + b"\n" + GOOD * 40,
+    b'{"sephb":"trace","t":1,"client":"a","event":"CONNECT"}\n' + GOOD * 40,
+])
+def test_headers_read_the_same_on_both_paths(raw: bytes, block: int) -> None:
+    _fast_equals_careful(raw, block, data=True)
+
+
+# --- margins: how late or early, and the tolerance that would accept it --------------
+
+def _connect(t: int, client: str = "c1", by: str | None = None) -> dict[str, Any]:
+    rec = {"t": t, "client": client, "event": "CONNECT", "addr": "127.0.0.2",
+           "port": 8014}
+    return {**rec, "by": by} if by else rec
+
+
+def _push_hold_closed_at(close: int) -> list[dict[str, Any]]:
+    """A manager's view of a push check-in held from t=90, closed at ``close`` and
+    a connect at 400,000."""
+    names = ["GET_INDEX", "INDEX_RECEIVED", "UPLOAD_LOGS", "LOGS_ACKED",
+             "UPLOAD_SENSORS", "SENSORS_ACKED", "HOLD"]
+    recs = [_connect(0, by="server")]
+    recs += [{"t": 10 * (i + 3), "client": "c1", "event": n, "by": "server"}
+             for i, n in enumerate(names)]
+    recs[2]["changed"] = False
+    return [*recs, {"t": close, "client": "c1", "event": "DISCONNECT", "by": "server"},
+            _connect(400_000, by="server")]
+
+
+#: name -> (records, options, the margin's rule, way and by_ms).
+MARGIN_CASES: Final[dict[str, tuple[list[dict[str, Any]], dict[str, Any], str, str,
+                                    int]]] = {
+    "session late": (_stalled(50_000), {}, "session", "late", 50_000),
+    "session late at the end": (
+        [*_stalled(0)[:4], {"t": 100_001, "client": "c2", "event": "HEARTBEAT_DUE"}],
+        {}, "session", "late", 70_000),
+    "session given up early": (_stalled(-10_000), {}, "session", "early", 10_000),
+    "an answer not acted on": (_check_in(0, close=False) + _check_in(300_000), {},
+                               "act-at-once", "late", 299_920),
+    "a request never answered": (
+        [*_check_in(0, urls=True), {"t": 42_050, "client": "c1",
+                                    "event": "URLS_RECEIVED"}],
+        {}, "request", "late", 12_000),
+    "a late heartbeat": (_check_in(0) + _check_in(600_000), {}, "next-heartbeat",
+                         "late", 300_000),
+    "an early heartbeat": (
+        [_connect(r["t"]) if r["event"] == "CONNECT" else r
+         for r in _check_in(0) + _check_in(200_000)],
+        {"sylink": "pull"}, "interval", "early", 100_000),
+    "a held push connection closed early": (
+        _push_hold_closed_at(100_000), {"sylink": "push", "interpretation": "documented"},
+        "push-hold", "early", 200_090),
+}
+
+
+def _margin_case(tmp_path: Path, case: str, tolerance_ms: int | None = None
+                 ) -> V.ClientVerdict:
+    from sephb.conformance.sylink import Sylink, save
+
+    records, options, *_ = MARGIN_CASES[case]
+    opts: dict[str, Any] = {"data": True}
+    if "sylink" in options:
+        syl = tmp_path / "sylink.xml"
+        save(Sylink.build([["127.0.0.2"]], mode=Mode(options["sylink"]),
+                          heartbeat_s=300), syl)
+        opts["sylink"] = str(syl)
+    if "interpretation" in options:
+        opts["interpretation"] = options["interpretation"]
+    res = V.validate_file(str(ndjson(tmp_path / "m.ndjson", records)),
+                          tolerance_ms=tolerance_ms, **opts)
+    assert not res.problems, res.problems
+    return next(c for c in res.clients if c.client == "c1")
+
+
+@pytest.mark.parametrize("case", list(MARGIN_CASES))
+def test_a_timing_finding_says_its_margin_and_the_tolerance_that_accepts_it(
+        tmp_path: Path, case: str) -> None:
+    """The margin is exact: at the tolerance it names the finding is gone, one
+    model ms less and it is still there."""
+    *_, rule, way, by_ms = MARGIN_CASES[case]
+    v = _margin_case(tmp_path, case)
+    assert not v.conformant and v.margin is not None, v
+    m = v.margin
+    assert (m.rule, m.way, m.by_ms, m.tolerance_ms) == (rule, way, by_ms, 1000), v
+    assert m.beyond_tolerance_ms == by_ms - 1000 and m.accepting_tolerance_ms == by_ms
+    assert m.at_end is (v.line is None)
+    key = (v.line, v.requirement, m.rule, m.bound)
+    under = _margin_case(tmp_path, case, by_ms - 1)
+    assert under.margin is not None
+    assert (under.line, under.requirement, under.margin.rule, under.margin.bound) == key
+    at = _margin_case(tmp_path, case, by_ms)
+    assert at.conformant or (at.line, at.requirement, at.margin and at.margin.rule,
+                             at.margin and at.margin.bound) != key, at
+
+
+def test_other_findings_have_no_margin(tmp_path: Path) -> None:
+    lines = [{"t": 0, "client": "c1", "event": "HEARTBEAT_DUE"},
+             _connect(1), {"t": 2, "client": "c1", "event": "GET_URLS"}]
+    v = V.validate_file(str(ndjson(tmp_path / "t.ndjson", lines)), data=True).clients[0]
+    assert v.requirement == "REQ-1-PRIORITY" and v.margin is None
+
+
+def test_the_text_gives_the_json_reason_the_margin_and_the_tolerance(
+        tmp_path: Path) -> None:
+    p = ndjson(tmp_path / "t.ndjson", _stalled(50_000))
+    out = _sephb("validate", str(p), "--data")
+    doc = json.loads(_sephb("validate", str(p), "--data", "--json").stdout)
+    c = doc["files"][0]["clients"][0]
+    assert c["reason"] == ("SESSION_TIMEOUT at t=80001: no session within 30000 ms of "
+                           "the connect at t=1, and the client still waited")
+    assert c["message"] == f"event 4 (t=80001 ms) {c['reason']}"
+    assert c["margin"] == {"rule": "session", "way": "late", "bound": 30_001,
+                           "by_ms": 50_000, "tolerance_ms": 1000, "at_end": False,
+                           "beyond_tolerance_ms": 49_000,
+                           "accepting_tolerance_ms": 50_000}
+    assert doc["files"][0]["tolerance_ms"] == 1000
+    lines = out.stdout.splitlines()
+    assert f"tolerance 1,000 model ms: the default (the trace records no time scale; " \
+           f"--time-scale S says it) ({p})" in lines
+    assert f"violation {p}:5: client 'c1' (client view) broke REQ-2-TIMEOUT-30000: " \
+           f"SESSION_TIMEOUT at t=80001 ms; {c['reason']}" in lines
+    assert "  timing: late by 49,000 ms beyond the tolerance of 1,000 ms (50,000 ms " \
+           "past the due time, t=30001); --tolerance 50000 would accept it" in lines
+    accepted = _sephb("validate", str(p), "--data", "--tolerance", "50000")
+    assert accepted.returncode == 0, accepted.stdout
+    # the table's reason too: what the model allowed, and in which state
+    t = ndjson(tmp_path / "v.ndjson", [{"t": 0, "client": "a", "event": "CONNECT"}])
+    doc = json.loads(_sephb("validate", str(t), "--json").stdout)
+    reason = doc["files"][0]["clients"][0]["reason"]
+    assert reason.startswith("CONNECT: the model allowed ")
+    assert reason.endswith("(REQ-1-PRIORITY) in IDLE")
+    text = _sephb("validate", str(t)).stdout
+    assert reason in text and "tolerance" not in text.split("sephb validate")[0]
+
+
+def test_a_har_of_a_scaled_run_reads_at_its_time_scale(
+        reference: list[dict[str, Any]], tmp_path: Path) -> None:
+    """A HAR has wall-clock times and no header: --time-scale converts them. The
+    reference run at 0.01 as a capture would show it reads back in model time."""
+    har = tmp_path / "scaled.har"
+    har.write_text(json.dumps(trace_to_har(reference, time_scale=0.01)))
+    real = tmp_path / "real.har"
+    real.write_text(json.dumps(trace_to_har(reference)))
+    model = [e.t for e in har_events(str(real))]
+    scaled = [e.t for e in har_events(str(har), time_scale=0.01)]
+    assert len(model) == len(scaled) and model[-1] > 10_000
+    assert all(abs(a - b) <= 1 for a, b in zip(model, scaled, strict=True))
+    wall = [e.t for e in har_events(str(har))]  # read as real time: 100 times shorter
+    assert wall[-1] <= model[-1] // 100 + 1
+    res = V.validate_file(str(har), data=True, time_scale=0.01)
+    assert not res.problems and all(c.conformant for c in res.clients), res
+    assert res.tolerance == ("tolerance 10,000 model ms: 0.1 s of wall time at "
+                             "--time-scale 0.01")
+    assert V.validate_file(str(har), data=True).tolerance == (
+        "tolerance 1,000 model ms: the default (a HAR's times are wall-clock times, "
+        "read at time scale 1; --time-scale S for a capture of a run at scale S)")
 
 
 if __name__ == "__main__":
