@@ -93,7 +93,7 @@ from sephb.model.protocol import (
 )
 
 from . import suite
-from .clock import Clock
+from .clock import JITTER_BUDGET_S, Clock, tolerance_for
 from .inproc import InProcessClient
 from .managerconfig import FleetConfig
 from .results import RequirementResult, Status, SuiteResult
@@ -126,11 +126,6 @@ T = TypeVar("T")
 #: 0.01: the 300 s interval lasts 3 s and the 30,000 ms session limit 0.3 s of wall
 #: time, long enough that scheduling jitter stays small in model time.
 DEFAULT_TIME_SCALE: Final = 0.01
-#: Wall seconds of slack for timing properties. Measured on the project's 2-core
-#: machine with the reference client (docs/adapters.md): how late the servers record
-#: a session given up at the limit, and how far apart check-ins are beyond the
-#: interval, at most 8 ms of wall time with both cores busy; 0.1 s leaves 12x that.
-JITTER_BUDGET_S: Final = 0.1
 #: Wall seconds a started client gets to make its first request, and how long the
 #: servers must then be quiet before the suite goes on (see ProcessClient.start).
 STARTUP_S: Final = 3.0
@@ -873,11 +868,6 @@ class WireEnvironment(suite.Environment):
     observations: WireObservations = field(default_factory=WireObservations)
     client_cmd: str = ""
     time_scale: float = DEFAULT_TIME_SCALE
-
-
-def tolerance_for(time_scale: float) -> int:
-    """Model milliseconds of slack for :data:`JITTER_BUDGET_S` at ``time_scale``."""
-    return math.ceil(JITTER_BUDGET_S / time_scale * 1000)
 
 
 def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,

@@ -55,6 +55,7 @@ from .results import (
     replay_command,
 )
 from .seqdiagram import sequence_mermaid, sequence_svg, xml_safe
+from .trace import header_record
 
 __all__ = [
     "CONFIDENCE",
@@ -293,16 +294,11 @@ def _traced(result: SuiteResult, failure: Failure) -> list[Mapping[str, object]]
     (the time scale), then the records."""
     scale = result.settings.get("time scale", "1" if result.adapter == "in-process"
                                 else "")
-    from . import trace
-
-    header = getattr(trace, "header_record", None)  # TODO(issue 12): the trace header
     try:
         value = float(scale)
-    except ValueError:
+        return [header_record(value, "suite"), *failure.trace]
+    except ValueError:  # a result without a usable scale: the records alone
         return list(failure.trace)
-    if header is None:
-        return list(failure.trace)
-    return [header(value, "suite"), *failure.trace]
 
 
 def _ndjson(records: Sequence[Mapping[str, object]]) -> bytes:

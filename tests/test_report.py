@@ -157,9 +157,16 @@ def test_failing_report_writes_trace_and_replay_of_each_failure(tmp_path: Path) 
         "failures/failure-2.ndjson", "failures/test_replay_2.py"}
     for n, failure in enumerate(res.failures, 1):
         lines = written[f"failures/failure-{n}.ndjson"].read_text().splitlines()
-        assert [json.loads(line) for line in lines] == failure.trace
+        assert [json.loads(line) for line in lines] == failure.trace  # no scale known
         assert written[f"failures/test_replay_{n}.py"].read_text() == failure.replay
     assert loads(written["result.json"].read_bytes()) == res
+    # A trace says at what time scale it was recorded (a header line first).
+    res.settings = {"time scale": "0.01"}
+    lines = write_report(res, tmp_path / "scaled")["failures/failure-1.ndjson"
+                                                  ].read_text().splitlines()
+    assert json.loads(lines[0]) == {"sephb": "trace", "version": 1, "time_scale": 0.01,
+                                    "writer": "suite"}
+    assert [json.loads(line) for line in lines[1:]] == res.failures[0].trace
 
 
 def test_a_new_report_removes_the_failure_files_of_an_old_one(tmp_path: Path) -> None:
@@ -689,7 +696,7 @@ def test_a_failed_run_opens_on_its_failure_in_headless_chromium(tmp_path: Path) 
     shot = tmp_path / "failed.png"
     run_chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,900",
                  page.as_uri())
-    width, _, rows = png_rows(shot, 900)
+    _, _, rows = png_rows(shot, 900)
     # The failure's message box (#fdecea) is on the first screen, under the red stripe.
     assert bytes.fromhex("c62828") in _colours(rows[:8])
     assert bytes.fromhex("fdecea") in _colours(rows)
