@@ -86,7 +86,7 @@ def test_pytest_plugin_runs_the_suite(tmp_path: Path, client: str, code: int) ->
     assert run.returncode == code, run.stdout[-2000:]
     assert (tmp_path / "report" / "junit.xml").exists()
     if code:
-        assert "does not conform" in run.stdout and "REQ-5-LOGS" in run.stdout
+        assert "NON-CONFORMANT" in run.stdout and "REQ-5-LOGS" in run.stdout
 
 
 def test_conform_cli_exit_codes_and_report(tmp_path: Path) -> None:
