@@ -34,3 +34,24 @@ def positive(text: str) -> int:
 def non_negative(text: str) -> int:
     """A whole number of at least 0 (argparse ``type=``)."""
     return _whole(text, 0)
+
+
+def _number(text: str, what: str, most: float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if not 0 < value <= most:  # NaN fails here too
+        raise argparse.ArgumentTypeError(f"must be > 0 and <= {most:g}, got {value}")
+    return value
+
+
+def time_scale(text: str) -> float:
+    """A time scale, wall seconds per model second (argparse ``type=``): a number
+    > 0 and at most 1000."""
+    return _number(text, "a number", 1000)
+
+
+def seconds(text: str) -> float:
+    """A wait in wall seconds (argparse ``type=``): > 0 and at most an hour."""
+    return _number(text, "seconds", 3600)

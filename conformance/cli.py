@@ -16,7 +16,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sephb.conformance.argtypes import interpretation_option, non_negative, positive
+from sephb.conformance.argtypes import (
+    interpretation_option,
+    non_negative,
+    positive,
+    seconds,
+    time_scale,
+)
 from sephb.model.errors import SephbError, UsageError
 from sephb.model.interpretations import INTERPRETATIONS
 
@@ -43,26 +49,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 _positive = positive
-
-
-def _scale(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be > 0 and <= 1000, got {value}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0 < value <= 3600:
-        raise argparse.ArgumentTypeError(f"must be > 0 and <= 3600, got {value}")
-    return value
 
 
 def _size(text: str) -> int:
@@ -159,7 +145,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--listen", metavar="ADDR",
                    help="bind every server to ADDR instead of its configured loopback "
                         "address (needed for anything outside 127.0.0.0/8)")
-    p.add_argument("--time-scale", type=_scale, default=1.0, metavar="S",
+    p.add_argument("--time-scale", type=time_scale, default=1.0, metavar="S",
                    help="wall seconds per model second, for trace times (default: 1)")
     p.add_argument("--trace", metavar="FILE",
                    help="append what the servers observe to this NDJSON trace")
@@ -173,7 +159,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--sylink", required=True, metavar="FILE", help="the sylink.xml to read")
     p.add_argument("--state-dir", required=True, metavar="DIR",
                    help="index.dat copy and durable log queue (created if missing)")
-    p.add_argument("--time-scale", type=_scale, default=1.0, metavar="S",
+    p.add_argument("--time-scale", type=time_scale, default=1.0, metavar="S",
                    help="wall seconds per model second: 0.001 makes the 30,000 ms "
                         "session limit 30 ms (default: 1)")
     p.add_argument("--trace", metavar="FILE",
@@ -244,14 +230,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         "cases for rows they miss, and the deadline probes, come on "
                         "top and are counted apart")
     wire = p.add_argument_group("over the wire (with --client-cmd)")
-    wire.add_argument("--time-scale", type=_scale, metavar="S",
+    wire.add_argument("--time-scale", type=time_scale, metavar="S",
                       help="wall seconds per model second (default 0.01: the 300 s "
                            "interval lasts 3 s)")
     wire.add_argument("--tolerance", type=non_negative, metavar="MS",
                       help="model ms of slack on every timing rule (default: 0.1 s of "
                            "wall time at the time scale; at most half the 30,000 ms "
                            "session limit)")
-    wire.add_argument("--startup-wait", type=_seconds, metavar="SECONDS",
+    wire.add_argument("--startup-wait", type=seconds, metavar="SECONDS",
                       help="how long a started client has to make its first request "
                            "(default 3); a client that exits, or is silent that long at "
                            "the run's first start, ends the run with exit status 3")

@@ -27,7 +27,6 @@ restate a transition.
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -67,8 +66,11 @@ HIDDEN_IN_PROCESS = frozenset({Event.HEARTBEAT_DUE, Event.CONNECTED,
                                Event.SESSION_TIMEOUT})
 
 
-#: The checker's "event <n> " prefix, which counts only the records it was fed.
-_EVENT_NO: Final = re.compile(r"^event \d+ ")
+#: The requirements the oracle's data rules judge (beyond the table's rows and the
+#: deadlines): the first manager by priority, the content ports, logs neither lost
+#: nor uploaded twice. Every run lists them (:func:`.suite.requirements_of`).
+DATA_REQUIREMENTS: Final = ("REQ-1-PRIORITY", "REQ-4-PORT-8014", "REQ-4-PORT-2967",
+                            "REQ-5-LOGS")
 
 
 @dataclass(frozen=True)
@@ -286,9 +288,8 @@ class Oracle:
             if v is not None and not any(f.index == pos for f in self.findings):
                 # The checker counts only what it was fed; the finding names the
                 # record by its number in the trace, as the sequence diagram does.
-                message = _EVENT_NO.sub(f"record {pos + 1} ", v.message, count=1)
-                self.findings.append(Finding(v.requirement, message, pos, v.t,
-                                             tuple(v.allowed)))
+                self.findings.append(Finding(v.requirement, v.at(f"record {pos + 1}"),
+                                             pos, v.t, tuple(v.allowed)))
         finally:
             self._at = None
 

@@ -33,9 +33,10 @@ What the wire cannot do, and what this adapter does about it (``docs/adapters.md
 
 * A refused connect never reaches a server, and a loopback connect never hangs: the
   rows ``CONNECTING--SESSION_TIMEOUT`` and ``CONNECTING--CONNECT_FAILED`` leave no
-  record and stay NOT_COVERED (:func:`uncoverable` lists them, and the rows whose
-  records the checker cannot attribute). The world's ``BLACKHOLE`` fault (a connect
-  that never completes) becomes ``stall`` on every path.
+  record and are reported skipped, with the reason (:func:`uncoverable` lists them,
+  and the rows whose records the checker cannot attribute). The world's
+  ``BLACKHOLE`` fault (a connect that never completes) becomes ``stall`` on every
+  path.
 * Only what servers cannot see is hidden from the checker (:data:`WIRE_HIDDEN`). The
   servers record a stalled first request that the client gives up as
   ``CONNECT_FAILED``; when the client gave up after the session limit, the adapter
@@ -1006,7 +1007,7 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
         "tolerance": f"{env.tolerance_ms:,} model ms "
                      f"({env.tolerance_ms * time_scale / 1000:g} s of wall time)",
         "start-up wait": f"{startup_s:g} s"})
-    return _wire_result(result, interp, env.observations)
+    return _wire_result(result, env.observations)
 
 
 @contextlib.contextmanager
@@ -1053,8 +1054,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _wire_result(result: SuiteResult, interp: Interpretation,
-                 seen: WireObservations) -> SuiteResult:
+def _wire_result(result: SuiteResult, seen: WireObservations) -> SuiteResult:
     """Add what only the wire measures (sizes) and says (notes) to a result."""
     warnings = list(result.warnings)
     reqs = []

@@ -334,7 +334,7 @@ class Change:
 
         kind = ("regression" if self.regression else "fixed" if self.fixed
                 else "changed")
-        return f"{kind}: {self.requirement}: {word(self.before)} -> {word(self.after)}"
+        return f"{kind}: {self.requirement}: {word(self.before)} → {word(self.after)}"
 
 
 def _changes(baseline: SuiteResult | None, result: SuiteResult) -> list[Change] | None:
@@ -381,10 +381,6 @@ def _cases(res: SuiteResult) -> str:
 def _anchor(text: str) -> str:
     """An HTML id from any string (requirement ids are already plain)."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", text)
-
-
-def _status_counts(result: SuiteResult) -> dict[Status, int]:
-    return Tally.of(result).requirements
 
 
 def _marked(f: Failure) -> str:
@@ -435,13 +431,31 @@ def _failure_text(n: int, f: Failure, res: SuiteResult, files: str | None) -> st
     return "\n".join(lines)
 
 
-#: How a not-exercised case's message begins (its JUnit failure type).
-_NEVER: Final = "never exercised"
 #: Records of a failure's trace a stand-alone JUnit file carries (its last ones).
 _INLINE_RECORDS: Final = 200
 
 
 # --- JUnit -------------------------------------------------------------------------
+
+#: The JUnit element of each verdict (PASSED has none); a <failure>'s type is the
+#: verdict's name.
+_JUNIT_ELEMENT: Final = {Status.FAILED: "failure", Status.NOT_EXERCISED: "failure",
+                         Status.SKIPPED: "skipped", Status.NOT_REACHED: "skipped"}
+
+
+@dataclass(frozen=True)
+class _Case:
+    classname: str
+    name: str
+    seconds: float
+    #: The verdict, or None for the ERROR case of a client that could not be tested.
+    status: Status | None
+    message: str = ""
+    body: str = ""
+
+    @property
+    def element(self) -> str | None:
+        return "error" if self.status is None else _JUNIT_ELEMENT.get(self.status)
 
 
 def _junit_bytes(facts: _Facts) -> bytes:
@@ -453,84 +467,69 @@ def _junit_bytes(facts: _Facts) -> bytes:
     is not CONFORMANT, with one failure per failed requirement."""
     res = facts.result
     base = f"sephb.{res.interpretation}"
-    # (classname, name, seconds, kind or None, message, body); kind is failure,
-    # skipped or error.
-    cases: list[tuple[str, str, float, str | None, str, str]] = []
+    cases: list[_Case] = []
     if res.error:
-        cases.append((f"{base}.client", "start", 0.0, "error", res.error, res.error))
+        cases.append(_Case(f"{base}.client", "start", 0.0, None, res.error, res.error))
     listed = {r.id for r in res.requirements}
     for req in res.requirements:
         nums = facts.failures_of.get(req.id, [])
         cls = f"{base}.{req.id}"
         if req.status is Status.FAILED or nums:
-            _, message, body = _junit_failed(req.id, nums, res, facts.files)
-            cases.append((cls, "requirement", req.seconds, "failure", message, body))
+            cases.append(_Case(cls, "requirement", req.seconds, Status.FAILED,
+                               *_junit_failed(req.id, nums, res, facts.files)))
         elif req.status is Status.NOT_EXERCISED:
-            cases.append((cls, "requirement", req.seconds, "failure",
-                          f"{req.id} was never exercised in {_cases(res)} cases",
-                          f"{req.id}: {req.text}\nNo transition or property carrying "
-                          "this requirement was exercised: the run says nothing about "
-                          "it."))
-        elif req.status in (Status.SKIPPED, Status.NOT_REACHED):
-            cases.append((cls, "requirement", req.seconds, "skipped",
-                          f"{req.status.label}: {req.reason}", ""))
+            cases.append(_Case(
+                cls, "requirement", req.seconds, req.status,
+                f"{req.id} was never exercised in {_cases(res)} cases",
+                f"{req.id}: {req.text}\nNo transition or property carrying this "
+                "requirement was exercised: the run says nothing about it."))
         else:
-            cases.append((cls, "requirement", req.seconds, None, "", ""))
+            cases.append(_Case(cls, "requirement", req.seconds, req.status,
+                               f"{req.status.label}: {req.reason}" if req.reason
+                               else req.status.label))
     # A failure whose requirement the run did not list still fails the build.
     for rid, nums in facts.failures_of.items():
         if rid not in listed:
-            _, message, body = _junit_failed(rid, nums, res, facts.files)
-            cases.append((f"{base}.{rid}", "requirement", 0.0, "failure", message, body))
+            cases.append(_Case(f"{base}.{rid}", "requirement", 0.0, Status.FAILED,
+                               *_junit_failed(rid, nums, res, facts.files)))
     req_of = {name: rid for name, rid, _ in facts.rows}
+    reached = ("the client could not be tested" if res.error
+               else "the run stopped at its first failure")
     for name in res.transitions:
         status = res.row_status(name)
-        cls = f"{base}.{req_of.get(name, 'transitions')}"
-        secs = res.row_seconds.get(name, 0.0)
-        title = f"transition {name}"
-        if status is Status.NOT_EXERCISED:
-            cases.append((cls, title, secs, "failure",
-                          f"never exercised in {_cases(res)} cases",
-                          f"{name}: no test case took this transition"))
-        elif status is Status.SKIPPED:
-            cases.append((cls, title, secs, "skipped",
-                          f"skipped: {res.skipped.get(name, '')}", ""))
-        elif status is Status.NOT_REACHED:
-            cases.append((cls, title, secs, "skipped",
-                          "not reached: the run stopped at its first failure"
-                          if not res.error else "not reached: the client could not "
-                          "be tested", ""))
-        else:
-            cases.append((cls, title, secs, None, "", ""))
+        why = {Status.NOT_EXERCISED: f"never exercised in {_cases(res)} cases",
+               Status.SKIPPED: f"skipped: {res.skipped.get(name, '')}",
+               Status.NOT_REACHED: f"not reached: {reached}"}.get(status, "")
+        cases.append(_Case(
+            f"{base}.{req_of.get(name, 'transitions')}", f"transition {name}",
+            res.row_seconds.get(name, 0.0), status, why,
+            f"{name}: no test case took this transition"
+            if status is Status.NOT_EXERCISED else ""))
 
-    failed = sum(1 for c in cases if c[3] == "failure")
-    errors = sum(1 for c in cases if c[3] == "error")
-    skipped = sum(1 for c in cases if c[3] == "skipped")
+    count = {kind: sum(1 for c in cases if c.element == kind)
+             for kind in ("failure", "error", "skipped")}
     time = f"{res.duration_s:.3f}"
-    root = ET.Element("testsuites", name="sephb conformance", tests=str(len(cases)),
-                      failures=str(failed), errors=str(errors), skipped=str(skipped),
-                      time=time)
-    suite = ET.SubElement(root, "testsuite", name=xml_safe(base),
-                          tests=str(len(cases)), failures=str(failed),
-                          errors=str(errors), skipped=str(skipped), time=time)
+    totals = {"tests": str(len(cases)), "failures": str(count["failure"]),
+              "errors": str(count["error"]), "skipped": str(count["skipped"]),
+              "time": time}
+    root = ET.Element("testsuites", {"name": "sephb conformance", **totals})
+    suite = ET.SubElement(root, "testsuite", {"name": xml_safe(base), **totals})
     props = ET.SubElement(suite, "properties")
-    props_of: list[tuple[str, str]] = [("verdict", facts.verdict), ("client", res.client),
+    for key, value in [("verdict", facts.verdict), ("client", res.client),
                        ("adapter", res.adapter), ("interpretation", res.interpretation),
                        ("profile", res.profile), ("seed", _seed(res.seed)),
                        ("cases", str(res.cases)), ("directed cases", str(res.directed)),
                        ("steps", str(res.steps)), ("records", str(res.records)),
-                       *res.settings.items(), ("replay", replay_command(res))]
-    for key, value in props_of:
+                       *res.settings.items(), ("replay", replay_command(res))]:
         ET.SubElement(props, "property", name=key, value=xml_safe(value))
-    for cls, name, secs, kind, message, body in cases:
-        el = ET.SubElement(suite, "testcase", classname=xml_safe(cls),
-                           name=xml_safe(name), time=f"{secs:.3f}")
-        if kind is not None:
-            f = ET.SubElement(el, kind, message=xml_safe(message))
-            if kind != "skipped":
-                f.set("type", "ERROR" if kind == "error" else "NOT_EXERCISED"
-                      if message.startswith(_NEVER) or "never exercised" in message
-                      else "FAILED")
-                f.text = xml_safe(body)
+    for c in cases:
+        el = ET.SubElement(suite, "testcase", classname=xml_safe(c.classname),
+                           name=xml_safe(c.name), time=f"{c.seconds:.3f}")
+        if c.element is not None:
+            f = ET.SubElement(el, c.element, message=xml_safe(c.message))
+            if c.element != "skipped":
+                f.set("type", "ERROR" if c.status is None else c.status.value)
+                f.text = xml_safe(c.body)
     out = [f"warning: {w}" for w in [*res.warnings, *facts.notes]]
     if facts.changes:
         out += [f"baseline: {c.text()}" for c in facts.changes]
@@ -542,12 +541,13 @@ def _junit_bytes(facts: _Facts) -> bytes:
 
 
 def _junit_failed(rid: str, nums: list[int], res: SuiteResult, files: str | None
-                  ) -> tuple[str, str, str]:
+                  ) -> tuple[str, str]:
+    """(message, body) of a failed requirement's <failure>."""
     if not nums:  # FAILED without a recorded failure: say so rather than invent one
-        return "failure", f"{rid} failed (no failure recorded)", rid
+        return f"{rid} failed (no failure recorded)", rid
     first = res.failures[nums[0] - 1].message
     more = f" (and {len(nums) - 1} more)" if len(nums) > 1 else ""
-    return ("failure", first + more,
+    return (first + more,
             "\n\n".join(_failure_text(n, res.failures[n - 1], res, files)
                          for n in nums))
 
@@ -672,10 +672,6 @@ def _markdown(facts: _Facts) -> str:
     out += ["## Warnings", ""]
     out += [f"- {_md(w)}" for w in warnings] if warnings else ["None."]
     return "\n".join(out).rstrip() + "\n"
-
-
-def _covered_text(facts: _Facts) -> str:
-    return Tally.line(facts.tally.rows)
 
 
 def _reliability_text(rel: Reliability, *, markdown: bool = False) -> str:
@@ -893,14 +889,14 @@ def _html(facts: _Facts) -> str:
         f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts_dl) + "</dl>")
     out.append(f'<p class="replay">Run again: <code>{_h(replay_command(res))}</code></p>')
     reqs = tally.requirements
-    unjudged = reqs[Status.SKIPPED] + reqs[Status.NOT_REACHED]
     tiles = [
         (str(reqs[Status.PASSED]), "requirements passed", "good"),
         (str(reqs[Status.FAILED]), "requirements failed",
          "bad" if reqs[Status.FAILED] else "good"),
         (str(reqs[Status.NOT_EXERCISED]), "requirements not exercised",
          "warn" if reqs[Status.NOT_EXERCISED] else "good"),
-        (str(unjudged), "skipped or not reached", ""),
+        (f"{reqs[Status.SKIPPED]} / {reqs[Status.NOT_REACHED]}",
+         "requirements skipped / not reached", ""),
         (f"{tally.rows[Status.PASSED]}/{len(res.transitions)}", "transitions exercised",
          "good" if not facts.uncovered else "warn"),
     ]
@@ -974,7 +970,7 @@ def _html_requirements(facts: _Facts) -> str:
 def _html_coverage(facts: _Facts) -> str:
     res = facts.result
     parts = ['<section class="card" id="coverage"><h2>Transition coverage '
-             f'<span class="count">({_h(_covered_text(facts))})</span></h2>']
+             f'<span class="count">({_h(Tally.line(facts.tally.rows))})</span></h2>']
     if facts.svg is not None:
         svg, natural = _inline_svg(facts.svg)
         # Fitted to the page by default, so that the whole machine is in view; the

@@ -48,6 +48,7 @@ from hypothesis.stateful import (
 )
 from hypothesis.statistics import collector
 
+from sephb.model.deadlines import DEADLINES
 from sephb.model.interpretations import Interpretation
 from sephb.model.protocol import (
     ENTRY,
@@ -66,7 +67,7 @@ from sephb.model.protocol import (
 
 from . import wire
 from .inproc import CoreClient, InProcessClient
-from .properties import HIDDEN_IN_PROCESS, Manager, Oracle
+from .properties import DATA_REQUIREMENTS, HIDDEN_IN_PROCESS, Manager, Oracle
 from .results import Failure, RequirementResult, Status, SuiteResult
 from .world import Fault, World
 
@@ -98,9 +99,11 @@ PROFILES: dict[str, tuple[int, bool]] = {
     "certify": (3_000, False),
 }
 FIXED_SEED = 0
-#: Requirements judged by the oracle's data and deadline rules rather than by a row.
-PROPERTY_REQUIREMENTS = ("REQ-1-PRIORITY", "REQ-4-PORT-8014", "REQ-4-PORT-2967",
-                         "REQ-5-LOGS", "REQ-7-PULL", "REQ-X-ABORT")
+#: Requirements judged by the oracle's data and deadline rules rather than by a row
+#: (the deadlines judged elsewhere carry requirements of rows: the session limit, and
+#: failover only where the reading has it).
+PROPERTY_REQUIREMENTS = tuple(sorted(set(DATA_REQUIREMENTS) | {
+    d.requirement for d in DEADLINES if d.requirement}))
 #: Requirements only real bytes on the wire can show, and why.
 SIZE_REQUIREMENTS = {
     "REQ-SIZE-IDLE": "heartbeat sizes are bytes on the wire: only the wire adapter "
@@ -784,12 +787,16 @@ def _steps(printed: str) -> list[str]:
             if line.strip().startswith("state.")]
 
 
+#: The site of every case in words: "m1, m2 at priority 1, m3 at priority 2, a GUP".
+_SITE_WORDS = ", ".join(
+    f"{', '.join(f'm{i + 1}' for i, (*_, q) in enumerate(SITE) if q == p)} at priority {p}"
+    for p in sorted({p for *_, p in SITE})) + (", a GUP" if GUP else "")
 _FAULT_WORDS = {
     Fault.UP: "answers normally",
     Fault.REFUSE: "refuses connections",
     Fault.STALL: "stalls {req}",
     Fault.RESET: "resets the connection on {req}",
-    Fault.ERROR: "answers {req} with HTTP 503",
+    Fault.ERROR: "answers {req} with an HTTP error",
     Fault.GARBAGE: "answers {req} with bytes that are not HTTP",
     Fault.BLACKHOLE: "lets connects hang (they never complete)",
 }
@@ -832,7 +839,7 @@ def narrate(step: str, interpretation: str | None = None) -> str:
     if rule == "start":
         mode = kw.get("mode")
         return (f"the client starts in {mode.value if isinstance(mode, Mode) else '?'} "
-                "mode (m1, m2 at priority 1, m3 at priority 2, a GUP)")
+                f"mode ({_SITE_WORDS})")
     if rule == "fault" and isinstance(kw.get("fault"), Fault):
         return f"{manager} " + _FAULT_WORDS[kw["fault"]].format(
             req=_request(kw.get("path")))
@@ -960,8 +967,6 @@ def requirements_of(interp: Interpretation) -> list[str]:
     ids: set[str] = set(PROPERTY_REQUIREMENTS) | set(SIZE_REQUIREMENTS)
     for r in interp.rows():
         ids |= _row_requirements(r)
-    if interp.switches[Switch.FAILOVER]:
-        ids.add("REQ-2-FAILOVER")
     return sorted(ids)
 
 

@@ -92,7 +92,7 @@ from sephb.model.checker import (
 from sephb.model.interpretations import DEFAULT, get
 from sephb.model.protocol import SESSION_LIMIT_MS, Action, Event, Mode
 
-from .argtypes import interpretation_option, non_negative, positive
+from .argtypes import interpretation_option, non_negative, positive, time_scale
 from .clock import JITTER_BUDGET_S, tolerance_for
 from .properties import ACTS_ON, HIDDEN, ClientConfig, TraceProperties
 from .trace import ACTIONS, TRANSPORT, Record, TraceHeader, header_of, is_transport, problem
@@ -681,7 +681,7 @@ class _Run:
                 self.path, client, st[_SIDE], v.index + 1, False, line, t,
                 v.requirement, name, list(v.allowed), before,
                 list(v.path[-KEEP_PATH:]), v.message,
-                reason=v.message.removeprefix(f"event {v.index} (t={t} ms) "))
+                reason=v.reason)
         st[_NODE] = self.dead
         st[_HIST] = _SINK
 
@@ -1081,17 +1081,6 @@ See docs/validate.md."""
 _jobs = positive
 
 
-def _scale(text: str) -> float:
-    """A time scale (argparse ``type=``): a number > 0 and at most 1000."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0 < value <= 1000:  # NaN fails here too
-        raise argparse.ArgumentTypeError(f"must be > 0 and <= 1000, got {value}")
-    return value
-
-
 def add_parser(sub: Any) -> None:
     """Add ``validate`` to an argparse subparsers object (the CLI's ``sub``)."""
     p = sub.add_parser("validate", help="check recorded traces (NDJSON, HAR) offline",
@@ -1120,7 +1109,7 @@ def add_parser(sub: Any) -> None:
                         "timing rules (default: 0.1 s of wall time at the time scale "
                         "the trace's header records, at least 1000; 1000 without a "
                         "header or --time-scale)")
-    p.add_argument("--time-scale", type=_scale, metavar="S",
+    p.add_argument("--time-scale", type=time_scale, metavar="S",
                    help="the time scale (wall seconds per model second) of traces "
                         "without a header, such as a HAR or an old trace: sets the "
                         "default --tolerance, and a HAR's wall-clock times are "

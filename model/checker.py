@@ -193,9 +193,22 @@ class Violation:
         the model allowed UPLOAD_LOGS, LOGS_ACKED, REQUEST_FAILED (REQ-5-LOGS) in
         UPLOADING_LOGS``."""
         where = "|".join(s.value for s in STATES if s in states)
-        message = (f"event {index} (t={t} ms) {name}: the model allowed "
-                   f"{', '.join(allowed) or 'nothing'} ({requirement}) in {where}")
-        return cls(requirement, index, t, name, allowed, path, states, message)
+        reason = (f"{name}: the model allowed {', '.join(allowed) or 'nothing'} "
+                  f"({requirement}) in {where}")
+        return cls(requirement, index, t, name, allowed, path, states,
+                   f"event {index} (t={t} ms) {reason}")
+
+    @property
+    def reason(self) -> str:
+        """The message without where it happened: ``UPLOAD_SENSORS: the model
+        allowed ...``."""
+        return self.message.split(" ms) ", 1)[1]
+
+    def at(self, where: str) -> str:
+        """The message with another name for the observation than the checker's
+        own count, e.g. ``record 8 (t=30012 ms) UPLOAD_SENSORS: ...`` for a record's
+        number in a trace that holds more than the checker was fed."""
+        return f"{where} (t={self.t} ms) {self.reason}"
 
 
 # --- compilation -------------------------------------------------------------------

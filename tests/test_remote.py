@@ -30,7 +30,7 @@ from sephb.conformance.remote import (
     uncoverable,
     wire_environment,
 )
-from sephb.conformance.results import RequirementResult, Status, SuiteResult
+from sephb.conformance.results import RequirementResult, Status, SuiteResult, loads
 from sephb.conformance.servers import FaultMode
 from sephb.conformance.world import Fault
 from sephb.model.errors import UsageError
@@ -434,7 +434,7 @@ def test_sizes_outside_the_seed_ranges_are_warnings_not_failures() -> None:
     seen = remote.WireObservations(sizes=[
         Size("idle", IDLE_HEARTBEAT_BYTES[1] + 1, "m1", 5),
         Size("full", FULL_HEARTBEAT_BYTES[0], "m2", 9)])
-    result = remote._wire_result(base, interp, seen)
+    result = remote._wire_result(base, seen)
     status = {r.id: (r.status, r.hits) for r in result.requirements}
     assert status["REQ-SIZE-IDLE"] == (Status.PASSED, 1)
     assert status["REQ-SIZE-MAX"] == (Status.PASSED, 1)
@@ -442,7 +442,7 @@ def test_sizes_outside_the_seed_ranges_are_warnings_not_failures() -> None:
     assert not [w for w in result.warnings if w.startswith("REQ-SIZE-MAX")]
     assert result.failures == []
     # nothing measured: skipped with the reason, not held against the client
-    none = remote._wire_result(base, interp, remote.WireObservations())
+    none = remote._wire_result(base, remote.WireObservations())
     assert {r.status for r in none.requirements} == {Status.SKIPPED}
     assert all("the client's own logs decide" in r.reason for r in none.requirements)
 
@@ -661,9 +661,9 @@ def test_a_client_that_exits_at_once_ends_the_run_with_its_words(tmp_path: Path)
     [error] = root.iter("error")
     assert "boom" in str(error.get("message"))
     assert not list(root.iter("failure"))
-    assert '"verdict":"ERROR"' not in (tmp_path / "r" / "result.json").read_text()
-    assert '"error":"the client exited with status 3' in (
-        tmp_path / "r" / "result.json").read_text()
+    saved = loads((tmp_path / "r" / "result.json").read_bytes())
+    assert saved.verdict == "ERROR" and "exited with status 3" in saved.error
+    assert "ERROR" in (tmp_path / "r" / "report.md").read_text().splitlines()[0]
     nothing_left()
 
 

@@ -32,6 +32,7 @@ from sephb.conformance.results import (
     RequirementResult,
     Status,
     SuiteResult,
+    dumps,
     loads,
 )
 from sephb.conformance.seqdiagram import (
@@ -710,3 +711,25 @@ def test_a_failed_run_opens_on_its_failure_in_headless_chromium(tmp_path: Path) 
     _, _, rows = png_rows(shot, 900)
     assert bytes.fromhex("1b7f3b") in _colours(rows[:8])  # the green stripe
     assert bytes.fromhex("c62828") not in _colours(rows)
+
+
+def test_a_schema_1_result_still_loads() -> None:
+    """result.json of an older sephb (NOT_COVERED) reads with today's verdicts."""
+    old = json.loads(dumps(failing()))
+    del old["schema"]
+    for r in old["requirements"]:
+        if r["status"] == "NOT_EXERCISED":
+            r["status"] = "NOT_COVERED"
+    res = loads(json.dumps(old).encode())
+    assert Status.NOT_REACHED in {r.status for r in res.requirements}  # it had failures
+    old["failures"] = []
+    res = loads(json.dumps(old).encode())
+    assert Status.NOT_EXERCISED in {r.status for r in res.requirements}
+
+
+def test_the_mermaid_trace_marks_the_violating_record() -> None:
+    mmd = sequence_mermaid(trace(), mark=5)
+    lines = mmd.splitlines()
+    note = lines.index("  Note over P0,P2: violation (record 6)")
+    assert "GET_INDEX 13 ms" in lines[note - 1]
+    assert "violation" not in sequence_mermaid(trace())

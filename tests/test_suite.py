@@ -175,3 +175,54 @@ def test_directed_cases_cover_what_one_random_case_misses(interp: str) -> None:
     result = suite.run(get(interp), max_examples=1)
     assert result.conformant, (result.uncovered, result.failures)
     assert result.cases == 1 and result.directed > len(suite.PROBES)
+
+
+def test_baseline_names_regressions_first(tmp_path: Path) -> None:
+    """--baseline: a fault run against a reference run's result.json prints, and
+    reports, the requirement that regressed."""
+    def conform(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sephb.conformance.cli", "conform",
+                               "--max-examples", "20", *args],
+                              capture_output=True, text=True, timeout=300)
+
+    assert conform("--report", str(tmp_path / "ok")).returncode == 0
+    run = conform("--client", "uploads-logs-twice", "--report", str(tmp_path / "bad"),
+                  "--baseline", str(tmp_path / "ok" / "result.json"))
+    assert run.returncode == 1
+    lines = run.stdout.splitlines()
+    since = lines.index(next(line for line in lines if "since the baseline" in line))
+    assert lines[since + 1].strip() == "regression: REQ-5-LOGS: passed → failed"
+    assert "regression: REQ-5-LOGS: passed → failed" in (
+        tmp_path / "bad" / "report.md").read_text()
+    bad = conform("--baseline", str(tmp_path / "nope.json"))
+    assert bad.returncode == 2 and "--baseline" in bad.stderr
+
+
+@pytest.mark.parametrize("client", ["reference", "answers-push-late"])
+def test_every_output_of_a_run_tells_the_same_story(tmp_path: Path, client: str) -> None:
+    """The CLI lines, the exit status, result.json, report.md, the page and the JUnit
+    file of one run give the same verdict and the same counts."""
+    from xml.etree import ElementTree as ET
+
+    from sephb.conformance.results import Status, Tally, loads
+
+    run = subprocess.run([sys.executable, "-m", "sephb.conformance.cli", "conform",
+                          "--client", client, "--report", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    res = loads((tmp_path / "result.json").read_bytes())
+    tally = Tally.of(res)
+    assert run.returncode == (0 if res.conformant else 1)
+    assert run.stdout.startswith(f"{res.verdict}: {client} ")
+    reqs, rows = Tally.line(tally.requirements), Tally.line(tally.rows)
+    assert f"requirements: {reqs}" in run.stdout and f"transitions:  {rows}" in run.stdout
+    md = (tmp_path / "report.md").read_text()
+    assert md.startswith(f"# sephb conformance report: {res.verdict}")
+    assert f"Requirements: {reqs}. Transitions: {rows}." in md
+    assert f'<span class="verdict">{res.verdict}</span>' in (
+        tmp_path / "index.html").read_text()
+    [suite_el] = ET.parse(tmp_path / "junit.xml").getroot().iter("testsuite")
+    both = {s: tally.requirements[s] + tally.rows[s] for s in Status}
+    assert suite_el.get("failures") == str(both[Status.FAILED]
+                                           + both[Status.NOT_EXERCISED])
+    assert suite_el.get("skipped") == str(both[Status.SKIPPED] + both[Status.NOT_REACHED])
+    assert (suite_el.get("failures") == "0") == res.conformant
