@@ -16,17 +16,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from sephb.conformance.argtypes import (
+from sephb.conformance._argtypes import (
     interpretation_option,
     non_negative,
     positive,
     seconds,
     time_scale,
 )
+from sephb.conformance.client.faults import FAULTS
 from sephb.model.errors import SephbError, UsageError
 from sephb.model.interpretations import INTERPRETATIONS
-
-from .faults import FAULTS
 
 EPILOG = """\
 examples:
@@ -280,7 +279,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 #: Commands whose modules define their own arguments, and those modules.
-_REVIEW_COMMANDS = {"validate": "sephb.conformance.validate",
+_REVIEW_COMMANDS = {"validate": "sephb.conformance.traces.validate",
                     "review": "sephb.model.review", "diff": "sephb.model.diffing",
                     "export": "sephb.model.promela", "capacity": "sephb.model.capacity"}
 _REVIEW_HELP = {
@@ -436,7 +435,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
 
 
 def cmd_manager(args: argparse.Namespace) -> int:
-    from sephb.conformance.servers import run_manager_process
+    from sephb.conformance.site import run_manager_process
 
     return run_manager_process(args.config, listen=args.listen,
                                time_scale=args.time_scale, trace_path=args.trace)
@@ -445,8 +444,8 @@ def cmd_manager(args: argparse.Namespace) -> int:
 def cmd_client(args: argparse.Namespace) -> int:
     import asyncio
 
-    from sephb.conformance import sylink
     from sephb.conformance.client import ClientOptions, run_client
+    from sephb.conformance.traces import sylink
     from sephb.model.interpretations import get
 
     opts = ClientOptions(
@@ -479,7 +478,7 @@ def _conform_client_cmd(args: argparse.Namespace) -> str | None:
 
 def cmd_conform(args: argparse.Namespace) -> int:
     from sephb.conformance import suite
-    from sephb.conformance.results import loads
+    from sephb.conformance.suite.results import loads
     from sephb.model.interpretations import get
 
     cmd = _conform_client_cmd(args)
@@ -499,7 +498,7 @@ def cmd_conform(args: argparse.Namespace) -> int:
             raise UsageError(f"--baseline {args.baseline!r}: not a result.json of "
                              f"sephb conform ({exc})") from None
     if cmd is not None:
-        from sephb.conformance.remote import DEFAULT_TIME_SCALE, STARTUP_S, run_wire
+        from sephb.conformance.suite._remote import DEFAULT_TIME_SCALE, STARTUP_S, run_wire
 
         result = _with_progress(lambda progress: run_wire(
             get(args.interpretation), cmd, profile=args.profile, seed=args.seed,
@@ -515,12 +514,12 @@ def cmd_conform(args: argparse.Namespace) -> int:
     result.replay = _replay(args, result.seed)
     _print_result(result, baseline)
     if args.report:
-        from sephb.conformance.report import write_report
+        from sephb.conformance.suite.report import write_report
 
         written = write_report(result, Path(args.report), baseline=baseline)
         print(f"report: {written['index.html']}")
     if args.junit:
-        from sephb.conformance.report import write_junit
+        from sephb.conformance.suite.report import write_junit
 
         write_junit(result, Path(args.junit),
                     report_dir=Path(args.report) if args.report else None,
@@ -573,8 +572,8 @@ def _with_progress(work: Callable[[Any], Any]) -> Any:
 
 def _print_result(result: Any, baseline: Any = None) -> None:
     """The run in a few lines: the same verdict, counts and failures as every report."""
-    from sephb.conformance.report import compare
-    from sephb.conformance.results import Status, Tally, cases_text
+    from sephb.conformance.suite.report import compare
+    from sephb.conformance.suite.results import Status, Tally, cases_text
 
     tally = Tally.of(result)
     print(f"{result.verdict}: {result.client} ({result.adapter}, interpretation "
@@ -608,7 +607,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     import time
 
     from sephb.conformance import suite
-    from sephb.conformance.faults import FAULTS
+    from sephb.conformance.client.faults import FAULTS
     from sephb.model.interpretations import get
 
     interp = get(args.interpretation)
@@ -626,7 +625,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
                 result = suite.run(interp, factory=suite.environment_for(name),
                                    profile=args.profile, client=name)
             else:
-                from sephb.conformance.remote import run_wire
+                from sephb.conformance.suite._remote import run_wire
 
                 result = run_wire(interp, cmd, profile=args.profile)
             f = result.failures[0] if result.failures else None

@@ -57,7 +57,7 @@ class ConformanceItem(pytest.Item):
         name = opt("sephb_client") or "reference"
         interp = get(opt("sephb_interpretation"))
         if cmd:
-            from sephb.conformance.remote import run_wire
+            from sephb.conformance.suite._remote import run_wire
 
             result = run_wire(interp, cmd, profile=opt("sephb_profile"),
                               seed=opt("sephb_seed"))
@@ -69,7 +69,7 @@ class ConformanceItem(pytest.Item):
         if opt("sephb_report"):
             from pathlib import Path
 
-            from sephb.conformance.report import write_report
+            from sephb.conformance.suite.report import write_report
 
             write_report(result, Path(opt("sephb_report")))
         if not result.conformant:
@@ -86,7 +86,7 @@ class ConformanceItem(pytest.Item):
 
 
 def _summary(result: Any) -> str:
-    from sephb.conformance.results import Status, Tally, cases_text
+    from sephb.conformance.suite.results import Status, Tally, cases_text
 
     tally = Tally.of(result)
     lines = [f"{result.client}: {result.verdict} ({result.adapter}, interpretation "

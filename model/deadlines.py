@@ -30,7 +30,7 @@ table and read off it, never restated by hand:
 
 The session limit (REQ-2-TIMEOUT-30000, both ways: not kept past 30,000 ms and not
 given up before it) is the fourth deadline; it lives in
-:class:`sephb.conformance.properties.SessionLimit`, which both judges share, with the
+:class:`sephb.conformance.traces.properties.SessionLimit`, which both judges share, with the
 same tolerance.
 
 :class:`Deadlines` judges a stream of record names with these rules, one instance per
@@ -341,7 +341,7 @@ class Deadlines:
     is broken when a record comes, or the clock reaches (:meth:`overdue`), a time
     later than its due time plus the tolerance. ``next_heartbeat``: whether the
     next-heartbeat rule runs (a server's recording may not see a heartbeat that met
-    only refusing managers; see :mod:`sephb.conformance.properties`).
+    only refusing managers; see :mod:`sephb.conformance.traces.properties`).
     ``heartbeat_slack_ms``: extra time the first *visible* record of a heartbeat may
     come after its start (failovers a recorder cannot see).
     """

@@ -19,7 +19,7 @@ Theory of operation
    requirement id it is, guards and parameters that name it, the static rules of
    :mod:`sephb.model.analysis` and the LTL properties of :mod:`sephb.model.promela`
    whose documentation names it, and the conformance oracle's methods
-   (``conformance/properties.py``, read as *source text*: ``model`` must not import
+   (``conformance/traces/properties.py``, read as *source text*: ``model`` must not import
    ``conformance``).
 4. **Tests** are found by scanning ``tests/*.py`` for the id (this review's own test
    file is skipped, since it names ids only to check this module).
@@ -215,7 +215,7 @@ def trace(rid: str, root: Path, interp: Interpretation | None = None) -> Trace:
             if _exact(rid, src):
                 tests.append(f"{path.name}::{name}" if name else path.name)
     oracle: list[str] = []
-    props = root / "conformance" / "properties.py"
+    props = root / "conformance" / "traces" / "properties.py"
     if props.is_file():
         oracle = [f"properties.py:{n}" for n, src in _source_units(props)
                   if n and rid in mentioned_ids(src)]
@@ -261,9 +261,9 @@ def render(root: Path, seed_path: Path | None = None,
         "",
         "Status: `ENCODED` a row, guard or parameter encodes it; `CHECKED` a static "
         "rule (`model/analysis.py`), an LTL property (`sephb export promela`) or a "
-        "conformance oracle method (`conformance/properties.py`) checks it; `TESTED` a "
-        "test names it. Every requirement is also covered by the structural and guard-"
-        "partition analyses of the whole table.",
+        "conformance oracle method (`conformance/traces/properties.py`) checks it; "
+        "`TESTED` a test names it. Every requirement is also covered by the structural "
+        "and guard-partition analyses of the whole table.",
         "",
         "## The seed, sentence by sentence",
         "",

@@ -11,12 +11,12 @@ import pytest
 from netutil import addresses, run
 
 from sephb.conformance.client import ClientOptions, ReferenceClient, run_client
-from sephb.conformance.clock import Clock
-from sephb.conformance.managerconfig import FleetConfig
-from sephb.conformance.servers import Fleet
-from sephb.conformance.store import ClientState, make_logs
-from sephb.conformance.sylink import Sylink
-from sephb.conformance.trace import Record, TraceHeader, read_header, read_trace
+from sephb.conformance.client.store import ClientState, make_logs
+from sephb.conformance.site import Fleet
+from sephb.conformance.site.config import FleetConfig
+from sephb.conformance.traces.clock import Clock
+from sephb.conformance.traces.sylink import Sylink
+from sephb.conformance.traces.trace import Record, TraceHeader, read_header, read_trace
 from sephb.model import protocol as P
 from sephb.model.interpretations import get
 from sephb.model.protocol import Mode

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sephb.conformance.core import ClientCore, Effect, Peer, Timer
+from sephb.conformance.client.core import ClientCore, Effect, Peer, Timer
 from sephb.model import protocol as P
 from sephb.model.errors import ProtocolError
 from sephb.model.interpretations import INTERPRETATIONS, get

@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from netutil import addresses
 
-from sephb.conformance.store import LogQueue
-from sephb.conformance.sylink import Sylink, save
-from sephb.conformance.trace import Record, read_trace
-from sephb.conformance.wire import Role
+from sephb.conformance.client.store import LogQueue
+from sephb.conformance.traces.sylink import Sylink, save
+from sephb.conformance.traces.trace import Record, read_trace
+from sephb.conformance.traces.wire import Role
 from sephb.model.protocol import ENTRY, STEP, Mode
 
 SEPHB = [sys.executable, "-m", "sephb.conformance.cli"]
@@ -144,7 +144,7 @@ def assert_seed_order(names: list[str]) -> None:
 
 def assert_checker_accepts(records: list[Record], mode: Mode, server_side: bool) -> None:
     """The trace checker compiled from the table accepts the trace, record by record."""
-    from sephb.conformance.properties import HIDDEN
+    from sephb.conformance.traces.properties import HIDDEN
     from sephb.model.checker import Checker
 
     checker = Checker("seed", mode=mode, hidden=HIDDEN if server_side else frozenset())

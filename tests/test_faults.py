@@ -18,13 +18,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sephb.conformance import faults
 from sephb.conformance.cli import build_parser
-from sephb.conformance.client import ClientOptions, ReferenceClient
-from sephb.conformance.core import ClientCore, Effect, Peer, Timer
-from sephb.conformance.faults import FAULTS, StaleFault, core_class
-from sephb.conformance.sylink import Sylink
-from sephb.conformance.trace import Recorder
+from sephb.conformance.client import ClientOptions, ReferenceClient, faults
+from sephb.conformance.client.core import ClientCore, Effect, Peer, Timer
+from sephb.conformance.client.faults import FAULTS, StaleFault, core_class
+from sephb.conformance.traces.sylink import Sylink
+from sephb.conformance.traces.trace import Recorder
 from sephb.model import protocol as P
 from sephb.model.errors import ProtocolError, UsageError
 from sephb.model.interpretations import INTERPRETATIONS, get

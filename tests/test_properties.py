@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sephb.conformance.properties import (
+from sephb.conformance.traces.properties import (
     ACK_WINDOW,
     HEARTBEAT_BEGINS,
     HOLD_BEGINS,

@@ -18,10 +18,11 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from sephb.conformance import remote, suite
-from sephb.conformance.faults import FAULTS
-from sephb.conformance.properties import Manager, Oracle
-from sephb.conformance.remote import (
+from sephb.conformance import suite
+from sephb.conformance.client.faults import FAULTS
+from sephb.conformance.site import Fault
+from sephb.conformance.suite import _remote as remote
+from sephb.conformance.suite._remote import (
     ProcessClient,
     RemoteWorld,
     Size,
@@ -30,9 +31,8 @@ from sephb.conformance.remote import (
     uncoverable,
     wire_environment,
 )
-from sephb.conformance.results import RequirementResult, Status, SuiteResult, loads
-from sephb.conformance.servers import FaultMode
-from sephb.conformance.world import Fault
+from sephb.conformance.suite.results import RequirementResult, Status, SuiteResult, loads
+from sephb.conformance.traces.properties import Manager, Oracle
 from sephb.model.errors import UsageError
 from sephb.model.interpretations import get
 from sephb.model.protocol import (
@@ -270,7 +270,7 @@ def test_sigterm_during_a_run_leaves_nothing_behind(tmp_path: Path) -> None:
     script = tmp_path / "run.py"
     script.write_text(
         "import sys\n"
-        "from sephb.conformance.remote import run_wire\n"
+        "from sephb.conformance.suite._remote import run_wire\n"
         "from sephb.model.interpretations import get\n"
         f"run_wire(get('seed'), {REFERENCE!r}, max_examples=50, steps=30)\n")
     import subprocess
@@ -344,15 +344,15 @@ def test_world_faults_map_onto_the_servers() -> None:
         world.set_fault(0, None, Fault.REFUSE)
         assert m1.unreachable and refused(m1.address, m1.port)
         world.set_fault(0, "/urls", Fault.ERROR)  # a path fault under a refusal
-        assert sim.faults == {None: FaultMode.REFUSE, "/urls": FaultMode.ERROR}
+        assert sim.faults == {None: Fault.REFUSE, "/urls": Fault.ERROR}
         world.heal()
         assert sim.faults == {} and not refused(m1.address, m1.port)
         # no wire equivalent for a connect that never completes: stall everything
         world.only_fault(1, None, Fault.BLACKHOLE)
-        assert world.fleet["m2"].faults == {None: FaultMode.STALL}
+        assert world.fleet["m2"].faults == {None: Fault.STALL}
         assert world.managers[1].unreachable
         world.only_fault(1, "/logs", Fault.RESET)
-        assert world.fleet["m2"].faults == {"/logs": FaultMode.RESET}
+        assert world.fleet["m2"].faults == {"/logs": Fault.RESET}
         world.set_gup(Fault.REFUSE)
         assert world.gup is not None and refused(world.gup.address, world.gup.port)
         world.set_gup(None)

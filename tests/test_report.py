@@ -19,7 +19,13 @@ from xml.etree import ElementTree as ET  # our own output: no untrusted XML
 import msgspec
 import pytest
 
-from sephb.conformance.report import (
+from sephb.conformance.suite._seqdiagram import (
+    FAILURE_EVENTS,
+    layout,
+    sequence_mermaid,
+    sequence_svg,
+)
+from sephb.conformance.suite.report import (
     CONFIDENCE,
     RELIABILITY_TARGET,
     min_clean_cases,
@@ -27,19 +33,13 @@ from sephb.conformance.report import (
     write_junit,
     write_report,
 )
-from sephb.conformance.results import (
+from sephb.conformance.suite.results import (
     Failure,
     RequirementResult,
     Status,
     SuiteResult,
     dumps,
     loads,
-)
-from sephb.conformance.seqdiagram import (
-    FAILURE_EVENTS,
-    layout,
-    sequence_mermaid,
-    sequence_svg,
 )
 from sephb.diagrams import render
 from sephb.diagrams.statechart import UNCOVERED_INK

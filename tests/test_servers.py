@@ -21,17 +21,17 @@ import aiohttp
 import pytest
 from netutil import addresses, run
 
-from sephb.conformance import wire
-from sephb.conformance.clock import Clock
-from sephb.conformance.managerconfig import (
+from sephb.conformance.site import GARBAGE, Fault, Fleet, run_manager_process
+from sephb.conformance.site.config import (
     ControlSpec,
     FleetConfig,
     apply_listen,
     load_config,
     parse_config,
 )
-from sephb.conformance.servers import GARBAGE, FaultMode, Fleet, run_manager_process
-from sephb.conformance.trace import Record, TraceHeader, read_header, read_trace
+from sephb.conformance.traces import wire
+from sephb.conformance.traces.clock import Clock
+from sephb.conformance.traces.trace import Record, TraceHeader, read_header, read_trace
 from sephb.model.errors import ConfigError, UsageError
 from sephb.model.protocol import Action, Event, Source
 
@@ -341,7 +341,7 @@ async def raw_exchange(host: str, port: int, data: bytes) -> bytes:
 def test_fault_refuse_stops_listening_and_up_listens_again_on_the_same_port() -> None:
     async def go(fleet: Fleet) -> None:
         m1 = fleet["m1"]
-        await m1.set_fault(FaultMode.REFUSE)
+        await m1.set_fault(Fault.REFUSE)
         assert not m1.listening
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection(m1.address, 8014)
@@ -670,7 +670,7 @@ def test_control_api_over_http() -> None:
 
             assert await post("/m1/fault", {"mode": "error", "path": "/urls"}) == (
                 200, {**fleet["m1"].state(), "server": "m1"})
-            assert fleet["m1"].faults == {"/urls": FaultMode.ERROR}
+            assert fleet["m1"].faults == {"/urls": Fault.ERROR}
             status, body = await post("/m1/fault", {"mode": "melt"})
             assert status == 400 and "melt" in body["error"]
             status, body = await post("/m9/fault", {"mode": "up"})
@@ -747,7 +747,7 @@ priority = 2
 address = "{a[2]}"
 """)
     trace = tmp_path / "trace.ndjson"
-    code = ("import sys; from sephb.conformance.servers import run_manager_process as r; "
+    code = ("import sys; from sephb.conformance.site import run_manager_process as r; "
             f"sys.exit(r({str(cfg)!r}, listen={a[3] if listen else None!r}, "
             f"time_scale=0.001, trace_path={str(trace)!r}))")
     with subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""Tests of conformance/store.py on real files: the index copy, the durable log queue
+"""Tests of conformance/client/store.py on real files: the index copy, the durable log queue
 (persistence, acks, ids, entries ingested under their own ids, a Hypothesis state
 machine against an in-memory model, and real SIGKILL crash tests) and the log-volume
 generator."""
@@ -28,16 +28,16 @@ from hypothesis.stateful import (
     rule,
 )
 
-from sephb.conformance import store
-from sephb.conformance.store import (
+from sephb.conformance.client import store
+from sephb.conformance.client.store import (
     FULL_LOGGING_BYTES,
     ClientState,
     IndexCopy,
     LogEntry,
     LogQueue,
-    atomic_write,
     make_logs,
 )
+from sephb.conformance.traces.files import TMP_SUFFIX, atomic_write
 from sephb.model.errors import UsageError
 from sephb.model.protocol import FULL_HEARTBEAT_BYTES, IDLE_HEARTBEAT_BYTES
 
@@ -347,7 +347,7 @@ class QueueMachine(RuleBasedStateMachine):
     @rule(name=st.from_regex(r"[0-9]{12}-[0-9a-f]{16}", fullmatch=True))
     def crash_mid_append(self, name: str) -> None:
         # What a kill between write and rename leaves: a temporary file.
-        (self.dir / f".{name}.dead{store._TMP_SUFFIX}").write_text("torn")
+        (self.dir / f".{name}.dead{TMP_SUFFIX}").write_text("torn")
         self.queue = LogQueue(self.dir, fsync=False)
 
     @invariant()
@@ -371,7 +371,7 @@ TestQueueMachine = QueueMachine.TestCase
 CHILD_COMMON = r"""
 import os, random, sys
 from pathlib import Path
-from sephb.conformance.store import LogQueue
+from sephb.conformance.client.store import LogQueue
 
 progress, run = sys.argv[1], int(sys.argv[2])
 rnd = random.Random(run)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from sephb.conformance import suite
-from sephb.conformance.faults import FAULTS
-from sephb.conformance.results import Status
+from sephb.conformance.client.faults import FAULTS
+from sephb.conformance.suite.results import Status
 from sephb.model.interpretations import INTERPRETATIONS, get
 
 INTERPS = sorted(INTERPRETATIONS)
@@ -51,7 +51,7 @@ def test_every_seeded_fault_is_killed_in_process(interp: str, fault: str) -> Non
     assert result.failures, f"{fault} survived under {interp}"
     failure = result.failures[0]
     # The oracle names the requirement of the row the client should have taken; for
-    # one fault that is not the rule its name breaks (see conformance/faults.py).
+    # one fault that is not the rule its name breaks (see conformance/client/faults.py).
     assert failure.requirement in KILLED_BY.get(fault, {FAULTS[fault].requirement})
     # Hypothesis shrank it to a short program (the issue asks for at most 8 steps)
     assert suite.program_length(failure.steps) <= 8, failure.steps
@@ -204,7 +204,7 @@ def test_every_output_of_a_run_tells_the_same_story(tmp_path: Path, client: str)
     file of one run give the same verdict and the same counts."""
     from xml.etree import ElementTree as ET
 
-    from sephb.conformance.results import Status, Tally, loads
+    from sephb.conformance.suite.results import Status, Tally, loads
 
     run = subprocess.run([sys.executable, "-m", "sephb.conformance.cli", "conform",
                           "--client", client, "--report", str(tmp_path)],

@@ -1,5 +1,6 @@
-"""Tests of conformance/sylink.py: the shipped examples, every error kind (file, line,
-element in the message), the XML attacks, a Hypothesis round trip and fuzzing that
+"""Tests of conformance/traces/sylink.py: the shipped examples, every error kind
+(file, line, element in the message), the XML attacks, a Hypothesis round trip and
+fuzzing that
 must only ever produce ConfigError."""
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sephb.conformance import sylink
-from sephb.conformance.sylink import MAX_HEARTBEAT_S, Gup, Server, Sylink
+from sephb.conformance.traces import sylink
+from sephb.conformance.traces.sylink import MAX_HEARTBEAT_S, Gup, Server, Sylink
 from sephb.model.errors import ConfigError, UsageError
 from sephb.model.protocol import GUP_PORT, HEARTBEAT_INTERVAL_S, MANAGER_CONTENT_PORT, Mode
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from sephb.conformance.clock import Clock
-from sephb.conformance.trace import (
+from sephb.conformance.traces.clock import Clock
+from sephb.conformance.traces.trace import (
     ACTIONS,
     EVENTS,
     NAMES,
@@ -31,7 +31,7 @@ from sephb.conformance.trace import (
     read_header,
     read_trace,
 )
-from sephb.conformance.wire import Role
+from sephb.conformance.traces.wire import Role
 from sephb.model.errors import UsageError
 from sephb.model.protocol import Action, Event, Source
 

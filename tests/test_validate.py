@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from netutil import addresses, run
 
-from sephb.conformance import validate as V
-from sephb.conformance.har import har_events, trace_to_har
-from sephb.conformance.properties import CONTENT_PORTS, HIDDEN
-from sephb.conformance.trace import header_record
+from sephb.conformance.traces import validate as V
+from sephb.conformance.traces.har import har_events, trace_to_har
+from sephb.conformance.traces.properties import CONTENT_PORTS, HIDDEN
+from sephb.conformance.traces.trace import header_record
 from sephb.model import oracle
 from sephb.model.checker import NAMES
 from sephb.model.graph import Topology, checkin_paths, concrete_graph, node, row_of
@@ -53,10 +53,10 @@ def reference_records(heartbeats: int = 2, *, fault: str | None = None,
     validate's default tolerance (1,000 ms) for the deadlines: an answer is acted
     on "at once"."""
     from sephb.conformance.client import ClientOptions, ReferenceClient
-    from sephb.conformance.clock import Clock
-    from sephb.conformance.managerconfig import FleetConfig
-    from sephb.conformance.servers import Fleet
-    from sephb.conformance.sylink import Sylink, save
+    from sephb.conformance.site import Fleet
+    from sephb.conformance.site.config import FleetConfig
+    from sephb.conformance.traces.clock import Clock
+    from sephb.conformance.traces.sylink import Sylink, save
     from sephb.model.interpretations import get
     from sephb.model.protocol import Mode
 
@@ -178,7 +178,7 @@ def test_har_data_reads_log_ids_from_bodies(tmp_path: Path) -> None:
 
 #: Seeded faults whose recorded traces break the protocol's order, and the
 #: requirement offline validation names (that of the row the client should have
-#: taken; see conformance/faults.py). The other faults break data properties:
+#: taken; see conformance/client/faults.py). The other faults break data properties:
 #: those a trace shows by itself (--data: DATA_FAULTS), those of the client's
 #: configuration (--sylink: CONFIG_FAULTS) and the mode (--mode); see
 #: docs/validate.md, "What a trace shows of the seeded faults".
@@ -244,7 +244,7 @@ def test_seeded_fault_traces_are_caught_with_sylink(fault: str, tmp_path: Path) 
     """The suite's managers and GUP, written as the client's sylink.xml, in the
     mode of the failing case: the first manager and the interval are checked."""
     from sephb.conformance import suite
-    from sephb.conformance.sylink import Sylink, save
+    from sephb.conformance.traces.sylink import Sylink, save
     from sephb.model.interpretations import get
     from sephb.model.protocol import Mode
 
@@ -297,10 +297,10 @@ def stalled_records(fault: str | None) -> list[dict[str, Any]]:
     model seconds: the reference has long given up; a client that ignores the
     limit still waits, and the manager records its close when it is stopped."""
     from sephb.conformance.client import ClientOptions, ReferenceClient
-    from sephb.conformance.clock import Clock
-    from sephb.conformance.managerconfig import FleetConfig
-    from sephb.conformance.servers import Fleet
-    from sephb.conformance.sylink import Sylink
+    from sephb.conformance.site import Fleet
+    from sephb.conformance.site.config import FleetConfig
+    from sephb.conformance.traces.clock import Clock
+    from sephb.conformance.traces.sylink import Sylink
     from sephb.model.interpretations import get
     from sephb.model.protocol import Mode
 
@@ -770,7 +770,7 @@ def _peak_rss_validating(events: int) -> tuple[float, str]:
     trace is generated into the pipe as it is read, so no file holds it."""
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a child
     # of a big pytest process would report the parent's peak.
-    code = ("import re\nfrom sephb.conformance.validate import validate_file\n"
+    code = ("import re\nfrom sephb.conformance.traces.validate import validate_file\n"
             "r = validate_file('-')\n"
             "hwm = re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read())[1]\n"
             "print(r.events, len(r.problems), sum(not c.conformant for c in r.clients),"
@@ -905,7 +905,7 @@ def test_a_kept_connection_is_caught_offline(tmp_path: Path) -> None:
 
 def test_randomization_lets_a_check_in_come_later(tmp_path: Path) -> None:
     """A sylink.xml that enables RandomizationRange (A15) moves the upper bound."""
-    from sephb.conformance.sylink import Sylink, save
+    from sephb.conformance.traces.sylink import Sylink, save
 
     syl = tmp_path / "sylink.xml"
     save(Sylink.build([["127.0.0.2"]], heartbeat_s=300, randomization_s=120), syl)
@@ -1115,7 +1115,7 @@ MARGIN_CASES: Final[dict[str, tuple[list[dict[str, Any]], dict[str, Any], str, s
 
 def _margin_case(tmp_path: Path, case: str, tolerance_ms: int | None = None
                  ) -> V.ClientVerdict:
-    from sephb.conformance.sylink import Sylink, save
+    from sephb.conformance.traces.sylink import Sylink, save
 
     records, options, *_ = MARGIN_CASES[case]
     opts: dict[str, Any] = {"data": True}

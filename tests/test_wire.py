@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import msgspec
 import pytest
 
-from sephb.conformance import wire
-from sephb.conformance.wire import Role
+from sephb.conformance.traces import wire
+from sephb.conformance.traces.wire import Role
 from sephb.model.protocol import ENTRY, PARAMETERS, Action, Event, Source, State
 
 

@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from sephb.conformance.client import ClientOptions, ReferenceClient
-from sephb.conformance.clock import Clock
-from sephb.conformance.store import ClientState
-from sephb.conformance.sylink import Sylink
-from sephb.conformance.trace import Recorder
+from sephb.conformance.client.store import ClientState
+from sephb.conformance.traces.clock import Clock
+from sephb.conformance.traces.sylink import Sylink
+from sephb.conformance.traces.trace import Recorder
 from sephb.model.interpretations import get
 
 FAILURES = {"CONNECT_FAILED", "SESSION_TIMEOUT", "REQUEST_FAILED", "DOWNLOAD_FAILED",

@@ -14,10 +14,10 @@ import tempfile
 from pathlib import Path
 
 from sephb.conformance.client import ClientOptions, ReferenceClient
-from sephb.conformance.clock import Clock
-from sephb.conformance.managerconfig import FleetConfig
-from sephb.conformance.servers import Fleet
-from sephb.conformance.sylink import Sylink
+from sephb.conformance.site import Fleet
+from sephb.conformance.site.config import FleetConfig
+from sephb.conformance.traces.clock import Clock
+from sephb.conformance.traces.sylink import Sylink
 from sephb.model.interpretations import get
 from sephb.model.protocol import FULL_HEARTBEAT_BYTES, IDLE_HEARTBEAT_BYTES
 

@@ -16,7 +16,7 @@ import statistics
 import time
 
 from sephb.conformance import suite
-from sephb.conformance.faults import FAULTS
+from sephb.conformance.client.faults import FAULTS
 from sephb.model.interpretations import INTERPRETATIONS, get
 
 

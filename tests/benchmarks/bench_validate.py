@@ -83,7 +83,7 @@ def _write(f: IO[bytes], events: int, clients: int, side: str) -> None:
 def _events_per_s(path: str, events: int, runs: int, data: bool = False) -> float:
     """Median events/s of ``sephb validate``'s function on the file, end to end
     (``data``: with ``--data``)."""
-    from sephb.conformance.validate import validate_file
+    from sephb.conformance.traces.validate import validate_file
 
     rates = []
     for _ in range(runs):
@@ -119,8 +119,8 @@ def _decode_per_s(path: str, decoder: Any, runs: int) -> float:
 def _oracle_per_s(path: str, n: int) -> float:
     """The oracle on the first n records of the same file (decoded beforehand: only
     the checking is timed, which flatters the oracle)."""
-    from sephb.conformance.properties import HIDDEN
-    from sephb.conformance.trace import read_trace
+    from sephb.conformance.traces.properties import HIDDEN
+    from sephb.conformance.traces.trace import read_trace
     from sephb.model import oracle
 
     recs = []
@@ -143,7 +143,7 @@ class _Nothing(msgspec.Struct):
 
 def _processes(paths: list[str], *, at_once: bool) -> None:
     """Validate each path in a process of its own, one after the other or at once."""
-    code = "import sys\nfrom sephb.conformance.validate import validate_file\n" \
+    code = "import sys\nfrom sephb.conformance.traces.validate import validate_file\n" \
            "validate_file(sys.argv[1])"
     procs = []
     for p in paths:
@@ -160,7 +160,7 @@ def _rss(path: str) -> float:
     """Peak RSS (MiB) of a fresh process validating ``path``."""
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so the child
     # of this (big) process would report the parent's peak.
-    code = ("import re,sys\nfrom sephb.conformance.validate import validate_file\n"
+    code = ("import re,sys\nfrom sephb.conformance.traces.validate import validate_file\n"
             "r=validate_file(sys.argv[1]); assert not r.problems\n"
             "print(re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read())[1])")
     out = subprocess.run([sys.executable, "-c", code, path], check=True,
@@ -180,8 +180,8 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=10_000_000,
                     help="events of the memory trace (default 10,000,000)")
     args = ap.parse_args()
-    from sephb.conformance.trace import Record
-    from sephb.conformance.validate import _FAST, validate_files
+    from sephb.conformance.traces.trace import Record
+    from sephb.conformance.traces.validate import _FAST, validate_files
 
     print(f"machine: {platform.machine()} {platform.processor() or ''}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}; "

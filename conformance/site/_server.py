@@ -3,11 +3,12 @@
 Theory of operation
 -------------------
 A :class:`Fleet` starts one :class:`SimServer` per manager and one for the GUP of a
-:class:`~sephb.conformance.managerconfig.FleetConfig`, each on its own loopback address
+:class:`~sephb.conformance.site.config.FleetConfig`, each on its own loopback address
 and the seed's port (8014 for managers, 2967 for the GUP; an ephemeral port when that
-one is taken). They speak the wire profile of :mod:`sephb.conformance.wire` and record
-what they observe through one :class:`~sephb.conformance.trace.Recorder`, stamped with
-one :class:`~sephb.conformance.clock.Clock`.
+one is taken). They speak the wire profile of :mod:`sephb.conformance.traces.wire`
+and record what they observe through one
+:class:`~sephb.conformance.traces.trace.Recorder`, stamped with one
+:class:`~sephb.conformance.traces.clock.Clock`.
 
 The HTTP layer is aiohttp's low-level server (``aiohttp.web_server.Server``), not
 ``web.Application``: the servers must see connections, not only requests. A
@@ -24,7 +25,7 @@ uploaded twice -- to one manager or across a failover -- is stored once.
 
 Faults are per server, for all requests or for one path, and change at run time
 (:meth:`SimServer.set_fault`, or the JSON control API in
-:mod:`sephb.conformance.control`). ``refuse`` closes the listening socket, so that
+:mod:`sephb.conformance.site._control`). ``refuse`` closes the listening socket, so that
 connects are refused by the kernel; the others act on a request once its head is
 read: ``stall`` never answers (until the client gives up), ``reset`` aborts with an
 RST, ``error`` answers 503, ``garbage`` answers bytes that are not HTTP.
@@ -39,43 +40,41 @@ from __future__ import annotations
 import asyncio
 import enum
 import errno
-import math
-import signal
 import socket
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http import HTTPStatus
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from aiohttp import web
-from aiohttp.web_protocol import RequestHandler, RequestPayloadError
+from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_request import BaseRequest
-from aiohttp.web_server import Server as _AioServer
 
+from sephb.conformance.site._connections import _BodyLost, _Conn, _head_size, _HttpServer
+from sephb.conformance.site.config import ServerSpec
+from sephb.conformance.traces import wire
+from sephb.conformance.traces.clock import Clock
+from sephb.conformance.traces.trace import Record
+from sephb.conformance.traces.wire import IndexAnswer, LogEntry, Role, Route
 from sephb.model.errors import ConfigError, UsageError
 from sephb.model.protocol import Action, Event, Source
 
-from . import wire
-from .clock import Clock
-from .managerconfig import FleetConfig, ServerSpec, apply_listen, load_config
-from .trace import Record, Recorder, TraceWriter
-from .wire import IndexAnswer, LogEntry, Role, Route
+if TYPE_CHECKING:
+    from sephb.conformance.site._fleet import Fleet
 
 __all__ = [
     "GARBAGE",
     "Endpoint",
-    "FaultMode",
-    "Fleet",
+    "Fault",
     "SimServer",
     "Site",
-    "run_manager_process",
 ]
 
 
-class FaultMode(enum.Enum):
-    """How a server misbehaves."""
+class Fault(enum.Enum):
+    """How a server misbehaves: one vocabulary for the real servers, the suite's
+    virtual ones (:mod:`sephb.conformance.suite.world`) and the control API."""
 
     #: Normal service (clears faults; listens again after ``refuse``).
     UP = "up"
@@ -89,15 +88,21 @@ class FaultMode(enum.Enum):
     ERROR = "error"
     #: Answer bytes that are not HTTP, then close.
     GARBAGE = "garbage"
+    #: Drop connection attempts: the connect never completes. Virtual servers only:
+    #: on loopback a connect always completes or is refused at once, so a real server
+    #: refuses this mode (the wire suite serves it as ``stall`` on every path).
+    BLACKHOLE = "blackhole"
 
 
+#: The faults a real server can serve.
+SERVED: Final = tuple(f for f in Fault if f is not Fault.BLACKHOLE)
 #: What ``garbage`` answers: not a status line, a NUL and invalid UTF-8.
 GARBAGE: Final = b"\x00\xffSEPHB-GARBAGE this is not HTTP \x8f\x00\r\n\r\n"
 _FAULT_TEXT: Final = {
-    FaultMode.STALL: "fault stall: request read, never answered; the client gave up",
-    FaultMode.RESET: "fault reset: connection aborted with RST",
-    FaultMode.ERROR: "fault error: answered 503 Service Unavailable",
-    FaultMode.GARBAGE: "fault garbage: answered bytes that are not HTTP, then closed",
+    Fault.STALL: "fault stall: request read, never answered; the client gave up",
+    Fault.RESET: "fault reset: connection aborted with RST",
+    Fault.ERROR: "fault error: answered 503 Service Unavailable",
+    Fault.GARBAGE: "fault garbage: answered bytes that are not HTTP, then closed",
 }
 
 
@@ -185,163 +190,6 @@ class Endpoint:
         return f"{self.name:<8} {self.role:<8} {self.address}:{self.port}{prio}{note}"
 
 
-# --- connections ----------------------------------------------------------------------
-
-
-class _CountingTransport(asyncio.Transport):
-    """Delegates to the socket transport and counts the bytes written to it."""
-
-    def __init__(self, inner: asyncio.Transport, conn: _Conn):
-        super().__init__()
-        self._inner, self._conn = inner, conn
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self._conn.bytes_out += len(data)
-        self._inner.write(data)
-
-    def writelines(self, list_of_data: Any) -> None:
-        chunks = list(list_of_data)
-        self._conn.bytes_out += sum(len(c) for c in chunks)
-        self._inner.writelines(chunks)
-
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        return self._inner.get_extra_info(name, default)
-
-    def is_closing(self) -> bool:
-        return self._inner.is_closing()
-
-    def close(self) -> None:
-        self._inner.close()
-
-    def abort(self) -> None:
-        self._inner.abort()
-
-    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        self._inner.set_protocol(protocol)
-
-    def get_protocol(self) -> asyncio.BaseProtocol:
-        return self._inner.get_protocol()
-
-    def is_reading(self) -> bool:
-        return self._inner.is_reading()
-
-    def pause_reading(self) -> None:
-        self._inner.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._inner.resume_reading()
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None
-                                ) -> None:
-        self._inner.set_write_buffer_limits(high, low)
-
-    def get_write_buffer_size(self) -> int:
-        return self._inner.get_write_buffer_size()
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return self._inner.get_write_buffer_limits()
-
-    def write_eof(self) -> None:
-        self._inner.write_eof()
-
-    def can_write_eof(self) -> bool:
-        return self._inner.can_write_eof()
-
-
-class _Conn(RequestHandler):
-    """aiohttp's per-connection protocol, plus what the trace needs to know."""
-
-    def __init__(self, manager: _HttpServer, *, sim: SimServer, **kwargs: Any):
-        super().__init__(manager, **kwargs)
-        self.sim = sim
-        self.id = 0
-        self.peer = "?"
-        self.local: tuple[str, int] = (sim.address, sim.port)
-        self.accepted_t = 0
-        #: The client id, known from the first request (peer "ip:port" if none).
-        self.client: str | None = None
-        self.requests = 0
-        self.bytes_in = 0
-        self.bytes_out = 0
-        #: A request handler is running; the DISCONNECT record waits for it.
-        self.busy = False
-        self.closed = False
-        #: The server closed it on purpose (drop); held pushes record CONNECTION_LOST.
-        self.dropped = False
-        self.lost_exc: BaseException | None = None
-        self.ended = False
-        self.lost: asyncio.Future[None] = self._loop.create_future()
-        self.done: asyncio.Future[None] = self._loop.create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.id = self.sim.next_conn_id()
-        self.accepted_t = self.sim.fleet.recorder.now()
-        peer = transport.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        local = transport.get_extra_info("sockname")
-        if local:
-            self.local = (str(local[0]), int(local[1]))
-        self.sim.conns.add(self)
-        super().connection_made(_CountingTransport(transport, self))
-
-    def data_received(self, data: bytes) -> None:
-        self.bytes_in += len(data)
-        super().data_received(data)
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.closed, self.lost_exc = True, exc
-        self.sim.conns.discard(self)
-        if not self.lost.done():
-            self.lost.set_result(None)
-        super().connection_lost(exc)
-        if not self.busy:
-            self.sim.record_end(self)
-
-    def handle_error(self, request: BaseRequest, status: int = 500,
-                     exc: BaseException | None = None, message: str | None = None
-                     ) -> web.StreamResponse:
-        # aiohttp calls this for requests it could not parse (400) and for handler
-        # crashes (500). A client sending garbage is an observation, not a server bug:
-        # record it and answer quietly. Real crashes keep aiohttp's logging.
-        if status >= 500 or self.closed:
-            return super().handle_error(request, status, exc, message)
-        self.requests += 1
-        self.sim.ensure_connect(self, None)
-        self.sim.emit(wire.failure_event(None, first_request=self.requests == 1), self,
-                      status=status, error=f"bad request: {message or exc}")
-        resp = web.Response(status=status, text=f"{status} {HTTPStatus(status).phrase}\n")
-        resp.force_close()
-        return resp
-
-
-class _HttpServer(_AioServer):
-    """aiohttp's low-level server, making :class:`_Conn` protocols."""
-
-    def __init__(self, sim: SimServer, **kwargs: Any):
-        super().__init__(sim.handle, **kwargs)
-        self.sim = sim
-
-    def __call__(self) -> RequestHandler:
-        return _Conn(self, sim=self.sim, loop=self._loop, **self._kwargs)
-
-
-class _BodyLost(Exception):
-    """The client went away (or broke the framing) in the middle of a request body."""
-
-    def __init__(self, received: int, cause: BaseException):
-        super().__init__(received, cause)
-        self.received, self.cause = received, cause
-
-
-def _head_size(request: BaseRequest) -> int:
-    """Bytes of the request line and headers as parsed (exact for the usual
-    ``Name: value\\r\\n`` spelling)."""
-    v = request.version
-    line = len(request.method) + len(request.raw_path) + len(f"HTTP/{v.major}.{v.minor}")
-    return line + 4 + sum(len(k) + len(val) + 4 for k, val in request.raw_headers) + 2
-
-
 # --- one server -----------------------------------------------------------------------
 
 
@@ -358,7 +206,7 @@ class SimServer:
         self.source: Source = spec.source
         self.locations: dict[str, Source] = dict(spec.locations)
         #: Fault per path; the key None applies to every request.
-        self.faults: dict[str | None, FaultMode] = {}
+        self.faults: dict[str | None, Fault] = {}
         self.conns: set[_Conn] = set()
         self._held: set[asyncio.Future[str]] = set()
         self._listener: asyncio.Server | None = None
@@ -433,20 +281,20 @@ class SimServer:
 
     # -- run-time control --
 
-    async def set_fault(self, mode: FaultMode | str, path: str | None = None) -> None:
+    async def set_fault(self, mode: Fault | str, path: str | None = None) -> None:
         """Misbehave on every request, or on requests for ``path`` (exact, or every
         path below it: ``/content`` covers ``/content/3/avdefs.zip``). ``up`` clears
         the fault of ``path``, or with no path every fault, listening again after
         ``refuse`` on the same port."""
-        try:
-            mode = FaultMode(mode)
-        except ValueError:
+        fault = next((f for f in SERVED if mode in (f, f.value)), None)
+        if fault is None:
             raise UsageError(
-                f"fault mode {mode!r}: expected one of "
-                f"{', '.join(m.value for m in FaultMode)}") from None
+                f"fault mode {getattr(mode, 'value', mode)!r}: expected one of "
+                f"{', '.join(m.value for m in SERVED)}")
+        mode = fault
         if path is not None and not path.startswith("/"):
             raise UsageError(f"fault path {path!r}: expected a path starting with '/'")
-        if mode is FaultMode.REFUSE:
+        if mode is Fault.REFUSE:
             if path is not None:
                 raise UsageError("fault refuse applies to the whole server: give no path")
             if self._listener is not None:
@@ -454,7 +302,7 @@ class SimServer:
                 self._listener = None
             self.faults[None] = mode
             return
-        if mode is FaultMode.UP:
+        if mode is Fault.UP:
             if path is not None:
                 self.faults.pop(path, None)
                 return
@@ -467,16 +315,16 @@ class SimServer:
                         f"{self.name}: cannot listen again on {self.address}:{self.port}: "
                         f"{exc.strerror}") from None
             return
-        if self.faults.get(None) is FaultMode.REFUSE and path is None:
+        if self.faults.get(None) is Fault.REFUSE and path is None:
             raise UsageError(f"{self.name} refuses connections; set it up first")
         self.faults[path] = mode
 
-    def fault_for(self, path: str) -> FaultMode | None:
+    def fault_for(self, path: str) -> Fault | None:
         for key, mode in self.faults.items():
             if key is not None and (path == key or path.startswith(key.rstrip("/") + "/")):
                 return mode
         every = self.faults.get(None)
-        return None if every is FaultMode.REFUSE else every
+        return None if every is Fault.REFUSE else every
 
     def set_policy(self, source: Source | str, location: str | None = None) -> None:
         """Set the LiveUpdate source of ``location`` (None: the default policy)."""
@@ -581,7 +429,7 @@ class SimServer:
         fault = self.fault_for(request.path)
         head = _head_size(request)
 
-        if fault is FaultMode.RESET:
+        if fault is Fault.RESET:
             if route:
                 self.emit(route.action, conn, t=t0, bytes_in=head, **req,
                           **self._action_fields(route, request, None))
@@ -692,15 +540,15 @@ class SimServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         tr.abort()
 
-    async def _fault(self, fault: FaultMode, conn: _Conn, request: BaseRequest,
+    async def _fault(self, fault: Fault, conn: _Conn, request: BaseRequest,
                      failed: Event, req: dict[str, Any]) -> web.StreamResponse:
-        if fault is FaultMode.ERROR:
+        if fault is Fault.ERROR:
             resp = web.Response(status=503, text="503 Service Unavailable (fault)\n")
             n = await self._send(conn, request, resp)
             self.emit(failed, conn, status=503, bytes_out=n, error=_FAULT_TEXT[fault],
                       **req)
             return resp
-        if fault is FaultMode.GARBAGE:
+        if fault is Fault.GARBAGE:
             tr = request.transport
             if tr is not None:
                 tr.write(GARBAGE)
@@ -708,7 +556,7 @@ class SimServer:
             self.emit(failed, conn, bytes_out=len(GARBAGE), error=_FAULT_TEXT[fault],
                       **req)
             return web.Response()
-        if fault is FaultMode.STALL:
+        if fault is Fault.STALL:
             await conn.lost
             self.emit(failed, conn, error=_FAULT_TEXT[fault], **req)
             return web.Response()
@@ -839,199 +687,3 @@ def _hold_seconds(request: BaseRequest, clock: Clock) -> float | None:
     if raw is None or not raw.isdigit():
         return None
     return clock.wall_seconds(int(raw))
-
-
-# --- the fleet ------------------------------------------------------------------------
-
-#: The ``writer`` of the header of a trace the servers write (``sephb manager
-#: --trace``; docs/trace-format.md).
-TRACE_WRITER: Final = "manager"
-
-
-class Fleet:
-    """Managers, an optional GUP and the control API of one config, started together.
-
-    ``async with Fleet(config) as fleet:`` starts and stops it. ``trace`` (a path or a
-    :class:`~sephb.conformance.trace.TraceWriter`) also writes every record to a file
-    (a path gets a header naming the clock's time scale and :data:`TRACE_WRITER`);
-    records are always kept in memory (``maxlen`` bounds them) for tests and for
-    ``GET /control/trace``.
-    """
-
-    def __init__(
-        self,
-        config: FleetConfig,
-        *,
-        clock: Clock | None = None,
-        trace: TraceWriter | str | None = None,
-        listen: str | None = None,
-        maxlen: int | None = None,
-        recorder: Recorder | None = None,
-    ):
-        self.config = apply_listen(config, listen)
-        if recorder is not None and (trace is not None or clock is not None):
-            raise UsageError("give a Fleet either a recorder or a clock and a trace")
-        self.clock = recorder.clock if recorder else (clock or Clock())
-        # A shared recorder (e.g. the reference client's) stays open after stop().
-        self._own_recorder = recorder is None
-        if recorder is None:
-            writer = TraceWriter(trace, time_scale=self.clock.time_scale,
-                                 writer=TRACE_WRITER) if isinstance(trace, str) else trace
-            recorder = Recorder(self.clock, writer=writer, maxlen=maxlen)
-        self.recorder = recorder
-        self.site = Site(self.config.serial, self.config.content, self.config.files,
-                         self.config.content_size)
-        self.servers: dict[str, SimServer] = {
-            s.name: SimServer(self, s) for s in self.config.servers
-        }
-        self.control: Any = None  # a control.ControlApi once started
-        self._started = False
-
-    # -- access --
-
-    def __getitem__(self, name: str) -> SimServer:
-        try:
-            return self.servers[name]
-        except KeyError:
-            raise UsageError(f"no server named {name!r} (have: "
-                             f"{', '.join(self.servers)})") from None
-
-    @property
-    def managers(self) -> list[SimServer]:
-        """Managers in priority order, then config order."""
-        ms = [s for s in self.servers.values() if s.role is Role.MANAGER]
-        return sorted(ms, key=lambda s: s.spec.priority)
-
-    @property
-    def gup(self) -> SimServer | None:
-        return next((s for s in self.servers.values() if s.role is Role.GUP), None)
-
-    @property
-    def endpoints(self) -> list[Endpoint]:
-        return [s.endpoint for s in self.servers.values()]
-
-    @property
-    def records(self) -> list[Record]:
-        return self.recorder.records
-
-    def logs(self, client: str) -> list[StoredLog]:
-        """The logs the site accepted from ``client``, in order of acceptance."""
-        return list(self.site.logs.get(client, {}).values())
-
-    def describe(self) -> list[str]:
-        """One line per server (and the control API): name, role, address:port."""
-        lines = [e.line() for e in self.endpoints]
-        if self.control is not None:
-            lines.append(self.control.endpoint.line())
-        return lines
-
-    # -- lifecycle --
-
-    async def start(self) -> Fleet:
-        if self._started:
-            return self
-        self._started = True
-        try:
-            for s in self.servers.values():
-                await s.start()
-            if self.config.control is not None:
-                from .control import ControlApi  # control imports this module
-
-                self.control = ControlApi(self, self.config.control)
-                await self.control.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def stop(self) -> None:
-        if self.control is not None:
-            await self.control.stop()
-            self.control = None
-        for s in self.servers.values():
-            await s.stop()
-        if self._own_recorder:
-            self.recorder.close()
-        self._started = False
-
-    async def __aenter__(self) -> Fleet:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    # -- run-time control --
-
-    def publish(self, *, push: bool = True) -> IndexAnswer:
-        """Publish new content (new serial, next revision); by default announce it to
-        every held push connection, as a real manager does in push mode."""
-        answer = self.site.publish()
-        if push:
-            self.push()
-        return answer
-
-    def push(self, server: str | None = None) -> int:
-        """Announce the current serial on held push requests (of one server or all);
-        return how many were answered."""
-        targets = [self[server]] if server else list(self.servers.values())
-        return sum(s.push(self.site.serial) for s in targets)
-
-    def state(self) -> dict[str, Any]:
-        """Everything a test may want to assert on, as JSON-ready data."""
-        return {
-            "serial": self.site.serial,
-            "content": self.site.content,
-            "servers": {n: s.state() for n, s in self.servers.items()},
-            "clients": {
-                c: {
-                    "logs": [{"id": lg.id, "data": lg.data, "server": lg.server,
-                              "t": lg.t} for lg in self.logs(c)],
-                    "sensors": vars(self.site.sensors[c]).copy()
-                    if c in self.site.sensors else None,
-                }
-                for c in sorted(set(self.site.logs) | set(self.site.sensors))
-            },
-        }
-
-
-# --- the `sephb manager` process -------------------------------------------------------
-
-
-def run_manager_process(config_path: str, *, listen: str | None, time_scale: float,
-                        trace_path: str | None) -> int:
-    """Run the fleet of ``config_path`` until SIGINT or SIGTERM; return 0.
-
-    Prints one line per server (name, role, address:port, and a note when the port
-    was taken). Raises ConfigError / UsageError for a bad config, a bad argument or a
-    port that cannot be bound.
-    """
-    if not (isinstance(time_scale, (int, float)) and math.isfinite(time_scale)
-            and time_scale > 0):
-        raise UsageError(f"--time-scale {time_scale!r}: expected a number > 0")
-    config = load_config(config_path)
-    apply_listen(config, listen)  # fail before starting anything
-    return asyncio.run(_serve(config, listen, time_scale, trace_path))
-
-
-async def _serve(config: FleetConfig, listen: str | None, time_scale: float,
-                 trace_path: str | None) -> int:
-    # Bounded memory: a long-running process keeps the last 100,000 records for
-    # GET /control/trace; the trace file has them all.
-    fleet = Fleet(config, clock=Clock(time_scale), trace=trace_path, listen=listen,
-                  maxlen=100_000)
-    await fleet.start()
-    try:
-        for line in fleet.describe():
-            print(line, flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        try:
-            await stop.wait()
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-    finally:
-        await fleet.stop()
-    return 0

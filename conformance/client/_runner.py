@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-:class:`~sephb.conformance.core.ClientCore` decides everything; this module only
+:class:`~sephb.conformance.client.core.ClientCore` decides everything; this module only
 carries out its effects over the wire profile (``docs/wire-profile.md``) and turns
 what happens into events for it. At any moment there is at most one piece of I/O in
 flight (one request, the connect, or the held push request) and one core timer; the
@@ -39,16 +39,22 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from sephb.conformance.client import faults
+from sephb.conformance.client._http import HttpConnection, HttpError, Response
+from sephb.conformance.client.core import ClientCore, Effect, Peer
+from sephb.conformance.client.store import (
+    ClientState,
+    IndexCopy,
+    LogEntry,
+    is_log_id,
+    make_logs,
+)
+from sephb.conformance.traces import wire
+from sephb.conformance.traces.clock import Clock
+from sephb.conformance.traces.sylink import Sylink
+from sephb.conformance.traces.trace import Recorder, TraceWriter
 from sephb.model.interpretations import Interpretation
 from sephb.model.protocol import Action, Event, State
-
-from . import faults, wire
-from .clock import Clock
-from .core import ClientCore, Effect, Peer
-from .http import HttpConnection, HttpError, Response
-from .store import ClientState, IndexCopy, LogEntry, is_log_id, make_logs
-from .sylink import Sylink
-from .trace import Recorder, TraceWriter
 
 #: Listings of the spool before one log upload, at most: each takes in what came
 #: while the last was written to the queue, so the upload misses only what lands in

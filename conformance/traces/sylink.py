@@ -87,7 +87,7 @@ from defusedxml import (
     ExternalReferenceForbidden,
 )
 
-from sephb.conformance.store import atomic_write
+from sephb.conformance.traces.files import atomic_write
 from sephb.model.errors import ConfigError
 from sephb.model.protocol import GUP_PORT, HEARTBEAT_INTERVAL_S, MANAGER_CONTENT_PORT, Mode
 

@@ -3,7 +3,7 @@
 Theory of operation
 -------------------
 A conformance suite is only as good as the wrong clients it rejects. Each fault here
-is a small subclass of :class:`~sephb.conformance.core.ClientCore` that changes one
+is a small subclass of :class:`~sephb.conformance.client.core.ClientCore` that changes one
 decision and inherits every other one, so a suite that passes the reference and fails
 the fault has caught exactly that rule (:attr:`Fault.requirement`). The tests in
 ``tests/test_faults.py`` pin both halves: a scenario where the fault differs from the
@@ -39,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final
 
+from sephb.conformance.client.core import ClientCore, Effect, Timer
 from sephb.model.errors import UsageError
 from sephb.model.protocol import (
     GUP_PORT,
@@ -52,8 +53,6 @@ from sephb.model.protocol import (
     Row,
     State,
 )
-
-from .core import ClientCore, Effect, Timer
 
 __all__ = ["FAULTS", "Fault", "MutatedCore", "StaleFault", "bypass", "core_class",
            "redirect", "swap"]
@@ -70,7 +69,7 @@ class StaleFault(RuntimeError):
 
 def _stale(what: str) -> StaleFault:
     return StaleFault(f"no row {what} in the table: the model changed under this "
-                      f"fault; update its mutation in sephb.conformance.faults")
+                      f"fault; update its mutation in sephb.conformance.client.faults")
 
 
 # --- mutations ---------------------------------------------------------------------
@@ -127,7 +126,7 @@ def bypass(state: State, leave: Event) -> Mutation:
             # Merging two guards would need a conjunction the table cannot express.
             if r.guard is not None:
                 raise StaleFault(f"cannot bypass {state.value}: {r.name} enters it "
-                                 f"under a guard; update sephb.conformance.faults")
+                                 f"under a guard; update sephb.conformance.client.faults")
             out += [replace(x, source=r.source, event=r.event) for x in exits]
         return tuple(out)
 

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Everything a test does to a :class:`~sephb.conformance.servers.Fleet` from Python it
+Everything a test does to a :class:`~sephb.conformance.site._server.Fleet` from Python it
 can also do over HTTP, so that a client under test in another process (or a shell
 script with curl) can be driven the same way. The API is a small aiohttp
 ``web.Application`` on its own loopback port; it never binds outside 127.0.0.0/8.
@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, TypeVar
 import msgspec
 from aiohttp import web
 
+from sephb.conformance.site._server import Endpoint, SimServer
+from sephb.conformance.site.config import ControlSpec
+from sephb.conformance.traces.trace import dumps
 from sephb.model.errors import ConfigError, UsageError
 from sephb.model.protocol import Source
 
-from .managerconfig import ControlSpec
-from .trace import dumps
-
 if TYPE_CHECKING:
-    from .servers import Endpoint, Fleet, SimServer
+    from sephb.conformance.site._fleet import Fleet
 
 __all__ = ["ControlApi"]
 
@@ -100,8 +100,6 @@ class ControlApi:
 
     @property
     def endpoint(self) -> Endpoint:
-        from .servers import Endpoint
-
         return Endpoint("control", "control", self.address, self.port, self.spec.port)
 
     @property

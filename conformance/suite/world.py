@@ -19,38 +19,21 @@ location, faults per server and path, and the logs each client uploaded.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sephb.conformance.site import Fault
+from sephb.conformance.traces import wire
+from sephb.conformance.traces.wire import ROUTES, Role, Route
 from sephb.model.protocol import Action, Event, Source
 
-from . import wire
-from .wire import ROUTES, Role, Route
+#: ``Fault`` is the site's vocabulary (:class:`sephb.conformance.site.Fault`); the
+#: replay files of shrunk programs name it from here.
+__all__ = ["Fault", "Reply", "VServer", "World"]
 
 _ROUTE: dict[Action, Route] = {r.action: r for r in ROUTES}
 _DOWNLOADS = frozenset({Action.DOWNLOAD_MANAGER, Action.DOWNLOAD_GUP})
-
-
-class Fault(enum.Enum):
-    """What a virtual server does to a request (the modes of the real servers)."""
-
-    #: Answer normally.
-    UP = "up"
-    #: Refuse the connection (invisible to the server: it is not listening).
-    REFUSE = "refuse"
-    #: Accept and never answer.
-    STALL = "stall"
-    #: Reset the connection mid-request.
-    RESET = "reset"
-    #: Answer 503.
-    ERROR = "error"
-    #: Answer bytes that are not HTTP.
-    GARBAGE = "garbage"
-    #: Drop connection attempts: the connect never completes (in process only; on
-    #: loopback a connect always completes or is refused at once).
-    BLACKHOLE = "blackhole"
 
 
 @dataclass

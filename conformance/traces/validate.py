@@ -2,14 +2,14 @@
 
 Theory of operation
 -------------------
-A trace file (NDJSON, plain or gzip, or a HAR capture, :mod:`sephb.conformance.har`)
+A trace file (NDJSON, plain or gzip, or a HAR capture, :mod:`sephb.conformance.traces.har`)
 holds the records of many clients, interleaved. Each client's records are run through
 the trace checker compiled from the transition table
 (:func:`sephb.model.checker.tables_for`): a client's whole state is one *node* of the
 compiled automaton, and a record moves it by one list index. Which events count as
 hidden depends on who observed the record, decided **per record** by its ``by``
 field: ``"server"`` records are checked with the events a server cannot see hidden
-(:data:`sephb.conformance.properties.HIDDEN`); ``"client"`` records (and records
+(:data:`sephb.conformance.traces.properties.HIDDEN`); ``"client"`` records (and records
 without ``by``) with nothing hidden. A file that holds both views of one client
 (``sephb manager`` and ``sephb client`` sharing a trace) checks them as two separate
 streams, "c1 (server)" and "c1 (client)". A GUP's own ``CONNECT``/``DISCONNECT``
@@ -32,7 +32,8 @@ The hot path is built for >= 1,000,000 events/s on one core:
 Anything unusual (a blank line, a syntax error, an unknown name, time going back)
 makes that block fall back to line-by-line decoding; a line that still fails is
 decoded once more by the careful reader's typed decoder
-(:data:`sephb.conformance.trace.Record` and :func:`~sephb.conformance.trace.problem`)
+(:data:`sephb.conformance.traces.trace.Record` and
+:func:`~sephb.conformance.traces.trace.problem`)
 for the precise message. The bad line is reported with file and line and skipped;
 the run goes on. Lines are capped at :data:`MAX_LINE` bytes: a longer line is
 reported and skipped without being held in memory. Both paths give the same results
@@ -52,8 +53,8 @@ events before; the path is the suffix after the checkpoint, of which the last
 
 The timing rules of ``--data`` allow ``tolerance_ms`` of recording jitter. Unless it
 is given, it follows the time scale the trace was recorded at, read from the header
-line its writer put first (:func:`sephb.conformance.trace.header_of`): the jitter
-budget of :func:`sephb.conformance.clock.tolerance_for` (0.1 s of wall time) in
+line its writer put first (:func:`sephb.conformance.traces.trace.header_of`): the jitter
+budget of :func:`sephb.conformance.traces.clock.tolerance_for` (0.1 s of wall time) in
 model time, and never less than :data:`DEFAULT_TOLERANCE_MS`. Header lines are
 neither records nor bad lines. A timing finding carries its :class:`Margin` (how
 late or early, and the tolerance that would accept it).
@@ -82,6 +83,29 @@ from typing import IO, Annotated, Any, Final, Literal, cast
 import msgspec
 import numpy as np
 
+from sephb.conformance._argtypes import (
+    interpretation_option,
+    non_negative,
+    positive,
+    time_scale,
+)
+from sephb.conformance.traces.clock import JITTER_BUDGET_S, tolerance_for
+from sephb.conformance.traces.properties import (
+    ACTS_ON,
+    HIDDEN,
+    ClientConfig,
+    TraceProperties,
+)
+from sephb.conformance.traces.trace import (
+    ACTIONS,
+    TRANSPORT,
+    Record,
+    TraceHeader,
+    header_of,
+    is_transport,
+    problem,
+)
+from sephb.conformance.traces.wire import Role
 from sephb.model.checker import (
     NAMES,
     Node,
@@ -91,12 +115,6 @@ from sephb.model.checker import (
 )
 from sephb.model.interpretations import DEFAULT, get
 from sephb.model.protocol import SESSION_LIMIT_MS, Action, Event, Mode
-
-from .argtypes import interpretation_option, non_negative, positive, time_scale
-from .clock import JITTER_BUDGET_S, tolerance_for
-from .properties import ACTS_ON, HIDDEN, ClientConfig, TraceProperties
-from .trace import ACTIONS, TRANSPORT, Record, TraceHeader, header_of, is_transport, problem
-from .wire import Role
 
 __all__ = [
     "DEFAULT_TOLERANCE_MS",
@@ -137,7 +155,7 @@ _HEADER_START: Final = b'{"sephb"'
 
 def default_tolerance(time_scale: float | None) -> int:
     """The tolerance (model ms) for a trace recorded at ``time_scale`` (None:
-    unknown): :data:`~sephb.conformance.clock.JITTER_BUDGET_S` of wall time in model
+    unknown): :data:`~sephb.conformance.traces.clock.JITTER_BUDGET_S` of wall time in model
     time, as the conformance suite over the wire allows, and never less than
     :data:`DEFAULT_TOLERANCE_MS`."""
     if time_scale is None:
@@ -907,7 +925,7 @@ def _careful(run: _Run, raw: bytes, line: int, last: bool) -> None:
 
 
 def _har(path: str, run: _Run) -> None:
-    from .har import HarError, har_events
+    from sephb.conformance.traces.har import HarError, har_events
 
     run.result.format = "har"
     try:
@@ -944,12 +962,12 @@ def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
     wall-clock times are divided by it. ``sylink``: the clients' sylink.xml, for the
     rules of their configuration (priority, interval, mode); it implies ``data``. A
     sylink.xml that cannot be read raises
-    :class:`~sephb.conformance.sylink.ConfigError` (the command checks it first)."""
+    :class:`~sephb.conformance.traces.sylink.ConfigError` (the command checks it first)."""
     if time_scale is not None:
         tolerance_for(time_scale)  # a scale that is not a number > 0: ValueError now
     config = None
     if sylink is not None:
-        from .sylink import load
+        from sephb.conformance.traces.sylink import load
 
         config = ClientConfig.of(get(interpretation), load(sylink))
     run = _Run(path if path != "-" else "<stdin>", interpretation,
@@ -1159,7 +1177,7 @@ def run(args: argparse.Namespace) -> int:
     if args.files.count("-") > 1:
         raise UsageError("stdin (-) can be read only once")
     if args.sylink is not None:
-        from .sylink import load
+        from sephb.conformance.traces.sylink import load
 
         configured = load(args.sylink).mode.value  # a bad file: one clear message
         if args.mode is not None and args.mode != configured:
@@ -1271,7 +1289,7 @@ def _count(n: int, what: str) -> str:
     return f"{n:,} {what}{'' if n == 1 else 's'}"
 
 
-def _main() -> None:  # pragma: no cover - `python -m sephb.conformance.validate`
+def _main() -> None:  # pragma: no cover - `python -m sephb.conformance.traces.validate`
     parser = argparse.ArgumentParser(prog="sephb")
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["validate", *sys.argv[1:]])

@@ -7,8 +7,9 @@ A trace is one JSON object a line::
 
     {"t": 1234, "client": "c1", "event": "GET_INDEX", "by": "server", ...}
 
-``t`` is model time in whole milliseconds (:mod:`sephb.conformance.clock`), so a trace
-taken at time scale 0.001 reads like one taken in real time. ``event`` is the name of
+``t`` is model time in whole milliseconds (:mod:`sephb.conformance.traces.clock`),
+so a trace taken at time scale 0.001 reads like one taken in real time.
+``event`` is the name of
 a model :class:`~sephb.model.protocol.Action` (what the client did) or
 :class:`~sephb.model.protocol.Event` (what happened to it); the two vocabularies are
 disjoint by construction of the model and the allowed names are derived from those
@@ -56,11 +57,10 @@ from typing import IO, Annotated, Any, Final, Literal, cast
 
 import msgspec
 
+from sephb.conformance.traces.clock import Clock
+from sephb.conformance.traces.wire import Role
 from sephb.model.errors import UsageError
 from sephb.model.protocol import Action, Event, Source
-
-from .clock import Clock
-from .wire import Role
 
 __all__ = [
     "ACTIONS",

@@ -4,7 +4,7 @@ and the files that reproduce each failure.
 Theory of operation
 -------------------
 The suite (:mod:`sephb.conformance.suite`) fills a
-:class:`~sephb.conformance.results.SuiteResult`; everything here only reads it, so a
+:class:`~sephb.conformance.suite.results.SuiteResult`; everything here only reads it, so a
 report can be written again from a saved ``result.json`` without running anything.
 :func:`write_report` first works out, once, what every format says (:class:`_Facts`:
 the verdict, the reliability claim, the uncovered rows, file names of the failures)
@@ -13,7 +13,7 @@ file cannot disagree with one another.
 
 The page renders offline and without JavaScript: CSS is inline, the state diagram
 (drawn from the transition table by :mod:`sephb.diagrams` with its coverage overlay)
-and the sequence diagrams (:mod:`sephb.conformance.seqdiagram`) are inline SVG, and
+and the sequence diagrams (:mod:`sephb.conformance.suite._seqdiagram`) are inline SVG, and
 every link is relative to the output directory. Every string that came from a run
 (messages, steps, traces, a foreign client's command line) is escaped for the format
 it goes into, and characters XML 1.0 cannot carry are replaced.
@@ -42,10 +42,8 @@ from xml.etree import ElementTree as ET  # writing only: nothing untrusted is pa
 
 import msgspec
 
-from sephb.model.errors import UsageError
-from sephb.model.interpretations import INTERPRETATIONS
-
-from .results import (
+from sephb.conformance.suite._seqdiagram import sequence_mermaid, sequence_svg, xml_safe
+from sephb.conformance.suite.results import (
     Failure,
     Status,
     SuiteResult,
@@ -54,8 +52,9 @@ from .results import (
     dumps,
     replay_command,
 )
-from .seqdiagram import sequence_mermaid, sequence_svg, xml_safe
-from .trace import header_record
+from sephb.conformance.traces.trace import header_record
+from sephb.model.errors import UsageError
+from sephb.model.interpretations import INTERPRETATIONS
 
 __all__ = [
     "CONFIDENCE",
@@ -401,7 +400,7 @@ def _expected_text(f: Failure) -> str | None:
 
 def _program(res: SuiteResult, f: Failure) -> list[tuple[str, str]]:
     """The shrunk program as (domain words, the step as the replay runs it)."""
-    from .suite import narrate
+    from sephb.conformance.suite import narrate
 
     return [(narrate(step, res.interpretation), step) for step in f.steps]
 

@@ -25,10 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, NoReturn
 
+from sephb.conformance.traces.wire import GUP_PORT, MANAGER_PORT, Role, parse_serial
 from sephb.model.errors import ConfigError, UsageError
 from sephb.model.protocol import Source
-
-from .wire import GUP_PORT, MANAGER_PORT, Role, parse_serial
 
 __all__ = [
     "DEFAULT_SERIAL",
@@ -81,7 +80,7 @@ class ControlSpec:
 
 @dataclass(frozen=True)
 class FleetConfig:
-    """A validated fleet: what :class:`~sephb.conformance.servers.Fleet` starts."""
+    """A validated fleet: what :class:`~sephb.conformance.site._server.Fleet` starts."""
 
     managers: tuple[ServerSpec, ...]
     gup: ServerSpec | None = None

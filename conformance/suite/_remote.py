@@ -80,6 +80,17 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from sephb.conformance.site import Fleet, SimServer
+from sephb.conformance.site.config import FleetConfig
+from sephb.conformance.suite import _machine as suite
+from sephb.conformance.suite import _run
+from sephb.conformance.suite.inproc import InProcessClient
+from sephb.conformance.suite.results import RequirementResult, Status, SuiteResult
+from sephb.conformance.suite.world import Fault, Reply, VServer
+from sephb.conformance.traces.clock import JITTER_BUDGET_S, Clock, tolerance_for
+from sephb.conformance.traces.sylink import Gup, Sylink, save
+from sephb.conformance.traces.trace import Record
+from sephb.conformance.traces.wire import Role
 from sephb.model.errors import UsageError
 from sephb.model.interpretations import Interpretation
 from sephb.model.protocol import (
@@ -92,17 +103,6 @@ from sephb.model.protocol import (
     Source,
     State,
 )
-
-from . import suite
-from .clock import JITTER_BUDGET_S, Clock, tolerance_for
-from .inproc import InProcessClient
-from .managerconfig import FleetConfig
-from .results import RequirementResult, Status, SuiteResult
-from .servers import FaultMode, Fleet, SimServer
-from .sylink import Gup, Sylink, save
-from .trace import Record
-from .wire import Role
-from .world import Fault, Reply, VServer
 
 __all__ = [
     "DEFAULT_TIME_SCALE",
@@ -228,17 +228,17 @@ class Size:
         return IDLE_HEARTBEAT_BYTES if self.kind == "idle" else FULL_HEARTBEAT_BYTES
 
 
-def _server_mode(fault: Fault, path: str | None) -> tuple[FaultMode, str | None]:
+def _server_mode(fault: Fault, path: str | None) -> tuple[Fault, str | None]:
     """The real servers' fault for a world fault."""
     if fault is Fault.BLACKHOLE:
         # A loopback connect never hangs: the nearest thing is a server that accepts
         # and never answers, on every path (the session limit still runs out).
-        return FaultMode.STALL, None
+        return Fault.STALL, None
     if fault is Fault.REFUSE and path is not None:
         # Refusing is per server (the listening socket); for one path the nearest is
         # a connection cut at that request.
-        return FaultMode.RESET, path
-    return FaultMode(fault.value), path
+        return Fault.RESET, path
+    return fault, path
 
 
 class RemoteWorld:
@@ -498,7 +498,7 @@ class RemoteWorld:
     def _sync(self, server: RemoteServer, faults: dict[str | None, Fault]) -> None:
         """Make the real server's faults what ``faults`` says (world vocabulary)."""
         server.faults = dict(faults)
-        want: dict[str | None, FaultMode] = {}
+        want: dict[str | None, Fault] = {}
         for path, fault in faults.items():
             # A per-path UP under an all-requests fault has no wire equivalent (the
             # servers cannot exempt a path): the path gets the server's fault.
@@ -508,19 +508,19 @@ class RemoteWorld:
         self._call(self._apply_faults(self.fleet[server.name], want))
 
     @staticmethod
-    async def _apply_faults(s: SimServer, want: dict[str | None, FaultMode]) -> None:
+    async def _apply_faults(s: SimServer, want: dict[str | None, Fault]) -> None:
         have = dict(s.faults)
         if have == want:
             return
-        refusing = have.get(None) is FaultMode.REFUSE
-        if (refusing and want.get(None) is not FaultMode.REFUSE) or (
+        refusing = have.get(None) is Fault.REFUSE
+        if (refusing and want.get(None) is not Fault.REFUSE) or (
                 None in have and None not in want):
-            await s.set_fault(FaultMode.UP)  # clears every fault, listens again
+            await s.set_fault(Fault.UP)  # clears every fault, listens again
             have = {}
         for gone in [p for p in have if p is not None and p not in want]:
-            await s.set_fault(FaultMode.UP, gone)
-        if want.get(None) is FaultMode.REFUSE and not refusing:
-            await s.set_fault(FaultMode.REFUSE)
+            await s.set_fault(Fault.UP, gone)
+        if want.get(None) is Fault.REFUSE and not refusing:
+            await s.set_fault(Fault.REFUSE)
         for path, mode in want.items():
             if s.faults.get(path) is not mode:
                 await s.set_fault(mode, path)
@@ -982,7 +982,7 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
     """Run the suite against ``client_cmd`` over the wire: the profile's
     Hypothesis cases (:data:`WIRE_PROFILES`), then (``directed``) the suite's
     directed cases for rows they missed, except those the wire cannot show. Never
-    raises for a non-conformant client. ``kw`` goes to :func:`.suite.run` (e.g.
+    raises for a non-conformant client. ``kw`` goes to :func:`._run.run` (e.g.
     ``progress``)."""
     if profile not in WIRE_PROFILES:
         raise UsageError(f"profile {profile!r}: expected one of "
@@ -996,7 +996,7 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
             for r in interp.rows()}
     try:
         with _terminate_as_interrupt():
-            result = suite.run(interp, factory=env, profile=profile, seed=seed,
+            result = _run.run(interp, factory=env, profile=profile, seed=seed,
                                client=client_cmd, client_cmd=client_cmd,
                                max_examples=max_examples or plan.cases,
                                steps_per_case=steps or plan.steps, shrink=False, **kw)

@@ -27,7 +27,7 @@ profile's route for the action (``DOWNLOAD_GUP`` goes to a GUP); lifelines are t
 clients, then the managers, then the GUPs, each in order of first appearance.
 
 Failure records are highlighted: an event the wire profile or the model uses for a
-failure (derived from :data:`sephb.conformance.wire.ROUTES` and
+failure (derived from :data:`sephb.conformance.traces.wire.ROUTES` and
 :data:`sephb.model.analysis.SESSION_FAILURES`, never listed here), a record carrying
 ``error``, or an HTTP answer of 400 and up.
 
@@ -45,10 +45,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from sephb.conformance.traces.wire import ROUTES, Role
 from sephb.model.analysis import SESSION_FAILURES
 from sephb.model.protocol import Action, Event
-
-from .wire import ROUTES, Role
 
 __all__ = [
     "FAILURE_EVENTS",

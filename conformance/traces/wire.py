@@ -5,7 +5,7 @@ Theory of operation
 The seed names the heartbeat's steps ("HTTP GET of index.dat", "GET request to
 obtain URLs", "uploads log files", ...) but not their bytes. This module fixes them
 once, for both sides: the reference client builds its requests from it, the simulated
-manager and GUP (:mod:`sephb.conformance.servers`) dispatch on it, and the servers'
+manager and GUP (:mod:`sephb.conformance.site._server`) dispatch on it, and the servers'
 trace records take their names from it. ``docs/wire-profile.md`` is the prose version;
 where the two disagree, this module wins.
 

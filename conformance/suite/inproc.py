@@ -22,11 +22,10 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from sephb.conformance.client.core import ClientCore, Effect, Peer
+from sephb.conformance.suite.world import Reply, World
 from sephb.model.interpretations import Interpretation
 from sephb.model.protocol import Action, Event, Mode, State
-
-from .core import ClientCore, Effect, Peer
-from .world import Reply, World
 
 
 class InProcessClient(Protocol):

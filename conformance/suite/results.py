@@ -1,7 +1,7 @@
 """What a conformance run found: the data every report is written from.
 
 The suite (:mod:`sephb.conformance.suite`) fills a :class:`SuiteResult`; the reports
-(:mod:`sephb.conformance.report`: the CLI's lines, HTML, Markdown, JUnit XML) only
+(:mod:`sephb.conformance.suite.report`: the CLI's lines, HTML, Markdown, JUnit XML) only
 read it, through :class:`Tally` for the counts, so that no two outputs of one run can
 disagree. Keeping the two apart also lets a report be re-rendered from a saved result
 (``result.json``) without running anything.

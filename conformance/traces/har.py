@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 A HAR file (what mitmproxy, Fiddler and browsers save) is one JSON document whose
 ``log.entries`` are request/answer pairs. :func:`har_events` maps them to model
-observations by the wire profile, :data:`sephb.conformance.wire.ROUTES`, and nothing
+observations by the wire profile, :data:`sephb.conformance.traces.wire.ROUTES`, and nothing
 else:
 
 * entries are taken in ``startedDateTime`` order; ``t`` is model milliseconds since
@@ -24,7 +24,7 @@ else:
   A GUP's connections are transport, not model steps;
 * method + path -> the route's Action; a 2xx answer -> the route's Event (``204`` on
   ``/push`` is the end of a hold, ``HEARTBEAT_DUE``); anything else (status 0, an
-  ``_error``, 3xx-5xx) -> :func:`sephb.conformance.wire.failure_event`;
+  ``_error``, 3xx-5xx) -> :func:`sephb.conformance.traces.wire.failure_event`;
 * ``changed`` on INDEX_RECEIVED compares the request's ``X-Sephb-Serial`` with the
   answer's serial, and ``source`` is read from the answer body, when the capture
   kept the body; otherwise both are unknown to the checker;
@@ -54,9 +54,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from sephb.model.protocol import GUP_PORT, Action, Event
-
-from .wire import (
+from sephb.conformance.traces.wire import (
     HEADER_CLIENT,
     HEADER_LOCATION,
     HEADER_SERIAL,
@@ -67,6 +65,7 @@ from .wire import (
     failure_event,
     route_for,
 )
+from sephb.model.protocol import GUP_PORT, Action, Event
 
 __all__ = ["HarError", "HarEvent", "har_events", "trace_to_har"]
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from sephb.conformance.traces.trace import is_transport
 from sephb.model.checker import Checker
 from sephb.model.deadlines import DEADLINES, Deadlines, Open, Timing
 from sephb.model.interpretations import Interpretation, Selection
@@ -50,8 +51,6 @@ from sephb.model.protocol import (
     State,
     Switch,
 )
-
-from .trace import is_transport
 
 #: What servers cannot observe: the client's timers, its connect (the server sees
 #: the connection, recorded as the client's CONNECT), and failures that leave no
@@ -715,7 +714,7 @@ class ClientConfig:
 
     @classmethod
     def of(cls, interpretation: Interpretation, sylink: Any) -> ClientConfig:
-        """From a :class:`~sephb.conformance.sylink.Sylink`."""
+        """From a :class:`~sephb.conformance.traces.sylink.Sylink`."""
         top = sylink.tiers()[0]
         chosen = top[:1] if interpretation.selection is Selection.FIRST else top
         return cls(frozenset((s.address, s.port) for s in chosen),

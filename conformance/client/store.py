@@ -71,6 +71,7 @@ from typing import Annotated, Final
 
 import msgspec
 
+from sephb.conformance.traces.files import TMP_SUFFIX, atomic_write, fsync_dir, write_tmp
 from sephb.model.errors import UsageError
 from sephb.model.protocol import FULL_HEARTBEAT_BYTES
 
@@ -87,8 +88,6 @@ __all__ = [
     "IndexCopy",
     "LogEntry",
     "LogQueue",
-    "atomic_write",
-    "fsync_dir",
     "is_log_id",
     "make_logs",
 ]
@@ -116,56 +115,12 @@ ACKED_FILE: Final = "acked.json"
 #: How many of those it keeps (a spool's source may outlive the ack that long).
 ACKED_MEMORY: Final = 4096
 _SUFFIX: Final = ".log"
-_TMP_SUFFIX: Final = ".tmp"
 
 
 def is_log_id(entry_id: str) -> bool:
     """Whether ``entry_id`` may name an ingested entry: :data:`ID_RE`, and not the
     form of the queue's own ids."""
     return bool(ID_RE.fullmatch(entry_id)) and not _ENTRY_RE.fullmatch(entry_id)
-
-
-# -- atomic files ----------------------------------------------------------------------
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make the directory's entries (creations, renames, deletions) durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_tmp(directory: Path, name: str, data: bytes, fsync: bool) -> Path:
-    """Write ``data`` to a fresh hidden temporary file; return its path."""
-    tmp = directory / f".{name}.{secrets.token_hex(4)}{_TMP_SUFFIX}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:  # os.write may write less than asked
-            view = view[os.write(fd, view):]
-        if fsync:
-            os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        tmp.unlink(missing_ok=True)
-        raise
-    os.close(fd)
-    return tmp
-
-
-def atomic_write(path: Path, data: bytes, *, fsync: bool = True) -> None:
-    """Replace ``path`` with ``data``: readers and crashes see the old file or the new
-    one, never a mix. With ``fsync`` the new content survives a power cut too."""
-    tmp = _write_tmp(path.parent, path.name, data, fsync)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if fsync:
-        fsync_dir(path.parent)
 
 
 # -- the index copy --------------------------------------------------------------------
@@ -242,7 +197,7 @@ class LogQueue:
             self.directory.mkdir(parents=True, exist_ok=True)
             # Leftovers of appends that were killed before their rename: never visible
             # as entries, removed so they do not pile up.
-            for p in self.directory.glob(f".*{_TMP_SUFFIX}"):
+            for p in self.directory.glob(f".*{TMP_SUFFIX}"):
                 p.unlink(missing_ok=True)
             names = list(self._listing().values())
             acked = self._load_acked()
@@ -289,7 +244,7 @@ class LogQueue:
 
     def _put(self, name: str, blob: bytes) -> None:
         """Write one entry file atomically (the caller syncs the directory)."""
-        tmp = _write_tmp(self.directory, name, blob, self.fsync)
+        tmp = write_tmp(self.directory, name, blob, self.fsync)
         try:
             os.replace(tmp, self._path(name))
         except BaseException:

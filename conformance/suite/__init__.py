@@ -1,0 +1,83 @@
+"""Suite: the conformance suite -- Hypothesis stateful tests of any client against the
+model, in process or over the wire, and the reports of a run.
+
+==================  ================================================================
+``world``           the virtual site of an in-process run (managers, GUP, faults)
+``inproc``          the in-process adapter interface (docs/adapters.md)
+``_machine``        the state machine: environment rules, oracle invariant, coverage
+``_run``            a run: random cases, directed top-ups, deadline probes, result
+``_narrate``        shrunk programs in domain words, and replay files
+``_remote``         the wire adapter: a real site and a client process
+``_clients``        which environment a named client or command gets
+``results``         the result model: five verdicts, ``result.json``
+``report``          HTML, Markdown and JUnit reports of one result
+``_seqdiagram``     sequence diagrams of a failure's records
+==================  ================================================================
+
+May import: :mod:`sephb.model`, :mod:`sephb.diagrams`, and the rooms below it --
+:mod:`~sephb.conformance.traces`, :mod:`~sephb.conformance.client` (seeded faults
+in process), :mod:`~sephb.conformance.site` (the wire adapter's servers). Only the
+command line and the pytest plugin import it. Exports the names below.
+"""
+
+from sephb.conformance.suite._clients import environment_for, machine_for
+from sephb.conformance.suite._machine import (
+    FIXED_SEED,
+    GUP,
+    INTERVAL_MS,
+    PROFILES,
+    PROPERTY_REQUIREMENTS,
+    SITE,
+    SIZE_REQUIREMENTS,
+    SPIN_LIMIT,
+    TIME_STEPS,
+    ClientFactory,
+    ClientGone,
+    Coverage,
+    Environment,
+    Violation,
+    make_machine,
+    reference_factory,
+    row_requirements,
+)
+from sephb.conformance.suite._narrate import narrate, program_length, replay_source
+from sephb.conformance.suite._remote import (
+    DEFAULT_TIME_SCALE,
+    STARTUP_S,
+    run_wire,
+    wire_environment,
+)
+from sephb.conformance.suite._run import PROBES, Probe, requirements_of, run
+
+__all__ = [
+    "DEFAULT_TIME_SCALE",
+    "FIXED_SEED",
+    "GUP",
+    "INTERVAL_MS",
+    "PROBES",
+    "PROFILES",
+    "PROPERTY_REQUIREMENTS",
+    "SITE",
+    "SIZE_REQUIREMENTS",
+    "SPIN_LIMIT",
+    "STARTUP_S",
+    "TIME_STEPS",
+    "ClientFactory",
+    "ClientGone",
+    "Coverage",
+    "Environment",
+    "Probe",
+    "Violation",
+    "environment_for",
+    "machine_for",
+    "make_machine",
+    "narrate",
+    "program_length",
+    "reference_factory",
+    "replay_source",
+    "requirements_of",
+    "row_requirements",
+    "run",
+    "run_wire",
+    "wire_environment",
+]

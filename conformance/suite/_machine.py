@@ -1,0 +1,527 @@
+"""The conformance suite: Hypothesis stateful testing of a client against the model.
+
+Theory of operation
+-------------------
+A Hypothesis ``RuleBasedStateMachine`` plays the environment of one client: three
+managers over two priorities and a GUP (a :class:`~.world.World` in process), a
+virtual clock, and the client under test. Its rules are environment actions -- a
+manager refusing, stalling, resetting, failing or answering garbage at some step, the
+GUP going down, new content published, the location's LiveUpdate source changed, the
+client moving location, logs produced, a policy change pushed, the held connection
+dropped, time advanced (by values that hug the 30,000 ms limit and the interval), the
+client restarted. The client's moves are not rules: they are what it does in answer,
+and the :class:`~.properties.Oracle` judges every record the servers make after every
+step (an invariant). No rule restates the protocol.
+
+Hypothesis shrinks a violation to a short program; the suite turns it into a
+:class:`~.results.Failure` with the records, the steps and a replay file. Coverage:
+every step's records are explained by one consistent run of the model, whose rows
+are counted (and reported to ``hypothesis.event``); a run fails when a row or a
+requirement id was never exercised. Rules are weighted toward what is not covered yet
+by :func:`_goal`, which steers the environment to the cause of an uncovered row.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import hypothesis
+from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
+
+from sephb.conformance.suite.inproc import CoreClient, InProcessClient
+from sephb.conformance.suite.world import Fault, World
+from sephb.conformance.traces import wire
+from sephb.conformance.traces.properties import (
+    DATA_REQUIREMENTS,
+    HIDDEN_IN_PROCESS,
+    Manager,
+    Oracle,
+)
+from sephb.model.deadlines import DEADLINES
+from sephb.model.interpretations import Interpretation
+from sephb.model.protocol import (
+    ENTRY,
+    GUARDS,
+    HEARTBEAT_INTERVAL_S,
+    SESSION_LIMIT_MS,
+    Event,
+    Guard,
+    Mode,
+    Row,
+    Source,
+    State,
+)
+
+INTERVAL_MS = HEARTBEAT_INTERVAL_S * 1000
+#: Steps of time that matter: just under, at and over the session limit and the
+#: interval, plus small and large ones.
+TIME_STEPS = sorted({1, 1_000, SESSION_LIMIT_MS - 1, SESSION_LIMIT_MS,
+                     SESSION_LIMIT_MS + 1, INTERVAL_MS - 1, INTERVAL_MS, INTERVAL_MS + 1,
+                     2 * INTERVAL_MS})
+#: Wake-ups at one model instant beyond which a client is spinning.
+SPIN_LIMIT = 200
+#: Longest a case is kept running after its last step for its open deadlines to
+#: resolve, in heartbeat intervals (the longest deadline is one interval, plus the
+#: failovers and randomization a recorder may not see).
+DRAIN_INTERVALS = 2
+PATHS = [None, "/index.dat", "/urls", "/content", "/logs", "/sensors", "/push"]
+LOCATIONS = ["Default", "Office", "Branch"]
+#: The site every run uses: three managers over two priorities, and a GUP.
+SITE = [("127.0.10.2", 8014, 1), ("127.0.10.3", 8014, 1), ("127.0.10.4", 8014, 2)]
+GUP = ("127.0.10.9", 2967)
+
+#: name -> (cases, fixed): a fixed profile always runs the same programs (seed
+#: :data:`FIXED_SEED` unless ``--seed`` says otherwise); the others draw a seed and
+#: print it. "certify" is at least 2,995 clean cases, so that the rule of three gives
+#: 0.999 reliability at 95% confidence.
+PROFILES: dict[str, tuple[int, bool]] = {
+    "ci": (300, True),
+    "nightly": (10_000, False),
+    "certify": (3_000, False),
+}
+FIXED_SEED = 0
+#: Requirements judged by the oracle's data and deadline rules rather than by a row
+#: (the deadlines judged elsewhere carry requirements of rows: the session limit, and
+#: failover only where the reading has it).
+PROPERTY_REQUIREMENTS = tuple(sorted(set(DATA_REQUIREMENTS) | {
+    d.requirement for d in DEADLINES if d.requirement}))
+#: Requirements only real bytes on the wire can show, and why.
+SIZE_REQUIREMENTS = {
+    "REQ-SIZE-IDLE": "heartbeat sizes are bytes on the wire: only the wire adapter "
+                     "measures them",
+    "REQ-SIZE-MAX": "heartbeat sizes are bytes on the wire: only the wire adapter "
+                    "measures them",
+}
+
+ClientFactory = Callable[[Any, Interpretation, Mode], InProcessClient]
+
+
+@dataclass
+class Environment:
+    """Where a run happens: how to make the world and the client of one test case.
+
+    In process (the default) the world is a :class:`~.world.World` and time is
+    virtual. Over the wire (:mod:`.remote`) the world drives real servers and the
+    client is a process; the rules and the oracle are the same.
+    """
+
+    client: ClientFactory
+    world: Callable[[], Any] = lambda: World(SITE, GUP)
+    #: Model milliseconds of slack for timing properties.
+    tolerance_ms: int = 0
+    #: Events the servers' records cannot show in this environment.
+    hidden: frozenset[Event] = HIDDEN_IN_PROCESS
+    adapter: str = "in-process"
+    #: Called at the end of every test case with its world and client.
+    close: Callable[[Any, InProcessClient], None] = lambda world, client: None
+    #: Whether the suite makes the client's logs: in process, and over the wire for a
+    #: command with a log spool (``{log_dir}``); otherwise a process makes its own,
+    #: the ``logs`` rule is off and the oracle judges none lost.
+    logs: bool = True
+    #: Rows this environment's records can never show, with the reason (no directed
+    #: case tries them; reported as skipped).
+    uncoverable: Callable[[Interpretation], Mapping[str, str]] = lambda interp: {}
+    #: Requirements this environment cannot judge, with the reason.
+    unjudged: Mapping[str, str] = field(default_factory=lambda: dict(SIZE_REQUIREMENTS))
+
+
+def reference_factory(core: Any = None) -> ClientFactory:
+    """In-process clients built on the reference core (or a seeded-fault core)."""
+
+    def make(world: World, interp: Interpretation, mode: Mode) -> InProcessClient:
+        kw = {"core": core} if core is not None else {}
+        return CoreClient(world, interp, mode, **kw)
+
+    return make
+
+
+@dataclass
+class Coverage:
+    """Counts over a whole run (all test cases)."""
+
+    rows: dict[str, int]
+    requirements: dict[str, int] = field(default_factory=dict)
+    #: Rule steps (environment actions and waits), Hypothesis cases, directed cases,
+    #: and records the oracle read.
+    steps: int = 0
+    cases: int = 0
+    directed: int = 0
+    records: int = 0
+    #: Wall seconds of the cases that exercised each requirement.
+    seconds: dict[str, float] = field(default_factory=dict)
+    #: Called as each test case starts (a progress display).
+    on_case: Callable[[], None] | None = None
+
+    def uncovered(self) -> list[str]:
+        return [n for n, c in self.rows.items() if c == 0]
+
+
+class Violation(AssertionError):
+    """The oracle's finding, raised inside the state machine so Hypothesis shrinks."""
+
+    def __init__(self, requirement: str, message: str, records: list[dict[str, Any]],
+                 index: int | None = None, expected: tuple[str, ...] | None = None):
+        super().__init__(f"{requirement}: {message}")
+        self.requirement, self.message, self.records = requirement, message, records
+        #: The record that broke it (0-based in ``records``), if one did, and what
+        #: the model allowed there.
+        self.index, self.expected = index, expected
+
+
+class ClientGone(BaseException):
+    """The client under test cannot be tested: it exited on its own, or never made
+    a request within the start-up wait. A BaseException so that Hypothesis does not
+    take it for a failure to shrink: it ends the run at once."""
+
+
+def _counted(fn: Callable[..., None]) -> Callable[..., None]:
+    """A rule whose every call counts as a step of the run."""
+
+    @functools.wraps(fn)
+    def step(self: Any, **kw: Any) -> None:
+        self.coverage.steps += 1
+        fn(self, **kw)
+
+    return step
+
+
+def make_machine(interp: Interpretation, env: Environment | ClientFactory,
+                 coverage: Coverage) -> type[RuleBasedStateMachine]:
+    """A state machine class for one interpretation and one kind of client."""
+    by_name = {r.name: r for r in interp.rows()}
+    if not isinstance(env, Environment):
+        env = Environment(env)
+    environment = env
+
+    class HeartbeatSuite(RuleBasedStateMachine):
+        def __init__(self) -> None:
+            super().__init__()
+            self.world: Any = None
+            self.environment = environment
+            self.coverage = coverage
+            #: A violation was raised in this case (teardown then only cleans up).
+            self.violated = False
+            self.began = time.perf_counter()
+            if currently_in_test_context():
+                coverage.cases += 1
+            else:  # a directed case (top-up or probe)
+                coverage.directed += 1
+            if coverage.on_case is not None:
+                coverage.on_case()
+
+        # --- set-up ---------------------------------------------------------------
+
+        @initialize(mode=st.sampled_from(Mode))
+        def start(self, mode: Mode) -> None:
+            self.mode = mode
+            self.world = w = environment.world()
+            self.client = environment.client(w, interp, mode)
+            self.oracle = Oracle(
+                interp, mode,
+                [Manager(m.name, m.address, m.port, m.priority) for m in w.managers],
+                (w.gup.address, w.gup.port) if w.gup else None, INTERVAL_MS,
+                tolerance_ms=environment.tolerance_ms, hidden=environment.hidden,
+                unreachable=lambda name: next(
+                    m for m in w.managers if m.name == name).unreachable,
+                gup_up=lambda: w.gup is not None and not w.gup.faults)
+            w.on_answer = lambda cid, reply: self.client.answer(w.now, reply)
+            self.fed = 0
+            self._starting(lambda: self.client.start(0))
+            self._settle()
+
+        # --- environment actions ------------------------------------------------------
+
+        @rule(m=st.integers(0, len(SITE) - 1), fault=st.sampled_from(Fault),
+              path=st.sampled_from(PATHS))
+        @_counted
+        def fault(self, m: int, fault: Fault, path: str | None) -> None:
+            assert self.world is not None
+            if fault in (Fault.REFUSE, Fault.BLACKHOLE):
+                path = None  # connection-level faults: every connection
+            self.world.set_fault(m, path, fault)
+
+        @rule()
+        @_counted
+        def heal(self) -> None:
+            assert self.world is not None
+            self.world.heal()
+
+        @rule(up=st.booleans(), fault=st.sampled_from([Fault.REFUSE, Fault.ERROR,
+                                                       Fault.STALL]))
+        @_counted
+        @_counted
+        def gup(self, up: bool, fault: Fault) -> None:
+            assert self.world is not None
+            self.world.set_gup(None if up else fault)
+
+        @rule()
+        @_counted
+        def publish(self) -> None:
+            assert self.world is not None
+            self.world.publish()
+            self._settle()
+
+        @rule(location=st.sampled_from(LOCATIONS), source=st.sampled_from(Source))
+        @_counted
+        def policy(self, location: str, source: Source) -> None:
+            assert self.world is not None
+            self.world.set_policy(location, source)
+
+        @rule(source=st.sampled_from(Source))
+        @_counted
+        def flip(self, source: Source) -> None:
+            """The location's policy changes between the index and the URLs."""
+            assert self.world is not None
+            self.world.set_flip(source)
+
+        @rule(pick=st.integers(0, len(by_name) - 1))
+        @_counted
+        def goal(self, pick: int) -> None:
+            """Steer toward a row of the table: set up its cause, then let time pass.
+
+            Every row is a target with equal weight, so the rare ones (a failure at
+            one step, failover to the last manager) come up in every run. The choice
+            must not depend on the coverage so far: Hypothesis replays and shrinks by
+            the same draws, and needs the same behaviour from them."""
+            _provoke(self, list(by_name.values())[pick])
+            self._advance(INTERVAL_MS)
+
+        @rule(location=st.sampled_from(LOCATIONS))
+        @_counted
+        def move(self, location: str) -> None:
+            self.client.location = location  # type: ignore[attr-defined]
+
+        @precondition(lambda self: environment.logs)
+        @rule(count=st.integers(1, 4))
+        @_counted
+        def logs(self, count: int) -> None:
+            # Ids when the suite wrote them (a spool): judged one by one from now.
+            ids = self.client.produce_logs(count)
+            self.oracle.logs_produced(count, ids=ids, at=self.world.now)
+
+        @rule()
+        @_counted
+        def push(self) -> None:
+            assert self.world is not None
+            self.world.push()
+            self._settle()
+
+        @rule(m=st.integers(0, len(SITE) - 1))
+        @_counted
+        def drop(self, m: int) -> None:
+            assert self.world is not None
+            self.world.drop(m)
+            self._settle()
+
+        @rule(dt=st.none() | st.sampled_from(TIME_STEPS) | st.integers(1, 2 * INTERVAL_MS))
+        @_counted
+        def wait(self, dt: int | None) -> None:
+            """Time passes: ``dt`` model ms, or (None) until the client's next timer
+            -- its next heartbeat, say -- or one interval when it waits for nothing."""
+            assert self.world is not None
+            if dt is None:
+                due = self.client.wakeup()
+                dt = INTERVAL_MS if due is None else max(0, due - self.world.now)
+            self._advance(dt)
+
+        @precondition(lambda self: self.world is not None)
+        @rule()
+        @_counted
+        def restart(self) -> None:
+            assert self.world is not None
+            self._starting(lambda: self.client.restart(self.world.now))
+            self.oracle.restarted(self.world.now)
+            self._settle()
+
+        def _starting(self, start: Callable[[], None]) -> None:
+            try:
+                start()
+            except ClientGone:
+                self.violated = True  # the teardown only cleans up
+                raise
+
+        # --- the oracle -------------------------------------------------------------
+
+        @invariant()
+        def conforms(self) -> None:
+            if self.world is None:
+                return
+            self._settle()
+
+        def _advance(self, dt: int) -> None:
+            assert self.world is not None
+            w = self.world
+            target = w.now + dt
+            spins = 0
+            while True:
+                spins = spins + 1 if self.client.wakeup() == w.now else 0
+                if spins > SPIN_LIMIT:
+                    self.violated = True
+                    raise Violation(
+                        "REQ-2-TIMEOUT-30000",
+                        f"the client asked to act again at t={w.now} more than "
+                        f"{SPIN_LIMIT} times without time passing: it retries at once "
+                        f"instead of waiting for the next heartbeat interval",
+                        list(w.records))
+                due = self.client.wakeup()
+                holds = w.next_deadline()
+                nxt = min(x for x in (due, holds, target) if x is not None)
+                nxt = max(nxt, w.now)
+                self._settle()  # what happened before time moves on
+                w.advance(nxt)
+                self.client.tick(nxt)
+                self._settle()
+                # Judged after the client had its chance at ``nxt``: giving up
+                # exactly at the limit is in time.
+                self.oracle.tick(nxt)
+                self._settle()  # raises what the tick found
+                if nxt >= target:
+                    return
+
+        def _settle(self) -> None:
+            assert self.world is not None
+            self.oracle.observe_environment(self.world.now)
+            records = self.world.records
+            new = records[self.fed:]
+            self.fed = len(records)
+            for rec in new:
+                coverage.records += 1
+                self.oracle.feed(rec)
+            if self.oracle.findings:
+                f = self.oracle.findings[0]
+                self.violated = True
+                raise Violation(f.requirement, f.message, list(records), f.index,
+                                f.expected)
+
+        def _drain(self) -> None:
+            """Keep the case running until the deadlines open at its end resolve
+            (met or broken), for at most DRAIN_INTERVALS intervals: a client that
+            checks in late, or never again, is caught within the case. Deadlines
+            opened meanwhile are left pending (neither a pass nor a failure)."""
+            w = self.world
+            due = [o.due for o in self.oracle.pending()]
+            if not due:
+                return
+            until = min(max(due) + environment.tolerance_ms + 1,
+                        w.now + DRAIN_INTERVALS * INTERVAL_MS)
+            # Over the wire the clock runs on: when ``until`` has passed already, one
+            # look at time now still judges what is due (it is not skipped).
+            self._advance(max(0, until - w.now))
+
+        def teardown(self) -> None:
+            if self.world is None:
+                return
+            try:
+                if not self.violated:
+                    self._drain()
+            finally:
+                self._close()
+
+        def _close(self) -> None:
+            environment.close(self.world, self.client)
+            # A client that says which rows it took (the reference does) is counted
+            # exactly; otherwise one run of the model that explains its records.
+            taken = getattr(self.client, "taken", None)
+            for name in taken() if taken else self.oracle.path():
+                if name in coverage.rows:  # a faulty client's own rows do not count
+                    coverage.rows[name] += 1
+                    if currently_in_test_context():  # not in a directed top-up case
+                        hypothesis.event(name)
+            spent = time.perf_counter() - self.began
+            seen = set()
+            for req, n in self.oracle.exercised.items():
+                coverage.requirements[req] = coverage.requirements.get(req, 0) + n
+                seen.add(req)
+            for name in taken() if taken else self.oracle.path():
+                row = by_name.get(name)
+                if row is not None:
+                    seen |= row_requirements(row)
+            for name in taken() if taken else self.oracle.path():
+                if name in coverage.rows:
+                    coverage.seconds[name] = coverage.seconds.get(name, 0.0) + spent
+            for req in seen:
+                coverage.seconds[req] = coverage.seconds.get(req, 0.0) + spent
+
+    HeartbeatSuite.__name__ = f"HeartbeatSuite_{interp.name}"
+    return HeartbeatSuite
+
+
+#: How the environment causes a session failure, by (state, event).
+_SESSION_CAUSE = {
+    (State.CONNECTING, Event.SESSION_TIMEOUT): (Fault.BLACKHOLE, None),
+    (State.CONNECTING, Event.CONNECT_FAILED): (Fault.REFUSE, None),
+    (State.FETCHING_INDEX, Event.SESSION_TIMEOUT): (Fault.STALL, wire.INDEX_PATH),
+    (State.FETCHING_INDEX, Event.CONNECT_FAILED): (Fault.ERROR, wire.INDEX_PATH),
+}
+_PATH_OF = {r.action: r.path for r in wire.ROUTES}
+
+
+def _provoke(m: Any, row: Row) -> None:
+    """Set the world up so that ``row`` can fire at the client's next chance.
+
+    This is knowledge of the environment (which fault produces which event), not of
+    the client: the client's answer is still judged by the oracle.
+    """
+    w: World = m.world
+    location = getattr(m.client, "location", "Default")
+    event = row.event
+    if (row.source, event) in _SESSION_CAUSE:
+        fault, path = _SESSION_CAUSE[(row.source, event)]
+        # Failover rows need every manager before the last to fail; the others all.
+        n = len(w.managers)
+        for i in range(n - 1 if row.guard is Guard.NEXT_MANAGER else n):
+            w.only_fault(i, path, fault)
+    elif event is Event.REQUEST_FAILED:
+        if row.source is State.UPLOADING_LOGS and m.environment.logs:  # logs to lose
+            ids = m.client.produce_logs(2)
+            m.oracle.logs_produced(2, ids=ids, at=w.now)
+        path = _PATH_OF.get(ENTRY[row.source])
+        for i in range(len(w.managers)):
+            w.only_fault(i, path, Fault.ERROR)
+        w.set_policy(location, Source.MANAGER)
+        w.publish()
+    elif event is Event.DOWNLOAD_FAILED and w.gup is not None:
+        w.set_gup(Fault.REFUSE)
+        w.set_policy(location, Source.GUP)
+        w.publish()
+    elif event in (Event.URLS_RECEIVED, Event.CONTENT_RECEIVED, Event.INDEX_RECEIVED):
+        w.heal()
+        source = {Guard.SOURCE_GUP: Source.GUP, Guard.SOURCE_NONE: Source.MANAGER}.get(
+            row.guard or Guard.SOURCE_MANAGER, Source.MANAGER)
+        if row.source is State.DOWNLOADING_GUP:
+            source = Source.GUP
+        w.set_policy(location, source)
+        if row.guard is Guard.SOURCE_NONE:
+            w.set_flip(Source.NONE)
+        if row.guard is not Guard.NO_DOWNLOAD:
+            w.publish()
+    elif event is Event.POLICY_PUSHED:
+        w.push()
+    elif event is Event.CONNECTION_LOST:
+        # Only a held connection can be lost: let what is due now (a first check-in
+        # that ends in the hold) happen before the drop.
+        m._advance(0)
+        for i in range(len(w.managers)):
+            w.drop(i)
+    else:  # the happy path: heal everything
+        w.heal()
+
+
+def row_requirements(row: Row) -> set[str]:
+    """The requirements a row exercises: its own, and its guard's."""
+    out = {row.requirement}
+    if row.guard is not None:
+        out.add(GUARDS[row.guard].requirement)
+    return out

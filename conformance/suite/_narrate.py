@@ -1,0 +1,159 @@
+"""Shrunk programs in the words of the domain, and the replay file of a failure.
+
+A step such as ``state.fault(m=0, fault=Fault.STALL, path='/index.dat')`` reads
+``m1 stalls GET /index.dat`` in every report; :func:`replay_source` writes the
+pytest file that runs the same program against the same client again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sephb.conformance.suite._machine import GUP, INTERVAL_MS, SITE
+from sephb.conformance.suite.world import Fault
+from sephb.conformance.traces import wire
+from sephb.model.protocol import (
+    Mode,
+    Source,
+)
+
+#: The site of every case in words: "m1, m2 at priority 1, m3 at priority 2, a GUP".
+_SITE_WORDS = ", ".join(
+    f"{', '.join(f'm{i + 1}' for i, (*_, q) in enumerate(SITE) if q == p)} at priority {p}"
+    for p in sorted({p for *_, p in SITE})) + (", a GUP" if GUP else "")
+_FAULT_WORDS = {
+    Fault.UP: "answers normally",
+    Fault.REFUSE: "refuses connections",
+    Fault.STALL: "stalls {req}",
+    Fault.RESET: "resets the connection on {req}",
+    Fault.ERROR: "answers {req} with an HTTP error",
+    Fault.GARBAGE: "answers {req} with bytes that are not HTTP",
+    Fault.BLACKHOLE: "lets connects hang (they never complete)",
+}
+
+
+def _request(path: object) -> str:
+    if not isinstance(path, str):
+        return "every request"
+    route = next((r for r in wire.ROUTES if r.path == path
+                  or (r.path.endswith("/") and path.startswith(r.path))), None)
+    return f"{route.method} {path}" if route else path
+
+
+def _value(node: Any) -> Any:
+    """A step's argument: a literal, or an enum member named like ``Fault.STALL``."""
+    import ast
+
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+        enum_type = {"Fault": Fault, "Mode": Mode, "Source": Source}.get(node.value.id)
+        if enum_type is not None:
+            return enum_type[node.attr]
+    return ast.literal_eval(node)
+
+
+def narrate(step: str, interpretation: str | None = None) -> str:
+    """One step of a shrunk program (``state.fault(m=0, fault=Fault.STALL,
+    path='/index.dat')``) in the words of the domain (``m1 stalls GET /index.dat``);
+    a step it does not know comes back as it is."""
+    import ast
+
+    try:
+        call = ast.parse(step.strip(), mode="eval").body
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)):
+            return step
+        kw = {k.arg: _value(k.value) for k in call.keywords if k.arg}
+    except (SyntaxError, ValueError, KeyError):
+        return step
+    rule = call.func.attr
+    manager = f"m{kw.get('m', 0) + 1}" if isinstance(kw.get("m"), int) else "a manager"
+    if rule == "start":
+        mode = kw.get("mode")
+        return (f"the client starts in {mode.value if isinstance(mode, Mode) else '?'} "
+                f"mode ({_SITE_WORDS})")
+    if rule == "fault" and isinstance(kw.get("fault"), Fault):
+        return f"{manager} " + _FAULT_WORDS[kw["fault"]].format(
+            req=_request(kw.get("path")))
+    if rule == "gup":
+        if kw.get("up") or not isinstance(kw.get("fault"), Fault):
+            return "the GUP answers normally"
+        return "the GUP " + _FAULT_WORDS[kw["fault"]].format(req="every request")
+    if rule == "wait":
+        dt = kw.get("dt")
+        if dt is None:
+            return "time passes until the client's next timer (or one interval)"
+        return f"{dt / 1000:,g} s of model time pass"
+    if rule == "goal":
+        names = _row_names(interpretation)
+        pick = kw.get("pick")
+        target = names[pick] if isinstance(pick, int) and 0 <= pick < len(names) \
+            else f"row {pick}"
+        return (f"the environment sets up the cause of {target}, then "
+                f"{INTERVAL_MS // 1000} s pass")
+    simple = {
+        "heal": "every manager answers normally again",
+        "publish": "new content is published (a new index.dat serial)",
+        "policy": "the LiveUpdate policy of location {location} takes content from "
+                  "{source}",
+        "flip": "the location's LiveUpdate source becomes {source} between the index "
+                "and the URLs",
+        "move": "the client moves to location {location}",
+        "logs": "the client gets {count} new log entries",
+        "push": "the manager pushes a policy change on the held connection",
+        "drop": "{manager} drops its open connections",
+        "restart": "the client is killed and started again on its state directory",
+        "conforms": "the suite judges the records so far",
+        "teardown": "the case ends: open deadlines are waited for",
+    }
+    if rule not in simple:
+        return step
+    words = {k: (v.value if isinstance(v, Source | Mode) else v) for k, v in kw.items()}
+    return simple[rule].format(manager=manager, **words)
+
+
+def _row_names(interpretation: str | None) -> list[str]:
+    from sephb.model.interpretations import INTERPRETATIONS
+
+    interp = INTERPRETATIONS.get(interpretation or "")
+    return [r.name for r in interp.rows()] if interp else []
+
+
+def program_length(steps: list[str]) -> int:
+    """Steps of a shrunk program that are environment actions (invariant checks and
+    the teardown are the suite's own)."""
+    return sum(1 for s in steps
+               if not s.startswith(("state.conforms(", "state.teardown(")))
+
+
+_REPLAY = '''"""Counterexample found by `sephb conform` ({requirement}).
+
+{message}
+
+Replays the shrunk run against the same client; the test fails while the client
+still breaks {requirement}. Run it with pytest.
+"""
+
+from sephb.conformance.suite import machine_for
+from sephb.conformance.suite.world import Fault
+from sephb.model.protocol import Mode, Source
+
+__all__ = ["Fault", "Mode", "Source"]  # the steps below may name any of them
+
+
+def test_counterexample() -> None:
+    HeartbeatSuite = machine_for({interpretation!r}, {client!r}{cmd})
+    state = HeartbeatSuite()
+{body}
+'''
+
+
+def replay_source(interpretation: str, client: str, steps: list[str], requirement: str,
+                  message: str, client_cmd: str | None = None) -> str:
+    """A self-contained pytest file that replays a shrunk program; it fails while the
+    client still breaks the requirement."""
+    body = "\n".join(f"    {line}" for line in steps) or "    pass"
+    return _REPLAY.format(
+        requirement=requirement, message=message.replace('"""', "'''"),
+        interpretation=interpretation, client=client, body=body,
+        cmd=f", client_cmd={client_cmd!r}" if client_cmd else "")
+
+

@@ -1,0 +1,373 @@
+"""Running the suite: random cases, directed top-ups and deadline probes, and the
+result they give.
+
+:func:`run` drives Hypothesis over the state machine of :mod:`._machine` with one seed
+and no example database, then tops up rows random search missed and probes the
+deadlines; :func:`_result` turns the coverage and failures into one
+:class:`~.results.SuiteResult` in which every requirement of the reading is listed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import hypothesis
+import msgspec
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis.errors import FlakyFailure
+from hypothesis.reporting import with_reporter
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    run_state_machine_as_test,
+)
+from hypothesis.statistics import collector
+
+from sephb.conformance.suite._machine import (
+    FIXED_SEED,
+    INTERVAL_MS,
+    PROFILES,
+    PROPERTY_REQUIREMENTS,
+    SITE,
+    SIZE_REQUIREMENTS,
+    ClientFactory,
+    ClientGone,
+    Coverage,
+    Environment,
+    Violation,
+    make_machine,
+    reference_factory,
+    row_requirements,
+)
+from sephb.conformance.suite._narrate import replay_source
+from sephb.conformance.suite.results import Failure, RequirementResult, Status, SuiteResult
+from sephb.conformance.suite.world import Fault
+from sephb.model.interpretations import Interpretation
+from sephb.model.protocol import (
+    REQUIREMENTS,
+    SESSION_LIMIT_MS,
+    Mode,
+    Source,
+    Switch,
+)
+
+
+def run(interp: Interpretation, *, factory: Environment | ClientFactory | None = None,
+        profile: str = "ci", seed: int | None = None, client: str = "reference",
+        max_examples: int | None = None, client_cmd: str | None = None,
+        progress: Callable[[Coverage, int], None] | None = None,
+        steps_per_case: int = 30, shrink: bool = True, probes: bool = True
+        ) -> SuiteResult:
+    """Run the suite; never raises for a non-conformant client (see the result).
+
+    ``max_examples`` Hypothesis cases (the profile's by default) run first; directed
+    cases come on top and are counted apart: top-ups for rows the random cases missed,
+    then (``probes``) the deadline probes (:data:`PROBES`) when nothing failed. Every
+    random choice comes from ``seed``: the profile's fixed one, or one drawn here and
+    recorded in the result, so that ``--seed`` replays any run."""
+    env = factory if isinstance(factory, Environment) else Environment(
+        factory or reference_factory())
+    coverage = Coverage({r.name: 0 for r in interp.rows()})
+    cases, fixed = PROFILES[profile]
+    if seed is None:
+        seed = FIXED_SEED if fixed else random.SystemRandom().randrange(2**32)
+    total = max_examples or cases
+    if progress is not None:
+        coverage.on_case = lambda: progress(coverage, total)
+    machine = make_machine(interp, env, coverage)
+    # The seed goes on the state machine class: run_state_machine_as_test reads it
+    # from there (a seed on a wrapper would not reach Hypothesis).
+    machine = hypothesis.seed(seed)(machine)
+    failures: list[Failure] = []
+    cfg = settings(
+        max_examples=total,
+        stateful_step_count=steps_per_case,
+        deadline=None,
+        # No example database: a run is its seed and nothing else (a database would
+        # replay earlier failures first, and make two runs of one seed differ).
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.explicit, Phase.generate, *([Phase.shrink] if shrink else [])],
+        print_blob=False,
+    )
+    t0 = time.perf_counter()
+    printed: list[str] = []
+    gone: ClientGone | None = None
+    stats: list[Any] = []
+    try:
+        with with_reporter(lambda text: printed.append(str(text))), \
+                _no_local_constants(), collector.with_value(stats.append):  # type: ignore[arg-type]
+            run_state_machine_as_test(machine, settings=cfg)
+    except (Violation, FlakyFailure) as exc:
+        v = _violation(exc)
+        # Hypothesis attaches the shrunk program to the exception as notes.
+        notes = "\n".join([*printed, *getattr(v, "__notes__", [])])
+        steps = _steps(notes)
+        failures.append(_failure(v, steps, interp, client, client_cmd, seed))
+    except ClientGone as exc:
+        gone = exc
+    try:
+        if gone is None and not failures and coverage.uncovered():
+            failures += _top_up(interp, machine, coverage, client, client_cmd,
+                                skip=env.uncoverable(interp))
+        if gone is None and not failures and probes:
+            failures += _probe(interp, machine, client, client_cmd, env.logs)
+    except ClientGone as exc:
+        gone = exc
+    # Hypothesis counts only valid cases toward max_examples; a case whose random
+    # data ran out before its program ended is discarded, though its steps ran.
+    discarded = sum(1 for phase in (stats[0] if stats else {}).values()
+                    if isinstance(phase, dict)
+                    for case in phase.get("test-cases", ())
+                    if case.get("status") in ("overrun", "invalid"))
+    coverage.cases -= min(discarded, coverage.cases)
+    result = _result(interp, env, coverage, failures, profile, seed, client,
+                     time.perf_counter() - t0)
+    result.discarded = discarded
+    if gone is not None:
+        result = msgspec.structs.replace(result, error=str(gone), requirements=[
+            msgspec.structs.replace(r, status=Status.NOT_REACHED,
+                                    reason="the client could not be tested")
+            if r.status is not Status.SKIPPED else r for r in result.requirements])
+    return result
+
+
+def _failure(v: Violation, steps: list[str], interp: Interpretation, client: str,
+             client_cmd: str | None, seed: int | None, found_by: str = "random"
+             ) -> Failure:
+    return Failure(v.requirement, v.message, steps, v.records,
+                   replay_source(interp.name, client, steps, v.requirement, v.message,
+                                 client_cmd),
+                   seed, v.index, found_by,
+                   None if v.expected is None else list(v.expected))
+
+
+@contextlib.contextmanager
+def _no_local_constants() -> Iterator[None]:
+    """Hypothesis mixes constants it finds in "local" source files (those outside
+    site-packages) into what it draws, so one seed gives other programs from an
+    editable install than from a normal one, or when other modules are loaded.
+    The suite's draws must depend on the seed alone: no local constants while it
+    runs. (A private hook; without it, runs are still valid, only less portable.)"""
+    from hypothesis.internal.conjecture import providers
+    from hypothesis.internal.constants_ast import Constants
+
+    original = getattr(providers, "_get_local_constants", None)
+    if original is None:
+        yield
+        return
+    empty = Constants()
+    providers._get_local_constants = lambda: empty
+    try:
+        yield
+    finally:
+        providers._get_local_constants = original
+
+
+#: What a directed test case does: steer toward the row, then let the client run
+#: through two of its timers (the cause needs a heartbeat to show).
+_DIRECTED = ("state.goal(pick={pick})", "state.wait(dt=None)", "state.wait(dt=None)")
+
+
+def _top_up(interp: Interpretation, machine: type[RuleBasedStateMachine],
+            coverage: Coverage, client: str, client_cmd: str | None,
+            skip: Collection[str] = ()) -> list[Failure]:
+    """Directed test cases for rows random search left uncovered.
+
+    Hypothesis draws rules uniformly, so a row whose cause is rare can stay
+    uncovered in a short profile. For each such row, in each mode, one short program
+    steers the environment to its cause (the ``goal`` rule with that row) and lets
+    time pass; the oracle judges it like any other case. A violation here is a
+    failure like any other, with the program as its steps.
+    """
+    names = list(coverage.rows)
+    for name in coverage.uncovered():
+        if name in skip:
+            continue
+        for mode in Mode:
+            if coverage.rows[name]:
+                break
+            steps = [f"state.start(mode=Mode.{mode.name})",
+                     *(s.format(pick=names.index(name)) for s in _DIRECTED),
+                     "state.teardown()"]
+            state: Any = machine()
+            try:
+                state.start(mode=mode)
+                state.goal(pick=names.index(name))
+                state.wait(dt=None)
+                state.wait(dt=None)
+                state.teardown()
+            except Violation as v:
+                return [_failure(v, steps, interp, client, client_cmd, None, "directed")]
+    return []
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A directed case for the deadlines (:mod:`sephb.model.deadlines`): a short
+    program that opens one kind of deadline and lets time run past it. Random search
+    meets these situations too, but over the wire a profile has only a few cases."""
+
+    name: str
+    mode: Mode
+    steps: tuple[tuple[str, dict[str, Any]], ...]
+    #: Only under a reading with failover.
+    failover: bool = False
+    #: Only where the suite makes the client's logs (in process; over the wire with
+    #: a log spool).
+    logs: bool = False
+
+    def program(self) -> list[str]:
+        def arg(v: Any) -> str:
+            return f"{type(v).__name__}.{v.name}" if isinstance(v, Fault | Source) \
+                else repr(v)
+
+        return [f"state.start(mode=Mode.{self.mode.name})",
+                *(f"state.{rule}({', '.join(f'{k}={arg(v)}' for k, v in kw.items())})"
+                  for rule, kw in self.steps),
+                "state.teardown()"]
+
+
+def _stall(path: str, managers: range) -> tuple[tuple[str, dict[str, Any]], ...]:
+    return tuple(("fault", {"m": i, "fault": Fault.STALL, "path": path})
+                 for i in managers)
+
+
+_WAIT_NEXT = ("wait", {"dt": None})
+#: How many managers share the first priority (they come first in SITE).
+_TOP = sum(1 for *_, p in SITE if p == SITE[0][2])
+# A case starts with every server up and the manager as every location's content
+# source: the probes change only what they need.
+PROBES: tuple[Probe, ...] = (
+    # Two heartbeats with nothing wrong: each begins by the interval, each pull
+    # check-in closes its connection at once (step 7).
+    Probe("heartbeats", Mode.PULL,
+          (("wait", {"dt": INTERVAL_MS}), ("wait", {"dt": INTERVAL_MS}))),
+    # New content and every manager stalls GET /urls: the request is given up within
+    # the request limit, and the next heartbeat still comes.
+    # (Faults come before what they must meet: a client still busy with its first
+    # check-in when the probe begins must not get past them.)
+    Probe("stalled-request", Mode.PULL,
+          (*_stall("/urls", range(len(SITE))), ("publish", {}), _WAIT_NEXT, _WAIT_NEXT)),
+    # Every manager stalls index.dat: the session is given up at the limit, neither
+    # later nor earlier.
+    Probe("stalled-session", Mode.PULL,
+          (*_stall("/index.dat", range(len(SITE))), _WAIT_NEXT, _WAIT_NEXT)),
+    # A change pushed on the held connection is acted on at once.
+    # (A push reaches only a held request: first the client holds.)
+    Probe("push", Mode.PUSH, (("wait", {"dt": SESSION_LIMIT_MS}), ("push", {}),
+                              ("wait", {"dt": INTERVAL_MS}))),
+    # Logs produced, the first priority's managers reset POST /logs, the client is
+    # restarted after the failed upload: what it had taken in must still be
+    # uploaded, once.
+    Probe("log-durability", Mode.PULL,
+          (*(("fault", {"m": i, "fault": Fault.RESET, "path": "/logs"})
+             for i in range(_TOP)), ("logs", {"count": 2}),
+           _WAIT_NEXT, ("heal", {}), ("restart", {}), _WAIT_NEXT), logs=True),
+    # The first priority's managers stall the session: the heartbeat fails over to
+    # the next manager at once, in priority order.
+    Probe("failover", Mode.PULL,
+          (*_stall("/index.dat", range(_TOP)),
+           _WAIT_NEXT, _WAIT_NEXT, _WAIT_NEXT), failover=True),
+)
+
+
+def _probe(interp: Interpretation, machine: type[RuleBasedStateMachine], client: str,
+           client_cmd: str | None, logs: bool = True) -> list[Failure]:
+    """Run the probes (:data:`PROBES`) that apply to the interpretation and the
+    environment (``logs``: whether it makes the client's logs); the first violation
+    is the run's failure."""
+    for probe in PROBES:
+        if (probe.failover and not interp.switches[Switch.FAILOVER]) \
+                or (probe.logs and not logs):
+            continue
+        state: Any = machine()
+        steps = probe.program()
+        try:
+            state.start(mode=probe.mode)
+            for rule, kw in probe.steps:
+                getattr(state, rule)(**kw)
+            state.teardown()
+        except Violation as v:
+            with contextlib.suppress(Exception):
+                state.teardown()  # the client and servers of a case cut short
+            return [_failure(v, steps, interp, client, client_cmd, None,
+                             f"probe:{probe.name}")]
+    return []
+
+
+def _violation(exc: BaseException) -> Violation:
+    """The violation, or the first run's when its replay did not fail the same way
+    (over the wire timing can change a replay; Hypothesis says FlakyFailure)."""
+    if isinstance(exc, Violation):
+        return exc
+    found = [e for e in getattr(exc, "exceptions", ()) if isinstance(e, Violation)]
+    if not found:
+        raise exc
+    return found[0]
+
+
+def _steps(printed: str) -> list[str]:
+    """The shrunk program's steps, as Hypothesis printed them (``state.rule(...)``)."""
+    return [line.strip() for line in printed.splitlines()
+            if line.strip().startswith("state.")]
+
+
+def requirements_of(interp: Interpretation) -> list[str]:
+    """Every requirement a run of this interpretation judges: those of its rows and
+    their guards, those of the oracle's data and deadline rules, and the heartbeat
+    sizes. Every run lists them all, whatever it exercised."""
+    ids: set[str] = set(PROPERTY_REQUIREMENTS) | set(SIZE_REQUIREMENTS)
+    for r in interp.rows():
+        ids |= row_requirements(r)
+    return sorted(ids)
+
+
+def _result(interp: Interpretation, env: Environment, coverage: Coverage,
+            failures: list[Failure], profile: str, seed: int | None, client: str,
+            duration: float) -> SuiteResult:
+    hits: dict[str, int] = dict(coverage.requirements)
+    rows_of: dict[str, set[str]] = {}
+    for r in interp.rows():
+        for rid in row_requirements(r):
+            hits[rid] = hits.get(rid, 0) + coverage.rows.get(r.name, 0)
+            rows_of.setdefault(rid, set()).add(r.name)
+    skipped_rows = dict(env.uncoverable(interp))
+    failed = {f.requirement for f in failures}
+    first = failures[0].requirement if failures else ""
+    reqs = []
+    for rid in requirements_of(interp):
+        n = hits.get(rid, 0)
+        reason = ""
+        if rid in failed:
+            status = Status.FAILED
+        elif n:
+            status = Status.PASSED
+        elif rid in env.unjudged:
+            status, reason = Status.SKIPPED, env.unjudged[rid]
+        elif (rid not in PROPERTY_REQUIREMENTS and rows_of.get(rid)
+              and rows_of[rid] <= skipped_rows.keys()):
+            status = Status.SKIPPED
+            reason = (f"not observable in the {env.adapter} adapter: every transition "
+                      f"carrying it is skipped ({skipped_rows[min(rows_of[rid])]})")
+        elif failures:
+            status = Status.NOT_REACHED
+            reason = f"the run stopped at the failure of {first}"
+        else:
+            status = Status.NOT_EXERCISED
+        reqs.append(RequirementResult(rid, status, REQUIREMENTS[rid].text, n, reason,
+                                      round(coverage.seconds.get(rid, 0.0), 3)))
+    return SuiteResult(client=client, adapter=env.adapter, interpretation=interp.name,
+                       profile=profile, seed=seed, cases=coverage.cases,
+                       steps=coverage.steps, duration_s=duration,
+                       transitions=dict(coverage.rows), requirements=reqs,
+                       failures=failures, directed=coverage.directed,
+                       records=coverage.records,
+                       row_seconds={n: round(coverage.seconds.get(n, 0.0), 3)
+                                    for n in coverage.rows},
+                       skipped={n: why for n, why in skipped_rows.items()
+                                if not coverage.rows.get(n)})
