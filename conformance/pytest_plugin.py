@@ -57,7 +57,7 @@ class ConformanceItem(pytest.Item):
         name = opt("sephb_client") or "reference"
         interp = get(opt("sephb_interpretation"))
         if cmd:
-            from sephb.conformance.suite._remote import run_wire
+            from sephb.conformance.suite import run_wire
 
             result = run_wire(interp, cmd, profile=opt("sephb_profile"),
                               seed=opt("sephb_seed"))

@@ -5,6 +5,15 @@ Start at :mod:`sephb.diagrams.statechart`. Importing this package is cheap:
 ``transitions`` and ``graphviz`` load only when something is drawn.
 """
 
-from .statechart import FORMATS, SUFFIXES, filename, is_stale, render, write_all
+from .statechart import (
+    FORMATS,
+    SUFFIXES,
+    diff_diagram,
+    filename,
+    is_stale,
+    render,
+    write_all,
+)
 
-__all__ = ["FORMATS", "SUFFIXES", "filename", "is_stale", "render", "write_all"]
+__all__ = ["FORMATS", "SUFFIXES", "diff_diagram", "filename", "is_stale", "render",
+           "write_all"]

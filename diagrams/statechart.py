@@ -40,11 +40,14 @@ import functools
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sephb.model.errors import UsageError
 from sephb.model.interpretations import INTERPRETATIONS, Interpretation, get
 from sephb.model.protocol import ENTRY, INITIAL, REST_STATES, STEP, Row, State
+
+if TYPE_CHECKING:  # only an annotation: drawing a diff needs no graph library
+    from sephb.model.diffing import Diff
 
 #: Output formats :func:`render` accepts.
 FORMATS: Final[tuple[str, ...]] = ("svg", "png", "dot", "mermaid")
@@ -346,4 +349,18 @@ def _pipe(graph: Any, fmt: str) -> bytes:
     except graphviz.ExecutableNotFound:
         raise UsageError(f"drawing {fmt} needs Graphviz's `dot` on PATH: install "
                          "graphviz (e.g. apt-get install graphviz)") from None
+    return data
+
+
+def diff_diagram(d: Diff, fmt: str) -> bytes:
+    """The ``to`` interpretation of a :class:`~sephb.model.diffing.Diff` drawn with the
+    rows it adds highlighted (``sephb diff --format``); the rows it lacks are listed in
+    a Mermaid comment."""
+    highlight = [(r.source.value, r.dest.value, r.name) for r in d.rows_only_b]
+    data = render(d.b.name, fmt, highlight=highlight)
+    if fmt == "mermaid" and d.rows_only_a:
+        data += b"".join(
+            f"%% only in {d.a.name} (not drawn): {r.name}\n".encode()
+            for r in d.rows_only_a
+        )
     return data

@@ -19,10 +19,7 @@ not bounds (ambiguity A7), so the results are estimates, not limits.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 from .errors import UsageError
@@ -167,41 +164,3 @@ def render_doc() -> str:
     out += to_text(capacity(100_000, 300, "full", Mode.PUSH, 4)).splitlines()
     out += ["```", ""]
     return "\n".join(out)
-
-
-# --- command line: `sephb capacity` -----------------------------------------------
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register ``sephb capacity`` on the CLI's subparsers."""
-    p = sub.add_parser(
-        "capacity", help="traffic and connections the heartbeat sizes imply for a fleet",
-        description="Bytes per day per manager (low/high from the seed's size ranges), "
-                    "check-ins per second and held push connections, with the "
-                    "assumptions they rest on.")
-    p.add_argument("--clients", type=int, help="number of clients (required unless "
-                                               "--examples)")
-    p.add_argument("--interval", type=int, default=HEARTBEAT_INTERVAL_S,
-                   help="heartbeat interval in seconds (default: %(default)s)")
-    p.add_argument("--profile", choices=list(PROFILES), default="idle")
-    p.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.PULL.value)
-    p.add_argument("--managers", type=int, default=1)
-    p.add_argument("--examples", action="store_true",
-                   help="print the worked examples (docs/capacity.md) instead")
-    p.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
-    p.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.examples:
-        text = render_doc()
-    elif args.clients is None:
-        raise UsageError("--clients is required (or --examples)")
-    else:
-        text = to_text(capacity(args.clients, args.interval, args.profile,
-                                Mode(args.mode), args.managers))
-    if args.output:
-        args.output.write_text(text)
-    else:
-        sys.stdout.write(text)
-    return 0

@@ -15,22 +15,19 @@ Two readings differ in three ways, each computed from the table, never restated:
 * **data**: how the first manager is chosen (the one ambiguity that changes data,
   not rows).
 
-The diagram draws the ``--to`` interpretation with its differing rows highlighted
-(:func:`sephb.diagrams.statechart.render`, imported lazily: ``model`` must not depend
-on ``diagrams`` at import time). Rows only in ``--from`` cannot be drawn on that
-diagram; the Mermaid output lists them as comments and the text output always does.
+The diagram of a diff is drawn by :func:`sephb.diagrams.diff_diagram` (``model``
+never imports ``diagrams``): the ``--to`` interpretation with its differing rows
+highlighted. Rows only in ``--from`` cannot be drawn on that diagram; the Mermaid
+output lists them as comments and the text output always does.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 from .graph import Topology, checkin_paths, concrete_graph, row_of
-from .interpretations import INTERPRETATIONS, Interpretation, get
+from .interpretations import Interpretation
 from .protocol import Mode, Row
 
 #: A check-in path with managers abstracted: its row names in order.
@@ -115,46 +112,3 @@ def to_text(d: Diff) -> str:
                 out.append(f"   only in {name}:")
                 out += [_path_line(p) for p in paths]
     return "\n".join(out) + "\n"
-
-
-def to_diagram(d: Diff, fmt: str) -> bytes:
-    """The ``to`` interpretation drawn with the rows it adds highlighted."""
-    from sephb.diagrams.statechart import render  # lazy: model <- diagrams
-
-    highlight = [(r.source.value, r.dest.value, r.name) for r in d.rows_only_b]
-    data = render(d.b.name, fmt, highlight=highlight)
-    if fmt == "mermaid" and d.rows_only_a:
-        data += b"".join(
-            f"%% only in {d.a.name} (not drawn): {r.name}\n".encode()
-            for r in d.rows_only_a
-        )
-    return data
-
-
-# --- command line: `sephb diff` ---------------------------------------------------
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register ``sephb diff`` on the CLI's subparsers."""
-    p = sub.add_parser(
-        "diff", help="the behavioural difference between two interpretations",
-        description="Transitions present under one interpretation only, check-in paths "
-                    "(2 managers, a GUP, pull and push) that exist under one only, and "
-                    "a diagram with the differing transitions highlighted.")
-    names = sorted(INTERPRETATIONS)
-    p.add_argument("--from", dest="from_", default="seed", choices=names)
-    p.add_argument("--to", default="documented", choices=names)
-    p.add_argument("--format", default="text", choices=["text", "svg", "mermaid", "dot"])
-    p.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
-    p.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    d = diff(get(args.from_), get(args.to))
-    data = to_text(d).encode() if args.format == "text" else to_diagram(d, args.format)
-    if args.output:
-        args.output.write_bytes(data)
-    else:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-    return 0

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
@@ -446,6 +446,37 @@ def _decompose(
     return paths
 
 
+@dataclass
+class _Network:
+    """A covering problem as a flow network: arcs with lower bounds between a source
+    (0) and a sink (1), each arc standing for the edge of ``g`` a path takes when it
+    uses that arc (None for the arcs into the sink and the source's own)."""
+
+    n: int = 2
+    tails: list[int] = field(default_factory=list)
+    heads: list[int] = field(default_factory=list)
+    lower: list[int] = field(default_factory=list)
+    edge: list[Edge | None] = field(default_factory=list)
+    s: int = 0
+    t: int = 1
+
+    def node(self) -> int:
+        self.n += 1
+        return self.n - 1
+
+    def arc(self, tail: int, head: int, lower: int, edge: Edge | None = None) -> None:
+        self.tails.append(tail)
+        self.heads.append(head)
+        self.lower.append(lower)
+        self.edge.append(edge)
+
+    def cover(self) -> list[Path]:
+        """The fewest source-sink paths that meet every lower bound, as edges of g."""
+        flow = _min_flow_arcs(self.n, self.tails, self.heads, self.lower, self.s, self.t)
+        return [[e for a in p if (e := self.edge[a]) is not None]
+                for p in _decompose(self.n, self.tails, self.heads, flow, self.s)]
+
+
 def cover_transitions(g: nx.MultiDiGraph) -> list[Path]:
     """A smallest set of check-in paths that together take every edge of ``g``.
 
@@ -453,36 +484,20 @@ def cover_transitions(g: nx.MultiDiGraph) -> list[Path]:
     check-ins start, ``in``: where they end) between a source and a sink; every edge
     of ``g`` is an arc with lower bound 1.
     """
-    s, t, n = 0, 1, 2
+    net = _Network()
     out_of: dict[str, int] = {}
     into: dict[str, int] = {}
-    tails: list[int] = []
-    heads: list[int] = []
-    lower: list[int] = []
     for v in sorted(g):
-        out_of[v] = n
+        out_of[v] = net.node()
         if is_rest(g, v):
-            into[v] = n + 1
-            tails += [s, n + 1]
-            heads += [n, t]
-            lower += [0, 0]
-            n += 2
+            into[v] = net.node()
+            net.arc(net.s, out_of[v], 0)
+            net.arc(into[v], net.t, 0)
         else:
-            into[v] = n
-            n += 1
-    first = len(tails)
-    edges: list[Edge] = sorted(g.edges(keys=True))
-    for u, v, _ in edges:
-        tails.append(out_of[u])
-        heads.append(into[v])
-        lower.append(1)
-    flow = _min_flow_arcs(n, tails, heads, lower, s, t)
-    # A path is source->out(rest), edges..., in(rest)->sink: its inner arcs are edges
-    # (the placeholder labels of the source and sink arcs are never read).
-    label: list[Edge] = [("", "", "")] * first + edges
-    return [
-        list(map(label.__getitem__, p[1:-1])) for p in _decompose(n, tails, heads, flow, s)
-    ]
+            into[v] = out_of[v]
+    for e in sorted(g.edges(keys=True)):
+        net.arc(out_of[e[0]], into[e[1]], 1, e)
+    return net.cover()
 
 
 def cover_edge_pairs(g: nx.MultiDiGraph) -> list[Path]:
@@ -494,35 +509,26 @@ def cover_edge_pairs(g: nx.MultiDiGraph) -> list[Path]:
 
     The flow network has a node per edge of ``g`` and an arc, lower bound 1, for every
     obligation: source->e for e leaving a rest state, e->sink for e entering one, e->f
-    for every pair. Every edge has such an arc, so covering arcs covers edges too.
+    for every pair. Every edge has such an arc, so covering arcs covers edges too. An
+    arc into e stands for taking e.
     """
     edges: list[Edge] = sorted(g.edges(keys=True))
-    s, t = len(edges), len(edges) + 1
-    rest = {v for v in g if is_rest(g, v)}
-    leaving: dict[str, list[int]] = {}
-    for j, (u, _, _) in enumerate(edges):
-        leaving.setdefault(u, []).append(j)
-    tails: list[int] = []
-    heads: list[int] = []
-    for j, (u, v, _) in enumerate(edges):
-        if u in rest:
-            tails.append(s)
-            heads.append(j)
-        if v in rest:
-            tails.append(j)
-            heads.append(t)
+    # Edge j is node j, then the source and the sink.
+    net = _Network(n=len(edges) + 2, s=len(edges), t=len(edges) + 1)
+    node = {e: j for j, e in enumerate(edges)}
+    leaving: dict[str, list[Edge]] = {}
+    for e in edges:
+        leaving.setdefault(e[0], []).append(e)
+    for e in edges:
+        u, v, _ = e
+        if is_rest(g, u):
+            net.arc(net.s, node[e], 1, e)
+        if is_rest(g, v):
+            net.arc(node[e], net.t, 1)
         else:
-            for k in leaving.get(v, []):
-                tails.append(j)
-                heads.append(k)
-    flow = _min_flow_arcs(len(edges) + 2, tails, heads, [1] * len(tails), s, t)
-    # A path visits its edges as the heads of all its arcs but the last (into the sink,
-    # whose placeholder label is never read).
-    label = [edges[h] if h != t else ("", "", "") for h in heads]
-    return [
-        list(map(label.__getitem__, p[:-1]))
-        for p in _decompose(len(edges) + 2, tails, heads, flow, s)
-    ]
+            for f in leaving.get(v, []):
+                net.arc(node[e], node[f], 1, f)
+    return net.cover()
 
 
 def edge_pairs(paths: Iterable[Path], g: nx.MultiDiGraph) -> set[tuple[Edge, Edge]]:

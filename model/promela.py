@@ -36,11 +36,9 @@ the requirement ids it checks. :func:`verify` runs ``spin -a``, ``gcc`` and
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,7 +47,7 @@ from typing import Final
 
 from .errors import UsageError
 from .graph import Topology
-from .interpretations import DEFAULT, INTERPRETATIONS, Interpretation, get
+from .interpretations import Interpretation
 from .protocol import GUARDS, INITIAL, REST_STATES, Event, Guard, Mode, Row, Scope, State
 
 
@@ -253,47 +251,3 @@ def verify(source: str, names: Sequence[str] | None = None,
                                  f"{done.stdout}{done.stderr}")
             verdicts.append(Verdict(name, m.group(1) == "0", done.stdout))
         return verdicts
-
-
-# --- command line: `sephb export promela` -----------------------------------------
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register ``sephb export promela`` on the CLI's subparsers."""
-    p = sub.add_parser("export", help="export the model for other tools",
-                       description="Export the transition table in another notation.")
-    formats = p.add_subparsers(dest="export_format", metavar="FORMAT", required=True)
-    q = formats.add_parser(
-        "promela", help="Promela for the SPIN model checker, with LTL properties",
-        description="Translate the table of one interpretation into Promela (one "
-                    "proctype, a branch per row) with the seed's rules as LTL "
-                    "properties. Check with: spin -a FILE && gcc -o pan pan.c && "
-                    "./pan -a -N <property>.")
-    q.add_argument("-i", "--interpretation", default=DEFAULT,
-                   choices=sorted(INTERPRETATIONS))
-    q.add_argument("--managers", type=int, default=2)
-    q.add_argument("--gup", action=argparse.BooleanOptionalAction, default=True)
-    q.add_argument("--mode", choices=[m.value for m in Mode], default=Mode.PULL.value)
-    q.add_argument("--verify", action="store_true",
-                   help="also run SPIN on every property and print the verdicts")
-    q.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
-    q.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    """``sephb export promela``: print or write the Promela program."""
-    interp = get(args.interpretation)
-    topo = Topology(managers=args.managers, priorities=1, gup=args.gup,
-                    mode=Mode(args.mode))
-    source = export(interp, topo)
-    if args.output:
-        args.output.write_text(source)
-    else:
-        sys.stdout.write(source)
-    if not args.verify:
-        return 0
-    failed = 0
-    for v in verify(source):
-        failed += not v.holds
-        print(f"{v.property}: {'holds' if v.holds else 'VIOLATED'}", file=sys.stderr)
-    return 1 if failed else 0

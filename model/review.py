@@ -19,8 +19,8 @@ Theory of operation
    requirement id it is, guards and parameters that name it, the static rules of
    :mod:`sephb.model.analysis` and the LTL properties of :mod:`sephb.model.promela`
    whose documentation names it, and the conformance oracle's methods
-   (``conformance/traces/properties.py``, read as *source text*: ``model`` must not import
-   ``conformance``).
+   (``conformance/traces/properties.py`` and ``conformance/suite/oracle.py``, read as
+   *source text*: ``model`` must not import ``conformance``).
 4. **Tests** are found by scanning ``tests/*.py`` for the id (this review's own test
    file is skipped, since it names ids only to check this module).
 
@@ -30,12 +30,10 @@ oracle method), ``+TESTED`` (a test); ``MISSING-MODEL`` or ``UNTESTED`` are gaps
 
 from __future__ import annotations
 
-import argparse
 import ast
 import functools
 import os
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,6 +197,11 @@ def _parsed(path: Path, prefix: str, mtime_ns: int) -> tuple[tuple[str, str], ..
     return tuple(units)
 
 
+#: The conformance judges' source, read as text: the rules over records, and the
+#: suite's oracle that applies them live.
+JUDGES: Final = ("conformance/traces/properties.py", "conformance/suite/oracle.py")
+
+
 def _exact(rid: str, text: str) -> bool:
     return re.search(re.escape(rid) + r"(?![A-Z0-9-])", text) is not None
 
@@ -215,10 +218,11 @@ def trace(rid: str, root: Path, interp: Interpretation | None = None) -> Trace:
             if _exact(rid, src):
                 tests.append(f"{path.name}::{name}" if name else path.name)
     oracle: list[str] = []
-    props = root / "conformance" / "traces" / "properties.py"
-    if props.is_file():
-        oracle = [f"properties.py:{n}" for n, src in _source_units(props)
-                  if n and rid in mentioned_ids(src)]
+    for judge in JUDGES:
+        path = root / judge
+        if path.is_file():
+            oracle += [f"{path.name}:{n}" for n, src in _source_units(path)
+                       if n and rid in mentioned_ids(src)]
     return Trace(
         rid, rows,
         tuple(g.value for g, spec in GUARDS.items() if spec.requirement == rid),
@@ -261,7 +265,8 @@ def render(root: Path, seed_path: Path | None = None,
         "",
         "Status: `ENCODED` a row, guard or parameter encodes it; `CHECKED` a static "
         "rule (`model/analysis.py`), an LTL property (`sephb export promela`) or a "
-        "conformance oracle method (`conformance/traces/properties.py`) checks it; "
+        "conformance judge's method (`conformance/traces/properties.py`, "
+        "`conformance/suite/oracle.py`) checks it; "
         "`TESTED` a test names it. Every requirement is also covered by the structural "
         "and guard-partition analyses of the whole table.",
         "",
@@ -335,40 +340,3 @@ def gaps(root: Path, seed_path: Path | None = None) -> list[str]:
         if not t.tests:
             problems.append(f"{rid}: no test exercises it")
     return problems
-
-
-# --- command line: `sephb review` -------------------------------------------------
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register ``sephb review`` on the CLI's subparsers."""
-    p = sub.add_parser(
-        "review", help="write the specification review (docs/spec-review.md)",
-        description="Trace every behavioural sentence of the seed to its requirement "
-                    "id, the transitions and parameters that encode it, the checks and "
-                    "tests that exercise it, and list the ambiguities. Run from the "
-                    "project root.")
-    p.add_argument("-i", "--interpretation", choices=sorted(INTERPRETATIONS),
-                   help="only this interpretation's transitions (default: all)")
-    p.add_argument("--seed", type=Path, help="the seed text (default: $SEPHB_SEED, "
-                   "docs/seed/heartbeat-process.txt)")
-    p.add_argument("--root", type=Path, default=Path("."),
-                   help="project root holding tests/ and conformance/ (default: .)")
-    p.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
-    p.add_argument("--check", action="store_true",
-                   help="exit 1 when a seed requirement has no model element or test")
-    p.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    text = render(args.root, args.seed, args.interpretation)
-    if args.output:
-        args.output.write_text(text)
-    else:
-        sys.stdout.write(text)
-    if args.check:
-        problems = gaps(args.root, args.seed)
-        for p in problems:
-            print(p, file=sys.stderr)
-        return 1 if problems else 0
-    return 0

@@ -3,13 +3,13 @@ and a broken table is caught by SPIN and by the networkx analyses alike."""
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import shutil
 from pathlib import Path
 
 import pytest
 
+from sephb.conformance.cli import main
 from sephb.model import promela
 from sephb.model.analysis import check_all
 from sephb.model.graph import Topology
@@ -94,9 +94,6 @@ def test_timeout_followed_by_request_is_caught_by_spin_and_by_analysis() -> None
 
 
 def test_cli_writes_the_export(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    promela.add_parser(parser.add_subparsers())
     out = tmp_path / "seed.pml"
-    args = parser.parse_args(["export", "promela", "-i", "documented", "-o", str(out)])
-    assert args.run(args) == 0
+    assert main(["export", "promela", "-i", "documented", "-o", str(out)]) == 0
     assert out.read_text() == promela.export(get("documented"))

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from sephb.conformance.suite.oracle import Manager, Oracle
 from sephb.conformance.traces.properties import (
     ACK_WINDOW,
     HEARTBEAT_BEGINS,
@@ -17,8 +18,6 @@ from sephb.conformance.traces.properties import (
     SESSION_FAILS,
     ClientConfig,
     LogLedger,
-    Manager,
-    Oracle,
     PushHold,
     SessionLimit,
     TraceProperties,

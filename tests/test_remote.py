@@ -21,18 +21,13 @@ import pytest
 from sephb.conformance import suite
 from sephb.conformance.client.faults import FAULTS
 from sephb.conformance.site import Fault
+from sephb.conformance.suite import _process, _wire_world
 from sephb.conformance.suite import _remote as remote
-from sephb.conformance.suite._remote import (
-    ProcessClient,
-    RemoteWorld,
-    Size,
-    measure,
-    run_wire,
-    uncoverable,
-    wire_environment,
-)
+from sephb.conformance.suite._process import PLACEHOLDERS, ProcessClient, _signals_held
+from sephb.conformance.suite._remote import run_wire, uncoverable, wire_environment
+from sephb.conformance.suite._wire_world import RemoteWorld, Size, measure
+from sephb.conformance.suite.oracle import Manager, Oracle
 from sephb.conformance.suite.results import RequirementResult, Status, SuiteResult, loads
-from sephb.conformance.traces.properties import Manager, Oracle
 from sephb.model.errors import UsageError
 from sephb.model.interpretations import get
 from sephb.model.protocol import (
@@ -66,7 +61,7 @@ def children() -> list[int]:
 
 
 def nothing_left() -> None:
-    assert not remote._LIVE_CLIENTS and not remote._LIVE_WORLDS
+    assert not _process._LIVE_CLIENTS and not _wire_world._LIVE_WORLDS
     assert children() == []
     assert not [t for t in threading.enumerate() if t.name == "sephb-wire-fleet"]
 
@@ -303,7 +298,7 @@ def test_signals_held_around_a_spawn_arrive_after_it(signum: int) -> None:
     before = signal.signal(signum, stop)
     went_on = []
     try:
-        with pytest.raises(Stop), remote._signals_held():
+        with pytest.raises(Stop), _signals_held():
             os.kill(os.getpid(), signum)
             for _ in range(1000):  # the handler runs between bytecodes: give it some
                 went_on.append(True)
@@ -488,7 +483,7 @@ def test_a_command_must_name_its_placeholders() -> None:
 def test_the_spool_placeholder_turns_the_logs_rule_on() -> None:
     import json
 
-    assert "{log_dir}" in remote.PLACEHOLDERS
+    assert "{log_dir}" in PLACEHOLDERS
     assert not wire_environment(REFERENCE).logs
     env = wire_environment(SPOOLED)
     assert env.logs

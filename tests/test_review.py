@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 
+from sephb.conformance.cli import main
 from sephb.model import capacity, diffing, review
 from sephb.model.interpretations import get
 from sephb.model.protocol import REQUIREMENTS, Mode
@@ -60,12 +60,9 @@ def test_mentioned_ids_expands_abbreviations() -> None:
 
 
 def test_review_cli_check(tmp_path: Path, seed: Path) -> None:
-    parser = argparse.ArgumentParser()
-    review.add_parser(parser.add_subparsers())
     out = tmp_path / "r.md"
-    args = parser.parse_args(["review", "--root", str(ROOT), "--seed", str(seed),
-                              "-o", str(out), "--check"])
-    assert args.run(args) == 0
+    assert main(["review", "--root", str(ROOT), "--seed", str(seed),
+                              "-o", str(out), "--check"]) == 0
     assert out.read_text() == review.render(ROOT, seed)
 
 
@@ -91,12 +88,9 @@ def test_diff_shows_failover_and_gup_fallback() -> None:
 
 
 def test_diff_diagram_highlights_the_differing_rows(tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    diffing.add_parser(parser.add_subparsers())
     out = tmp_path / "d.mmd"
-    args = parser.parse_args(["diff", "--from", "seed", "--to", "documented",
-                              "--format", "mermaid", "-o", str(out)])
-    assert args.run(args) == 0
+    assert main(["diff", "--from", "seed", "--to", "documented",
+                              "--format", "mermaid", "-o", str(out)]) == 0
     mmd = out.read_text()
     assert "(1) SESSION_TIMEOUT" in mmd  # the first differing row, numbered
     assert "DOWNLOAD_FAILED" in mmd and "%% only in seed" in mmd
@@ -123,10 +117,7 @@ def test_committed_capacity_doc_is_fresh() -> None:
 
 
 def test_capacity_cli_prints_assumptions(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser()
-    capacity.add_parser(parser.add_subparsers())
-    args = parser.parse_args(["capacity", "--clients", "100000", "--profile", "full",
-                              "--mode", "push", "--managers", "4"])
-    assert args.run(args) == 0
+    assert main(["capacity", "--clients", "100000", "--profile", "full",
+                              "--mode", "push", "--managers", "4"]) == 0
     out = capsys.readouterr().out
     assert "assumptions:" in out and "held connections per manager:        25,000" in out

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from netutil import addresses, run
 
+from sephb.conformance.traces import _engine as E
 from sephb.conformance.traces import validate as V
 from sephb.conformance.traces.har import har_events, trace_to_har
 from sephb.conformance.traces.properties import CONTENT_PORTS, HIDDEN
@@ -591,8 +592,8 @@ def _fast_equals_careful(raw: bytes, block: int, **options: Any) -> None:
         results = []
         for fast in (True, False):
             with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(V, "FAST_PATH", fast)
-                mp.setattr(V, "MAX_LINE", block)
+                mp.setattr(E, "FAST_PATH", fast)
+                mp.setattr(E, "MAX_LINE", block)
                 results.append(V.validate_file(f.name, **options))
     assert results[0] == results[1]
 
@@ -725,9 +726,9 @@ def test_fold_keeps_the_verdict(clients: list[tuple[int, list[str]]]) -> None:
         f.flush()
         whole = V.validate_file(f.name)
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(V, "WINDOW", 3)
-            mp.setattr(V, "FOLD_EVERY", 1)
-            mp.setattr(V, "MAX_LINE", 256)  # a block (and a fold) every few lines
+            mp.setattr(E, "WINDOW", 3)
+            mp.setattr(E, "FOLD_EVERY", 1)
+            mp.setattr(E, "MAX_LINE", 256)  # a block (and a fold) every few lines
             folded = V.validate_file(f.name)
     assert not whole.problems and not folded.problems
     for a, b in zip(whole.clients, folded.clients, strict=True):

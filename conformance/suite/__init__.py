@@ -41,13 +41,9 @@ from sephb.conformance.suite._machine import (
     row_requirements,
 )
 from sephb.conformance.suite._narrate import narrate, program_length, replay_source
-from sephb.conformance.suite._remote import (
-    DEFAULT_TIME_SCALE,
-    STARTUP_S,
-    run_wire,
-    wire_environment,
-)
+from sephb.conformance.suite._remote import run_wire, wire_environment
 from sephb.conformance.suite._run import PROBES, Probe, requirements_of, run
+from sephb.conformance.suite._wire_world import DEFAULT_TIME_SCALE, STARTUP_S
 
 __all__ = [
     "DEFAULT_TIME_SCALE",

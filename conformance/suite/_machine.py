@@ -10,7 +10,7 @@ GUP going down, new content published, the location's LiveUpdate source changed,
 client moving location, logs produced, a policy change pushed, the held connection
 dropped, time advanced (by values that hug the 30,000 ms limit and the interval), the
 client restarted. The client's moves are not rules: they are what it does in answer,
-and the :class:`~.properties.Oracle` judges every record the servers make after every
+and the :class:`~.oracle.Oracle` judges every record the servers make after every
 step (an invariant). No rule restates the protocol.
 
 Hypothesis shrinks a violation to a short program; the suite turns it into a
@@ -41,13 +41,12 @@ from hypothesis.stateful import (
 )
 
 from sephb.conformance.suite.inproc import CoreClient, InProcessClient
+from sephb.conformance.suite.oracle import Manager, Oracle
 from sephb.conformance.suite.world import Fault, World
 from sephb.conformance.traces import wire
 from sephb.conformance.traces.properties import (
     DATA_REQUIREMENTS,
     HIDDEN_IN_PROCESS,
-    Manager,
-    Oracle,
 )
 from sephb.model.deadlines import DEADLINES
 from sephb.model.interpretations import Interpretation
@@ -113,7 +112,7 @@ class Environment:
     """Where a run happens: how to make the world and the client of one test case.
 
     In process (the default) the world is a :class:`~.world.World` and time is
-    virtual. Over the wire (:mod:`.remote`) the world drives real servers and the
+    virtual. Over the wire (:mod:`._remote`) the world drives real servers and the
     client is a process; the rules and the oracle are the same.
     """
 

@@ -10,9 +10,9 @@ once, or leaves a request pending (a stall, a held push). Answers to pending
 requests arrive through :meth:`~InProcessClient.answer`. Third-party clients written
 in Python implement the same five methods (see ``docs/adapters.md``).
 
-:class:`CoreClient` is the reference: :class:`~.core.ClientCore` (or a seeded-fault
-subclass) plus an in-memory durable state (index copy and log queue survive
-:meth:`~InProcessClient.restart`, as the state directory does on disk).
+:class:`CoreClient` is the reference: :class:`~sephb.conformance.client.core.ClientCore`
+(or a seeded-fault subclass) plus an in-memory durable state (index copy and log queue
+survive :meth:`~InProcessClient.restart`, as the state directory does on disk).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Theory of operation
 -------------------
 The conformance suite explores millions of situations; real sockets and wall time
 would make each one cost milliseconds. The :class:`World` stands in for the
-simulated servers of :mod:`.servers`: a client under test sends it model-level
+simulated servers of :mod:`sephb.conformance.site`: a client under test sends it model-level
 requests (an :class:`~sephb.model.protocol.Action` to a host and port) and gets
 answers at once, fails at once, or is left pending (a stalled request, a held push)
 until time advances or the environment acts. The world records what it observed in
@@ -12,9 +12,10 @@ the trace vocabulary of ``docs/trace-format.md``, as the real servers would
 (``by: "server"``), so one oracle judges in-process and over-the-wire runs alike.
 
 Which request embodies which action, what its answer and failure mean, comes from
-:data:`.wire.ROUTES`; the world adds no protocol rule of its own. It only keeps the
-site's data: the index serial and content revision, the LiveUpdate policy per
-location, faults per server and path, and the logs each client uploaded.
+:data:`sephb.conformance.traces.wire.ROUTES`; the world adds no protocol rule of its
+own. It only keeps the site's data: the index serial and content revision, the
+LiveUpdate policy per location, faults per server and path, and the logs each client
+uploaded.
 """
 
 from __future__ import annotations

@@ -180,8 +180,9 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=10_000_000,
                     help="events of the memory trace (default 10,000,000)")
     args = ap.parse_args()
+    from sephb.conformance.traces._engine import _FAST
     from sephb.conformance.traces.trace import Record
-    from sephb.conformance.traces.validate import _FAST, validate_files
+    from sephb.conformance.traces.validate import validate_files
 
     print(f"machine: {platform.machine()} {platform.processor() or ''}, "
           f"{os.cpu_count()} CPUs, Python {platform.python_version()}; "

@@ -1,139 +1,31 @@
-"""The ``sephb`` command line.
-
-Every subcommand parses its arguments here and imports what it needs only when it
-runs, so that ``sephb --help`` stays fast (no networkx, transitions, aiohttp or
-Hypothesis at start-up). Errors the user can cause are printed as one line,
-``sephb <command>: error: <what>``, with exit status 2; nothing prints a traceback.
-"""
+"""The commands that run things: ``manager`` (a simulated site), ``client`` (the
+reference client), ``conform`` (the suite against a client) and ``mutants`` (the
+suite against every seeded fault)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-from sephb.conformance._argtypes import (
+from sephb.conformance.cli._common import (
     interpretation_option,
+    log_size,
     non_negative,
     positive,
+    print_json,
     seconds,
     time_scale,
 )
 from sephb.conformance.client.faults import FAULTS
-from sephb.model.errors import SephbError, UsageError
-from sephb.model.interpretations import INTERPRETATIONS
-
-EPILOG = """\
-examples:
-  sephb model --json                         the table as JSON
-  sephb paths --managers 3 --priorities 2 --interpretation documented
-  sephb paths --cover edge-pairs --json      test cases covering every edge pair
-  sephb diagram --format svg -o heartbeat.svg --highlight 0
-  sephb diagram --all -o out/                every diagram of every interpretation
-
-Interpretations: seed (the article read literally) and documented (the vendor's
-knowledge base). `sephb model` lists the ambiguities each one settles.
-"""
+from sephb.model.errors import UsageError
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (the full usage is one --help away)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-_positive = positive
-
-
-def _size(text: str) -> int:
-    named = {"idle": 0, "full": 256_000}
-    if text in named:
-        return named[text]
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a byte count, 'idle' or 'full', got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-
-
-
-def _topology(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("configuration (a concrete sylink.xml)")
-    g.add_argument("--managers", "-n", type=_positive, default=1, metavar="N",
-                   help="managers in the server list (default: 1)")
-    g.add_argument("--priorities", "-p", type=_positive, default=1, metavar="P",
-                   help="priority levels they are spread over (default: 1)")
-    g.add_argument("--gup", action="store_true",
-                   help="a Group Update Provider exists (content on TCP 2967)")
-    g.add_argument("--mode", choices=("pull", "push"), default="pull",
-                   help="CommunicationMode (default: pull)")
-    g.add_argument("--cover", choices=("transitions", "edge-pairs", "all"),
-                   default="transitions",
-                   help="which paths: fewest covering every transition, fewest covering "
-                        "every pair of consecutive transitions, or every check-in path "
-                        "(default: transitions)")
-
-
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser; ``command`` (the first word of the arguments) selects which
-    lazily defined commands get their full definition."""
-    parser = _Parser(
-        prog="sephb",
-        description="A formal, executable model of the Symantec Endpoint Protection "
-                    "client heartbeat, with a conformance kit around it.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    p = sub.add_parser("model", help="print the model: states, events, transitions",
-                       description="Print the transition table, its parameters, the "
-                                   "interpretations and the result of the static "
-                                   "analyses.")
-    interpretation_option(p)
-    p.add_argument("--json", action="store_true",
-                   help="machine-readable: states, events, transitions, parameters, "
-                        "interpretations")
-    p.set_defaults(run=cmd_model)
-
-    p = sub.add_parser("paths", help="check-in paths: test cases generated from the model",
-                       description="Expand the model for a configuration and print "
-                                   "check-in paths (heartbeat due -> back to idle or "
-                                   "into the held push connection). Each path is a "
-                                   "named test case.")
-    interpretation_option(p)
-    _topology(p)
-    p.add_argument("--json", action="store_true",
-                   help="machine-readable: paths, covered_transitions, total_transitions")
-    p.set_defaults(run=cmd_paths)
-
-    p = sub.add_parser("diagram", help="draw the state diagram",
-                       description="Draw the state diagram from the table (graphviz or "
-                                   "Mermaid), optionally highlighting one check-in path "
-                                   "from `sephb paths` with the same options.")
-    interpretation_option(p)
-    p.add_argument("--format", "-f", default="svg",
-                   choices=("svg", "png", "dot", "mermaid"),
-                   help="output format (default: svg)")
-    p.add_argument("--highlight", type=int, metavar="PATH_INDEX",
-                   help="index of a path in `sephb paths` (same options) to highlight")
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="write here (default: standard output; a directory with --all)")
-    p.add_argument("--all", action="store_true",
-                   help="write every format of every interpretation into the -o directory")
-    _topology(p)
-    p.set_defaults(run=cmd_diagram)
-
+def register(sub: Any) -> None:
+    """Add this module's commands to the CLI's subparsers."""
     p = sub.add_parser("manager", help="run simulated managers and a GUP on loopback",
                        description="Start the simulated managers and GUP of a fleet "
                                    "file (see docs/examples/managers.toml) as real HTTP "
@@ -163,13 +55,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                         "session limit 30 ms (default: 1)")
     p.add_argument("--trace", metavar="FILE",
                    help="append what the client does and sees to this NDJSON trace")
-    p.add_argument("--heartbeats", type=_positive, metavar="N",
+    p.add_argument("--heartbeats", type=positive, metavar="N",
                    help="stop after N check-ins (default: run until SIGINT/SIGTERM)")
     p.add_argument("--location", default="Default", metavar="NAME",
                    help="the client's current location (selects the LiveUpdate policy)")
     p.add_argument("--client-id", metavar="ID",
                    help="sent as X-Sephb-Client (default: host name and process id)")
-    p.add_argument("--log-bytes", type=_size, default=0, metavar="N",
+    p.add_argument("--log-bytes", type=log_size, default=0, metavar="N",
                    help="log volume produced before each heartbeat: a byte count, "
                         "'idle' (0) or 'full' (256000, maximum logging)")
     p.add_argument("--log-dir", metavar="DIR",
@@ -224,7 +116,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="N",
                    help="seed of every random choice: replays a run's cases and steps "
                         "(a run prints its own)")
-    p.add_argument("--max-examples", type=_positive, metavar="N",
+    p.add_argument("--max-examples", type=positive, metavar="N",
                    help="random test cases to run, instead of the profile's; directed "
                         "cases for rows they miss, and the deadline probes, come on "
                         "top and are counted apart")
@@ -264,174 +156,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=("ci", "nightly", "certify"), default="ci")
     p.add_argument("--json", action="store_true", help="machine-readable rows")
     p.set_defaults(run=cmd_mutants)
-
-    # Validation and the specification review: the arguments live next to the code,
-    # in modules with heavy imports; they are loaded only when one of their commands
-    # runs, so that `sephb --help` stays fast (the list below is only for --help).
-    if command in _REVIEW_COMMANDS:
-        import importlib
-
-        importlib.import_module(_REVIEW_COMMANDS[command]).add_parser(sub)
-    else:
-        for name, text in _REVIEW_HELP.items():
-            sub.add_parser(name, help=text, add_help=False)
-    return parser
-
-
-#: Commands whose modules define their own arguments, and those modules.
-_REVIEW_COMMANDS = {"validate": "sephb.conformance.traces.validate",
-                    "review": "sephb.model.review", "diff": "sephb.model.diffing",
-                    "export": "sephb.model.promela", "capacity": "sephb.model.capacity"}
-_REVIEW_HELP = {
-    "validate": "check recorded traces (NDJSON, HAR) against the model, at scale",
-    "review": "write the specification review (docs/spec-review.md)",
-    "diff": "the behavioural difference between two interpretations",
-    "export": "export the model for other tools (Promela for SPIN)",
-    "capacity": "traffic and connections the heartbeat sizes imply for a fleet",
-}
-
-
-# --- commands ----------------------------------------------------------------------
-
-
-def cmd_model(args: argparse.Namespace) -> int:
-    from sephb.model import analysis, protocol
-    from sephb.model.interpretations import AMBIGUITIES, get
-
-    interp = get(args.interpretation)
-    rows = interp.rows()
-    if args.json:
-        doc = {
-            "interpretation": interp.name,
-            "states": [s.value for s in protocol.State],
-            "events": [e.value for e in protocol.Event],
-            "transitions": [
-                {
-                    "source": r.source.value,
-                    "event": r.event.value,
-                    "dest": r.dest.value,
-                    "guard": r.guard.value if r.guard else None,
-                    "requirement": r.requirement,
-                }
-                for r in rows
-            ],
-            "guards": {
-                g.value: {"scope": s.scope.value, "requirement": s.requirement,
-                          "text": s.text}
-                for g, s in protocol.GUARDS.items()
-            },
-            "parameters": {
-                p.name: {"value": p.value, "unit": p.unit, "requirement": p.requirement,
-                         "source": p.source}
-                for p in protocol.PARAMETERS.values()
-            },
-            "requirements": {
-                r.id: {"step": r.step, "origin": r.origin, "text": r.text}
-                for r in protocol.REQUIREMENTS.values()
-            },
-            "interpretations": {i.name: i.to_json() for i in INTERPRETATIONS.values()},
-        }
-        _print_json(doc)
-        return 0
-    st = analysis.structure(rows)
-    problems = analysis.check_all(interp)
-    print(f"sephb model, interpretation {interp.name!r}: {interp.summary}")
-    print(f"  {len(protocol.State)} states, {len(protocol.Event)} events, "
-          f"{len(rows)} transitions, {len(protocol.REQUIREMENTS)} requirements")
-    print("\ntransitions (source --event[guard]--> dest   requirement):")
-    width = max(len(r.name) for r in rows)
-    for r in rows:
-        print(f"  {r.name:<{width}}  {r.requirement}")
-    print("\nparameters:")
-    for p in protocol.PARAMETERS.values():
-        print(f"  {p.name:<26} {p.value:>7} {p.unit:<5}  {p.requirement}  ({p.source})")
-    print("\nambiguities (seed | documented):")
-    for a in AMBIGUITIES:
-        print(f"  {a.id:<26} {a.seed_choice} | {a.documented_choice}")
-    print(f"\nanalyses: {len(st.reachable)}/{len(protocol.State)} states reachable, "
-          f"{len(st.dead_ends)} dead ends, {len(st.unreachable_rows)} unreachable "
-          f"transitions, {len(problems)} problems")
-    for problem in problems:
-        print(f"  ! {problem}")
-    return 1 if problems else 0
-
-
-def _graph_and_paths(args: argparse.Namespace) -> tuple[Any, list[Any]]:
-    from sephb.model import graph
-    from sephb.model.interpretations import get
-    from sephb.model.protocol import Mode
-
-    topo = graph.Topology(args.managers, args.priorities, args.gup, Mode(args.mode))
-    g = graph.concrete_graph(get(args.interpretation), topo)
-    if args.cover == "transitions":
-        paths = graph.cover_transitions(g)
-    elif args.cover == "edge-pairs":
-        paths = graph.cover_edge_pairs(g)
-    else:
-        paths = list(graph.checkin_paths(g))
-    return g, paths
-
-
-def cmd_paths(args: argparse.Namespace) -> int:
-    from sephb.model import graph
-
-    g, paths = _graph_and_paths(args)
-    covered = {e for p in paths for e in p}
-    total = g.number_of_edges()
-    if args.json:
-        _print_json({
-            "interpretation": args.interpretation,
-            "cover": args.cover,
-            "names": [f"T{i:0{len(str(len(paths)))}d}" for i in range(len(paths))],
-            "paths": [[graph.edge_json(g, e) for e in p] for p in paths],
-            "covered_transitions": len(covered),
-            "total_transitions": total,
-            "covered_edge_pairs": len(graph.edge_pairs(paths, g)),
-            "total_edge_pairs": len(graph.all_edge_pairs(g)),
-        })
-        return 0
-    pairs, all_pairs = len(graph.edge_pairs(paths, g)), len(graph.all_edge_pairs(g))
-    print(f"{len(paths)} check-in paths ({args.cover}); transitions covered "
-          f"{len(covered)}/{total}, edge pairs covered {pairs}/{all_pairs}")
-    digits = len(str(len(paths)))
-    for i, p in enumerate(paths):
-        steps = " ".join(f"-{_label(graph.row_of(g, e))}-> {e[1]}" for e in p)
-        print(f"T{i:0{digits}d}  {p[0][0]} {steps}")
-    return 0
-
-
-
-def _label(row: Any) -> str:
-    guard = f"[{row.guard.value}]" if row.guard else ""
-    return f"{row.event.value}{guard}"
-
-
-def cmd_diagram(args: argparse.Namespace) -> int:
-    from sephb import diagrams
-
-    if args.all:
-        if not args.output:
-            raise UsageError("--all needs -o DIRECTORY")
-        for path in diagrams.write_all(Path(args.output)):
-            print(path)
-        return 0
-    highlight = None
-    if args.highlight is not None:
-        _, paths = _graph_and_paths(args)
-        if not 0 <= args.highlight < len(paths):
-            raise UsageError(
-                f"--highlight {args.highlight}: there are {len(paths)} paths "
-                f"(0..{len(paths) - 1}) with these options"
-            )
-        highlight = paths[args.highlight]
-    data = diagrams.render(args.interpretation, args.format, highlight)
-    if args.output:
-        Path(args.output).write_bytes(data)
-    elif args.format == "png":
-        raise UsageError("PNG is binary: give -o FILE")
-    else:
-        sys.stdout.write(data.decode())
-    return 0
 
 
 def cmd_manager(args: argparse.Namespace) -> int:
@@ -498,7 +222,7 @@ def cmd_conform(args: argparse.Namespace) -> int:
             raise UsageError(f"--baseline {args.baseline!r}: not a result.json of "
                              f"sephb conform ({exc})") from None
     if cmd is not None:
-        from sephb.conformance.suite._remote import DEFAULT_TIME_SCALE, STARTUP_S, run_wire
+        from sephb.conformance.suite import DEFAULT_TIME_SCALE, STARTUP_S, run_wire
 
         result = _with_progress(lambda progress: run_wire(
             get(args.interpretation), cmd, profile=args.profile, seed=args.seed,
@@ -625,7 +349,7 @@ def cmd_mutants(args: argparse.Namespace) -> int:
                 result = suite.run(interp, factory=suite.environment_for(name),
                                    profile=args.profile, client=name)
             else:
-                from sephb.conformance.suite._remote import run_wire
+                from sephb.conformance.suite import run_wire
 
                 result = run_wire(interp, cmd, profile=args.profile)
             f = result.failures[0] if result.failures else None
@@ -641,39 +365,9 @@ def cmd_mutants(args: argparse.Namespace) -> int:
                       f"{r['requirement'] or '-':<22} {r['seconds']:>6.1f} s  "
                       f"{r['steps'] if f else '-'} steps", flush=True)
     if args.json:
-        _print_json(rows)
+        print_json(rows)
     else:
         killed = sum(1 for r in rows if r["killed"])
         print(f"\nkilled {killed}/{len(rows)}")
     return 0 if all(r["killed"] for r in rows) else 1
 
-
-def _print_json(doc: object) -> None:
-    json.dump(doc, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    words = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(next((w for w in words if not w.startswith("-")), None))
-    args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        return 2
-    run: Callable[[argparse.Namespace], int] = args.run
-    try:
-        return run(args)
-    except UsageError as exc:
-        print(f"sephb {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except SephbError as exc:
-        print(f"sephb {args.command}: {exc}", file=sys.stderr)
-        return 1
-    except BrokenPipeError:
-        return 0
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

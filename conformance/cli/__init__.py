@@ -1,0 +1,88 @@
+"""The ``sephb`` command line: a thin layer that parses arguments and calls the rooms.
+
+==================  ================================================================
+``_model``          model, paths, diagram, review, diff, export, capacity
+``_suite``          manager, client, conform, mutants
+``_validate``       validate
+``_common``         argument types, shared options, JSON output
+==================  ================================================================
+
+Every subcommand parses its arguments here and imports what it needs only when it
+runs, so that ``sephb --help`` stays fast (no networkx, transitions, aiohttp or
+Hypothesis at start-up). Errors the user can cause are printed as one line,
+``sephb <command>: error: <what>``, with exit status 2; nothing prints a traceback.
+
+May import: every room (:mod:`sephb.model`, :mod:`sephb.diagrams`, and the rooms of
+:mod:`sephb.conformance`); nothing imports it. Exports: :func:`main` (the ``sephb``
+console script) and :func:`build_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from typing import NoReturn
+
+from sephb.conformance.cli import _model, _suite, _validate
+from sephb.model.errors import SephbError, UsageError
+
+__all__ = ["build_parser", "main"]
+
+EPILOG = """\
+examples:
+  sephb model --json                         the table as JSON
+  sephb paths --managers 3 --priorities 2 --interpretation documented
+  sephb paths --cover edge-pairs --json      test cases covering every edge pair
+  sephb diagram --format svg -o heartbeat.svg --highlight 0
+  sephb diagram --all -o out/                every diagram of every interpretation
+
+Interpretations: seed (the article read literally) and documented (the vendor's
+knowledge base). `sephb model` lists the ambiguities each one settles.
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (the full usage is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command."""
+    parser = _Parser(
+        prog="sephb",
+        description="A formal, executable model of the Symantec Endpoint Protection "
+                    "client heartbeat, with a conformance kit around it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _model.register(sub)
+    _suite.register(sub)
+    _validate.register(sub)
+    _model.register_review(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except UsageError as exc:
+        print(f"sephb {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except SephbError as exc:
+        print(f"sephb {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
