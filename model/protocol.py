@@ -457,6 +457,11 @@ REQUIREMENTS: Final[dict[str, Requirement]] = {
                     "The seed is silent on failures after the session is established: "
                     "the check-in ends, nothing queued is lost, and the client tries "
                     "again at the next heartbeat."),
+        Requirement("REQ-X-ALIVE", 0, "derived",
+                    "The seed describes a client that keeps checking in, heartbeat "
+                    "after heartbeat: whatever it meets (answers, failures, time), it "
+                    "neither stops (crashes), nor loops without letting time pass, nor "
+                    "does what no step describes."),
         Requirement("REQ-SIZE-IDLE", 0, "seed",
                     "When there are no new client-side logs to upload, or policy or "
                     "content to download, the heartbeat is between 3KB and 5KB."),

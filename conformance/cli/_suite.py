@@ -296,6 +296,7 @@ def _with_progress(work: Callable[[Any], Any]) -> Any:
 
 def _print_result(result: Any, baseline: Any = None) -> None:
     """The run in a few lines: the same verdict, counts and failures as every report."""
+    from sephb.conformance.suite import site_of
     from sephb.conformance.suite.report import compare
     from sephb.conformance.suite.results import Status, Tally, cases_text
 
@@ -310,6 +311,7 @@ def _print_result(result: Any, baseline: Any = None) -> None:
         print(f"  ERROR: the client could not be tested: {result.error}")
     for f in result.failures:
         print(f"  FAILED {f.requirement}: {f.message}")
+        print(f"    site: {site_of(f.steps).words()}")
         for step in f.steps:
             print(f"      {step}")
     for r in result.requirements:

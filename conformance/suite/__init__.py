@@ -40,7 +40,13 @@ from sephb.conformance.suite._machine import (
     reference_factory,
     row_requirements,
 )
-from sephb.conformance.suite._narrate import narrate, program_length, replay_source
+from sephb.conformance.suite._narrate import (
+    narrate,
+    narrate_program,
+    program_length,
+    replay_source,
+    site_of,
+)
 from sephb.conformance.suite._remote import run_wire, wire_environment
 from sephb.conformance.suite._run import PROBES, Probe, requirements_of, run
 from sephb.conformance.suite._wire_world import DEFAULT_TIME_SCALE, STARTUP_S
@@ -68,6 +74,7 @@ __all__ = [
     "machine_for",
     "make_machine",
     "narrate",
+    "narrate_program",
     "program_length",
     "reference_factory",
     "replay_source",
@@ -75,5 +82,6 @@ __all__ = [
     "row_requirements",
     "run",
     "run_wire",
+    "site_of",
     "wire_environment",
 ]

@@ -295,15 +295,23 @@ def _expected_text(f: Failure) -> str | None:
 
 def _program(res: SuiteResult, f: Failure) -> list[tuple[str, str]]:
     """The shrunk program as (domain words, the step as the replay runs it)."""
-    from sephb.conformance.suite import narrate
+    from sephb.conformance.suite._narrate import narrate_program
 
-    return [(narrate(step, res.interpretation), step) for step in f.steps]
+    return list(zip(narrate_program(f.steps, res.interpretation), f.steps, strict=True))
+
+
+def _site(f: Failure) -> str:
+    """The site of a failure's case, in words."""
+    from sephb.conformance.suite._narrate import site_of
+
+    return site_of(f.steps).words()
 
 
 def _failure_text(n: int, f: Failure, res: SuiteResult, files: str | None) -> str:
     """A failure as plain text (JUnit's failure body): self-contained when no files
     were written (``files`` None), else naming them."""
     lines = [f"Failure {n}: {f.requirement}: {f.message}",
+             f"Site: {_site(f)}",
              f"Where: {_marked(f)}"]
     expected = _expected_text(f)
     if expected is not None:

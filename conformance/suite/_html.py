@@ -24,6 +24,7 @@ from sephb.conformance.suite._facts import (
     _program,
     _reliability_text,
     _seed,
+    _site,
     replay_file,
     trace_file,
 )
@@ -381,7 +382,7 @@ def _html_failures(facts: _Facts) -> str:
         seed = f" · seed <code>{f.seed}</code>" if f.seed is not None else ""
         program = "".join(f"<li>{_h(words)}<small><code>{_h(step)}</code></small></li>"
                           for words, step in _program(res, f))
-        move = [("Where", _h(_marked(f)))]
+        move = [("Site", _h(_site(f))), ("Where", _h(_marked(f)))]
         expected = _expected_text(f)
         if expected is not None:
             move.append(("Expected", _h(expected)))

@@ -40,9 +40,18 @@ from hypothesis.stateful import (
     rule,
 )
 
+from sephb.conformance.suite._guard import CALL_BUDGET_S, ClientFailed, Guarded, Watchdog
 from sephb.conformance.suite.inproc import CoreClient, InProcessClient
 from sephb.conformance.suite.oracle import Manager, Oracle
-from sephb.conformance.suite.world import Fault, World
+from sephb.conformance.suite.world import (
+    DEFAULT_SITE,
+    LOCATIONS,
+    MAX_MANAGERS,
+    Fault,
+    Site,
+    World,
+    sites,
+)
 from sephb.conformance.traces import wire
 from sephb.conformance.traces.properties import (
     DATA_REQUIREMENTS,
@@ -76,10 +85,10 @@ SPIN_LIMIT = 200
 #: failovers and randomization a recorder may not see).
 DRAIN_INTERVALS = 2
 PATHS = [None, "/index.dat", "/urls", "/content", "/logs", "/sensors", "/push"]
-LOCATIONS = ["Default", "Office", "Branch"]
-#: The site every run uses: three managers over two priorities, and a GUP.
-SITE = [("127.0.10.2", 8014, 1), ("127.0.10.3", 8014, 1), ("127.0.10.4", 8014, 2)]
-GUP = ("127.0.10.9", 2967)
+#: The site of directed cases (top-ups and probes), and what drawn sites shrink
+#: toward: three managers over two priorities, and a GUP.
+SITE = DEFAULT_SITE.addresses()
+GUP = DEFAULT_SITE.gup_address()
 
 #: name -> (cases, fixed): a fixed profile always runs the same programs (seed
 #: :data:`FIXED_SEED` unless ``--seed`` says otherwise); the others draw a seed and
@@ -95,7 +104,10 @@ FIXED_SEED = 0
 #: (the deadlines judged elsewhere carry requirements of rows: the session limit, and
 #: failover only where the reading has it).
 PROPERTY_REQUIREMENTS = tuple(sorted(set(DATA_REQUIREMENTS) | {
-    d.requirement for d in DEADLINES if d.requirement}))
+    d.requirement for d in DEADLINES if d.requirement} | {"REQ-X-ALIVE"}))
+#: What a client breaks when it raises, hangs or spins instead of going on: judged
+#: by the suite itself (every call into the client is guarded, :mod:`._guard`).
+ALIVE = "REQ-X-ALIVE"
 #: Requirements only real bytes on the wire can show, and why.
 SIZE_REQUIREMENTS = {
     "REQ-SIZE-IDLE": "heartbeat sizes are bytes on the wire: only the wire adapter "
@@ -117,7 +129,7 @@ class Environment:
     """
 
     client: ClientFactory
-    world: Callable[[], Any] = lambda: World(SITE, GUP)
+    world: Callable[[Site], Any] = World.of
     #: Model milliseconds of slack for timing properties.
     tolerance_ms: int = 0
     #: Events the servers' records cannot show in this environment.
@@ -134,6 +146,9 @@ class Environment:
     uncoverable: Callable[[Interpretation], Mapping[str, str]] = lambda interp: {}
     #: Requirements this environment cannot judge, with the reason.
     unjudged: Mapping[str, str] = field(default_factory=lambda: dict(SIZE_REQUIREMENTS))
+    #: Wall seconds one call into the client may take before the watchdog cuts it
+    #: short (REQ-X-ALIVE); None: no watchdog (a process bounds its own waits).
+    call_budget_s: float | None = CALL_BUDGET_S
 
 
 def reference_factory(core: Any = None) -> ClientFactory:
@@ -203,6 +218,8 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
     if not isinstance(env, Environment):
         env = Environment(env)
     environment = env
+    # One watchdog (one thread) for the whole run.
+    watchdog = Watchdog(env.call_budget_s) if env.call_budget_s else None
 
     class HeartbeatSuite(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -222,11 +239,12 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
 
         # --- set-up ---------------------------------------------------------------
 
-        @initialize(mode=st.sampled_from(Mode))
-        def start(self, mode: Mode) -> None:
-            self.mode = mode
-            self.world = w = environment.world()
-            self.client = environment.client(w, interp, mode)
+        @initialize(mode=st.sampled_from(Mode), site=sites())
+        def start(self, mode: Mode, site: Site = DEFAULT_SITE) -> None:
+            self.mode, self.site = mode, site
+            self.world = w = environment.world(site)
+            self.client = Guarded(environment.client(w, interp, mode), watchdog,
+                                  self._client_failed)
             self.oracle = Oracle(
                 interp, mode,
                 [Manager(m.name, m.address, m.port, m.priority) for m in w.managers],
@@ -242,14 +260,15 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
 
         # --- environment actions ------------------------------------------------------
 
-        @rule(m=st.integers(0, len(SITE) - 1), fault=st.sampled_from(Fault),
+        @rule(m=st.integers(0, MAX_MANAGERS - 1), fault=st.sampled_from(Fault),
               path=st.sampled_from(PATHS))
         @_counted
         def fault(self, m: int, fault: Fault, path: str | None) -> None:
+            """Manager ``m`` (counted round the site's managers) misbehaves."""
             assert self.world is not None
             if fault in (Fault.REFUSE, Fault.BLACKHOLE):
                 path = None  # connection-level faults: every connection
-            self.world.set_fault(m, path, fault)
+            self.world.set_fault(m % len(self.world.managers), path, fault)
 
         @rule()
         @_counted
@@ -276,14 +295,14 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
         @_counted
         def policy(self, location: str, source: Source) -> None:
             assert self.world is not None
-            self.world.set_policy(location, source)
+            _set_policy(self.world, location, source)
 
         @rule(source=st.sampled_from(Source))
         @_counted
         def flip(self, source: Source) -> None:
             """The location's policy changes between the index and the URLs."""
             assert self.world is not None
-            self.world.set_flip(source)
+            self.world.set_flip(_possible(self.world, source))
 
         @rule(pick=st.integers(0, len(by_name) - 1))
         @_counted
@@ -300,7 +319,7 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
         @rule(location=st.sampled_from(LOCATIONS))
         @_counted
         def move(self, location: str) -> None:
-            self.client.location = location  # type: ignore[attr-defined]
+            self.client.location = location
 
         @precondition(lambda self: environment.logs)
         @rule(count=st.integers(1, 4))
@@ -317,11 +336,11 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             self.world.push()
             self._settle()
 
-        @rule(m=st.integers(0, len(SITE) - 1))
+        @rule(m=st.integers(0, MAX_MANAGERS - 1))
         @_counted
         def drop(self, m: int) -> None:
             assert self.world is not None
-            self.world.drop(m)
+            self.world.drop(m % len(self.world.managers))
             self._settle()
 
         @rule(dt=st.none() | st.sampled_from(TIME_STEPS) | st.integers(1, 2 * INTERVAL_MS))
@@ -344,6 +363,16 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             self.oracle.restarted(self.world.now)
             self._settle()
 
+        def _client_failed(self, failed: ClientFailed) -> Violation:
+            """REQ-X-ALIVE: the client raised, or a call into it did not return."""
+            self.violated = True
+            now = self.world.now if self.world is not None else 0
+            states = "/".join(sorted(s.value for s in self.oracle.checker.states)) \
+                if getattr(self, "oracle", None) is not None else "its initial state"
+            return Violation(ALIVE, f"{failed.text} at t={now}, when the model had it in "
+                                    f"{states}", list(self.world.records)
+                             if self.world is not None else [])
+
         def _starting(self, start: Callable[[], None]) -> None:
             try:
                 start()
@@ -365,16 +394,18 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             target = w.now + dt
             spins = 0
             while True:
-                spins = spins + 1 if self.client.wakeup() == w.now else 0
+                due = self.client.wakeup()
+                # A timer at now, or in the past (which the world serves now), that
+                # comes back after it was served: the client spins at one instant.
+                spins = spins + 1 if due is not None and due <= w.now else 0
                 if spins > SPIN_LIMIT:
                     self.violated = True
                     raise Violation(
                         "REQ-2-TIMEOUT-30000",
-                        f"the client asked to act again at t={w.now} more than "
-                        f"{SPIN_LIMIT} times without time passing: it retries at once "
-                        f"instead of waiting for the next heartbeat interval",
-                        list(w.records))
-                due = self.client.wakeup()
+                        f"the client asked to act again at t={w.now} (its timer said "
+                        f"t={due}) more than {SPIN_LIMIT} times without time passing: "
+                        f"it retries at once instead of waiting for the next heartbeat "
+                        f"interval", list(w.records))
                 holds = w.next_deadline()
                 nxt = min(x for x in (due, holds, target) if x is not None)
                 nxt = max(nxt, w.now)
@@ -429,7 +460,7 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 self._close()
 
         def _close(self) -> None:
-            environment.close(self.world, self.client)
+            environment.close(self.world, self.client.unguarded)
             # A client that says which rows it took (the reference does) is counted
             # exactly; otherwise one run of the model that explains its records.
             taken = getattr(self.client, "taken", None)
@@ -439,7 +470,9 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                     if currently_in_test_context():  # not in a directed top-up case
                         hypothesis.event(name)
             spent = time.perf_counter() - self.began
-            seen = set()
+            seen = set() if self.violated else {ALIVE}
+            if not self.violated:  # the client went on through the whole case
+                coverage.requirements[ALIVE] = coverage.requirements.get(ALIVE, 0) + 1
             for req, n in self.oracle.exercised.items():
                 coverage.requirements[req] = coverage.requirements.get(req, 0) + n
                 seen.add(req)
@@ -467,6 +500,16 @@ _SESSION_CAUSE = {
 _PATH_OF = {r.action: r.path for r in wire.ROUTES}
 
 
+def _possible(w: Any, source: Source) -> Source:
+    """The source a policy can name at this site: a site without a GUP has none to
+    name (its servers refuse such a policy), so its content comes from the manager."""
+    return Source.MANAGER if source is Source.GUP and w.gup is None else source
+
+
+def _set_policy(w: Any, location: str, source: Source) -> None:
+    w.set_policy(location, _possible(w, source))
+
+
 def _provoke(m: Any, row: Row) -> None:
     """Set the world up so that ``row`` can fire at the client's next chance.
 
@@ -489,11 +532,11 @@ def _provoke(m: Any, row: Row) -> None:
         path = _PATH_OF.get(ENTRY[row.source])
         for i in range(len(w.managers)):
             w.only_fault(i, path, Fault.ERROR)
-        w.set_policy(location, Source.MANAGER)
+        _set_policy(w, location, Source.MANAGER)
         w.publish()
     elif event is Event.DOWNLOAD_FAILED and w.gup is not None:
         w.set_gup(Fault.REFUSE)
-        w.set_policy(location, Source.GUP)
+        _set_policy(w, location, Source.GUP)
         w.publish()
     elif event in (Event.URLS_RECEIVED, Event.CONTENT_RECEIVED, Event.INDEX_RECEIVED):
         w.heal()
@@ -501,7 +544,7 @@ def _provoke(m: Any, row: Row) -> None:
             row.guard or Guard.SOURCE_MANAGER, Source.MANAGER)
         if row.source is State.DOWNLOADING_GUP:
             source = Source.GUP
-        w.set_policy(location, source)
+        _set_policy(w, location, source)
         if row.guard is Guard.SOURCE_NONE:
             w.set_flip(Source.NONE)
         if row.guard is not Guard.NO_DOWNLOAD:

@@ -15,6 +15,7 @@ from sephb.conformance.suite._facts import (
     _program,
     _reliability_text,
     _seed,
+    _site,
     replay_file,
     trace_file,
 )
@@ -91,6 +92,7 @@ def _markdown(facts: _Facts) -> str:
         out += [f'<a id="failure-{n}"></a>', "",
                 f"### Failure {n}: {_md(f.requirement)}", "",
                 f"> {_md(f.message)}", "",
+                f"- Site: {_md(_site(f))}",
                 f"- Where: {_md(_marked(f))}"]
         expected = _expected_text(f)
         if expected is not None:

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sephb.conformance.suite._machine import GUP, INTERVAL_MS, SITE
-from sephb.conformance.suite.world import Fault
+from sephb.conformance.suite._machine import INTERVAL_MS
+from sephb.conformance.suite.world import DEFAULT_SITE, Fault, Site
 from sephb.conformance.traces import wire
 from sephb.model.protocol import (
     Mode,
     Source,
 )
 
-#: The site of every case in words: "m1, m2 at priority 1, m3 at priority 2, a GUP".
-_SITE_WORDS = ", ".join(
-    f"{', '.join(f'm{i + 1}' for i, (*_, q) in enumerate(SITE) if q == p)} at priority {p}"
-    for p in sorted({p for *_, p in SITE})) + (", a GUP" if GUP else "")
 _FAULT_WORDS = {
     Fault.UP: "answers normally",
     Fault.REFUSE: "refuses connections",
@@ -41,20 +37,55 @@ def _request(path: object) -> str:
 
 
 def _value(node: Any) -> Any:
-    """A step's argument: a literal, or an enum member named like ``Fault.STALL``."""
+    """A step's argument: a literal, an enum member named like ``Fault.STALL``, or a
+    site written ``Site(managers=..., gup=..., policies=...)``."""
     import ast
 
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
         enum_type = {"Fault": Fault, "Mode": Mode, "Source": Source}.get(node.value.id)
         if enum_type is not None:
             return enum_type[node.attr]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
+            and node.func.id == "Site":
+        try:
+            return Site(**{k.arg: ast.literal_eval(k.value) for k in node.keywords
+                           if k.arg})
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
     return ast.literal_eval(node)
 
 
-def narrate(step: str, interpretation: str | None = None) -> str:
+def site_of(steps: list[str]) -> Site:
+    """The site a program runs against: its ``start`` step's (the default site for a
+    directed case, whose start names none)."""
+    import ast
+
+    for step in steps:
+        if step.startswith("state.start("):
+            try:
+                call = ast.parse(step.strip(), mode="eval").body
+                for k in getattr(call, "keywords", []):
+                    if k.arg == "site":
+                        site = _value(k.value)
+                        if isinstance(site, Site):
+                            return site
+            except (SyntaxError, ValueError, KeyError):
+                break
+    return DEFAULT_SITE
+
+
+def narrate_program(steps: list[str], interpretation: str | None = None) -> list[str]:
+    """Every step of a program in domain words, managers named within its site."""
+    site = site_of(steps)
+    return [narrate(step, interpretation, site) for step in steps]
+
+
+def narrate(step: str, interpretation: str | None = None,
+            site: Site = DEFAULT_SITE) -> str:
     """One step of a shrunk program (``state.fault(m=0, fault=Fault.STALL,
     path='/index.dat')``) in the words of the domain (``m1 stalls GET /index.dat``);
-    a step it does not know comes back as it is."""
+    a step it does not know comes back as it is. ``site``: the program's, whose
+    managers the step's ``m`` counts round (as the state machine does)."""
     import ast
 
     try:
@@ -65,11 +96,14 @@ def narrate(step: str, interpretation: str | None = None) -> str:
     except (SyntaxError, ValueError, KeyError):
         return step
     rule = call.func.attr
-    manager = f"m{kw.get('m', 0) + 1}" if isinstance(kw.get("m"), int) else "a manager"
+    if rule == "start" and isinstance(kw.get("site"), Site):
+        site = kw["site"]
+    m = kw.get("m")
+    manager = f"m{m % len(site.managers) + 1}" if isinstance(m, int) else "a manager"
     if rule == "start":
         mode = kw.get("mode")
         return (f"the client starts in {mode.value if isinstance(mode, Mode) else '?'} "
-                f"mode ({_SITE_WORDS})")
+                f"mode (site: {site.words()})")
     if rule == "fault" and isinstance(kw.get("fault"), Fault):
         return f"{manager} " + _FAULT_WORDS[kw["fault"]].format(
             req=_request(kw.get("path")))
@@ -133,10 +167,10 @@ still breaks {requirement}. Run it with pytest.
 """
 
 from sephb.conformance.suite import machine_for
-from sephb.conformance.suite.world import Fault
+from sephb.conformance.suite.world import Fault, Site
 from sephb.model.protocol import Mode, Source
 
-__all__ = ["Fault", "Mode", "Source"]  # the steps below may name any of them
+__all__ = ["Fault", "Mode", "Site", "Source"]  # the steps below may name any of them
 
 
 def test_counterexample() -> None:

@@ -26,6 +26,7 @@ from typing import Final
 import msgspec
 
 from sephb.conformance.suite import _machine as suite
+from sephb.conformance.suite._guard import ClientStopped
 from sephb.conformance.suite._wire_world import (
     QUIET_S,
     STARTUP_S,
@@ -109,10 +110,22 @@ class ProcessClient:
         self._spawn()
 
     def wakeup(self) -> int | None:
+        self._check_running()
         return None
 
     def tick(self, now: int) -> None:
-        pass
+        self._check_running()
+
+    def _check_running(self) -> None:
+        """A client that exits on its own in the middle of a case has stopped
+        checking in: a finding (REQ-X-ALIVE), not an error of the run. (At its
+        first start, silence or an exit is ClientGone: nothing was tested.)"""
+        proc = self.proc
+        if proc is not None and proc.poll() is not None:
+            self.proc = None
+            proc.wait()
+            raise ClientStopped(f"the client exited on its own with status "
+                                f"{proc.returncode}{self._tail()}")
 
     def answer(self, now: int, reply: Reply) -> None:
         pass

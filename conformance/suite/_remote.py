@@ -87,6 +87,7 @@ from sephb.conformance.suite._wire_world import (
 )
 from sephb.conformance.suite.inproc import InProcessClient
 from sephb.conformance.suite.results import RequirementResult, Status, SuiteResult
+from sephb.conformance.suite.world import DEFAULT_SITE, Site
 from sephb.conformance.traces.clock import JITTER_BUDGET_S, tolerance_for
 from sephb.model.errors import UsageError
 from sephb.model.interpretations import Interpretation
@@ -209,8 +210,8 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
             f"{JITTER_BUDGET_S * 1000 / (SESSION_LIMIT_MS // 2):g})")
     observations = WireObservations()
 
-    def world() -> RemoteWorld:
-        return RemoteWorld(time_scale=time_scale, tolerance_ms=tol)
+    def world(site: Site = DEFAULT_SITE) -> RemoteWorld:
+        return RemoteWorld(site, time_scale=time_scale, tolerance_ms=tol)
 
     contact = [False]
 
@@ -235,7 +236,7 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
                 if isinstance(c, ProcessClient):
                     c.close()
 
-    return WireEnvironment(client=client, world=world, tolerance_ms=tol,
+    return WireEnvironment(client=client, world=world, tolerance_ms=tol, call_budget_s=None,
                            adapter="wire", close=close, logs="{log_dir}" in client_cmd,
                            hidden=WIRE_HIDDEN,
                            uncoverable=uncoverable, unjudged={},

@@ -312,9 +312,21 @@ def _violation(exc: BaseException) -> Violation:
 
 
 def _steps(printed: str) -> list[str]:
-    """The shrunk program's steps, as Hypothesis printed them (``state.rule(...)``)."""
-    return [line.strip() for line in printed.splitlines()
-            if line.strip().startswith("state.")]
+    """The shrunk program's steps, as Hypothesis printed them (``state.rule(...)``),
+    one per step: a step whose arguments Hypothesis wrapped over several lines (a
+    drawn site) is joined back into one."""
+    steps: list[str] = []
+    depth = 0
+    for raw in printed.splitlines():
+        line = raw.strip()
+        if depth:
+            steps[-1] += (" " if steps[-1][-1] in ",:" else "") + line
+        elif line.startswith("state."):
+            steps.append(line)
+        else:
+            continue
+        depth += line.count("(") + line.count("[") - line.count(")") - line.count("]")
+    return steps
 
 
 def requirements_of(interp: Interpretation) -> list[str]:

@@ -27,11 +27,10 @@ import msgspec
 
 from sephb.conformance.site import Fleet, SimServer
 from sephb.conformance.site.config import FleetConfig
-from sephb.conformance.suite import _machine as suite
-from sephb.conformance.suite.world import Fault, Reply, VServer
+from sephb.conformance.suite.world import DEFAULT_SITE, Fault, Reply, Site, VServer
 from sephb.conformance.traces.clock import Clock
 from sephb.conformance.traces.trace import Record
-from sephb.conformance.traces.wire import Role
+from sephb.conformance.traces.wire import GUP_PORT, Role
 from sephb.model.protocol import (
     FULL_HEARTBEAT_BYTES,
     IDLE_HEARTBEAT_BYTES,
@@ -129,19 +128,22 @@ class RemoteWorld:
     appended as they arrive.
     """
 
-    def __init__(self, site: list[int] | None = None, *,
+    def __init__(self, site: Site = DEFAULT_SITE, *,
                  time_scale: float = DEFAULT_TIME_SCALE, tolerance_ms: int = 0,
                  poll_ms: int | None = None) -> None:
-        priorities = site or [p for _, _, p in suite.SITE]
         self.time_scale = time_scale
         self.tolerance_ms = tolerance_ms
         #: How often the suite looks at the records while time passes.
         self.poll_ms = poll_ms or max(1, tolerance_ms // 2) or 1_000
-        addrs = _addresses(len(priorities) + 1)
-        cfg = FleetConfig.loopback(addrs[:-1], gup=addrs[-1])
+        # The drawn site on 127.x addresses of this world: each manager's priority
+        # and port, the GUP's port (or none), the locations' policies.
+        addrs = _addresses(len(site.managers) + 1)
+        cfg = FleetConfig.loopback(addrs[:-1], gup=addrs[-1] if site.gup else None,
+                                   gup_port=site.gup or GUP_PORT)
+        policies = {loc: Source(src) for loc, src in site.policies}
         cfg = dataclasses.replace(cfg, managers=tuple(
-            dataclasses.replace(m, priority=p)
-            for m, p in zip(cfg.managers, priorities, strict=True)))
+            dataclasses.replace(m, priority=prio, port=port, locations=policies)
+            for m, (prio, port) in zip(cfg.managers, site.managers, strict=True)))
         self.clock = Clock(time_scale)
         self.fleet = Fleet(cfg, clock=self.clock)
         self._records: list[dict[str, Any]] = []

@@ -111,6 +111,10 @@ class Oracle:
     #: A session failed in the current heartbeat (an early next one breaks REQ-2's
     #: "terminates until the next heartbeat interval", else REQ-7-PULL's).
     _round_failed: bool = False
+    #: When the last session of the current heartbeat failed.
+    _failed_at: int | None = None
+    #: Deadlines already given the unseen failovers' extra time (by id).
+    _excused: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.checker = Checker(self.interpretation, mode=self.mode, hidden=self.hidden)
@@ -135,7 +139,14 @@ class Oracle:
     def _unseen_heartbeat(self, late: Open, now: int) -> int | None:
         """A next heartbeat may have come where no server saw it: every manager it
         could begin with refused (or, with failover, every manager). Only the
-        environment knows; the deadline then moves on by an interval."""
+        environment knows; the deadline then moves on by an interval. Likewise a
+        failover owed to managers that have since become unreachable may be going
+        on unseen, a session limit per such manager."""
+        if late.deadline == "failover":
+            untried = [m for m in self.managers if m.name not in self._tried]
+            if all(self._maybe_tried_unseen(m) for m in untried):
+                return max(late.due, now) + max(1, len(untried)) * SESSION_LIMIT_MS
+            return None
         if late.deadline != "next-heartbeat":
             return None
         failover = self.interpretation.switches[Switch.FAILOVER]
@@ -149,6 +160,16 @@ class Oracle:
         hit = [self._last_unreachable.get(m.name, -1) >= late.opened for m in first]
         if all(hit) if failover else any(hit):
             return late.due + self.interval_ms
+        # With failover and connects that hang unseen, the check-in may have gone on
+        # after its last record (failovers to hanging managers) and the next one may
+        # begin with such managers too: once per deadline, a session limit more per
+        # manager that hung since (the slack of the deadline covers only one side).
+        hung = sum(1 for m in self.managers
+                   if self._last_unreachable.get(m.name, -1) >= late.opened)
+        if failover and Event.SESSION_TIMEOUT in self.hidden and hung \
+                and id(late) not in self._excused:
+            self._excused.add(id(late))
+            return late.due + hung * SESSION_LIMIT_MS
         return None
 
     # --- what the environment tells the oracle ----------------------------------------
@@ -274,7 +295,7 @@ class Oracle:
                 and rec.get("role") == "manager":
             self._gup_source = False  # a check-in ended: the GUP is owed nothing
         if self._session.see(name, t):
-            self._round_failed = True
+            self._round_failed, self._failed_at = True, t
             if self._session.early is not None:
                 self._find("REQ-2-TIMEOUT-30000", self._session.early, t)
             if self._session_manager:
@@ -333,9 +354,19 @@ class Oracle:
         # limits earlier.
         failover = self.interpretation.switches[Switch.FAILOVER]
         unseen = (len(self.managers) - 1) * SESSION_LIMIT_MS if failover else 0
+        # A connect to a manager not yet tried, soon enough after a failed session
+        # (at once, or after the untried managers' connects hung unseen), is a
+        # failover within the heartbeat however long its chain has been.
+        left = len(self.managers) - len(self._tried) - 1
+        failing_over = (failover and self._round_failed and m.name not in self._tried
+                        and self._failed_at is not None
+                        and t <= self._failed_at + self.tolerance_ms + (
+                            left * SESSION_LIMIT_MS
+                            if Event.SESSION_TIMEOUT in self.hidden else 0))
         new_round = (self._round_start is None or self._restarted
-                     or t >= self._round_start - unseen + self.interval_ms
-                     - self.tolerance_ms)
+                     or (not failing_over
+                         and t >= self._round_start - unseen + self.interval_ms
+                         - self.tolerance_ms))
         if m.name == self._held_with:
             # A push-mode client reconnecting to the manager it held: within the
             # heartbeat, not a new choice, but the manager is tried in it. At the

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+from hypothesis import strategies as st
 
 from sephb.conformance.site import Fault
 from sephb.conformance.traces import wire
@@ -31,7 +33,96 @@ from sephb.model.protocol import Action, Event, Source
 
 #: ``Fault`` is the site's vocabulary (:class:`sephb.conformance.site.Fault`); the
 #: replay files of shrunk programs name it from here.
-__all__ = ["Fault", "Reply", "VServer", "World"]
+__all__ = ["DEFAULT_SITE", "LOCATIONS", "MAX_MANAGERS", "Fault", "Reply", "Site", "VServer",
+           "World"]
+
+#: Locations a client can be in; a site's policies name a LiveUpdate source for some.
+LOCATIONS: Final = ("Default", "Office", "Branch")
+#: The most managers a drawn site has (six, over up to three priority blocks).
+MAX_MANAGERS: Final = 6
+
+
+@dataclass(frozen=True)
+class Site:
+    """The site of one test case, as its sylink.xml and policies describe it.
+
+    Drawn per case (:func:`sites`) and shrunk toward :data:`DEFAULT_SITE`: a failing
+    case is reported, and replayed, with the smallest site that still fails. The
+    repr is valid Python (the replay file's ``state.start(..., site=Site(...))``)."""
+
+    #: Each manager's (priority, port), in sylink.xml order: priority blocks in
+    #: order, 1 first (a larger number is a lower priority).
+    managers: tuple[tuple[int, int], ...] = ((1, 8014), (1, 8014), (2, 8014))
+    #: The GUP's port; None: the site has no GUP.
+    gup: int | None = 2967
+    #: (location, LiveUpdate source) of the policies the site starts with; a location
+    #: not named takes its content from the manager.
+    policies: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.managers) <= MAX_MANAGERS:
+            raise ValueError(f"a site has 1 to {MAX_MANAGERS} managers, not "
+                             f"{len(self.managers)}")
+        if [p for p, _ in self.managers] != sorted(p for p, _ in self.managers):
+            raise ValueError("managers are listed by priority block, 1 first")
+        if self.gup is None and any(src == Source.GUP.value for _, src in self.policies):
+            raise ValueError("a policy names the GUP of a site without one")
+
+    def addresses(self) -> list[tuple[str, int, int]]:
+        """(address, port, priority) of each manager, on 127.0.10.x in process."""
+        return [(f"127.0.10.{i + 2}", port, prio)
+                for i, (prio, port) in enumerate(self.managers)]
+
+    def gup_address(self) -> tuple[str, int] | None:
+        return ("127.0.10.9", self.gup) if self.gup is not None else None
+
+    def words(self) -> str:
+        """The site in words: "m1, m2 at priority 1, m3 at priority 2 (port 8443), a
+        GUP on 2967; policies: Office gup"."""
+        blocks = []
+        for prio in sorted({p for p, _ in self.managers}):
+            names = [f"m{i + 1}" + (f" (port {port})" if port != wire.MANAGER_PORT
+                                    else "")
+                     for i, (p, port) in enumerate(self.managers) if p == prio]
+            blocks.append(f"{', '.join(names)} at priority {prio}")
+        gup = (f"a GUP on {self.gup}" if self.gup is not None else "no GUP")
+        named = ", ".join(f"{loc} {src}" for loc, src in self.policies)
+        policies = f"; policies: {named}" if named else ""
+        return f"{', '.join(blocks)}, {gup}{policies}"
+
+
+#: The site the suite used before sites were drawn: what drawn sites shrink toward.
+DEFAULT_SITE: Final = Site()
+
+
+def sites() -> st.SearchStrategy[Site]:
+    """Sites to draw: 1 to 3 priority blocks of 1 to 3 managers (at most
+    :data:`MAX_MANAGERS`), each on 8014 or another port, a GUP on 2967, on another
+    port or none, and the locations' policies. Shrinks toward :data:`DEFAULT_SITE`
+    (the first branch)."""
+
+    @st.composite
+    def drawn(draw: st.DrawFn) -> Site:
+        blocks = draw(st.lists(st.integers(1, 3), min_size=1, max_size=3))
+        prios = [b for b, n in enumerate(blocks, 1) for _ in range(n)][:MAX_MANAGERS]
+        ports = draw(st.lists(st.sampled_from(_MANAGER_PORTS), min_size=len(prios),
+                              max_size=len(prios)))
+        gup = draw(st.sampled_from(_GUP_PORTS))
+        # A policy can name the GUP only where there is one (a SEPM refuses it).
+        sources = [s.value for s in Source if gup is not None or s is not Source.GUP]
+        policies = draw(st.lists(
+            st.tuples(st.sampled_from(LOCATIONS), st.sampled_from(sources)),
+            max_size=len(LOCATIONS), unique_by=lambda p: p[0]))
+        return Site(tuple(zip(prios, ports, strict=True)), gup, tuple(sorted(policies)))
+
+    return st.one_of(st.just(DEFAULT_SITE), drawn())
+
+
+#: Ports a drawn manager listens on: the seed's 8014 first (what shrinking prefers),
+#: then ports sylink.xml allows as well.
+_MANAGER_PORTS: Final = (wire.MANAGER_PORT, 8443, 9014)
+#: The GUP's port: the seed's 2967 first, then another, then no GUP.
+_GUP_PORTS: Final = (wire.GUP_PORT, 2968, None)
 
 _ROUTE: dict[Action, Route] = {r.action: r for r in ROUTES}
 _DOWNLOADS = frozenset({Action.DOWNLOAD_MANAGER, Action.DOWNLOAD_GUP})
@@ -149,6 +240,14 @@ class World:
         """Every server answers again."""
         for s in self.servers:
             s.faults.clear()
+
+    @classmethod
+    def of(cls, site: Site, **kw: Any) -> World:
+        """The virtual servers of a drawn site, its policies in force."""
+        w = cls(site.addresses(), site.gup_address(), **kw)
+        for location, source in site.policies:
+            w.set_policy(location, Source(source))
+        return w
 
     def set_policy(self, location: str, source: Source) -> None:
         self.policies[location] = source

@@ -30,6 +30,7 @@ restate a transition.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -247,16 +248,21 @@ class ClientConfig:
     #: How late after the interval a check-in may come when the file enables
     #: randomization (A15), else 0.
     randomization_ms: int = 0
+    #: Each manager's priority block, by (address, port): 1 is tried first.
+    priority: Mapping[tuple[str, int], int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, interpretation: Interpretation, sylink: Any) -> ClientConfig:
         """From a :class:`~sephb.conformance.traces.sylink.Sylink`."""
-        top = sylink.tiers()[0]
+        tiers = sylink.tiers()
+        top = tiers[0]
         chosen = top[:1] if interpretation.selection is Selection.FIRST else top
         return cls(frozenset((s.address, s.port) for s in chosen),
                    interpretation.switches[Switch.FAILOVER],
                    sylink.heartbeat_s * 1000, sylink.mode,
-                   getattr(sylink, "randomization_s", 0) * 1000)
+                   getattr(sylink, "randomization_s", 0) * 1000,
+                   {(s.address, s.port): n for n, tier in enumerate(tiers, 1)
+                    for s in tier})
 
 
 @dataclass
@@ -322,6 +328,8 @@ class TraceProperties:
     _awaiting_first: bool = False
     #: A held push connection was lost: the next heartbeat may come at once.
     _lost: bool = False
+    #: The managers the current heartbeat tried, in order (the client's view).
+    _tried: list[tuple[str, int]] = field(default_factory=list)
     _session: SessionLimit = field(init=False)
     _logs: LogLedger = field(default_factory=LogLedger)
     _push: PushHold | None = field(init=False)
@@ -430,12 +438,18 @@ class TraceProperties:
             begins, self._awaiting_first = True, True
         elif name == SESSION_RESTARTS and self._awaiting_first:
             self._awaiting_first = False
+            self._tried = [] if addr is None else [(addr, port or 0)]
             if addr is not None and (addr, port) not in config.first:
                 allowed = " or ".join(f"{a}:{p}" for a, p in sorted(config.first))
                 return ("REQ-1-PRIORITY", f"the heartbeat began with {addr}:{port}; "
                                           f"expected {allowed}")
             return None
+        elif name == SESSION_RESTARTS and addr is not None and port is not None \
+                and config.failover:
+            return self._failover(addr, port, t)
         else:
+            if name == _PUSHED:  # a pushed check-in fails over like a heartbeat
+                self._tried = []
             return None
         if self.server_view and addr is not None and (addr, port) not in config.first:
             allowed = " or ".join(f"{a}:{p}" for a, p in sorted(config.first))
@@ -451,6 +465,32 @@ class TraceProperties:
             return ("REQ-2-TIMEOUT-30000" if failed else "REQ-7-PULL",
                     f"a new heartbeat at t={t}, {t - last} ms after the last one: the "
                     f"next one is due after the {config.interval_ms} ms interval")
+        return None
+
+    def _failover(self, addr: str, port: int, t: int) -> tuple[str, str] | None:
+        """REQ-2-FAILOVER, in the client's own view of a heartbeat: a failover goes
+        to a manager of sylink.xml not tried yet in this heartbeat (each at most
+        once; after the last the heartbeat is over), never back up the priority
+        order."""
+        config = self.config
+        assert config is not None
+        here = (addr, port)
+        tried, self._tried = self._tried, [*self._tried, here]
+        if here not in config.priority:
+            return ("REQ-2-FAILOVER", f"the heartbeat failed over at t={t} to "
+                                      f"{addr}:{port}, which sylink.xml does not list")
+        if here in tried:
+            return ("REQ-2-FAILOVER",
+                    f"the heartbeat failed over at t={t} to {addr}:{port} again: each "
+                    f"manager is tried at most once, and after the last the heartbeat "
+                    f"ends until the next interval")
+        prio = config.priority[here]
+        above = [p for p in (config.priority.get(x) for x in tried) if p is not None]
+        if above and prio < max(above):
+            return ("REQ-2-FAILOVER",
+                    f"the heartbeat failed over at t={t} to {addr}:{port} (priority "
+                    f"{prio}) after a manager of priority {max(above)}: failover goes "
+                    f"down the priority order")
         return None
 
 
@@ -492,6 +532,7 @@ SESSION_FAILS: Final = frozenset(
     | {ENTRY[INITIAL].value})
 #: The record of a session given up at its limit.
 _GIVE_UP: Final = Event.SESSION_TIMEOUT.value
+_PUSHED: Final = Event.POLICY_PUSHED.value
 _HELD: Final = next(s for s, a in ENTRY.items() if a is Action.HOLD)
 _HOLD: Final = Action.HOLD.value
 _DISCONNECT: Final = ENTRY[INITIAL].value
