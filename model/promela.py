@@ -75,9 +75,10 @@ PROPERTIES: Final[tuple[Property, ...]] = (
     Property(
         "checkin_ends",
         "[] (!rest -> <> rest)",
-        ("REQ-2-TIMEOUT-30000", "REQ-X-ABORT", "REQ-7-PULL", "REQ-7-PUSH"),
+        ("REQ-2-TIMEOUT-30000", "REQ-X-ABORT", "REQ-7-PULL", "REQ-7-PUSH",
+         "REQ-X-ALIVE"),
         "every check-in ends: from any non-rest state a rest state (IDLE, PUSH_HELD) "
-        "is eventually reached",
+        "is eventually reached (the model never stops where a client must go on)",
     ),
     Property(
         "pull_disconnect_first",

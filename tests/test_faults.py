@@ -12,7 +12,7 @@ import random
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import pytest
 from hypothesis import given, settings
@@ -134,7 +134,8 @@ def test_fault_names_are_stable_and_name_known_requirements() -> None:
         "skips-sensor-upload", "disconnects-in-push", "stays-connected-in-pull",
         "drops-logs-on-failure", "uploads-logs-twice", "checks-in-late",
         "waits-forever-after-session", "answers-push-late", "gives-up-session-early",
-        "keeps-connection-in-pull", "never-fails-over",
+        "keeps-connection-in-pull", "never-fails-over", "gup-port-ignored",
+        "crashes-on-error", "hangs-on-error",
     ]
     for f in FAULTS.values():
         assert f.requirement in P.REQUIREMENTS and f.text
@@ -479,9 +480,14 @@ def test_never_fails_over() -> None:
 # --- random event sequences --------------------------------------------------------
 
 
+#: Faults that stop the client (it raises, or never returns): the suite's guard
+#: judges them (tests/test_guard.py), so the property below leaves them out.
+STOPS: Final = ("crashes-on-error", "hangs-on-error")
+
+
 @settings(max_examples=400, deadline=None)
 @given(
-    name=st.sampled_from(list(FAULTS)),
+    name=st.sampled_from([f for f in FAULTS if f not in STOPS]),
     interp=st.sampled_from(sorted(INTERPRETATIONS)),
     mode=st.sampled_from(P.Mode),
     steps=st.lists(
@@ -541,3 +547,37 @@ def test_cli_client_takes_a_fault_name() -> None:
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args([*base, "--fault", "nope"])
     assert exc.value.code == 2
+
+
+# --- faults only some sites show, and faults that stop the client -----------------
+
+
+def test_gup_port_ignored_differs_only_where_the_gup_is_not_on_2967() -> None:
+    for port, differs in ((2967, False), (2968, True)):
+        url = f"http://127.0.10.9:{port}/content/1/defs.zip"
+        targets = []
+        for cls in (ClientCore, core_class("gup-port-ignored")):
+            c = make(cls)
+            c.urls = [url]
+            targets.append(c._target(P.Action.DOWNLOAD_GUP))
+        assert targets[0] == ("127.0.10.9", port)
+        assert (targets[1] != targets[0]) is differs, targets
+
+
+@pytest.mark.parametrize("name", STOPS)
+def test_faults_that_stop_differ_only_on_an_error_after_the_session(name: str) -> None:
+    """Silent on a session failure (a timeout, a refused first request); on an error
+    answer once the session is up, crashes-on-error raises (hangs-on-error loops;
+    tests/test_guard.py interrupts it)."""
+    c = make(core_class(name))
+    c.start(0)
+    c.handle(E.HEARTBEAT_DUE, 0)
+    assert c.state in (S.CONNECTING,)
+    c.fail(1, timed_out=False)  # a refused connect: the session never began
+    assert c.state in (S.IDLE,)
+    if name == "crashes-on-error":
+        c.handle(E.HEARTBEAT_DUE, 300_000)
+        c.handle(E.CONNECTED, 300_000)
+        c.handle(E.INDEX_RECEIVED, 300_000, serial="s", content=1, source="manager")
+        with pytest.raises(RuntimeError, match="unhandled error answer"):
+            c.fail(300_001, timed_out=False)

@@ -28,6 +28,7 @@ from sephb.conformance.suite._remote import run_wire, uncoverable, wire_environm
 from sephb.conformance.suite._wire_world import RemoteWorld, Size, measure
 from sephb.conformance.suite.oracle import Manager, Oracle
 from sephb.conformance.suite.results import RequirementResult, Status, SuiteResult, loads
+from sephb.conformance.suite.world import DEFAULT_SITE
 from sephb.model.errors import UsageError
 from sephb.model.interpretations import get
 from sephb.model.protocol import (
@@ -125,6 +126,8 @@ def test_the_reference_client_passes_a_short_wire_run(interp: str) -> None:
     # a timing property, judged with the wire's tolerance: needs a stalled manager,
     # which the suite's directed cases set up
     ("ignores-session-limit", "", True),
+    # the process exits on an error answer: a finding (REQ-X-ALIVE), not an error
+    ("crashes-on-error", "", True),
 ])
 def test_seeded_faults_are_caught_over_the_wire(fault: str, extra: str,
                                                 directed: bool) -> None:
@@ -150,6 +153,8 @@ def test_seeded_faults_are_caught_over_the_wire(fault: str, extra: str,
     ("keeps-connection-in-pull", "seed"),
     ("never-fails-over", "documented"),
     ("waits-forever-after-session", "documented"),
+    # only a site whose GUP is not on 2967 shows it: the other-ports probe's
+    ("gup-port-ignored", "seed"),
 ])
 def test_deadline_faults_are_caught_by_the_probes_over_the_wire(fault: str,
                                                                interp: str) -> None:
@@ -247,7 +252,7 @@ def test_restart_kills_the_process_and_starts_it_on_the_same_state() -> None:
 def test_a_client_that_dies_is_reported() -> None:
     env = wire_environment("sh -c 'echo cannot start >&2; exit 3' {sylink} {state_dir} "
                            "{time_scale}")
-    world = env.world()
+    world = env.world(DEFAULT_SITE)
     client = env.client(world, get("seed"), Mode.PULL)
     assert isinstance(client, ProcessClient)
     client.startup_s = 0.5
@@ -461,7 +466,7 @@ def test_a_command_must_name_its_placeholders() -> None:
         wire_environment(REFERENCE, time_scale=0.001)
     env = wire_environment(REFERENCE + " --client-id {client_id} -i {interpretation}")
     assert env.adapter == "wire" and env.tolerance_ms == 10_000 and not env.logs
-    world = env.world()
+    world = env.world(DEFAULT_SITE)
     client = env.client(world, get("documented"), Mode.PUSH)
     try:
         assert isinstance(client, ProcessClient)
@@ -487,7 +492,7 @@ def test_the_spool_placeholder_turns_the_logs_rule_on() -> None:
     assert not wire_environment(REFERENCE).logs
     env = wire_environment(SPOOLED)
     assert env.logs
-    world = env.world()
+    world = env.world(DEFAULT_SITE)
     one = env.client(world, get("seed"), Mode.PULL)
     two = env.client(world, get("seed"), Mode.PULL)
     try:

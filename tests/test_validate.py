@@ -245,7 +245,7 @@ def test_seeded_fault_traces_are_caught_with_sylink(fault: str, tmp_path: Path) 
     """The suite's managers and GUP, written as the client's sylink.xml, in the
     mode of the failing case: the first manager and the interval are checked."""
     from sephb.conformance import suite
-    from sephb.conformance.traces.sylink import Sylink, save
+    from sephb.conformance.traces.sylink import Gup, Sylink, save
     from sephb.model.interpretations import get
     from sephb.model.protocol import Mode
 
@@ -253,10 +253,15 @@ def test_seeded_fault_traces_are_caught_with_sylink(fault: str, tmp_path: Path) 
                        max_examples=30)
     failure = result.failures[0]
     mode = Mode.PUSH if any("Mode.PUSH" in step for step in failure.steps) else Mode.PULL
-    tiers = [[(a, p) for a, p, prio in suite.SITE if prio == n] for n in (1, 2)]
+    # The site of the failing case (drawn), as its sylink.xml.
+    site = suite.site_of(failure.steps)
+    addresses = site.addresses()
+    tiers = [[(a, p) for a, p, prio in addresses if prio == n]
+             for n in sorted({prio for *_, prio in addresses})]
+    gup = site.gup_address()
     syl = tmp_path / "sylink.xml"
     save(Sylink.build(tiers, mode=mode, heartbeat_s=suite.INTERVAL_MS // 1000,
-                      gup=suite.GUP[0]), syl)
+                      gup=Gup(*gup) if gup else None), syl)
     p = str(ndjson(tmp_path / "f.ndjson", failure.trace))
     res = V.validate_file(p, sylink=str(syl))
     bad = [c for c in res.clients if not c.conformant]
@@ -1222,3 +1227,49 @@ if __name__ == "__main__":
     EXAMPLE_HAR.write_text(json.dumps(trace_to_har(reference_records()), indent=1) + "\n")
     print(f"wrote {EXAMPLE_HAR}")
     _ = asyncio
+
+
+# --- failover order, offline (REQ-2-FAILOVER) ----------------------------------------
+
+
+def _failover_trace(*order: str) -> list[dict[str, Any]]:
+    """One heartbeat in the client's view: a connect to each address in ``order``,
+    each session given up at the limit."""
+    out: list[dict[str, Any]] = [{"t": 0, "client": "c1", "event": "HEARTBEAT_DUE"}]
+    for i, addr in enumerate(order):
+        t = i * 30_000
+        out.append({"t": t, "client": "c1", "event": "CONNECT", "addr": addr,
+                    "port": 8014})
+        out.append({"t": t + 30_000, "client": "c1", "event": "SESSION_TIMEOUT"})
+    return out
+
+
+@pytest.mark.parametrize(("order", "found"), [
+    # down the priority order, each once: conformant
+    (("127.0.0.2", "127.0.0.3", "127.0.0.4"), None),
+    # a priority-1 manager skipped (it may have been unreachable): conformant offline
+    (("127.0.0.2", "127.0.0.4"), None),
+    # the same manager twice in one heartbeat
+    (("127.0.0.2", "127.0.0.3", "127.0.0.2"), "again"),
+    # back up the priority order after a priority-2 manager
+    (("127.0.0.2", "127.0.0.4", "127.0.0.3"), "down the priority order"),
+    # a manager sylink.xml does not list
+    (("127.0.0.2", "127.0.0.9"), "does not list"),
+])
+def test_failover_order_is_judged_offline_with_the_sylink(
+        order: tuple[str, ...], found: str | None, tmp_path: Path) -> None:
+    from sephb.conformance.traces.sylink import Sylink, save
+
+    syl = tmp_path / "sylink.xml"
+    save(Sylink.build([["127.0.0.2", "127.0.0.3"], ["127.0.0.4"]], heartbeat_s=300),
+         syl)
+    p = str(ndjson(tmp_path / "f.ndjson", _failover_trace(*order)))
+    verdict = V.validate_file(p, interpretation="documented", sylink=str(syl)).clients[0]
+    if found is None:
+        assert verdict.conformant, verdict
+    else:
+        assert verdict.requirement == "REQ-2-FAILOVER", verdict
+        assert found in (verdict.message or ""), verdict
+    # The seed's reading has no failover: the table itself refuses a second connect.
+    seed = V.validate_file(p, interpretation="seed", sylink=str(syl)).clients[0]
+    assert seed.conformant is (len(order) == 1)

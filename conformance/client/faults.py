@@ -341,6 +341,42 @@ class NeverFailsOver(ClientCore):
         return replace(super()._context(), has_next_manager=False)
 
 
+class GupPortIgnored(ClientCore):
+    """GUP content is fetched on the seed's 2967 whatever port the URL names: right
+    on a site whose GUP listens on 2967, wrong on any other (only a drawn site with
+    another GUP port shows it)."""
+
+    def _target(self, action: Action) -> tuple[str | None, int | None]:
+        host, port = super()._target(action)
+        if action is Action.DOWNLOAD_GUP and self.urls:
+            return host, GUP_PORT
+        return host, port
+
+
+class CrashesOnError(ClientCore):
+    """An error answer (an HTTP 503, a reset, bytes that are not HTTP) after the
+    session is up raises instead of ending the check-in: the client stops."""
+
+    def fail(self, now: int, *, timed_out: bool) -> list[Effect]:
+        if not timed_out and self.state not in SESSION_PENDING \
+                and self.state not in REST_STATES:
+            raise RuntimeError(f"unhandled error answer in {self.state.value}")
+        return super().fail(now, timed_out=timed_out)
+
+
+class HangsOnError(ClientCore):
+    """An error answer after the session is up sends the client into a loop that
+    never returns and never asks for a timer: it stops at that instant."""
+
+    def fail(self, now: int, *, timed_out: bool) -> list[Effect]:
+        if not timed_out and self.state not in SESSION_PENDING \
+                and self.state not in REST_STATES:
+            spins = 0
+            while self.state is not None:  # always: the bug is the loop
+                spins += 1
+        return super().fail(now, timed_out=timed_out)
+
+
 @dataclass(frozen=True)
 class Fault:
     """A seeded-fault client and the rule it breaks."""
@@ -433,6 +469,17 @@ _ALL: Final[Sequence[Fault]] = (
           "ends the heartbeat on a failed session though a manager is left "
           "(documented reading only)",
           "REQ-2-FAILOVER", NeverFailsOver),
+    # Only a drawn site whose GUP listens on another port than 2967 shows it.
+    Fault("gup-port-ignored",
+          "downloads GUP content on 2967 whatever port the download URL names",
+          "REQ-4-PORT-2967", GupPortIgnored),
+    # A client that raises or hangs is a finding, never a crash of the suite.
+    Fault("crashes-on-error",
+          "raises on an error answer after the session is up, and stops",
+          "REQ-X-ALIVE", CrashesOnError),
+    Fault("hangs-on-error",
+          "loops for ever on an error answer after the session is up",
+          "REQ-X-ALIVE", HangsOnError),
 )
 
 #: Every seeded fault by name, in the seed's step order.

@@ -366,12 +366,11 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
         def _client_failed(self, failed: ClientFailed) -> Violation:
             """REQ-X-ALIVE: the client raised, or a call into it did not return."""
             self.violated = True
+            records = list(self.world.records) if self.world is not None else []
+            last = (f"; its last record: {records[-1].get('event')} at "
+                    f"t={records[-1].get('t')}") if records else ""
             now = self.world.now if self.world is not None else 0
-            states = "/".join(sorted(s.value for s in self.oracle.checker.states)) \
-                if getattr(self, "oracle", None) is not None else "its initial state"
-            return Violation(ALIVE, f"{failed.text} at t={now}, when the model had it in "
-                                    f"{states}", list(self.world.records)
-                             if self.world is not None else [])
+            return Violation(ALIVE, f"{failed.text} at t={now}{last}", records)
 
         def _starting(self, start: Callable[[], None]) -> None:
             try:

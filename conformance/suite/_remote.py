@@ -220,6 +220,7 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
                              startup_s=startup_s, contact=contact)
 
     def close(w: Any, c: InProcessClient) -> None:
+        c = getattr(c, "unguarded", c)  # the suite's guarded client, or the client
         try:
             if isinstance(c, ProcessClient):
                 c.kill()

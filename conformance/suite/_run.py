@@ -45,7 +45,7 @@ from sephb.conformance.suite._machine import (
 )
 from sephb.conformance.suite._narrate import replay_source
 from sephb.conformance.suite.results import Failure, RequirementResult, Status, SuiteResult
-from sephb.conformance.suite.world import Fault
+from sephb.conformance.suite.world import DEFAULT_SITE, Fault, Site
 from sephb.model.interpretations import Interpretation
 from sephb.model.protocol import (
     REQUIREMENTS,
@@ -220,13 +220,16 @@ class Probe:
     #: Only where the suite makes the client's logs (in process; over the wire with
     #: a log spool).
     logs: bool = False
+    #: The site the probe runs against.
+    site: Site = DEFAULT_SITE
 
     def program(self) -> list[str]:
         def arg(v: Any) -> str:
             return f"{type(v).__name__}.{v.name}" if isinstance(v, Fault | Source) \
                 else repr(v)
 
-        return [f"state.start(mode=Mode.{self.mode.name})",
+        site = "" if self.site == DEFAULT_SITE else f", site={self.site!r}"
+        return [f"state.start(mode=Mode.{self.mode.name}{site})",
                 *(f"state.{rule}({', '.join(f'{k}={arg(v)}' for k, v in kw.items())})"
                   for rule, kw in self.steps),
                 "state.teardown()"]
@@ -273,6 +276,14 @@ PROBES: tuple[Probe, ...] = (
     Probe("failover", Mode.PULL,
           (*_stall("/index.dat", range(_TOP)),
            _WAIT_NEXT, _WAIT_NEXT, _WAIT_NEXT), failover=True),
+    # A site unlike the default one: managers on other ports than 8014 and in
+    # another order of ports, a GUP on another port than 2967 that the client's
+    # location takes its content from. Every address and port must come from
+    # sylink.xml and the download URLs, none from the seed's defaults.
+    Probe("other-ports", Mode.PULL,
+          (_WAIT_NEXT, ("publish", {}), _WAIT_NEXT),
+          site=Site(managers=((1, 9014), (1, 8443), (2, 8014)), gup=2968,
+                    policies=(("Default", "gup"),))),
 )
 
 
@@ -288,7 +299,7 @@ def _probe(interp: Interpretation, machine: type[RuleBasedStateMachine], client:
         state: Any = machine()
         steps = probe.program()
         try:
-            state.start(mode=probe.mode)
+            state.start(mode=probe.mode, site=probe.site)
             for rule, kw in probe.steps:
                 getattr(state, rule)(**kw)
             state.teardown()
