@@ -348,6 +348,25 @@ def _exception(stderr: str) -> str:
     return found[-1].strip()[:200] if found else ""
 
 
+#: The judge processes running now, and a flag that stops new ones: on Ctrl-C or
+#: SIGTERM every running judge's process group is killed and no judge starts again.
+_RUNNING: set[subprocess.Popen[bytes]] = set()
+_RUNNING_LOCK: Final = threading.Lock()
+_STOP: Final = threading.Event()
+
+
+class Interrupted(Exception):
+    """The run was stopped; a worker's judge did not start."""
+
+
+def stop_all() -> None:
+    with _RUNNING_LOCK:
+        _STOP.set()
+        for proc in _RUNNING:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
 def _tail(text: str, n: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-n:])
 
@@ -411,9 +430,13 @@ class Sandbox:
         out_path, err_path = self.scratch / "stdout", self.scratch / "stderr"
         start = time.monotonic()
         with out_path.open("wb") as out, err_path.open("wb") as err:
-            proc = subprocess.Popen(list(argv), cwd=self.tree, env=self.env,
-                                    stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    start_new_session=True)
+            with _RUNNING_LOCK:
+                if _STOP.is_set():
+                    raise Interrupted
+                proc = subprocess.Popen(list(argv), cwd=self.tree, env=self.env,
+                                        stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                        start_new_session=True)
+                _RUNNING.add(proc)
             try:
                 code: int | None = proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -421,6 +444,9 @@ class Sandbox:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 code = None
+            finally:
+                with _RUNNING_LOCK:
+                    _RUNNING.discard(proc)
         seconds = time.monotonic() - start
         return (code, out_path.read_text(errors="replace"),
                 err_path.read_text(errors="replace"), seconds)
@@ -622,8 +648,10 @@ def run_all(mutants: Sequence[Mutant], boxes: Sequence[Sandbox], timeout: float,
             with lock:
                 results.append(result)
                 progress(len(results), result)
+    except BaseException:
+        stop_all()  # Ctrl-C or SIGTERM: kill the running judges, start no other
+        raise
     finally:
-        # On Ctrl-C, run no more mutants (the running ones end within the timeout).
         pool.shutdown(wait=True, cancel_futures=True)
     order = {id(m): i for i, m in enumerate(mutants)}
     return sorted(results, key=lambda r: order[id(r.mutant)])
@@ -859,6 +887,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="run nothing: match the last run's mutants.json in --out against "
                          "the equivalent list again and rewrite the report")
     args = ap.parse_args(argv)
+    # Stop cleanly on Ctrl-C and on SIGTERM, even when started in the background
+    # (where a shell may have set SIGINT to be ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     files = [f for f in (CORE, STORE) if args.only in (None, Path(f).stem)]
     equivalent = load_equivalent(args.equivalent)
     if args.rematch:
@@ -913,6 +945,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print_summary(summary)
     print(f"report: {args.out / 'report.md'}")
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def rematch(out: Path, equivalent: list[Equivalent]) -> int:
