@@ -54,6 +54,7 @@ import json
 import os
 import queue
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -897,6 +898,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return rematch(args.out, equivalent)
 
     started = time.monotonic()
+    cpu_before = _children_cpu()
     mutants: list[Mutant] = []
     set_aside: list[Mutant] = []
     for file in files:
@@ -939,12 +941,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = {"commit": _git("rev-parse", "--short", "HEAD") + dirty,
             "tool": f"cosmic-ray {cosmic_ray_version()} operators",
             "workers": str(args.jobs), "timeout": f"{args.timeout:g} s per run",
-            "wall": f"{summary.seconds / 60:.1f} min", "complete": str(complete).lower()}
+            "wall": f"{summary.seconds / 60:.1f} min",
+            "judges' CPU": f"{(_children_cpu() - cpu_before) / 60:.1f} min (user + sys)",
+            "complete": str(complete).lower()}
     write_outputs(summary, args.out, meta)
     print()
     print_summary(summary)
+    print("judges' CPU time:", meta["judges' CPU"])
     print(f"report: {args.out / 'report.md'}")
     return 0
+
+
+def _children_cpu() -> float:
+    """CPU seconds of the judges so far (user + sys of every process waited for, with
+    theirs): unlike the wall time, it does not grow when other work shares the
+    machine."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _interrupt(signum: int, frame: object) -> None:
