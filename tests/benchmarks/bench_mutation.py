@@ -49,6 +49,7 @@ import contextlib
 import dataclasses
 import difflib
 import enum
+import hashlib
 import importlib
 import json
 import os
@@ -863,6 +864,70 @@ def write_outputs(summary: Summary, out: Path, meta: dict[str, str]) -> None:
     (out / "report.md").write_text(markdown(summary, meta), encoding="utf-8")
 
 
+# -- resuming -------------------------------------------------------------------------
+
+
+class Journal:
+    """``progress.ndjson`` in ``--out``: every verdict as it comes, so that a run
+    stopped part-way (Ctrl-C, a SIGTERM from elsewhere, a reboot) goes on where it
+    stopped when started again on the same code with the same timeout. Its first line
+    is the run's fingerprint; a journal of other code is started afresh. Removed when
+    the run completes."""
+
+    def __init__(self, path: Path, fingerprint: str) -> None:
+        self.path = path
+        self.done: dict[tuple[str, str, int], Result] = {}
+        #: Wall and CPU seconds of the earlier sessions, and how many there were.
+        self.wall = self.cpu = 0.0
+        self.sessions = 0
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        if lines and json.loads(lines[0]).get("fingerprint") == fingerprint:
+            spent: dict[int, tuple[float, float]] = {}
+            for line in lines[1:]:
+                try:
+                    d = json.loads(line)
+                except ValueError:  # the last line, cut short by a kill
+                    break
+                r = Result.from_json(d["result"])
+                self.done[(r.mutant.file, r.mutant.operator, r.mutant.occurrence)] = r
+                spent[d["session"]] = (d["wall"], d["cpu"])
+            self.sessions = max(spent, default=0)
+            self.wall = sum(w for w, _ in spent.values())
+            self.cpu = sum(c for _, c in spent.values())
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"fingerprint": fingerprint}) + "\n",
+                            encoding="utf-8")
+        self.session = self.sessions + 1
+        self._lock = threading.Lock()
+
+    def reuse(self, mutant: Mutant) -> Result | None:
+        """The earlier verdict on this very mutant (same site, same diff), if any."""
+        r = self.done.get((mutant.file, mutant.operator, mutant.occurrence))
+        if r is None or r.mutant.diff != mutant.diff:
+            return None
+        return Result(mutant, r.kind, r.runs, r.seconds, r.incompetent)
+
+    def add(self, result: Result, wall: float, cpu: float) -> None:
+        line = json.dumps({"session": self.session, "wall": round(wall, 1),
+                           "cpu": round(cpu, 1), "result": result.as_json()})
+        with self._lock, self.path.open("a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def fingerprint(timeout: float) -> str:
+    """What the verdicts depend on: the commit, uncommitted changes, cosmic-ray's
+    version, the timeout."""
+    h = hashlib.sha256()
+    for part in (_git("rev-parse", "HEAD"), _git("diff", "HEAD"), cosmic_ray_version(),
+                 repr(timeout)):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()
+
+
 # -- main -----------------------------------------------------------------------------
 
 
@@ -914,6 +979,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         mutants = [m for m in mutants if args.match in m.name]
     complete = args.limit is None and args.match is None
 
+    journal = Journal(args.out / "progress.ndjson", fingerprint(args.timeout))
+    reused = [r for r in map(journal.reuse, mutants) if r is not None]
+    reused_ids = {id(r.mutant) for r in reused}
+    todo = [m for m in mutants if id(m) not in reused_ids]
+    if reused:
+        print(f"resuming: {len(reused)} mutants judged in {journal.sessions} earlier "
+              f"session(s) of this code; {len(todo)} to go", flush=True)
+
     with tempfile.TemporaryDirectory(prefix="sephb-mutation-") as tmp:
         boxes = [Sandbox(Path(tmp) / f"w{i}") for i in range(max(1, args.jobs))]
         for run in baseline(boxes[0], files, args.timeout):
@@ -922,29 +995,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"{run.exit}):\n{run.stderr_tail or run.stdout_tail}",
                       file=sys.stderr)
                 return 2
-        print(f"baseline passes; judging {len(mutants)} mutants with {len(boxes)} "
+        print(f"baseline passes; judging {len(todo)} mutants with {len(boxes)} "
               f"workers", flush=True)
 
         def progress(done: int, r: Result) -> None:
+            journal.add(r, time.monotonic() - started, _children_cpu() - cpu_before)
             what = r.first_failed or ", ".join(
                 f"{x.judge} {x.exit}" for x in r.runs) or r.incompetent[:60]
-            print(f"[{done:4d}/{len(mutants)}] {r.seconds:5.1f}s {r.kind.value:16s} "
-                  f"{r.mutant.name}  {what}", flush=True)
+            print(f"[{done + len(reused):4d}/{len(mutants)}] {r.seconds:5.1f}s "
+                  f"{r.kind.value:16s} {r.mutant.name}  {what}", flush=True)
 
-        results = run_all(mutants, boxes, args.timeout, progress)
+        judged = run_all(todo, boxes, args.timeout, progress)
+    order = {id(m): i for i, m in enumerate(mutants)}
+    results = sorted(reused + judged, key=lambda r: order[id(r.mutant)])
 
     dirty = " (with uncommitted changes)" if _git("status", "--porcelain", "--",
                                                   *files) else ""
-    summary = Summary(results, files, equivalent, time.monotonic() - started, args.jobs,
-                      args.timeout, set_aside=[annotation_record(m) for m in set_aside])
+    wall = journal.wall + time.monotonic() - started
+    cpu = journal.cpu + _children_cpu() - cpu_before
+    summary = Summary(results, files, equivalent, wall, args.jobs, args.timeout,
+                      set_aside=[annotation_record(m) for m in set_aside])
     match_equivalent(summary, complete)
     meta = {"commit": _git("rev-parse", "--short", "HEAD") + dirty,
             "tool": f"cosmic-ray {cosmic_ray_version()} operators",
             "workers": str(args.jobs), "timeout": f"{args.timeout:g} s per run",
-            "wall": f"{summary.seconds / 60:.1f} min",
-            "judges' CPU": f"{(_children_cpu() - cpu_before) / 60:.1f} min (user + sys)",
-            "complete": str(complete).lower()}
+            "wall": f"{wall / 60:.1f} min",
+            "judges' CPU": f"{cpu / 60:.1f} min (user + sys)",
+            "sessions": str(journal.session), "complete": str(complete).lower()}
     write_outputs(summary, args.out, meta)
+    journal.close()
     print()
     print_summary(summary)
     print("judges' CPU time:", meta["judges' CPU"])
