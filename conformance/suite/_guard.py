@@ -21,6 +21,7 @@ passes through: it ends the run as an error, not as a finding.
 from __future__ import annotations
 
 import ctypes
+import gc
 import threading
 import time
 import traceback
@@ -36,7 +37,7 @@ __all__ = ["AFTER_HANG_S", "CALL_BUDGET_S", "ClientFailed", "ClientHung", "Clien
 CALL_BUDGET_S: Final = 5.0
 #: The budget once a call of the run has hung: the verdict is made, and shrinking
 #: replays the hang many times (each replay would otherwise cost the full budget).
-AFTER_HANG_S: Final = 0.25
+AFTER_HANG_S: Final = 0.05
 
 
 class ClientHung(Exception):
@@ -118,16 +119,23 @@ class Watchdog:
             self._fired = False
         self._wake.set()
         self._depth = 1
+        # No garbage collection inside a watched call: an interrupt raised while a
+        # collector callback runs (Hypothesis installs one) would be swallowed there.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             yield
         finally:
-            self._depth = 0
+            # First stop the watchdog (nothing may be raised into the suite's own
+            # code), then withdraw an interrupt still pending, then collect again.
             with self._lock:
                 self._deadline = None
                 if self._fired:
-                    # Raised after the call had returned: withdraw it, if still pending.
                     _set_async_exc(self._thread_id, None)
                     self._fired = False
+            self._depth = 0
+            if collecting:
+                gc.enable()
 
     def _run(self) -> None:
         while True:
@@ -138,11 +146,14 @@ class Watchdog:
                     deadline = self._deadline
                     if deadline is None:
                         break
-                    if time.monotonic() >= deadline and not self._fired:
+                    if time.monotonic() >= deadline:
+                        # Raised again every AFTER_HANG_S while the call goes on: an
+                        # interrupt that lands where it is caught and dropped must
+                        # not leave the loop running.
                         self._fired = True
                         self.hung = True
                         _set_async_exc(self._thread_id, ClientHung)
-                        break
+                        self._deadline = deadline = time.monotonic() + AFTER_HANG_S
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
 

@@ -264,6 +264,11 @@ PROBES: tuple[Probe, ...] = (
     # (A push reaches only a held request: first the client holds.)
     Probe("push", Mode.PUSH, (("wait", {"dt": SESSION_LIMIT_MS}), ("push", {}),
                               ("wait", {"dt": INTERVAL_MS}))),
+    # A pushed check-in whose index.dat stalls: its session is given up at the
+    # session limit, neither later nor earlier, as a heartbeat's would be.
+    Probe("push-stalled-session", Mode.PUSH,
+          (("wait", {"dt": SESSION_LIMIT_MS}), *_stall("/index.dat", range(len(SITE))),
+           ("push", {}), ("wait", {"dt": INTERVAL_MS}))),
     # Logs produced, the first priority's managers reset POST /logs, the client is
     # restarted after the failed upload: what it had taken in must still be
     # uploaded, once.

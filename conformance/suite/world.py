@@ -365,8 +365,10 @@ class World:
         if conn is not None:
             if conn.pending is not None and conn.pending is not Action.HOLD:
                 route = _ROUTE[conn.pending]
-                # Giving up on the first answer is the session limit running out.
-                failed = (Event.SESSION_TIMEOUT if conn.requests == 1
+                # Giving up on the first answer, or on index.dat (a pushed check-in's
+                # session on the held connection), is the session limit running out.
+                failed = (Event.SESSION_TIMEOUT
+                          if conn.requests == 1 or conn.pending is Action.GET_INDEX
                           else wire.failure_event(route, first_request=False))
                 self._emit(client, conn.server, failed.value, conn=conn.id,
                            error="client gave up")
