@@ -83,7 +83,7 @@ class Watchdog:
     The suite's thread announces each call (:meth:`watch`); the watchdog wakes when
     the budget of the current call runs out and raises :class:`ClientHung` in that
     thread. Announcing a call costs two assignments, so every call can be watched.
-    A raise that arrives after the call returned is withdrawn under the lock.
+    A raise still pending when the call returned lands in :meth:`disarm`, dropped.
     """
 
     def __init__(self, budget_s: float = CALL_BUDGET_S) -> None:
@@ -97,6 +97,9 @@ class Watchdog:
         #: A call of this run hung: later ones get :data:`AFTER_HANG_S`.
         self.hung = False
         self._thread: threading.Thread | None = None
+        self._closed = False
+        #: Garbage collection was on when a watched call turned it off.
+        self._gc_was_on = False
 
     @contextmanager
     def watch(self) -> Iterator[None]:
@@ -121,30 +124,49 @@ class Watchdog:
         self._depth = 1
         # No garbage collection inside a watched call: an interrupt raised while a
         # collector callback runs (Hypothesis installs one) would be swallowed there.
-        collecting = gc.isenabled()
+        self._gc_was_on = gc.isenabled()
         gc.disable()
         try:
             yield
         finally:
             # First stop the watchdog (nothing may be raised into the suite's own
-            # code), then withdraw an interrupt still pending, then collect again.
-            with self._lock:
-                self._deadline = None
-                if self._fired:
-                    _set_async_exc(self._thread_id, None)
-                    self._fired = False
+            # code), then drop an interrupt still pending, then collect again.
+            self.disarm()
             self._depth = 0
-            if collecting:
-                gc.enable()
+
+    def disarm(self) -> None:
+        """Stop watching, and let an interrupt already raised into this thread land
+        here, where it is dropped. An interrupt can land in this very code (between
+        the call's end and the lock): then disarm again, else the watchdog would go
+        on raising into the suite (or whatever runs next in this thread)."""
+        while True:
+            try:
+                with self._lock:
+                    self._deadline = None
+                    fired, self._fired = self._fired, False
+                if fired:
+                    _absorb()
+                if self._gc_was_on:
+                    self._gc_was_on = False
+                    gc.enable()
+                return
+            except ClientHung:
+                continue
+
+    def close(self) -> None:
+        """The run is over: disarm, and let the thread end."""
+        self._closed = True
+        self.disarm()
+        self._wake.set()
 
     def _run(self) -> None:
-        while True:
+        while not self._closed:
             self._wake.wait()
             self._wake.clear()
             while True:
                 with self._lock:
                     deadline = self._deadline
-                    if deadline is None:
+                    if deadline is None or self._closed:
                         break
                     if time.monotonic() >= deadline:
                         # Raised again every AFTER_HANG_S while the call goes on: an
@@ -157,9 +179,22 @@ class Watchdog:
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
 
-def _set_async_exc(thread_id: int, exc: type[BaseException] | None) -> None:
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else ctypes.c_void_p())
+def _set_async_exc(thread_id: int, exc: type[BaseException]) -> None:
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id),
+                                               ctypes.py_object(exc))
+
+
+def _absorb() -> None:
+    """Give a pending interrupt the chance to land, and drop it. CPython raises it
+    at the next check of its eval breaker (a backward jump, a call). It is never
+    withdrawn with ``PyThreadState_SetAsyncExc(id, NULL)``: once it has landed,
+    that leaves CPython 3.11's "async exception pending" flag set for good, and
+    later code (Hypothesis's shrinker) livelocks on it."""
+    try:
+        for _ in range(1_000):
+            pass
+    except ClientHung:
+        pass
 
 
 class Guarded:
@@ -191,6 +226,8 @@ class Guarded:
             with dog.watch():
                 return fn()
         except Exception as exc:
+            if dog is not None:
+                dog.disarm()  # an interrupt that landed after the call: none after it
             if getattr(exc, "guarded", False):
                 raise  # a nested call's finding, already made
             failed = ClientFailed(name, exc, dog.budget_s if dog else None)
