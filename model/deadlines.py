@@ -43,7 +43,7 @@ failure, the presumptive verdict of a runtime monitor.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -63,11 +63,15 @@ from .protocol import (
     Mode,
     Row,
     Scope,
+    State,
+    Switch,
 )
 
 __all__ = [
     "ACT_OPENERS",
     "DEADLINES",
+    "FIRST_HEARTBEAT",
+    "HEARTBEAT_STARTS",
     "JUDGED_ELSEWHERE",
     "Anchor",
     "Bound",
@@ -134,6 +138,8 @@ class Bound(enum.Enum):
     REQUEST = "request limit"
     #: The heartbeat interval from its anchor (:class:`Anchor`), plus randomization.
     INTERVAL = "interval"
+    #: The push heartbeat interval from the opening record (a held request).
+    HOLD = "push heartbeat"
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,8 @@ class Deadline:
     sources: tuple[str, ...] = ()
     #: Who judges it, when not :class:`Deadlines` (None: the monitor).
     judged_by: str | None = None
+    #: The interpretation switch whose rows make it mandatory (None: every reading).
+    switch: Switch | None = None
 
     def bound_text(self, timing: Timing, interval_ms: int) -> str:
         """The bound under a timing reading, in words (for docs and reports)."""
@@ -169,6 +177,8 @@ class Deadline:
             return f"{SESSION_LIMIT_MS:,} ms, and not before it"
         if self.bound is Bound.REQUEST:
             return f"{timing.request_limit_ms(interval_ms):,} ms"
+        if self.bound is Bound.HOLD:
+            return f"PushHeartbeatSeconds ({interval_ms:,} ms by default) from the hold"
         start = "the check-in's start (never before its end)" \
             if timing.anchor is Anchor.START else "the check-in's end"
         return f"the interval ({interval_ms:,} ms by default) from {start}, plus " \
@@ -253,7 +263,14 @@ HEARTBEAT_STARTS: Final = frozenset(
     {r.event.value for r in TABLE if r.source is INITIAL}
     | {ENTRY[r.dest].value for r in TABLE if r.source is INITIAL})
 
+#: The rows a push heartbeat ends a hold by, and what a hold opens and ends with.
+_PUSH_HEARTBEAT_ROWS: Final = tuple(r for r in TABLE
+                                    if r.when == (Switch.PUSH_HEARTBEAT, True))
+assert len({r.source for r in _PUSH_HEARTBEAT_ROWS}) == 1
+_HELD: Final[State] = _PUSH_HEARTBEAT_ROWS[0].source
 _NEXT_HEARTBEAT: Final = "next-heartbeat"
+#: The deadline a client's start opens (the suite's oracle knows when it started).
+FIRST_HEARTBEAT: Final = "first-heartbeat"
 DEADLINES: Final[tuple[Deadline, ...]] = (
     Deadline(
         "act-at-once", Bound.AT_ONCE, None,
@@ -288,6 +305,20 @@ DEADLINES: Final[tuple[Deadline, ...]] = (
                "{tol} ms)",
         sources=("step 7: 'the SEP client will check in again at the next heartbeat "
                  "interval'", "A11-INTERVAL-ANCHOR", "A15-RANDOMIZATION")),
+    Deadline(
+        "push-heartbeat", Bound.HOLD, _PUSH_HEARTBEAT_ROWS[0].requirement,
+        "a push-mode client still checks in every PushHeartbeatSeconds: a held "
+        "request ends (the push heartbeat, a pushed change, a lost or closed "
+        "connection) by the push heartbeat interval from when it was sent",
+        {Mode.PUSH: frozenset({ENTRY[_HELD].value})},
+        frozenset({r.event.value for r in TABLE if r.source is _HELD} | {_DISCONNECT}),
+        switch=Switch.PUSH_HEARTBEAT,
+        broken="the client held its push request from t={opened} and its push "
+               "heartbeat was due by t={due} (PushHeartbeatSeconds, A6); at t={now} "
+               "the hold had not ended ({late} ms late, tolerance {tol} ms): with "
+               "X-Sephb-Hold-Ms the manager ends it then",
+        sources=("KB 151377: PushHeartbeatSeconds (documented reading)",
+                 "A6-PUSH-HEARTBEAT")),
 )
 #: Deadlines judged by code that needs more than record names (the session's
 #: pending set, the environment's knowledge of refusing managers); listed here so
@@ -308,6 +339,18 @@ JUDGED_ELSEWHERE: Final[tuple[Deadline, ...]] = (
         {}, frozenset(), judged_by="properties.Oracle (the suite: it knows which "
                                    "managers refuse)",
         sources=("KB 151377 (documented reading)", "A1-FAILOVER")),
+    Deadline(
+        FIRST_HEARTBEAT, Bound.AT_ONCE, "REQ-7-PULL",
+        "a client's first heartbeat begins at once when it starts (and when it is "
+        "started again): a process is allowed the time it takes to start",
+        {}, HEARTBEAT_STARTS, judged_by="suite.Oracle.started (the suite: it knows "
+                                        "when it started the client)",
+        broken="the client started at t={opened} and its first heartbeat was due at "
+               "once (A10; by t={due}, allowing the process its start); at t={now} "
+               "no manager of the site had seen it begin ({late} ms late, tolerance "
+               "{tol} ms; a connect to an address or port sylink.xml does not name "
+               "reaches none)",
+        sources=("KB 156653: the first heartbeat at start", "A10-FIRST-AND-ACCELERATED")),
 )
 #: Config-scoped guards are the only ones the deadlines read (the mode).
 assert all(GUARDS[g].scope is Scope.CONFIG for g in (Guard.PULL_MODE, Guard.PUSH_MODE))
@@ -362,6 +405,8 @@ class Deadlines:
     #: knows the obligation may have been met where no recorder saw it (the suite
     #: knows which managers refused), or None.
     excuse: Callable[[Open, int], int | None] | None = None
+    #: The interpretation's switches: a deadline of a switch runs where it is on.
+    switches: Mapping[Switch, bool] = field(default_factory=dict)
     #: When the last heartbeat began (the interval's start anchor), if seen.
     anchor: int | None = None
     #: The deadline :meth:`overdue` last reported broken (None: none yet), for a
@@ -371,8 +416,9 @@ class Deadlines:
 
     def __post_init__(self) -> None:
         self._rules = tuple(d for d in DEADLINES
-                            if self.next_heartbeat or d.bound is not Bound.INTERVAL)
-        self._openers = {d.id: d.opens[self.mode] for d in self._rules}
+                            if (self.next_heartbeat or d.bound is not Bound.INTERVAL)
+                            and (d.switch is None or self.switches.get(d.switch)))
+        self._openers = {d.id: d.opens.get(self.mode, frozenset()) for d in self._rules}
         if self.unseen:
             self._openers["act-at-once"] = frozenset(
                 n for n in self._openers["act-at-once"]
@@ -434,6 +480,8 @@ class Deadlines:
             due = t
         elif d.bound is Bound.REQUEST:
             due = t + self.timing.request_limit_ms(self.interval_ms)
+        elif d.bound is Bound.HOLD:
+            due = t + self.interval_ms
         else:
             due = self.timing.next_heartbeat_ms(t, self.anchor, self.interval_ms) \
                 + self.randomization_ms + self.heartbeat_slack_ms

@@ -23,6 +23,7 @@ from sephb.model.protocol import (
     Action,
     Event,
     Mode,
+    Switch,
 )
 
 INTERVAL = 300_000
@@ -45,7 +46,15 @@ CHECK_IN = [("CONNECT", 0), ("GET_INDEX", 0), ("INDEX_RECEIVED", 5),
 
 
 def test_deadlines_are_read_off_the_table() -> None:
-    assert {d.id for d in DEADLINES} == {"act-at-once", "request", "next-heartbeat"}
+    assert {d.id for d in DEADLINES} == {"act-at-once", "request", "next-heartbeat",
+                                         "push-heartbeat"}
+    # The push heartbeat is the documented reading's switch, opened by a hold and
+    # ended by every way out of it.
+    push = next(d for d in DEADLINES if d.id == "push-heartbeat")
+    assert push.switch is Switch.PUSH_HEARTBEAT and push.opens == {Mode.PUSH: {"HOLD"}}
+    assert push.closes == {"POLICY_PUSHED", "HEARTBEAT_DUE", "CONNECTION_LOST",
+                           "DISCONNECT"}
+    assert push.requirement == "REQ-7-PUSH-HEARTBEAT"
     for d in DEADLINES:
         assert d.requirement is None or d.requirement in REQUIREMENTS
     # Answers are acted on; failures that may end where no recorder sees are not.
@@ -207,3 +216,31 @@ def test_a_view_that_does_not_time_closes_does_not_judge_them() -> None:
     assert feed(d, ("INDEX_RECEIVED", INTERVAL + 1), ("GET_URLS", INTERVAL + 1)) == []
     found = feed(d, ("LOGS_ACKED", INTERVAL + 2), ("UPLOAD_SENSORS", INTERVAL + 9))
     assert [f[0] for f in found] == ["REQ-6-SENSORS"]
+
+
+HELD = [*CHECK_IN[:-1], ("HOLD", 12)]
+
+
+@pytest.mark.parametrize("interp", ["seed", "documented"])
+def test_a_held_push_request_ends_by_the_push_heartbeat(interp: str) -> None:
+    """REQ-7-PUSH-HEARTBEAT as a deadline: under the documented reading a hold ends
+    within PushHeartbeatSeconds (the manager's 204, a push, a lost connection, a
+    close); the seed's reading has no push heartbeat to wait for."""
+    switches = get(interp).switches
+    d = Deadlines(START, Mode.PUSH, INTERVAL, 100, switches=switches)
+    assert feed(d, *HELD) == []
+    late = d.overdue(12 + INTERVAL + 101)
+    if interp == "seed":
+        assert late is None and not d.pending()
+        return
+    assert late is not None and late[0] == "REQ-7-PUSH-HEARTBEAT"
+    assert "push heartbeat was due by t=300012" in late[1]
+    # Met in time: the hold ends with the manager's 204, then the check-in.
+    d = Deadlines(START, Mode.PUSH, INTERVAL, 100, switches=switches)
+    assert feed(d, *HELD, ("HEARTBEAT_DUE", 12 + INTERVAL), ("GET_INDEX", 12 + INTERVAL)
+                ) == []
+    assert all(o.deadline != "push-heartbeat" for o in d.pending())
+    # In pull mode a hold opens nothing of it.
+    d = Deadlines(START, Mode.PULL, INTERVAL, 100, switches=switches)
+    feed(d, *HELD)
+    assert all(o.deadline != "push-heartbeat" for o in d.pending())

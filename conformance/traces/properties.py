@@ -250,6 +250,8 @@ class ClientConfig:
     randomization_ms: int = 0
     #: Each manager's priority block, by (address, port): 1 is tried first.
     priority: Mapping[tuple[str, int], int] = field(default_factory=dict)
+    #: A push-mode client still checks in every interval (A6).
+    push_heartbeat: bool = False
 
     @classmethod
     def of(cls, interpretation: Interpretation, sylink: Any) -> ClientConfig:
@@ -262,7 +264,8 @@ class ClientConfig:
                    sylink.heartbeat_s * 1000, sylink.mode,
                    getattr(sylink, "randomization_s", 0) * 1000,
                    {(s.address, s.port): n for n, tier in enumerate(tiers, 1)
-                    for s in tier})
+                    for s in tier},
+                   interpretation.switches[Switch.PUSH_HEARTBEAT])
 
 
 @dataclass
@@ -347,7 +350,9 @@ class TraceProperties:
             self.timing, mode,
             config.interval_ms if config else HEARTBEAT_INTERVAL_S * 1000,
             self.tolerance_ms, config.randomization_ms if config else 0,
-            next_heartbeat=not self.server_view, unseen=self.unseen)
+            next_heartbeat=not self.server_view, unseen=self.unseen,
+            # The push heartbeat's bound is the configuration's interval.
+            switches={Switch.PUSH_HEARTBEAT: config.push_heartbeat} if config else {})
 
     @property
     def watching(self) -> bool:
