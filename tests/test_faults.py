@@ -134,8 +134,8 @@ def test_fault_names_are_stable_and_name_known_requirements() -> None:
         "skips-sensor-upload", "disconnects-in-push", "stays-connected-in-pull",
         "drops-logs-on-failure", "uploads-logs-twice", "checks-in-late",
         "waits-forever-after-session", "answers-push-late", "gives-up-session-early",
-        "keeps-connection-in-pull", "never-fails-over", "gup-port-ignored",
-        "crashes-on-error", "hangs-on-error",
+        "keeps-connection-in-pull", "never-fails-over", "first-heartbeat-late",
+        "no-push-heartbeat", "gup-port-ignored", "crashes-on-error", "hangs-on-error",
     ]
     for f in FAULTS.values():
         assert f.requirement in P.REQUIREMENTS and f.text
@@ -475,6 +475,29 @@ def test_never_fails_over() -> None:
     assert actions(b) == [A.DISCONNECT] and b[1] is S.IDLE
     # Under the seed's reading there is no failover to skip: the reference.
     agree("never-fails-over", [*script, *NEXT_HEARTBEAT])
+
+
+def test_first_heartbeat_late() -> None:
+    _, bad, a, b = diverge("first-heartbeat-late", [("expire", 0)])
+    assert actions(a) == [A.CONNECT] and b == ([], S.IDLE,
+                                               Timer(INTERVAL // 2, E.HEARTBEAT_DUE))
+    assert actions(step(bad, ("expire", INTERVAL // 2))) == [A.CONNECT]
+    # Once its first heartbeat began, it is the reference.
+    assert step(bad, (E.CONNECTED, INTERVAL // 2 + 5))[1] is S.FETCHING_INDEX
+
+
+@pytest.mark.parametrize("interp", sorted(INTERPRETATIONS))
+def test_no_push_heartbeat(interp: str) -> None:
+    script = [*OPEN, *UPLOADS]
+    if interp == "documented":
+        _, _, a, b = diverge("no-push-heartbeat", script, mode=PUSH, interp=interp,
+                             **UNCHANGED)
+        assert actions(a) == actions(b) == [A.HOLD] and a[1] is b[1] is S.PUSH_HELD
+        assert a[2] == Timer(30 + INTERVAL, E.HEARTBEAT_DUE) and b[2] is None
+    else:  # the seed's reading has no push heartbeat: the reference
+        agree("no-push-heartbeat", [*script, (E.POLICY_PUSHED, 40, {})], mode=PUSH,
+              interp=interp, **UNCHANGED)
+    agree("no-push-heartbeat", [*script, *NEXT_HEARTBEAT], interp=interp, **UNCHANGED)
 
 
 # --- random event sequences --------------------------------------------------------

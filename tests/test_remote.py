@@ -128,6 +128,8 @@ def test_the_reference_client_passes_a_short_wire_run(interp: str) -> None:
     ("ignores-session-limit", "", True),
     # the process exits on an error answer: a finding (REQ-X-ALIVE), not an error
     ("crashes-on-error", "", True),
+    # every start is one: the first heartbeat is due at once (A10)
+    ("first-heartbeat-late", "", False),
 ])
 def test_seeded_faults_are_caught_over_the_wire(fault: str, extra: str,
                                                 directed: bool) -> None:
@@ -152,6 +154,8 @@ def test_seeded_faults_are_caught_over_the_wire(fault: str, extra: str,
     ("gives-up-session-early", "seed"),
     ("keeps-connection-in-pull", "seed"),
     ("never-fails-over", "documented"),
+    # the push probe's hold runs out with no 204 asked for
+    ("no-push-heartbeat", "documented"),
     ("waits-forever-after-session", "documented"),
     # only a site whose GUP is not on 2967 shows it: the other-ports probe's
     ("gup-port-ignored", "seed"),

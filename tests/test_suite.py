@@ -22,7 +22,7 @@ KILLED_BY = {"urls-without-change": {"REQ-5-LOGS"},
              "ignores-session-limit": {"REQ-2-TIMEOUT-30000", "REQ-7-PULL"}}
 #: Faults whose rule exists under one reading only: under the other they are the
 #: reference.
-ONLY_UNDER = {"never-fails-over": "documented"}
+ONLY_UNDER = {"never-fails-over": "documented", "no-push-heartbeat": "documented"}
 
 
 @pytest.mark.parametrize("interp", INTERPS)

@@ -377,6 +377,26 @@ class HangsOnError(ClientCore):
         return super().fail(now, timed_out=timed_out)
 
 
+class FirstHeartbeatLate(ClientCore):
+    """The first heartbeat after a start (or a restart) is due half an interval
+    later, not at once: a client that waits for its timer before it checks in."""
+
+    def start(self, now: int) -> list[Effect]:
+        effects = super().start(now)
+        self.timer = Timer(now + self.interval_ms // 2, Event.HEARTBEAT_DUE)
+        return effects
+
+
+class NoPushHeartbeat(ClientCore):
+    """A held push connection has no push heartbeat: the client checks in again
+    only when a change is pushed or the connection is lost."""
+
+    def _timer_for(self, came_from: State, dest: State, now: int) -> Timer | None:
+        if dest is State.PUSH_HELD:
+            return None
+        return super()._timer_for(came_from, dest, now)
+
+
 @dataclass(frozen=True)
 class Fault:
     """A seeded-fault client and the rule it breaks."""
@@ -469,6 +489,13 @@ _ALL: Final[Sequence[Fault]] = (
           "ends the heartbeat on a failed session though a manager is left "
           "(documented reading only)",
           "REQ-2-FAILOVER", NeverFailsOver),
+    Fault("first-heartbeat-late",
+          "checks in half an interval after it starts, not at once",
+          "REQ-7-PULL", FirstHeartbeatLate),
+    Fault("no-push-heartbeat",
+          "in push mode holds its connection until a change is pushed, with no push "
+          "heartbeat (documented reading only)",
+          "REQ-7-PUSH-HEARTBEAT", NoPushHeartbeat),
     # Only a drawn site whose GUP listens on another port than 2967 shows it.
     Fault("gup-port-ignored",
           "downloads GUP content on 2967 whatever port the download URL names",

@@ -102,9 +102,11 @@ PROFILES: dict[str, tuple[int, bool]] = {
 FIXED_SEED = 0
 #: Requirements judged by the oracle's data and deadline rules rather than by a row
 #: (the deadlines judged elsewhere carry requirements of rows: the session limit, and
-#: failover only where the reading has it).
+#: failover only where the reading has it; a deadline of an interpretation switch,
+#: the push heartbeat, carries the requirement of its rows too).
 PROPERTY_REQUIREMENTS = tuple(sorted(set(DATA_REQUIREMENTS) | {
-    d.requirement for d in DEADLINES if d.requirement} | {"REQ-X-ALIVE"}))
+    d.requirement for d in DEADLINES if d.requirement and d.switch is None}
+    | {"REQ-X-ALIVE"}))
 #: What a client breaks when it raises, hangs or spins instead of going on: judged
 #: by the suite itself (every call into the client is guarded, :mod:`._guard`).
 ALIVE = "REQ-X-ALIVE"
@@ -132,6 +134,9 @@ class Environment:
     world: Callable[[Site], Any] = World.of
     #: Model milliseconds of slack for timing properties.
     tolerance_ms: int = 0
+    #: Model milliseconds a client may take to start before its first heartbeat,
+    #: which is due at once (A10): 0 in process, a process's start over the wire.
+    start_ms: int = 0
     #: Events the servers' records cannot show in this environment.
     hidden: frozenset[Event] = HIDDEN_IN_PROCESS
     adapter: str = "in-process"
@@ -177,6 +182,9 @@ class Coverage:
     seconds: dict[str, float] = field(default_factory=dict)
     #: Called as each test case starts (a progress display).
     on_case: Callable[[], None] | None = None
+    #: The first violation any case raised (reported unshrunk when Hypothesis
+    #: cannot replay its case).
+    first: Violation | None = None
 
     def uncovered(self) -> list[str]:
         return [n for n, c in self.rows.items() if c == 0]
@@ -255,7 +263,9 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 gup_up=lambda: w.gup is not None and not w.gup.faults)
             w.on_answer = lambda cid, reply: self.client.answer(w.now, reply)
             self.fed = 0
+            t0 = w.now
             self._starting(lambda: self.client.start(0))
+            self.oracle.started(self._spawned(t0), environment.start_ms)
             self._settle()
 
         # --- environment actions ------------------------------------------------------
@@ -359,9 +369,18 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
         @_counted
         def restart(self) -> None:
             assert self.world is not None
-            self._starting(lambda: self.client.restart(self.world.now))
-            self.oracle.restarted(self.world.now)
+            t0 = self.world.now
+            self._starting(lambda: self.client.restart(t0))
+            self.oracle.restarted(t0)
+            self.oracle.started(self._spawned(t0), environment.start_ms)
             self._settle()
+
+        def _spawned(self, t0: int) -> int:
+            """When the client last began to run: a process notes the model time it
+            was spawned at on its world (a restart first waits for the killed one's
+            connections to end); in process, ``t0``."""
+            spawned = getattr(self.world, "spawned_at", None)
+            return t0 if spawned is None else max(t0, int(spawned))
 
         def _client_failed(self, failed: ClientFailed) -> Violation:
             """REQ-X-ALIVE: the client raised, or a call into it did not return."""
@@ -370,7 +389,16 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             last = (f"; its last record: {records[-1].get('event')} at "
                     f"t={records[-1].get('t')}") if records else ""
             now = self.world.now if self.world is not None else 0
-            return Violation(ALIVE, f"{failed.text} at t={now}{last}", records)
+            return self._found(Violation(ALIVE, f"{failed.text} at t={now}{last}",
+                                         records))
+
+        @staticmethod
+        def _found(v: Violation) -> Violation:
+            """Keep the run's first violation: if Hypothesis cannot replay the case
+            to shrink it, the run still reports what it saw."""
+            if coverage.first is None:
+                coverage.first = v
+            return v
 
         def _starting(self, start: Callable[[], None]) -> None:
             try:
@@ -399,12 +427,12 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 spins = spins + 1 if due is not None and due <= w.now else 0
                 if spins > SPIN_LIMIT:
                     self.violated = True
-                    raise Violation(
+                    raise self._found(Violation(
                         "REQ-2-TIMEOUT-30000",
                         f"the client asked to act again at t={w.now} (its timer said "
                         f"t={due}) more than {SPIN_LIMIT} times without time passing: "
                         f"it retries at once instead of waiting for the next heartbeat "
-                        f"interval", list(w.records))
+                        f"interval", list(w.records)))
                 holds = w.next_deadline()
                 nxt = min(x for x in (due, holds, target) if x is not None)
                 nxt = max(nxt, w.now)
@@ -431,8 +459,8 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             if self.oracle.findings:
                 f = self.oracle.findings[0]
                 self.violated = True
-                raise Violation(f.requirement, f.message, list(records), f.index,
-                                f.expected)
+                raise self._found(Violation(f.requirement, f.message, list(records),
+                                            f.index, f.expected))
 
         def _drain(self) -> None:
             """Keep the case running until the deadlines open at its end resolve
@@ -450,6 +478,8 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             self._advance(max(0, until - w.now))
 
         def teardown(self) -> None:
+            if watchdog is not None:
+                watchdog.disarm()  # nothing of the client's calls outlives its case
             if self.world is None:
                 return
             try:
@@ -486,6 +516,8 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 coverage.seconds[req] = coverage.seconds.get(req, 0.0) + spent
 
     HeartbeatSuite.__name__ = f"HeartbeatSuite_{interp.name}"
+    #: The run's watchdog (None without one): :func:`run` closes it at the end.
+    HeartbeatSuite.watchdog = watchdog
     return HeartbeatSuite
 
 

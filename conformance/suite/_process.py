@@ -32,7 +32,7 @@ from sephb.conformance.suite._wire_world import (
     STARTUP_S,
     RemoteWorld,
 )
-from sephb.conformance.suite.world import Reply
+from sephb.conformance.suite.world import DEFAULT_SITE, Reply
 from sephb.conformance.traces.sylink import Gup, Sylink, save
 from sephb.model.protocol import (
     Mode,
@@ -105,7 +105,7 @@ class ProcessClient:
         gup = Gup(w.gup.address, w.gup.port) if w.gup else None
         save(Sylink.build([blocks[p] for p in sorted(blocks)], mode=self.mode,
                           heartbeat_s=suite.INTERVAL_MS // 1000, gup=gup),
-             self.sylink_path)
+             self.sylink_path, getattr(w, "site", DEFAULT_SITE).listed)
         self.state_dir.mkdir(exist_ok=True)
         self._spawn()
 
@@ -186,6 +186,9 @@ class ProcessClient:
         # wrapper script's children too), and a Ctrl-C at the terminal reaches only
         # the suite, which then kills the client itself.
         with open(self.log_path, "ab") as log, _signals_held():
+            # The first heartbeat is due at once from here (A10; the oracle's
+            # ``started``, with the environment's allowance for a process start).
+            self.world.spawned_at = self.world.now
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)

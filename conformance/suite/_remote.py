@@ -80,6 +80,7 @@ from sephb.conformance.suite._process import (
 )
 from sephb.conformance.suite._wire_world import (
     DEFAULT_TIME_SCALE,
+    START_ALLOWANCE_S,
     STARTUP_S,
     RemoteWorld,
     Size,
@@ -237,7 +238,9 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
                 if isinstance(c, ProcessClient):
                     c.close()
 
-    return WireEnvironment(client=client, world=world, tolerance_ms=tol, call_budget_s=None,
+    return WireEnvironment(client=client, world=world, tolerance_ms=tol,
+                           start_ms=round(START_ALLOWANCE_S * 1000 / time_scale),
+                           call_budget_s=None,
                            adapter="wire", close=close, logs="{log_dir}" in client_cmd,
                            hidden=WIRE_HIDDEN,
                            uncoverable=uncoverable, unjudged={},

@@ -19,7 +19,7 @@ from typing import Any
 import hypothesis
 import msgspec
 from hypothesis import HealthCheck, Phase, settings
-from hypothesis.errors import FlakyFailure
+from hypothesis.errors import Flaky
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -82,7 +82,6 @@ def run(interp: Interpretation, *, factory: Environment | ClientFactory | None =
     # The seed goes on the state machine class: run_state_machine_as_test reads it
     # from there (a seed on a wrapper would not reach Hypothesis).
     machine = hypothesis.seed(seed)(machine)
-    failures: list[Failure] = []
     cfg = settings(
         max_examples=total,
         stateful_step_count=steps_per_case,
@@ -95,6 +94,20 @@ def run(interp: Interpretation, *, factory: Environment | ClientFactory | None =
         print_blob=False,
     )
     t0 = time.perf_counter()
+    try:
+        return _run_machine(interp, env, machine, coverage, cfg, profile, seed, client,
+                            client_cmd, probes, t0)
+    finally:
+        dog = getattr(machine, "watchdog", None)
+        if dog is not None:
+            dog.close()
+
+
+def _run_machine(interp: Interpretation, env: Environment,
+                 machine: type[RuleBasedStateMachine], coverage: Coverage, cfg: Any,
+                 profile: str, seed: int, client: str, client_cmd: str | None,
+                 probes: bool, t0: float) -> SuiteResult:
+    failures: list[Failure] = []
     printed: list[str] = []
     gone: ClientGone | None = None
     stats: list[Any] = []
@@ -102,12 +115,26 @@ def run(interp: Interpretation, *, factory: Environment | ClientFactory | None =
         with with_reporter(lambda text: printed.append(str(text))), \
                 _no_local_constants(), collector.with_value(stats.append):  # type: ignore[arg-type]
             run_state_machine_as_test(machine, settings=cfg)
-    except (Violation, FlakyFailure) as exc:
+    except (Violation, Flaky) as exc:
         v = _violation(exc)
-        # Hypothesis attaches the shrunk program to the exception as notes.
-        notes = "\n".join([*printed, *getattr(v, "__notes__", [])])
-        steps = _steps(notes)
-        failures.append(_failure(v, steps, interp, client, client_cmd, seed))
+        if v is not None:
+            # Hypothesis attaches the shrunk program to the exception as notes.
+            notes = "\n".join([*printed, *getattr(v, "__notes__", [])])
+            failures.append(_failure(v, _steps(notes), interp, client, client_cmd,
+                                     seed))
+        elif coverage.first is not None:
+            # The data a case drew did not replay the same way (over the wire a
+            # rule's choices can depend on timing): there is no shrunk program, but
+            # the violation seen is reported, with no steps.
+            first = coverage.first
+            failures.append(_failure(
+                Violation(first.requirement,
+                          f"{first.message} (not shrunk: {_unreplayable(exc)})",
+                          first.records, first.index, first.expected),
+                [], interp, client, client_cmd, seed))
+        else:
+            gone = ClientGone(f"the run stopped after {coverage.cases} case(s): "
+                              f"{_unreplayable(exc)}; no violation had been seen")
     except ClientGone as exc:
         gone = exc
     try:
@@ -316,15 +343,20 @@ def _probe(interp: Interpretation, machine: type[RuleBasedStateMachine], client:
     return []
 
 
-def _violation(exc: BaseException) -> Violation:
+def _violation(exc: BaseException) -> Violation | None:
     """The violation, or the first run's when its replay did not fail the same way
-    (over the wire timing can change a replay; Hypothesis says FlakyFailure)."""
+    (over the wire timing can change a replay; Hypothesis says FlakyFailure); None
+    when the case's data itself did not replay (FlakyStrategyDefinition)."""
     if isinstance(exc, Violation):
         return exc
     found = [e for e in getattr(exc, "exceptions", ()) if isinstance(e, Violation)]
-    if not found:
-        raise exc
-    return found[0]
+    return found[0] if found else None
+
+
+def _unreplayable(exc: BaseException) -> str:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return (f"Hypothesis could not replay a test case the same way to shrink it "
+            f"({type(exc).__name__}{': ' + first if first else ''})")
 
 
 def _steps(printed: str) -> list[str]:

@@ -48,6 +48,10 @@ DEFAULT_TIME_SCALE: Final = 0.01
 #: servers must then be quiet before the suite goes on (see ProcessClient.start).
 STARTUP_S: Final = 3.0
 QUIET_S: Final = 0.1
+#: Wall seconds a client process may take to start (an interpreter, its imports)
+#: before its first heartbeat, which is due at once (A10). A client that waits longer
+#: breaks REQ-7-PULL; one that makes no request within STARTUP_S is not tested.
+START_ALLOWANCE_S: Final = 1.0
 #: Longest a start may wait for quiet (a client that keeps talking).
 SETTLE_LIMIT_S: Final = 2.0
 #: A log upload at least this large makes a check-in "full" (REQ-SIZE-MAX): half the
@@ -133,6 +137,7 @@ class RemoteWorld:
                  poll_ms: int | None = None) -> None:
         self.time_scale = time_scale
         self.tolerance_ms = tolerance_ms
+        self.site = site
         #: How often the suite looks at the records while time passes.
         self.poll_ms = poll_ms or max(1, tolerance_ms // 2) or 1_000
         # The drawn site on 127.x addresses of this world: each manager's priority
@@ -153,6 +158,9 @@ class RemoteWorld:
         self.notes: list[str] = []
         self._taken = 0
         self._heard = 0
+        #: Model time the client process was last spawned at (the first heartbeat
+        #: is due at once from there).
+        self.spawned_at: int | None = None
         self._last_heard = 0.0
         self._connect_t: dict[tuple[str, int], int] = {}
         #: Ranges of the recorder's records that belong to a killed process (see

@@ -25,7 +25,13 @@ from sephb.conformance.traces.properties import (
 )
 from sephb.conformance.traces.trace import is_transport
 from sephb.model.checker import Checker
-from sephb.model.deadlines import Deadlines, Open
+from sephb.model.deadlines import (
+    FIRST_HEARTBEAT,
+    HEARTBEAT_STARTS,
+    JUDGED_ELSEWHERE,
+    Deadlines,
+    Open,
+)
 from sephb.model.interpretations import Interpretation, Selection
 from sephb.model.protocol import (
     GUP_PORT,
@@ -35,6 +41,17 @@ from sephb.model.protocol import (
     Mode,
     Switch,
 )
+
+#: Manager actions that follow step 4 (its content is over).
+_AFTER_CONTENT = frozenset({Action.UPLOAD_LOGS.value, Action.UPLOAD_SENSORS.value,
+                            Action.HOLD.value})
+#: A heartbeat that may have begun where no server saw it, and failed over nowhere.
+_UNSEEN_HEARTBEAT = (
+    "a heartbeat was due by t={opened} ({opener}); by t={due} no manager had seen one, "
+    "though one was reachable: if it began at a manager that hangs (a connect no "
+    "server sees), the failover to a reachable manager never came; at t={now} still "
+    "none ({late} ms late, tolerance {tol} ms)")
+_FIRST_HEARTBEAT_RULE = next(d for d in JUDGED_ELSEWHERE if d.id == FIRST_HEARTBEAT)
 
 
 @dataclass
@@ -100,6 +117,10 @@ class Oracle:
     _gup_source: bool = False
     #: The GUP was seen failing since those URLs.
     _gup_down: bool = False
+    #: Documented reading, since URLs that named the GUP: the manager they came
+    #: from, when, and how many of them are neither delivered by the GUP nor tried
+    #: on the manager (None: the check-in owes no fallback).
+    _fallback: tuple[Manager, int, int] | None = None
     #: Step 7 in push mode (None in pull mode).
     _push: PushHold | None = field(init=False)
     #: The manager a push-mode client last held its connection with.
@@ -130,7 +151,7 @@ class Oracle:
         unseen = Event.SESSION_TIMEOUT in self.hidden \
             and self.interpretation.switches[Switch.FAILOVER]
         d = Deadlines(self.interpretation.timing, self.mode, self.interval_ms,
-                      self.tolerance_ms,
+                      self.tolerance_ms, switches=self.interpretation.switches,
                       heartbeat_slack_ms=(len(self.managers) - 1) * SESSION_LIMIT_MS
                       if unseen else 0)
         d.excuse = self._unseen_heartbeat
@@ -147,7 +168,7 @@ class Oracle:
             if all(self._maybe_tried_unseen(m) for m in untried):
                 return max(late.due, now) + max(1, len(untried)) * SESSION_LIMIT_MS
             return None
-        if late.deadline != "next-heartbeat":
+        if late.deadline not in ("next-heartbeat", FIRST_HEARTBEAT):
             return None
         failover = self.interpretation.switches[Switch.FAILOVER]
         if self.interpretation.selection is Selection.FIRST and not failover:
@@ -169,6 +190,10 @@ class Oracle:
         if failover and Event.SESSION_TIMEOUT in self.hidden and hung \
                 and id(late) not in self._excused:
             self._excused.add(id(late))
+            # If it is broken even so, the heartbeat may well have begun, unseen, at
+            # a manager that hangs: what is missing is the failover.
+            late.requirement = "REQ-2-FAILOVER"
+            late.broken = _UNSEEN_HEARTBEAT
             return late.due + hung * SESSION_LIMIT_MS
         return None
 
@@ -193,6 +218,15 @@ class Oracle:
         for log_id in ids:
             if log_id not in self.acked:
                 self.owed.setdefault(log_id, at)
+
+    def started(self, now: int, allowance_ms: int = 0) -> None:
+        """The client (a process) was started at ``now``: its first heartbeat is due
+        at once (A10), ``allowance_ms`` later for a process to start. Call it after
+        :meth:`restarted` on a restart."""
+        rule = _FIRST_HEARTBEAT_RULE
+        self.deadlines.expect(FIRST_HEARTBEAT, rule.requirement or "REQ-7-PULL",
+                              "its start", now, now + allowance_ms, rule.text,
+                              HEARTBEAT_STARTS, rule.broken)
 
     def restarted(self, now: int) -> None:
         """The client was restarted: a new process starts in the initial state (a
@@ -294,6 +328,9 @@ class Oracle:
         if name in (Action.CONNECT.value, Action.DISCONNECT.value) \
                 and rec.get("role") == "manager":
             self._gup_source = False  # a check-in ended: the GUP is owed nothing
+            self._fallback = None
+        elif self._fallback is not None:
+            self._fallback_owed(rec, name, t)
         if self._session.see(name, t):
             self._round_failed, self._failed_at = True, t
             if self._session.early is not None:
@@ -330,6 +367,10 @@ class Oracle:
         elif name == Event.URLS_RECEIVED.value:
             self._gup_source = rec.get("source") == "gup"
             self._gup_down = self.gup is not None and not self.gup_up()
+            m = self._manager(rec)
+            self._fallback = (m, t, len(rec.get("urls") or ())) \
+                if m is not None and self._gup_source \
+                and self.interpretation.switches[Switch.GUP_FALLBACK] else None
         elif name == Event.SENSORS_ACKED.value:
             self._failed = set()
         elif name == Action.HOLD.value:
@@ -439,6 +480,36 @@ class Oracle:
                        f"the heartbeat failed over to {m.name} (priority {m.priority}) "
                        f"at t={t}, skipping {better[0].name} (priority "
                        f"{better[0].priority}), which was reachable and not tried", t)
+
+    def _fallback_owed(self, rec: dict[str, Any], name: str, t: int) -> None:
+        """REQ-4-GUP-FALLBACK (documented reading): content the GUP did not deliver
+        comes from the manager. Over the wire a failed GUP download leaves no record
+        (a refused connect, an error the client gives up on), so the checker may
+        explain a client that skips the manager by a manager download that failed
+        unseen; the suite knows whether the manager was reachable."""
+        assert self._fallback is not None
+        m, since, left = self._fallback
+        role = rec.get("role")
+        if (name == Event.CONTENT_RECEIVED.value and role == "gup") \
+                or name == Action.DOWNLOAD_MANAGER.value:
+            # One URL delivered by the GUP, or tried on the manager (a fallback).
+            self._fallback = (m, since, left - 1)
+            if name == Action.DOWNLOAD_MANAGER.value:
+                self._hit("REQ-4-GUP-FALLBACK")
+        elif role == "manager" and name in _AFTER_CONTENT:
+            self._fallback = None
+            # Nothing owed when every URL was delivered or tried on the manager, the
+            # GUP may have delivered unseen (it was never made to fail), or the
+            # manager could not be reached where no server saw it.
+            if left <= 0 or not self._gup_down or self.unreachable(m.name) \
+                    or self._last_unreachable.get(m.name, -1) >= since:
+                return
+            self._hit("REQ-4-GUP-FALLBACK")
+            self._find("REQ-4-GUP-FALLBACK",
+                       f"the GUP was made to fail and {left} of the URLs at t={since} "
+                       f"were neither delivered by it nor tried on {m.name}, which was "
+                       f"reachable; the client went on with {name} at t={t} (the "
+                       f"documented reading falls back to the manager)", t)
 
     def _gup_owed(self, name: str, t: int) -> None:
         """REQ-4-PORT-2967: when the location's policy names the GUP and the GUP is
