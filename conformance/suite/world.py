@@ -58,6 +58,9 @@ class Site:
     #: (location, LiveUpdate source) of the policies the site starts with; a location
     #: not named takes its content from the manager.
     policies: tuple[tuple[str, str], ...] = ()
+    #: The order sylink.xml lists its priority blocks in (empty: 1 first). A block's
+    #: priority is its name's N, never its place in the document.
+    listed: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.managers) <= MAX_MANAGERS:
@@ -67,6 +70,8 @@ class Site:
             raise ValueError("managers are listed by priority block, 1 first")
         if self.gup is None and any(src == Source.GUP.value for _, src in self.policies):
             raise ValueError("a policy names the GUP of a site without one")
+        if self.listed and sorted(self.listed) != sorted({p for p, _ in self.managers}):
+            raise ValueError("listed is an order of the site's priority blocks")
 
     def addresses(self) -> list[tuple[str, int, int]]:
         """(address, port, priority) of each manager, on 127.0.10.x in process."""
@@ -88,7 +93,9 @@ class Site:
         gup = (f"a GUP on {self.gup}" if self.gup is not None else "no GUP")
         named = ", ".join(f"{loc} {src}" for loc, src in self.policies)
         policies = f"; policies: {named}" if named else ""
-        return f"{', '.join(blocks)}, {gup}{policies}"
+        listed = "" if list(self.listed) == sorted(self.listed) else \
+            "; sylink.xml lists " + ", ".join(f"Priority{p}" for p in self.listed)
+        return f"{', '.join(blocks)}, {gup}{policies}{listed}"
 
 
 #: The site the suite used before sites were drawn: what drawn sites shrink toward.
@@ -98,7 +105,8 @@ DEFAULT_SITE: Final = Site()
 def sites() -> st.SearchStrategy[Site]:
     """Sites to draw: 1 to 3 priority blocks of 1 to 3 managers (at most
     :data:`MAX_MANAGERS`), each on 8014 or another port, a GUP on 2967, on another
-    port or none, and the locations' policies. Shrinks toward :data:`DEFAULT_SITE`
+    port or none, the locations' policies, and the order sylink.xml lists the blocks
+    in. Shrinks toward :data:`DEFAULT_SITE`
     (the first branch)."""
 
     @st.composite
@@ -113,7 +121,11 @@ def sites() -> st.SearchStrategy[Site]:
         policies = draw(st.lists(
             st.tuples(st.sampled_from(LOCATIONS), st.sampled_from(sources)),
             max_size=len(LOCATIONS), unique_by=lambda p: p[0]))
-        return Site(tuple(zip(prios, ports, strict=True)), gup, tuple(sorted(policies)))
+        # The document order of the blocks (shrinks toward 1 first): priority is
+        # the block's name, not its place.
+        listed = draw(st.permutations(sorted(set(prios))))
+        return Site(tuple(zip(prios, ports, strict=True)), gup, tuple(sorted(policies)),
+                    () if listed == sorted(listed) else tuple(listed))
 
     return st.one_of(st.just(DEFAULT_SITE), drawn())
 

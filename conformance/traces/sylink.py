@@ -592,8 +592,10 @@ def _a(value: str | int) -> str:
     return escape(str(value), {'"': "&quot;", "\n": "&#10;", "\r": "&#13;", "\t": "&#9;"})
 
 
-def to_xml(s: Sylink) -> str:
-    """A sylink.xml document that :func:`parse` reads back as ``s``."""
+def to_xml(s: Sylink, blocks: Sequence[int] = ()) -> str:
+    """A sylink.xml document that :func:`parse` reads back as ``s``; ``blocks``: the
+    order to list the priority blocks in, by N (default: 1 first). The document order
+    means nothing to a client; a test of one may want it shuffled."""
     root = f' DomainId="{_a(s.domain_id)}"' if s.domain_id is not None else ""
     acs = f'CommunicationMode="{s.mode.name}"'
     if s.mode is Mode.PULL:
@@ -608,7 +610,10 @@ def to_xml(s: Sylink) -> str:
         f"    <AgentCommunicationSetting {acs}/>",
         '    <ServerList Name="Default Management Server List">',
     ]
-    for tier in s.tiers():
+    tiers = {tier[0].priority: tier for tier in s.tiers()}
+    if blocks and sorted(blocks) != sorted(tiers):
+        raise ValueError(f"blocks {list(blocks)}: expected an order of {sorted(tiers)}")
+    for tier in (tiers[n] for n in (blocks or sorted(tiers))):
         out.append(f'      <ServerPriorityBlock Name="Priority{tier[0].priority}">')
         out += [f'        <Server Address="{_a(m.address)}" HttpPort="{m.port}"/>'
                 for m in tier]
@@ -624,7 +629,7 @@ def to_xml(s: Sylink) -> str:
     return "\n".join(out)
 
 
-def save(s: Sylink, path: str | Path) -> None:
+def save(s: Sylink, path: str | Path, blocks: Sequence[int] = ()) -> None:
     """Write ``s`` to ``path`` atomically, so a client reading it mid-write sees the old
-    file or the new one, never half of one."""
-    atomic_write(Path(path), to_xml(s).encode("utf-8"))
+    file or the new one, never half of one (``blocks``: as :func:`to_xml`)."""
+    atomic_write(Path(path), to_xml(s, blocks).encode("utf-8"))
