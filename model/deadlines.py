@@ -370,6 +370,8 @@ class Open:
     text: str
     closes: frozenset[str]
     broken: str = Deadline.broken
+    #: A caller's excuse already gave it more time once (see ``Deadlines.excuse``).
+    excused: bool = False
 
     def describe(self) -> str:
         return f"{self.deadline} ({self.requirement}): {self.text}; opened by " \

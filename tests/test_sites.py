@@ -43,7 +43,7 @@ def test_sites_shrink_toward_the_default_site() -> None:
 
 def test_drawn_sites_vary_what_the_seed_leaves_open() -> None:
     seen: dict[str, set[object]] = {"n": set(), "gup": set(), "port": set(),
-                                     "blocks": set()}
+                                     "blocks": set(), "listed": set(), "spread": set()}
 
     @settings(max_examples=400, deadline=None, database=None)
     @given(sites())
@@ -52,12 +52,17 @@ def test_drawn_sites_vary_what_the_seed_leaves_open() -> None:
         seen["gup"].add(site.gup)
         seen["port"].update(port for _, port in site.managers)
         seen["blocks"].add(max(p for p, _ in site.managers))
+        seen["listed"].add(site.listed)
+        seen["spread"].add(site.randomization_s)
 
     draw()
     assert seen["n"] >= {1, 2, 3, 4, 5, 6}
     assert seen["gup"] == {GUP_PORT, 2968, None}
     assert MANAGER_PORT in seen["port"] and len(seen["port"]) > 1
     assert seen["blocks"] == {1, 2, 3}
+    # sylink.xml's block order is not priority: some sites list Priority1 later
+    assert any(listed and listed[0] != 1 for listed in seen["listed"])  # type: ignore[index]
+    assert seen["spread"] == {0, 60}  # RandomizationRange on and off (A15)
 
 
 def test_steps_name_managers_within_the_site() -> None:
@@ -105,3 +110,31 @@ def test_the_wire_world_serves_the_site_on_its_ports() -> None:
         assert dict(spec.locations) == {"Office": Source.NONE}
     finally:
         world.close()
+
+
+def test_a_site_with_randomization_spreads_the_clients_heartbeats() -> None:
+    """RandomizationRange (A15) reaches the client from the site in process, and the
+    oracle accepts a heartbeat up to that much after the interval."""
+    from sephb.conformance.suite.inproc import CoreClient
+    from sephb.model.interpretations import get
+    from sephb.model.protocol import Mode
+
+    site = Site(managers=((1, 8014),), gup=None, randomization_s=60)
+    assert "RandomizationRange 60 s" in site.words()
+    client = CoreClient(World.of(site), get("seed"), Mode.PULL)
+    assert client.core.randomization_ms == 60_000
+    assert CoreClient(World.of(DEFAULT_SITE), get("seed"), Mode.PULL
+                      ).core.randomization_ms == 0
+
+
+def test_the_process_clients_sylink_says_what_the_site_says() -> None:
+    """Over the wire the sylink.xml written for the client lists the blocks in the
+    site's order and enables RandomizationRange when the site does."""
+    from sephb.conformance.traces.sylink import Sylink, to_xml
+
+    s = Sylink.build([[("127.0.0.2", 8014)], [("127.0.0.3", 9014)]],
+                     randomization_s=60)
+    xml = to_xml(s, (2, 1))
+    assert xml.index('Name="Priority2"') < xml.index('Name="Priority1"')
+    assert 'RandomizationEnabled="1" RandomizationRange="60"' in xml
+    assert to_xml(s).index('Name="Priority1"') < to_xml(s).index('Name="Priority2"')

@@ -43,8 +43,8 @@ EXAMPLE_HAR = ROOT / "docs" / "examples" / "reference.har"
 
 def reference_records(heartbeats: int = 2, *, fault: str | None = None,
                       mode: str = "pull", interp: str = "seed",
-                      sylink_to: Path | None = None, time_scale: float = 0.01
-                      ) -> list[dict[str, Any]]:
+                      sylink_to: Path | None = None, time_scale: float = 0.01,
+                      gup_port: int = 2967) -> list[dict[str, Any]]:
     """Both views of a reference client's run against the simulated managers: a
     check-in with content from the GUP (location Branch), then idle ones; or of a
     seeded-fault client's run. (Under ``seed`` a push client holds its connection
@@ -57,19 +57,20 @@ def reference_records(heartbeats: int = 2, *, fault: str | None = None,
     from sephb.conformance.site import Fleet
     from sephb.conformance.site.config import FleetConfig
     from sephb.conformance.traces.clock import Clock
-    from sephb.conformance.traces.sylink import Sylink, save
+    from sephb.conformance.traces.sylink import Gup, Sylink, save
     from sephb.model.interpretations import get
     from sephb.model.protocol import Mode
 
     async def main() -> list[dict[str, Any]]:
         a = addresses(3)
-        async with Fleet(FleetConfig.loopback(a[:2], gup=a[2]),
+        async with Fleet(FleetConfig.loopback(a[:2], gup=a[2], gup_port=gup_port),
                          clock=Clock(time_scale)) as fleet:
             fleet["m1"].set_policy("gup", location="Branch")
             with tempfile.TemporaryDirectory() as tmp:
                 blocks = [[(s.address, s.port)] for s in fleet.managers]
+                assert fleet.gup is not None
                 syl = Sylink.build(blocks, mode=Mode(mode), heartbeat_s=300,
-                                   gup=fleet.gup.address)  # type: ignore[union-attr]
+                                   gup=Gup(fleet.gup.address, fleet.gup.port))
                 if sylink_to is not None:
                     save(syl, sylink_to)
                 opts = ClientOptions(sylink=syl, state_dir=Path(tmp) / "st",
@@ -261,7 +262,8 @@ def test_seeded_fault_traces_are_caught_with_sylink(fault: str, tmp_path: Path) 
     gup = site.gup_address()
     syl = tmp_path / "sylink.xml"
     save(Sylink.build(tiers, mode=mode, heartbeat_s=suite.INTERVAL_MS // 1000,
-                      gup=Gup(*gup) if gup else None), syl)
+                      gup=Gup(*gup) if gup else None,
+                      randomization_s=site.randomization_s), syl)
     p = str(ndjson(tmp_path / "f.ndjson", failure.trace))
     res = V.validate_file(p, sylink=str(syl))
     bad = [c for c in res.clients if not c.conformant]
@@ -282,6 +284,23 @@ def test_reference_validates_clean_with_its_sylink(mode: str, interp: str,
                           tolerance_ms=REAL_RUN_TOLERANCE)
     assert not res.problems and all(c.conformant for c in res.clients), res.clients
     assert {c.side for c in res.clients} == {"server", "client"}
+
+
+def test_content_ports_come_from_the_sylink_when_given(tmp_path: Path) -> None:
+    """A GUP on 2968 (sylink.xml says so) is no fault: with --sylink its content
+    port is the GUP's; without, validate can only hold it to the seed's 2967, and
+    says how to do better."""
+    syl = tmp_path / "sylink.xml"
+    records = reference_records(2, sylink_to=syl, gup_port=2968)
+    p = str(ndjson(tmp_path / "r.ndjson", records))
+    res = V.validate_file(p, sylink=str(syl), tolerance_ms=REAL_RUN_TOLERANCE)
+    assert all(c.conformant for c in res.clients), res.clients
+    without = [c for c in V.validate_file(p, data=True,
+                                          tolerance_ms=REAL_RUN_TOLERANCE).clients
+               if not c.conformant]
+    # both views show the download
+    assert [c.requirement for c in without] == ["REQ-4-PORT-2967"] * 2, without
+    assert all("give --sylink" in (c.reason or "") for c in without)
 
 
 def test_command_sylink_errors(tmp_path: Path) -> None:

@@ -258,6 +258,7 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 [Manager(m.name, m.address, m.port, m.priority) for m in w.managers],
                 (w.gup.address, w.gup.port) if w.gup else None, INTERVAL_MS,
                 tolerance_ms=environment.tolerance_ms, hidden=environment.hidden,
+                randomization_ms=site.randomization_s * 1000,
                 unreachable=lambda name: next(
                     m for m in w.managers if m.name == name).unreachable,
                 gup_up=lambda: w.gup is not None and not w.gup.faults)

@@ -103,9 +103,11 @@ class ProcessClient:
         for m in w.managers:
             blocks.setdefault(m.priority, []).append((m.address, m.port))
         gup = Gup(w.gup.address, w.gup.port) if w.gup else None
+        site = getattr(w, "site", DEFAULT_SITE)
         save(Sylink.build([blocks[p] for p in sorted(blocks)], mode=self.mode,
-                          heartbeat_s=suite.INTERVAL_MS // 1000, gup=gup),
-             self.sylink_path, getattr(w, "site", DEFAULT_SITE).listed)
+                          heartbeat_s=suite.INTERVAL_MS // 1000, gup=gup,
+                          randomization_s=site.randomization_s),
+             self.sylink_path, site.listed)
         self.state_dir.mkdir(exist_ok=True)
         self._spawn()
 

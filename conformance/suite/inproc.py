@@ -69,10 +69,13 @@ class CoreClient:
         self.location = location
         peers = [Peer(m.address, m.port, m.priority) for m in world.managers]
 
+        # What sylink.xml says of the heartbeat's spread (A15).
+        spread_ms = world.site.randomization_s * 1000
+
         def make(index: tuple[str, int] | None) -> ClientCore:
             return core(peers, mode, interpretation, interval_ms=interval_ms,
                         push_interval_ms=push_interval_ms, rng=random.Random(seed),
-                        index=index)
+                        index=index, randomization_ms=spread_ms)
 
         self._make = make
         # Durable state: survives restart().

@@ -49,8 +49,9 @@ _AFTER_CONTENT = frozenset({Action.UPLOAD_LOGS.value, Action.UPLOAD_SENSORS.valu
 _UNSEEN_HEARTBEAT = (
     "a heartbeat was due by t={opened} ({opener}); by t={due} no manager had seen one, "
     "though one was reachable: if it began at a manager that hangs (a connect no "
-    "server sees), the failover to a reachable manager never came; at t={now} still "
-    "none ({late} ms late, tolerance {tol} ms)")
+    "server sees), that session was not given up at the limit or the failover to a "
+    "reachable manager never came; at t={now} still none ({late} ms late, tolerance "
+    "{tol} ms)")
 _FIRST_HEARTBEAT_RULE = next(d for d in JUDGED_ELSEWHERE if d.id == FIRST_HEARTBEAT)
 
 
@@ -82,6 +83,8 @@ class Oracle:
     tolerance_ms: int = 0
     #: Events the records cannot show (see HIDDEN).
     hidden: frozenset[Event] = HIDDEN
+    #: sylink.xml's RandomizationRange in ms when enabled (A15), else 0.
+    randomization_ms: int = 0
     checker: Checker = field(init=False)
     findings: list[Finding] = field(default_factory=list)
     #: Requirement ids the data properties exercised, and how often.
@@ -134,8 +137,6 @@ class Oracle:
     _round_failed: bool = False
     #: When the last session of the current heartbeat failed.
     _failed_at: int | None = None
-    #: Deadlines already given the unseen failovers' extra time (by id).
-    _excused: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.checker = Checker(self.interpretation, mode=self.mode, hidden=self.hidden)
@@ -151,7 +152,8 @@ class Oracle:
         unseen = Event.SESSION_TIMEOUT in self.hidden \
             and self.interpretation.switches[Switch.FAILOVER]
         d = Deadlines(self.interpretation.timing, self.mode, self.interval_ms,
-                      self.tolerance_ms, switches=self.interpretation.switches,
+                      self.tolerance_ms, self.randomization_ms,
+                      switches=self.interpretation.switches,
                       heartbeat_slack_ms=(len(self.managers) - 1) * SESSION_LIMIT_MS
                       if unseen else 0)
         d.excuse = self._unseen_heartbeat
@@ -188,8 +190,8 @@ class Oracle:
         hung = sum(1 for m in self.managers
                    if self._last_unreachable.get(m.name, -1) >= late.opened)
         if failover and Event.SESSION_TIMEOUT in self.hidden and hung \
-                and id(late) not in self._excused:
-            self._excused.add(id(late))
+                and not late.excused:
+            late.excused = True
             # If it is broken even so, the heartbeat may well have begun, unseen, at
             # a manager that hangs: what is missing is the failover.
             late.requirement = "REQ-2-FAILOVER"

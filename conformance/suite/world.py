@@ -61,6 +61,9 @@ class Site:
     #: The order sylink.xml lists its priority blocks in (empty: 1 first). A block's
     #: priority is its name's N, never its place in the document.
     listed: tuple[int, ...] = ()
+    #: sylink.xml's RandomizationRange in seconds, enabled when > 0 (A15): each next
+    #: heartbeat may come up to this much after the interval.
+    randomization_s: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.managers) <= MAX_MANAGERS:
@@ -95,7 +98,9 @@ class Site:
         policies = f"; policies: {named}" if named else ""
         listed = "" if list(self.listed) == sorted(self.listed) else \
             "; sylink.xml lists " + ", ".join(f"Priority{p}" for p in self.listed)
-        return f"{', '.join(blocks)}, {gup}{policies}{listed}"
+        spread = f"; RandomizationRange {self.randomization_s} s" \
+            if self.randomization_s else ""
+        return f"{', '.join(blocks)}, {gup}{policies}{listed}{spread}"
 
 
 #: The site the suite used before sites were drawn: what drawn sites shrink toward.
@@ -106,7 +111,7 @@ def sites() -> st.SearchStrategy[Site]:
     """Sites to draw: 1 to 3 priority blocks of 1 to 3 managers (at most
     :data:`MAX_MANAGERS`), each on 8014 or another port, a GUP on 2967, on another
     port or none, the locations' policies, and the order sylink.xml lists the blocks
-    in. Shrinks toward :data:`DEFAULT_SITE`
+    in, and whether it enables RandomizationRange. Shrinks toward :data:`DEFAULT_SITE`
     (the first branch)."""
 
     @st.composite
@@ -125,7 +130,8 @@ def sites() -> st.SearchStrategy[Site]:
         # the block's name, not its place.
         listed = draw(st.permutations(sorted(set(prios))))
         return Site(tuple(zip(prios, ports, strict=True)), gup, tuple(sorted(policies)),
-                    () if listed == sorted(listed) else tuple(listed))
+                    () if listed == sorted(listed) else tuple(listed),
+                    draw(st.sampled_from(_RANDOMIZATION_S)))
 
     return st.one_of(st.just(DEFAULT_SITE), drawn())
 
@@ -133,6 +139,8 @@ def sites() -> st.SearchStrategy[Site]:
 #: Ports a drawn manager listens on: the seed's 8014 first (what shrinking prefers),
 #: then ports sylink.xml allows as well.
 _MANAGER_PORTS: Final = (wire.MANAGER_PORT, 8443, 9014)
+#: RandomizationRange: off first (what shrinking prefers), then a minute.
+_RANDOMIZATION_S: Final = (0, 60)
 #: The GUP's port: the seed's 2967 first, then another, then no GUP.
 _GUP_PORTS: Final = (wire.GUP_PORT, 2968, None)
 
@@ -201,6 +209,8 @@ class World:
         self.serial_n = 1
         self.content = 1
         self.content_size = content_size
+        #: The site it plays (what its sylink.xml would say).
+        self.site = DEFAULT_SITE
         self.default_source = Source.MANAGER
         self.policies: dict[str, Source] = {}
         #: A policy change that takes effect between the next index answer and the
@@ -257,6 +267,7 @@ class World:
     def of(cls, site: Site, **kw: Any) -> World:
         """The virtual servers of a drawn site, its policies in force."""
         w = cls(site.addresses(), site.gup_address(), **kw)
+        w.site = site
         for location, source in site.policies:
             w.set_policy(location, Source(source))
         return w

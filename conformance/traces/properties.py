@@ -252,6 +252,8 @@ class ClientConfig:
     priority: Mapping[tuple[str, int], int] = field(default_factory=dict)
     #: A push-mode client still checks in every interval (A6).
     push_heartbeat: bool = False
+    #: (address, port) of the GUP sylink.xml names, if any.
+    gup: tuple[str, int] | None = None
 
     @classmethod
     def of(cls, interpretation: Interpretation, sylink: Any) -> ClientConfig:
@@ -265,7 +267,8 @@ class ClientConfig:
                    getattr(sylink, "randomization_s", 0) * 1000,
                    {(s.address, s.port): n for n, tier in enumerate(tiers, 1)
                     for s in tier},
-                   interpretation.switches[Switch.PUSH_HEARTBEAT])
+                   interpretation.switches[Switch.PUSH_HEARTBEAT],
+                   (sylink.gup.address, sylink.gup.port) if sylink.gup else None)
 
 
 @dataclass
@@ -418,15 +421,31 @@ class TraceProperties:
                 return None
         if what & _FAILS:
             self._logs.failed()
-        if what & _PORT and port is not None and port != CONTENT_PORTS[name][0]:
-            want, requirement = CONTENT_PORTS[name]
-            return (requirement, f"{name} on port {port}, not {want}")
+        if what & _PORT and port is not None:
+            want, requirement = self._content_port(name, addr)
+            if port != want:
+                hint = "" if self.config is not None else \
+                    " (the seed's port; give --sylink when the site's are others)"
+                return (requirement, f"{name} on port {port}, not {want}{hint}")
         found_logs = None
         if what & _UPLOAD and ids is not None:
             found_logs = self._logs.upload(ids)
         elif what & _ACK:
             found_logs = self._logs.ack(ids or [], duplicates or [])
         return None if found_logs is None else ("REQ-5-LOGS", found_logs)
+
+    def _content_port(self, name: str, addr: str | None) -> tuple[int, str]:
+        """The port content must come from, and the requirement saying so: the
+        configuration's (the GUP's, or the manager's own port at that address)
+        when known, else the seed's."""
+        want, requirement = CONTENT_PORTS[name]
+        config = self.config
+        if config is None:
+            return want, requirement
+        if name == Action.DOWNLOAD_GUP.value:
+            return (config.gup[1] if config.gup else want), requirement
+        ports = {p for (a, p) in config.priority if a == addr}
+        return (ports.pop() if len(ports) == 1 else want), requirement
 
     def _configured(self, name: str, t: int, addr: str | None, port: int | None
                     ) -> tuple[str, str] | None:
