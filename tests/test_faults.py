@@ -134,7 +134,8 @@ def test_fault_names_are_stable_and_name_known_requirements() -> None:
         "skips-sensor-upload", "disconnects-in-push", "stays-connected-in-pull",
         "drops-logs-on-failure", "uploads-logs-twice", "checks-in-late",
         "waits-forever-after-session", "answers-push-late", "gives-up-session-early",
-        "keeps-connection-in-pull", "never-fails-over", "first-heartbeat-late",
+        "keeps-connection-in-pull", "never-fails-over", "adopts-index-before-content",
+        "first-heartbeat-late",
         "no-push-heartbeat", "gup-port-ignored", "crashes-on-error", "hangs-on-error",
     ]
     for f in FAULTS.values():
@@ -475,6 +476,20 @@ def test_never_fails_over() -> None:
     assert actions(b) == [A.DISCONNECT] and b[1] is S.IDLE
     # Under the seed's reading there is no failover to skip: the reference.
     agree("never-fails-over", [*script, *NEXT_HEARTBEAT])
+
+
+def test_adopts_index_before_content() -> None:
+    """The same moves while the download succeeds; after a failed one the reference
+    asks for the URLs again, the fault finds nothing changed."""
+    failed = [*open_changed("manager", MANAGER_URL), ("fail", 14, False),
+              ("expire", INTERVAL), (E.CONNECTED, INTERVAL + 5)]
+    _, _, a, b = diverge("adopts-index-before-content",
+                         [*failed, index(INTERVAL + 9, "s2", 2)], **UNCHANGED)
+    assert actions(a) == [A.GET_URLS] and actions(b) == [A.UPLOAD_LOGS]
+    agree("adopts-index-before-content",
+          [*open_changed("manager", MANAGER_URL), (E.CONTENT_RECEIVED, 14), *UPLOADS,
+           *NEXT_HEARTBEAT, (E.CONNECTED, INTERVAL + 5), index(INTERVAL + 9, "s2", 2)],
+          **UNCHANGED)
 
 
 def test_first_heartbeat_late() -> None:

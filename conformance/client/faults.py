@@ -377,6 +377,18 @@ class HangsOnError(ClientCore):
         return super().fail(now, timed_out=timed_out)
 
 
+class AdoptsIndexBeforeContent(ClientCore):
+    """A changed index.dat becomes the client's copy as soon as it is answered, not
+    when its content has arrived: a download that fails is never tried again (the
+    next index looks unchanged)."""
+
+    def handle(self, event: Event, now: int, **kw: Any) -> list[Effect]:
+        effects = super().handle(event, now, **kw)
+        if event is Event.INDEX_RECEIVED and self.offered is not None:
+            self.index = self.offered
+        return effects
+
+
 class FirstHeartbeatLate(ClientCore):
     """The first heartbeat after a start (or a restart) is due half an interval
     later, not at once: a client that waits for its timer before it checks in."""
@@ -489,6 +501,10 @@ _ALL: Final[Sequence[Fault]] = (
           "ends the heartbeat on a failed session though a manager is left "
           "(documented reading only)",
           "REQ-2-FAILOVER", NeverFailsOver),
+    # Only a download that fails and a next heartbeat show it.
+    Fault("adopts-index-before-content",
+          "takes a changed index.dat as its copy before the content arrived",
+          "REQ-3-INDEX", AdoptsIndexBeforeContent),
     Fault("first-heartbeat-late",
           "checks in half an interval after it starts, not at once",
           "REQ-7-PULL", FirstHeartbeatLate),

@@ -124,6 +124,14 @@ class Oracle:
     #: from, when, and how many of them are neither delivered by the GUP nor tried
     #: on the manager (None: the check-in owes no fallback).
     _fallback: tuple[Manager, int, int] | None = None
+    #: The serial of the client's copy of index.dat as the records show it (None:
+    #: empty): it changes when a changed index's content arrives. Not known after
+    #: a restart (a killed process's last records may not show) until an index
+    #: answer says so again.
+    _copy: str | None = None
+    _copy_known: bool = True
+    #: The serial of the last index answer, until its content arrives.
+    _offered: str | None = None
     #: Step 7 in push mode (None in pull mode).
     _push: PushHold | None = field(init=False)
     #: The manager a push-mode client last held its connection with.
@@ -241,6 +249,7 @@ class Oracle:
         self._tried = set()
         self._session.since = None
         self._restarted = self._resend_ok = True
+        self._copy_known, self._offered = False, None
         # A new process owes nothing of the killed one's deadlines.
         self.deadlines = self._new_deadlines()
 
@@ -366,6 +375,11 @@ class Oracle:
                            f"{self._uploading - len(self.acked)} produced log(s) never "
                            f"reached the manager: lost", t)
             self._owed_acked(ids, t)
+        elif name == Event.INDEX_RECEIVED.value:
+            self._index_compared(rec, t)
+        elif name == Event.CONTENT_RECEIVED.value and self._offered is not None:
+            # The new index is the client's once its content has arrived.
+            self._copy, self._copy_known, self._offered = self._offered, True, None
         elif name == Event.URLS_RECEIVED.value:
             self._gup_source = rec.get("source") == "gup"
             self._gup_down = self.gup is not None and not self.gup_up()
@@ -482,6 +496,26 @@ class Oracle:
                        f"the heartbeat failed over to {m.name} (priority {m.priority}) "
                        f"at t={t}, skipping {better[0].name} (priority "
                        f"{better[0].priority}), which was reachable and not tried", t)
+
+    def _index_compared(self, rec: dict[str, Any], t: int) -> None:
+        """REQ-3-INDEX: the client compares index.dat against its copy, and its copy
+        is the last index whose content arrived. A client that takes a new serial
+        before the content (and then finds "no change" while the content never
+        came) skips a download for good."""
+        serial, changed = rec.get("serial"), rec.get("changed")
+        if not isinstance(serial, str) or not isinstance(changed, bool):
+            return
+        self._offered = serial
+        if changed:
+            return
+        self._hit("REQ-3-INDEX")
+        if self._copy_known and serial != self._copy:
+            self._find("REQ-3-INDEX",
+                       f"index.dat at t={t} was unchanged against the client's copy "
+                       f"(serial {serial}), but no content of {serial} ever arrived: "
+                       f"its copy should be {self._copy or 'empty'} (a copy changes "
+                       f"only when the new index's content has arrived)", t)
+        self._copy, self._copy_known, self._offered = serial, True, None
 
     def _fallback_owed(self, rec: dict[str, Any], name: str, t: int) -> None:
         """REQ-4-GUP-FALLBACK (documented reading): content the GUP did not deliver
