@@ -150,8 +150,10 @@ AMBIGUITIES: Final[tuple[Ambiguity, ...]] = (
     Ambiguity("A12-REQUEST-LIMIT", "How long may a request after the session wait?",
               "If session cannot be established within 30,000 milliseconds ...",
               "silent: the seed bounds only the session", None,
-              "the session limit again: 30,000 ms per request",
-              "until the next heartbeat is due: one interval per request",
+              "the session limit again: 30,000 ms per request; a stalled request is "
+              "given up at the limit, not before it (as the session, A14)",
+              "until the next heartbeat is due: one interval per request, given up "
+              "at the limit, not before it",
               ("REQ-X-ABORT",)),
     Ambiguity("A13-PUSH-AT-ONCE", "What does 'immediately' allow a pushed change?",
               "allows any policy changes made in SEPM to occur immediately",

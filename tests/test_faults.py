@@ -134,7 +134,8 @@ def test_fault_names_are_stable_and_name_known_requirements() -> None:
         "skips-sensor-upload", "disconnects-in-push", "stays-connected-in-pull",
         "drops-logs-on-failure", "uploads-logs-twice", "checks-in-late",
         "waits-forever-after-session", "answers-push-late", "gives-up-session-early",
-        "keeps-connection-in-pull", "never-fails-over", "adopts-index-before-content",
+        "keeps-connection-in-pull", "never-fails-over", "gives-up-request-early",
+        "adopts-index-before-content",
         "first-heartbeat-late",
         "no-push-heartbeat", "gup-port-ignored", "crashes-on-error", "hangs-on-error",
     ]
@@ -476,6 +477,14 @@ def test_never_fails_over() -> None:
     assert actions(b) == [A.DISCONNECT] and b[1] is S.IDLE
     # Under the seed's reading there is no failover to skip: the reference.
     agree("never-fails-over", [*script, *NEXT_HEARTBEAT])
+
+
+def test_gives_up_request_early() -> None:
+    script = [("expire", 0), (E.CONNECTED, 5), index(9, "s2", 2)]
+    _, _, a, b = diverge("gives-up-request-early", script)
+    assert a[2] == Timer(9 + LIMIT, E.REQUEST_FAILED)
+    assert b[2] == Timer(9 + 5_000, E.REQUEST_FAILED)
+    agree("gives-up-request-early", [("expire", 0), (E.CONNECTED, 5)])
 
 
 def test_adopts_index_before_content() -> None:

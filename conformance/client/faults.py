@@ -389,6 +389,15 @@ class AdoptsIndexBeforeContent(ClientCore):
         return effects
 
 
+class GivesUpRequestEarly(ClientCore):
+    """A request after the session is given up after 5,000 ms instead of the
+    request limit (30,000 ms, or an interval under the documented reading)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.request_limit_ms = 5_000
+
+
 class FirstHeartbeatLate(ClientCore):
     """The first heartbeat after a start (or a restart) is due half an interval
     later, not at once: a client that waits for its timer before it checks in."""
@@ -501,6 +510,9 @@ _ALL: Final[Sequence[Fault]] = (
           "ends the heartbeat on a failed session though a manager is left "
           "(documented reading only)",
           "REQ-2-FAILOVER", NeverFailsOver),
+    Fault("gives-up-request-early",
+          "gives up a stalled request after the session at 5,000 ms, before the limit",
+          "REQ-X-ABORT", GivesUpRequestEarly),
     # Only a download that fails and a next heartbeat show it.
     Fault("adopts-index-before-content",
           "takes a changed index.dat as its copy before the content arrived",

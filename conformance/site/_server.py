@@ -104,6 +104,8 @@ _FAULT_TEXT: Final = {
     Fault.ERROR: "fault error: answered 503 Service Unavailable",
     Fault.GARBAGE: "fault garbage: answered bytes that are not HTTP, then closed",
 }
+#: A stalled request that the server's drop ended (not the client).
+_DROPPED_STALL: Final = "fault stall: request read, never answered; dropped by the server"
 
 
 # --- shared site state --------------------------------------------------------------
@@ -558,7 +560,9 @@ class SimServer:
             return web.Response()
         if fault is Fault.STALL:
             await conn.lost
-            self.emit(failed, conn, error=_FAULT_TEXT[fault], **req)
+            # Whose close ended it: a judge of the request limit needs to know.
+            self.emit(failed, conn, error=_DROPPED_STALL if conn.dropped
+                      else _FAULT_TEXT[fault], **req)
             return web.Response()
         raise AssertionError(f"unhandled fault {fault}")  # RESET is handled earlier
 

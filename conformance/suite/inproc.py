@@ -98,13 +98,16 @@ class CoreClient:
         return timer.at if timer else None
 
     def tick(self, now: int) -> None:
-        timer = self.core.timer
-        if timer is None or now < timer.at:
+        # The core decides whether its timer is due (expire): the suite wakes the
+        # client at other times too (an answer, a hold's end), and a core that fires
+        # early must show it.
+        effects = self.core.expire(now)
+        if not effects and self.core.timer is not None and now < self.core.timer.at:
             return
-        if self._pending:  # the timer won: give the request up
+        if self._pending and effects:  # the timer won: give the request up
             self._pending = False
             self.world.abandon(self.client_id)
-        self._run(self.core.expire(now), now)
+        self._run(effects, now)
 
     def answer(self, now: int, reply: Reply) -> None:
         self._pending = False

@@ -34,14 +34,24 @@ from sephb.model.deadlines import (
 )
 from sephb.model.interpretations import Interpretation, Selection
 from sephb.model.protocol import (
+    ENTRY,
     GUP_PORT,
+    REST_STATES,
     SESSION_LIMIT_MS,
+    SESSION_PENDING,
     Action,
     Event,
     Mode,
     Switch,
 )
 
+#: Requests after the session (the request limit bounds them), and the failures
+#: that end one without its answer.
+_AFTER_SESSION = frozenset(ENTRY[s].value for s in ENTRY
+                           if s not in SESSION_PENDING and s not in REST_STATES
+                           and ENTRY[s] is not Action.CONNECT
+                           and ENTRY[s] is not Action.DISCONNECT)
+_REQUEST_FAILS = frozenset({Event.REQUEST_FAILED.value, Event.DOWNLOAD_FAILED.value})
 #: Manager actions that follow step 4 (its content is over).
 _AFTER_CONTENT = frozenset({Action.UPLOAD_LOGS.value, Action.UPLOAD_SENSORS.value,
                             Action.HOLD.value})
@@ -132,6 +142,8 @@ class Oracle:
     _copy_known: bool = True
     #: The serial of the last index answer, until its content arrives.
     _offered: str | None = None
+    #: The last request after the session on each connection: (action, when).
+    _requested: dict[tuple[Any, Any], tuple[str, int]] = field(default_factory=dict)
     #: Step 7 in push mode (None in pull mode).
     _push: PushHold | None = field(init=False)
     #: The manager a push-mode client last held its connection with.
@@ -351,6 +363,7 @@ class Oracle:
             self._failover_due(name, t)
         if name in UPLOAD_FAILS:
             self._logs.failed()
+        self._request_limit(rec, name, t)
         if name == Action.CONNECT.value and rec.get("role") == "manager":
             self._connect(rec, t)
         elif name in CONTENT_PORTS:
@@ -496,6 +509,28 @@ class Oracle:
                        f"the heartbeat failed over to {m.name} (priority {m.priority}) "
                        f"at t={t}, skipping {better[0].name} (priority "
                        f"{better[0].priority}), which was reachable and not tried", t)
+
+    def _request_limit(self, rec: dict[str, Any], name: str, t: int) -> None:
+        """REQ-X-ABORT, the lower bound (A12, as A14 for the session): a request after
+        the session that the suite left unanswered (a stall) is given up at the
+        request limit, not before it. A server records the client giving up as a
+        failure whose error says so; an error answer ends a request at once."""
+        key = (rec.get("server"), rec.get("conn"))
+        if name in _AFTER_SESSION:
+            self._requested[key] = (name, t)
+            return
+        if name not in _REQUEST_FAILS:
+            return
+        asked = self._requested.pop(key, None)
+        if asked is None or "gave up" not in str(rec.get("error") or ""):
+            return
+        limit = self.interpretation.timing.request_limit_ms(self.interval_ms)
+        if t < asked[1] + limit - self.tolerance_ms:
+            self._find("REQ-X-ABORT",
+                       f"the client gave up {asked[0]} (sent at t={asked[1]}, left "
+                       f"unanswered) at t={t}, {t - asked[1]} ms later: before the "
+                       f"{limit} ms request limit (A12: the limit is how long a client "
+                       f"waits; tolerance {self.tolerance_ms} ms)", t)
 
     def _index_compared(self, rec: dict[str, Any], t: int) -> None:
         """REQ-3-INDEX: the client compares index.dat against its copy, and its copy
