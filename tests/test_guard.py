@@ -128,3 +128,18 @@ def test_a_client_whose_timer_is_always_in_the_past_is_caught() -> None:
     f = result.failures[0]
     assert f.requirement == "REQ-2-TIMEOUT-30000"
     assert "without time passing" in f.message and "its timer said" in f.message
+
+
+def test_a_client_that_cannot_be_built_is_a_finding() -> None:
+    """Building the client is a call into it: what its constructor raises is
+    REQ-X-ALIVE with the line, not a traceback of the suite."""
+
+    def broken(world: Any, interp: Any, mode: Any) -> Any:
+        raise ValueError("a client needs at least one manager")
+
+    result = suite.run(get("seed"), factory=suite.Environment(broken), max_examples=3,
+                       probes=False)
+    assert not result.conformant and not result.error
+    f = result.failures[0]
+    assert f.requirement == "REQ-X-ALIVE"
+    assert "start() raised ValueError: a client needs at least one manager" in f.message

@@ -233,6 +233,7 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
         def __init__(self) -> None:
             super().__init__()
             self.world: Any = None
+            self.client: Any = None
             self.environment = environment
             self.coverage = coverage
             #: A violation was raised in this case (teardown then only cleans up).
@@ -251,8 +252,6 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
         def start(self, mode: Mode, site: Site = DEFAULT_SITE) -> None:
             self.mode, self.site = mode, site
             self.world = w = environment.world(site)
-            self.client = Guarded(environment.client(w, interp, mode), watchdog,
-                                  self._client_failed)
             self.oracle = Oracle(
                 interp, mode,
                 [Manager(m.name, m.address, m.port, m.priority) for m in w.managers],
@@ -262,6 +261,13 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 unreachable=lambda name: next(
                     m for m in w.managers if m.name == name).unreachable,
                 gup_up=lambda: w.gup is not None and not w.gup.faults)
+            # Building the client is a call into it too: what it raises is a finding.
+            try:
+                made = environment.client(w, interp, mode)
+            except Exception as exc:
+                raise self._client_failed(ClientFailed("start", exc,
+                                                       None)) from exc
+            self.client = Guarded(made, watchdog, self._client_failed)
             w.on_answer = lambda cid, reply: self.client.answer(w.now, reply)
             self.fed = 0
             t0 = w.now
@@ -490,6 +496,9 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 self._close()
 
         def _close(self) -> None:
+            if self.client is None:  # it could not be built: only the world to close
+                environment.close(self.world, None)  # type: ignore[arg-type]
+                return
             environment.close(self.world, self.client.unguarded)
             # A client that says which rows it took (the reference does) is counted
             # exactly; otherwise one run of the model that explains its records.

@@ -115,8 +115,12 @@ def _run_machine(interp: Interpretation, env: Environment,
         with with_reporter(lambda text: printed.append(str(text))), \
                 _no_local_constants(), collector.with_value(stats.append):  # type: ignore[arg-type]
             run_state_machine_as_test(machine, settings=cfg)
-    except (Violation, Flaky) as exc:
+    except (Violation, Flaky, ExceptionGroup) as exc:
+        # Hypothesis raises a group when it found several distinct failures: the
+        # first violation in it is the run's (each is shrunk already).
         v = _violation(exc)
+        if v is None and not isinstance(exc, Flaky):
+            raise
         if v is not None:
             # Hypothesis attaches the shrunk program to the exception as notes.
             notes = "\n".join([*printed, *getattr(v, "__notes__", [])])
@@ -349,8 +353,11 @@ def _violation(exc: BaseException) -> Violation | None:
     when the case's data itself did not replay (FlakyStrategyDefinition)."""
     if isinstance(exc, Violation):
         return exc
-    found = [e for e in getattr(exc, "exceptions", ()) if isinstance(e, Violation)]
-    return found[0] if found else None
+    for e in getattr(exc, "exceptions", ()):
+        found = _violation(e)
+        if found is not None:
+            return found
+    return None
 
 
 def _unreplayable(exc: BaseException) -> str:
