@@ -419,10 +419,11 @@ class World:
         conn = _Conn(server, self._next_conn)
         reply = self._serve(client, conn, route, location, have, ids, None, side=True)
         if reply.pending:
-            # A stalled download: the client gives up on it (at once here: a side
-            # request is answered synchronously), as the server then records.
+            # A stalled download fails at once here: a side request is answered
+            # synchronously, so no time passes on it (the request limit's lower
+            # bound is judged on the session's connection, and over the wire).
             self._emit(client, server, route.failure.value, conn=conn.id,
-                       error="client gave up")
+                       error="stalled: a side request fails at once in process")
             return Reply(failed=True)
         return reply
 
