@@ -134,7 +134,8 @@ def test_fault_names_are_stable_and_name_known_requirements() -> None:
         "skips-sensor-upload", "disconnects-in-push", "stays-connected-in-pull",
         "drops-logs-on-failure", "uploads-logs-twice", "checks-in-late",
         "waits-forever-after-session", "answers-push-late", "gives-up-session-early",
-        "keeps-connection-in-pull", "never-fails-over", "gives-up-request-early",
+        "keeps-connection-in-pull", "never-fails-over", "no-gup-fallback",
+        "gives-up-request-early",
         "adopts-index-before-content",
         "first-heartbeat-late",
         "no-push-heartbeat", "gup-port-ignored", "crashes-on-error", "hangs-on-error",
@@ -158,7 +159,9 @@ def test_core_class() -> None:
 def test_every_fault_builds_and_mutations_change_the_table(name: str, interp: str) -> None:
     c = make(core_class(name), interp)
     reference = get(interp).rows()
-    if issubclass(type(c), faults.MutatedCore):
+    if name == "no-gup-fallback" and interp == "seed":
+        assert c._table() == reference  # the seed's reading has no fallback to skip
+    elif issubclass(type(c), faults.MutatedCore):
         assert c._table() != reference
     else:
         assert c._table() == reference
@@ -477,6 +480,13 @@ def test_never_fails_over() -> None:
     assert actions(b) == [A.DISCONNECT] and b[1] is S.IDLE
     # Under the seed's reading there is no failover to skip: the reference.
     agree("never-fails-over", [*script, *NEXT_HEARTBEAT])
+
+
+def test_no_gup_fallback() -> None:
+    failed = [*open_changed("gup", GUP_URL), ("fail", 14, False)]
+    _, _, a, b = diverge("no-gup-fallback", failed, interp="documented")
+    assert actions(a) == [A.DOWNLOAD_MANAGER] and actions(b) == [A.UPLOAD_LOGS]
+    agree("no-gup-fallback", failed)  # the seed's reading skips it: the reference
 
 
 def test_gives_up_request_early() -> None:

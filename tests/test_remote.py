@@ -156,6 +156,8 @@ def test_seeded_faults_are_caught_over_the_wire(fault: str, extra: str,
     ("never-fails-over", "documented"),
     # the push probe's hold runs out with no 204 asked for
     ("no-push-heartbeat", "documented"),
+    # the gup-down probe: a failed GUP download leaves no record over the wire
+    ("no-gup-fallback", "documented"),
     ("waits-forever-after-session", "documented"),
     # only a site whose GUP is not on 2967 shows it: the other-ports probe's
     ("gup-port-ignored", "seed"),

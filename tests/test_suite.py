@@ -25,7 +25,8 @@ KILLED_BY = {"urls-without-change": {"REQ-5-LOGS"},
                                        "REQ-2-FAILOVER"}}
 #: Faults whose rule exists under one reading only: under the other they are the
 #: reference.
-ONLY_UNDER = {"never-fails-over": "documented", "no-push-heartbeat": "documented"}
+ONLY_UNDER = {"never-fails-over": "documented", "no-push-heartbeat": "documented",
+              "no-gup-fallback": "documented"}
 
 
 @pytest.mark.parametrize("interp", INTERPS)

@@ -389,6 +389,25 @@ class AdoptsIndexBeforeContent(ClientCore):
         return effects
 
 
+def _skip_gup_fallback(rows: tuple[Row, ...]) -> tuple[Row, ...]:
+    """The documented reading's fallback row goes where the seed's does; a table
+    with neither row means the model moved."""
+    fallback = (S.DOWNLOADING_GUP, E.DOWNLOAD_FAILED, S.DOWNLOADING_MANAGER)
+    skip = (S.DOWNLOADING_GUP, E.DOWNLOAD_FAILED, S.UPLOADING_LOGS)
+    if not any((r.source, r.event, r.dest) in (fallback, skip) for r in rows):
+        raise _stale("DOWNLOADING_GUP--DOWNLOAD_FAILED-->DOWNLOADING_MANAGER")
+    return tuple(replace(r, dest=S.UPLOADING_LOGS)
+                 if (r.source, r.event, r.dest) == fallback else r for r in rows)
+
+
+class NoGupFallback(MutatedCore):
+    """Under the documented reading, content the GUP could not deliver is skipped,
+    as the seed reads it, instead of fetched from the manager (under the seed's
+    reading it is the reference)."""
+
+    mutations = (_skip_gup_fallback,)
+
+
 class GivesUpRequestEarly(ClientCore):
     """A request after the session is given up after 5,000 ms instead of the
     request limit (30,000 ms, or an interval under the documented reading)."""
@@ -510,6 +529,12 @@ _ALL: Final[Sequence[Fault]] = (
           "ends the heartbeat on a failed session though a manager is left "
           "(documented reading only)",
           "REQ-2-FAILOVER", NeverFailsOver),
+    # Over the wire a failed GUP download leaves no record: the suite's oracle
+    # knows it made the GUP fail (and the gup-down probe makes it fail).
+    Fault("no-gup-fallback",
+          "skips content the GUP could not deliver instead of fetching it from the "
+          "manager (documented reading only)",
+          "REQ-4-GUP-FALLBACK", NoGupFallback),
     Fault("gives-up-request-early",
           "gives up a stalled request after the session at 5,000 ms, before the limit",
           "REQ-X-ABORT", GivesUpRequestEarly),

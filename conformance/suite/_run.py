@@ -312,6 +312,14 @@ PROBES: tuple[Probe, ...] = (
     Probe("failover", Mode.PULL,
           (*_stall("/index.dat", range(_TOP)),
            _WAIT_NEXT, _WAIT_NEXT, _WAIT_NEXT), failover=True),
+    # The location takes its content from the GUP, which then fails while new content
+    # is published: the seed's reading skips it, the documented one fetches it from
+    # the manager (a failed GUP download leaves no record over the wire; the suite
+    # knows it made the GUP fail).
+    Probe("gup-down", Mode.PULL,
+          (("gup", {"up": False, "fault": Fault.ERROR}), ("publish", {}), _WAIT_NEXT,
+           _WAIT_NEXT),
+          site=Site(policies=(("Default", "gup"),))),
     # A site unlike the default one: managers on other ports than 8014 and in
     # another order of ports, a GUP on another port than 2967 that the client's
     # location takes its content from. Every address and port must come from
