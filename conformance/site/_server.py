@@ -99,7 +99,7 @@ SERVED: Final = tuple(f for f in Fault if f is not Fault.BLACKHOLE)
 #: What ``garbage`` answers: not a status line, a NUL and invalid UTF-8.
 GARBAGE: Final = b"\x00\xffSEPHB-GARBAGE this is not HTTP \x8f\x00\r\n\r\n"
 _FAULT_TEXT: Final = {
-    Fault.STALL: "fault stall: request read, never answered; the client gave up",
+    Fault.STALL: f"fault stall: request read, never answered; {wire.GAVE_UP}",
     Fault.RESET: "fault reset: connection aborted with RST",
     Fault.ERROR: "fault error: answered 503 Service Unavailable",
     Fault.GARBAGE: "fault garbage: answered bytes that are not HTTP, then closed",

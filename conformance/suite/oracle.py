@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sephb.conformance.traces import wire
 from sephb.conformance.traces.properties import (
     CONTENT_PORTS,
     HIDDEN,
@@ -26,6 +27,7 @@ from sephb.conformance.traces.properties import (
 from sephb.conformance.traces.trace import is_transport
 from sephb.model.checker import Checker
 from sephb.model.deadlines import (
+    DEADLINES,
     FIRST_HEARTBEAT,
     HEARTBEAT_STARTS,
     JUDGED_ELSEWHERE,
@@ -36,25 +38,31 @@ from sephb.model.interpretations import Interpretation, Selection
 from sephb.model.protocol import (
     ENTRY,
     GUP_PORT,
-    REST_STATES,
+    ON_ERROR,
+    ON_TIMEOUT,
     SESSION_LIMIT_MS,
-    SESSION_PENDING,
+    TABLE,
     Action,
     Event,
     Mode,
     Switch,
 )
 
-#: Requests after the session (the request limit bounds them), and the failures
-#: that end one without its answer.
-_AFTER_SESSION = frozenset(ENTRY[s].value for s in ENTRY
-                           if s not in SESSION_PENDING and s not in REST_STATES
-                           and ENTRY[s] is not Action.CONNECT
-                           and ENTRY[s] is not Action.DISCONNECT)
-_REQUEST_FAILS = frozenset({Event.REQUEST_FAILED.value, Event.DOWNLOAD_FAILED.value})
-#: Manager actions that follow step 4 (its content is over).
-_AFTER_CONTENT = frozenset({Action.UPLOAD_LOGS.value, Action.UPLOAD_SENSORS.value,
-                            Action.HOLD.value})
+#: Requests after the session: the request deadline's openers (model/deadlines.py),
+#: and the failures of the table that end one without its answer.
+_REQUEST_RULE = next(d for d in DEADLINES if d.id == "request")
+_AFTER_SESSION = _REQUEST_RULE.opens[None]
+_REQUEST_FAILS = frozenset(r.event.value for r in TABLE
+                           if ENTRY[r.source].value in _AFTER_SESSION
+                           and r.event in (*ON_ERROR, *ON_TIMEOUT))
+#: Manager actions that come once step 4 is over: the entry actions of the states
+#: the table leads to from a download, other than another download.
+_DOWNLOADING = frozenset(r.source for r in TABLE if r.event is Event.CONTENT_RECEIVED)
+_AFTER_CONTENT = frozenset(ENTRY[r.dest].value for r in TABLE
+                           if r.source in _DOWNLOADING and r.dest not in _DOWNLOADING)
+#: The requirement a heartbeat that never failed over breaks.
+_FAILOVER_REQUIREMENT = next(d.requirement for d in JUDGED_ELSEWHERE
+                             if d.id == "failover")
 #: A heartbeat that may have begun where no server saw it, and failed over nowhere.
 _UNSEEN_HEARTBEAT = (
     "a heartbeat was due by t={opened} ({opener}); by t={due} no manager had seen one, "
@@ -214,7 +222,7 @@ class Oracle:
             late.excused = True
             # If it is broken even so, the heartbeat may well have begun, unseen, at
             # a manager that hangs: what is missing is the failover.
-            late.requirement = "REQ-2-FAILOVER"
+            late.requirement = _FAILOVER_REQUIREMENT or late.requirement
             late.broken = _UNSEEN_HEARTBEAT
             return late.due + hung * SESSION_LIMIT_MS
         return None
@@ -246,7 +254,8 @@ class Oracle:
         at once (A10), ``allowance_ms`` later for a process to start. Call it after
         :meth:`restarted` on a restart."""
         rule = _FIRST_HEARTBEAT_RULE
-        self.deadlines.expect(FIRST_HEARTBEAT, rule.requirement or "REQ-7-PULL",
+        assert rule.requirement is not None  # the table's, named in model/deadlines.py
+        self.deadlines.expect(FIRST_HEARTBEAT, rule.requirement,
                               "its start", now, now + allowance_ms, rule.text,
                               HEARTBEAT_STARTS, rule.broken)
 
@@ -522,7 +531,7 @@ class Oracle:
         if name not in _REQUEST_FAILS:
             return
         asked = self._requested.pop(key, None)
-        if asked is None or "gave up" not in str(rec.get("error") or ""):
+        if asked is None or wire.GAVE_UP not in str(rec.get("error") or ""):
             return
         limit = self.interpretation.timing.request_limit_ms(self.interval_ms)
         if t < asked[1] + limit - self.tolerance_ms:

@@ -394,7 +394,7 @@ class World:
                           if conn.requests == 1 or conn.pending is Action.GET_INDEX
                           else wire.failure_event(route, first_request=False))
                 self._emit(client, conn.server, failed.value, conn=conn.id,
-                           error="client gave up")
+                           error=wire.GAVE_UP)
             self._close(client, conn)
 
     def disconnect(self, client: str) -> None:

@@ -44,6 +44,7 @@ from sephb.model.protocol import (
 
 __all__ = [
     "CONTENT_PREFIX",
+    "GAVE_UP",
     "GUP_PORT",
     "HEADER_CLIENT",
     "HEADER_HOLD_MS",
@@ -85,6 +86,9 @@ __all__ = [
 HEADER_CLIENT: Final = "X-Sephb-Client"
 #: On ``GET /index.dat``: the serial of the client's copy, empty when it has none.
 HEADER_SERIAL: Final = "X-Sephb-Serial"
+#: What a server's failure record says (in its ``error``) when the client gave up a
+#: request the server left unanswered: the request limit's lower bound reads it.
+GAVE_UP: Final = "the client gave up"
 #: On ``GET /urls``: the client's current location; it selects the LiveUpdate policy.
 HEADER_LOCATION: Final = "X-Sephb-Location"
 #: On ``GET /push``: end the hold with 204 after this many model milliseconds (the
