@@ -154,6 +154,10 @@ class Environment:
     #: Wall seconds one call into the client may take before the watchdog cuts it
     #: short (REQ-X-ALIVE); None: no watchdog (a process bounds its own waits).
     call_budget_s: float | None = CALL_BUDGET_S
+    #: The client is a black box whose timers the suite cannot see (a process): a
+    #: wait ends as soon as the model needs no more time (see ``_Waits``), not after
+    #: a whole interval, since model time costs wall time there.
+    black_box: bool = False
 
 
 def reference_factory(core: Any = None) -> ClientFactory:
@@ -194,12 +198,17 @@ class Violation(AssertionError):
     """The oracle's finding, raised inside the state machine so Hypothesis shrinks."""
 
     def __init__(self, requirement: str, message: str, records: list[dict[str, Any]],
-                 index: int | None = None, expected: tuple[str, ...] | None = None):
+                 index: int | None = None, expected: tuple[str, ...] | None = None,
+                 timing: bool = False):
         super().__init__(f"{requirement}: {message}")
+        #: It rests on how late or early something happened (see Finding.timing).
+        self.timing = timing
         self.requirement, self.message, self.records = requirement, message, records
         #: The record that broke it (0-based in ``records``), if one did, and what
         #: the model allowed there.
         self.index, self.expected = index, expected
+        #: The program of the case that found it, as run (:func:`step_text`).
+        self.program: list[str] | None = None
 
 
 class ClientGone(BaseException):
@@ -208,15 +217,31 @@ class ClientGone(BaseException):
     take it for a failure to shrink: it ends the run at once."""
 
 
+def step_text(rule: str, kw: Mapping[str, Any]) -> str:
+    """One step of a program as Python (``state.fault(m=0, fault=Fault.STALL,
+    path='/urls')``): what Hypothesis prints, what a replay file runs, and what
+    :func:`._run.run_program` runs again over the wire."""
+
+    def arg(v: Any) -> str:
+        return f"{type(v).__name__}.{v.name}" if isinstance(v, Fault | Source | Mode) \
+            else repr(v)
+
+    return f"state.{rule}({', '.join(f'{k}={arg(v)}' for k, v in kw.items())})"
+
+
 def _counted(fn: Callable[..., None]) -> Callable[..., None]:
-    """A rule whose every call counts as a step of the run."""
+    """A rule whose every call counts as a step of the run, and is written down as
+    a step of the case's program (over the wire a failure is shrunk from it)."""
 
     @functools.wraps(fn)
     def step(self: Any, **kw: Any) -> None:
         self.coverage.steps += 1
+        self.program.append(step_text(fn.__name__, kw))
         fn(self, **kw)
 
     return step
+
+
 
 
 def make_machine(interp: Interpretation, env: Environment | ClientFactory,
@@ -238,6 +263,13 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             self.coverage = coverage
             #: A violation was raised in this case (teardown then only cleans up).
             self.violated = False
+            #: The case's steps so far, as Python (:func:`step_text`).
+            self.program: list[str] = []
+            #: The row the last ``goal`` steered to, and (once it showed) the
+            #: deadlines open at that moment: a black box's waits end when those
+            #: have resolved.
+            self.target: str | None = None
+            self._awaited: set[tuple[str, int]] | None = None
             self.began = time.perf_counter()
             if currently_in_test_context():
                 coverage.cases += 1
@@ -251,6 +283,8 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
         @initialize(mode=st.sampled_from(Mode), site=sites())
         def start(self, mode: Mode, site: Site = DEFAULT_SITE) -> None:
             self.mode, self.site = mode, site
+            self.program.append(step_text("start", {"mode": mode, **(
+                {} if site == DEFAULT_SITE else {"site": site})}))
             self.world = w = environment.world(site)
             self.oracle = Oracle(
                 interp, mode,
@@ -296,7 +330,6 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
         @rule(up=st.booleans(), fault=st.sampled_from([Fault.REFUSE, Fault.ERROR,
                                                        Fault.STALL]))
         @_counted
-        @_counted
         def gup(self, up: bool, fault: Fault) -> None:
             assert self.world is not None
             self.world.set_gup(None if up else fault)
@@ -330,8 +363,13 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             one step, failover to the last manager) come up in every run. The choice
             must not depend on the coverage so far: Hypothesis replays and shrinks by
             the same draws, and needs the same behaviour from them."""
-            _provoke(self, list(by_name.values())[pick])
-            self._advance(INTERVAL_MS)
+            row = list(by_name.values())[pick]
+            self.target, self._awaited = row.name, None
+            _provoke(self, row)
+            # A black box: no longer than the row takes to show and the deadlines
+            # open then take to resolve (met or broken).
+            self._advance(INTERVAL_MS, until=self._goal_settled
+                          if environment.black_box else None)
 
         @rule(location=st.sampled_from(LOCATIONS))
         @_counted
@@ -368,6 +406,14 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             assert self.world is not None
             if dt is None:
                 due = self.client.wakeup()
+                if due is None and environment.black_box:
+                    # Its timers are its own: wait until what the model expects of
+                    # it next (the deadlines open now) has resolved -- at once when
+                    # the case's goal has shown and settled -- or one interval.
+                    if self._goal_settled():
+                        return
+                    self._advance(INTERVAL_MS, until=self._resolved(self._open()))
+                    return
                 dt = INTERVAL_MS if due is None else max(0, due - self.world.now)
             self._advance(dt)
 
@@ -381,6 +427,25 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             self.oracle.restarted(t0)
             self.oracle.started(self._spawned(t0), environment.start_ms)
             self._settle()
+
+        def _open(self) -> set[tuple[str, int]]:
+            return {(o.deadline, o.opened) for o in self.oracle.pending()}
+
+        def _resolved(self, awaited: set[tuple[str, int]]) -> Callable[[], bool]:
+            """Whether every deadline of ``awaited`` has resolved (none open: one
+            interval passes)."""
+            return lambda: bool(awaited) and not awaited & self._open()
+
+        def _goal_settled(self) -> bool:
+            """The goal's row has shown, and the deadlines open when it showed have
+            resolved."""
+            if self.target is None:
+                return False
+            if self._awaited is None:
+                if self.target not in self.oracle.path():
+                    return False
+                self._awaited = self._open()
+            return not self._awaited & self._open()
 
         def _spawned(self, t0: int) -> int:
             """When the client last began to run: a process notes the model time it
@@ -399,10 +464,12 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             return self._found(Violation(ALIVE, f"{failed.text} at t={now}{last}",
                                          records))
 
-        @staticmethod
-        def _found(v: Violation) -> Violation:
+        def _found(self, v: Violation) -> Violation:
             """Keep the run's first violation: if Hypothesis cannot replay the case
-            to shrink it, the run still reports what it saw."""
+            to shrink it, the run still reports what it saw. It carries the case's
+            program up to the step that found it."""
+            if v.program is None:
+                v.program = [*self.program, "state.teardown()"]
             if coverage.first is None:
                 coverage.first = v
             return v
@@ -422,7 +489,9 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 return
             self._settle()
 
-        def _advance(self, dt: int) -> None:
+        def _advance(self, dt: int, until: Callable[[], bool] | None = None) -> None:
+            """Let ``dt`` of model time pass, judging as it goes; ``until``: end as
+            soon as it holds (looked at after every poll)."""
             assert self.world is not None
             w = self.world
             target = w.now + dt
@@ -451,7 +520,7 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 # exactly at the limit is in time.
                 self.oracle.tick(nxt)
                 self._settle()  # raises what the tick found
-                if nxt >= target:
+                if nxt >= target or (until is not None and until()):
                     return
 
         def _settle(self) -> None:
@@ -467,7 +536,7 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 f = self.oracle.findings[0]
                 self.violated = True
                 raise self._found(Violation(f.requirement, f.message, list(records),
-                                            f.index, f.expected))
+                                            f.index, f.expected, f.timing))
 
         def _drain(self) -> None:
             """Keep the case running until the deadlines open at its end resolve
@@ -481,8 +550,10 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             until = min(max(due) + environment.tolerance_ms + 1,
                         w.now + DRAIN_INTERVALS * INTERVAL_MS)
             # Over the wire the clock runs on: when ``until`` has passed already, one
-            # look at time now still judges what is due (it is not skipped).
-            self._advance(max(0, until - w.now))
+            # look at time now still judges what is due (it is not skipped). A black
+            # box's case ends as soon as they have all resolved.
+            self._advance(max(0, until - w.now), until=self._resolved(self._open())
+                          if environment.black_box else None)
 
         def teardown(self) -> None:
             if watchdog is not None:

@@ -55,6 +55,24 @@ def _value(node: Any) -> Any:
     return ast.literal_eval(node)
 
 
+def parse_step(step: str) -> tuple[str, dict[str, Any]]:
+    """A program's step (``state.rule(k=v, ...)``, as :func:`._machine.step_text`
+    writes it) as its rule and arguments; ValueError for anything else. Nothing is
+    evaluated: the arguments are literals, enum members and sites (:func:`_value`)."""
+    import ast
+
+    try:
+        call = ast.parse(step.strip(), mode="eval").body
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and isinstance(call.func.value, ast.Name)
+                and call.func.value.id == "state" and not call.args
+                and all(k.arg for k in call.keywords)):
+            raise ValueError("expected state.<rule>(<name>=<value>, ...)")
+        return call.func.attr, {str(k.arg): _value(k.value) for k in call.keywords}
+    except (SyntaxError, ValueError, KeyError) as exc:
+        raise ValueError(f"not a step of a program: {step!r} ({exc})") from None
+
+
 def site_of(steps: list[str]) -> Site:
     """The site a program runs against: its ``start`` step's (the default site for a
     directed case, whose start names none)."""

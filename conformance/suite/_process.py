@@ -28,9 +28,9 @@ import msgspec
 from sephb.conformance.suite import _machine as suite
 from sephb.conformance.suite._guard import ClientStopped
 from sephb.conformance.suite._wire_world import (
-    QUIET_S,
     STARTUP_S,
     RemoteWorld,
+    quiet_for,
 )
 from sephb.conformance.suite.world import DEFAULT_SITE, Reply
 from sephb.conformance.traces.sylink import Gup, Sylink, save
@@ -53,7 +53,7 @@ class ProcessClient:
 
     def __init__(self, world: RemoteWorld, command: str, mode: Mode, *,
                  interpretation: str = "seed", client_id: str = "c1",
-                 startup_s: float = STARTUP_S, quiet_s: float = QUIET_S,
+                 startup_s: float = STARTUP_S, quiet_s: float | None = None,
                  contact: list[bool] | None = None) -> None:
         self.world = world
         #: Whether any start of the client in this run made a request (shared by
@@ -63,7 +63,8 @@ class ProcessClient:
         self.mode = mode
         self.interpretation = interpretation
         self.client_id = client_id
-        self.startup_s, self.quiet_s = startup_s, quiet_s
+        self.startup_s = startup_s
+        self.quiet_s = quiet_for(world.time_scale) if quiet_s is None else quiet_s
         self.proc: subprocess.Popen[bytes] | None = None
         #: Process ids of every start (the last one is running).
         self.pids: list[int] = []

@@ -13,7 +13,7 @@ import contextlib
 import random
 import time
 from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import hypothesis
@@ -42,8 +42,9 @@ from sephb.conformance.suite._machine import (
     make_machine,
     reference_factory,
     row_requirements,
+    step_text,
 )
-from sephb.conformance.suite._narrate import replay_source
+from sephb.conformance.suite._narrate import parse_step, replay_source
 from sephb.conformance.suite.results import Failure, RequirementResult, Status, SuiteResult
 from sephb.conformance.suite.world import DEFAULT_SITE, Fault, Site
 from sephb.model.interpretations import Interpretation
@@ -51,7 +52,6 @@ from sephb.model.protocol import (
     REQUIREMENTS,
     SESSION_LIMIT_MS,
     Mode,
-    Source,
     Switch,
 )
 
@@ -103,13 +103,25 @@ def run(interp: Interpretation, *, factory: Environment | ClientFactory | None =
             dog.close()
 
 
-def _run_machine(interp: Interpretation, env: Environment,
-                 machine: type[RuleBasedStateMachine], coverage: Coverage, cfg: Any,
-                 profile: str, seed: int, client: str, client_cmd: str | None,
-                 probes: bool, t0: float) -> SuiteResult:
-    failures: list[Failure] = []
-    printed: list[str] = []
+@dataclass
+class Explored:
+    """What the random cases of one Hypothesis run found (see :func:`explore`)."""
+
+    #: The run's violation (shrunk, when Hypothesis could replay its case) and its
+    #: program's steps (as Hypothesis printed them; the recorded program if none).
+    violation: Violation | None = None
+    steps: list[str] = field(default_factory=list)
+    #: Why the client could not be tested, if it could not.
     gone: ClientGone | None = None
+    #: Cases Hypothesis discarded (their random data ran out).
+    discarded: int = 0
+
+
+def explore(machine: type[RuleBasedStateMachine], cfg: Any, coverage: Coverage
+            ) -> Explored:
+    """Run Hypothesis over ``machine`` with ``cfg``: the random cases."""
+    out = Explored()
+    printed: list[str] = []
     stats: list[Any] = []
     try:
         with with_reporter(lambda text: printed.append(str(text))), \
@@ -124,23 +136,42 @@ def _run_machine(interp: Interpretation, env: Environment,
         if v is not None:
             # Hypothesis attaches the shrunk program to the exception as notes.
             notes = "\n".join([*printed, *getattr(v, "__notes__", [])])
-            failures.append(_failure(v, _steps(notes), interp, client, client_cmd,
-                                     seed))
+            out.violation, out.steps = v, _steps(notes) or list(v.program or [])
         elif coverage.first is not None:
             # The data a case drew did not replay the same way (over the wire a
             # rule's choices can depend on timing): there is no shrunk program, but
-            # the violation seen is reported, with no steps.
+            # the violation seen is reported, with the program that showed it.
             first = coverage.first
-            failures.append(_failure(
-                Violation(first.requirement,
-                          f"{first.message} (not shrunk: {_unreplayable(exc)})",
-                          first.records, first.index, first.expected),
-                [], interp, client, client_cmd, seed))
+            out.violation = Violation(
+                first.requirement, f"{first.message} (not shrunk: {_unreplayable(exc)})",
+                first.records, first.index, first.expected, first.timing)
+            out.violation.program = first.program
+            out.steps = list(first.program or [])
         else:
-            gone = ClientGone(f"the run stopped after {coverage.cases} case(s): "
-                              f"{_unreplayable(exc)}; no violation had been seen")
+            out.gone = ClientGone(f"the run stopped after {coverage.cases} case(s): "
+                                  f"{_unreplayable(exc)}; no violation had been seen")
     except ClientGone as exc:
-        gone = exc
+        out.gone = exc
+    # Hypothesis counts only valid cases toward max_examples; a case whose random
+    # data ran out before its program ended is discarded, though its steps ran.
+    out.discarded = sum(1 for phase in (stats[0] if stats else {}).values()
+                        if isinstance(phase, dict)
+                        for case in phase.get("test-cases", ())
+                        if case.get("status") in ("overrun", "invalid"))
+    coverage.cases -= min(out.discarded, coverage.cases)
+    return out
+
+
+def _run_machine(interp: Interpretation, env: Environment,
+                 machine: type[RuleBasedStateMachine], coverage: Coverage, cfg: Any,
+                 profile: str, seed: int, client: str, client_cmd: str | None,
+                 probes: bool, t0: float) -> SuiteResult:
+    failures: list[Failure] = []
+    found = explore(machine, cfg, coverage)
+    gone = found.gone
+    if found.violation is not None:
+        failures.append(_failure(found.violation, found.steps, interp, client,
+                                 client_cmd, seed))
     try:
         if gone is None and not failures and coverage.uncovered():
             failures += _top_up(interp, machine, coverage, client, client_cmd,
@@ -149,22 +180,20 @@ def _run_machine(interp: Interpretation, env: Environment,
             failures += _probe(interp, machine, client, client_cmd, env.logs)
     except ClientGone as exc:
         gone = exc
-    # Hypothesis counts only valid cases toward max_examples; a case whose random
-    # data ran out before its program ended is discarded, though its steps ran.
-    discarded = sum(1 for phase in (stats[0] if stats else {}).values()
-                    if isinstance(phase, dict)
-                    for case in phase.get("test-cases", ())
-                    if case.get("status") in ("overrun", "invalid"))
-    coverage.cases -= min(discarded, coverage.cases)
     result = _result(interp, env, coverage, failures, profile, seed, client,
                      time.perf_counter() - t0)
-    result.discarded = discarded
+    result.discarded = found.discarded
     if gone is not None:
-        result = msgspec.structs.replace(result, error=str(gone), requirements=[
-            msgspec.structs.replace(r, status=Status.NOT_REACHED,
-                                    reason="the client could not be tested")
-            if r.status is not Status.SKIPPED else r for r in result.requirements])
+        result = gone_result(result, gone)
     return result
+
+
+def gone_result(result: SuiteResult, gone: BaseException) -> SuiteResult:
+    """``result`` of a run that stopped because the client could not be tested."""
+    return msgspec.structs.replace(result, error=str(gone), requirements=[
+        msgspec.structs.replace(r, status=Status.NOT_REACHED,
+                                reason="the client could not be tested")
+        if r.status is not Status.SKIPPED else r for r in result.requirements])
 
 
 def _failure(v: Violation, steps: list[str], interp: Interpretation, client: str,
@@ -215,26 +244,54 @@ def _top_up(interp: Interpretation, machine: type[RuleBasedStateMachine],
     time pass; the oracle judges it like any other case. A violation here is a
     failure like any other, with the program as its steps.
     """
+    for steps in top_up_programs(coverage, skip):
+        try:
+            run_program(machine, steps)
+        except Violation as v:
+            return [_failure(v, steps, interp, client, client_cmd, None, "directed")]
+        if not coverage.uncovered():
+            break
+    return []
+
+
+def top_up_programs(coverage: Coverage, skip: Collection[str] = (),
+                    modes: Collection[Mode] = tuple(Mode)) -> Iterator[list[str]]:
+    """The directed programs for the rows ``coverage`` still misses, one per row and
+    mode (of ``modes``), in table order; a row covered meanwhile (by an earlier
+    program) gets no more."""
     names = list(coverage.rows)
     for name in coverage.uncovered():
         if name in skip:
             continue
-        for mode in Mode:
+        for mode in modes:
             if coverage.rows[name]:
                 break
-            steps = [f"state.start(mode=Mode.{mode.name})",
-                     *(s.format(pick=names.index(name)) for s in _DIRECTED),
-                     "state.teardown()"]
-            state: Any = machine()
-            try:
-                state.start(mode=mode)
-                state.goal(pick=names.index(name))
-                state.wait(dt=None)
-                state.wait(dt=None)
-                state.teardown()
-            except Violation as v:
-                return [_failure(v, steps, interp, client, client_cmd, None, "directed")]
-    return []
+            yield [step_text("start", {"mode": mode}),
+                   *(s.format(pick=names.index(name)) for s in _DIRECTED),
+                   "state.teardown()"]
+
+
+def run_program(machine: type[RuleBasedStateMachine], steps: list[str]) -> None:
+    """Run a program (``state.start(...)``, rule steps, ``state.teardown()``, as
+    :func:`._machine.step_text` writes them) as a fresh case of ``machine``, with
+    the invariant after every step as Hypothesis runs it. Raises the case's
+    :class:`Violation`; the case is always closed. Nothing is evaluated: each step
+    is parsed into its rule and arguments (:func:`._narrate.parse_step`)."""
+    calls = [parse_step(step) for step in steps]
+    state: Any = machine()
+    try:
+        for rule, kw in calls:
+            if rule == "teardown":
+                break
+            if rule.startswith("_") or not callable(getattr(state, rule, None)):
+                raise ValueError(f"not a rule of the suite: {rule!r}")
+            getattr(state, rule)(**kw)
+            state.conforms()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            state.teardown()  # the client and servers of a case cut short
+        raise
+    state.teardown()
 
 
 @dataclass(frozen=True)
@@ -255,14 +312,9 @@ class Probe:
     site: Site = DEFAULT_SITE
 
     def program(self) -> list[str]:
-        def arg(v: Any) -> str:
-            return f"{type(v).__name__}.{v.name}" if isinstance(v, Fault | Source) \
-                else repr(v)
-
-        site = "" if self.site == DEFAULT_SITE else f", site={self.site!r}"
-        return [f"state.start(mode=Mode.{self.mode.name}{site})",
-                *(f"state.{rule}({', '.join(f'{k}={arg(v)}' for k, v in kw.items())})"
-                  for rule, kw in self.steps),
+        site = {} if self.site == DEFAULT_SITE else {"site": self.site}
+        return [step_text("start", {"mode": self.mode, **site}),
+                *(step_text(rule, kw) for rule, kw in self.steps),
                 "state.teardown()"]
 
 
@@ -336,23 +388,21 @@ def _probe(interp: Interpretation, machine: type[RuleBasedStateMachine], client:
     """Run the probes (:data:`PROBES`) that apply to the interpretation and the
     environment (``logs``: whether it makes the client's logs); the first violation
     is the run's failure."""
-    for probe in PROBES:
-        if (probe.failover and not interp.switches[Switch.FAILOVER]) \
-                or (probe.logs and not logs):
-            continue
-        state: Any = machine()
-        steps = probe.program()
+    for found_by, steps in probe_programs(interp, logs):
         try:
-            state.start(mode=probe.mode, site=probe.site)
-            for rule, kw in probe.steps:
-                getattr(state, rule)(**kw)
-            state.teardown()
+            run_program(machine, steps)
         except Violation as v:
-            with contextlib.suppress(Exception):
-                state.teardown()  # the client and servers of a case cut short
-            return [_failure(v, steps, interp, client, client_cmd, None,
-                             f"probe:{probe.name}")]
+            return [_failure(v, steps, interp, client, client_cmd, None, found_by)]
     return []
+
+
+def probe_programs(interp: Interpretation, logs: bool = True
+                   ) -> list[tuple[str, list[str]]]:
+    """("probe:<name>", program) of each probe that applies to the interpretation
+    and the environment (``logs``: whether it makes the client's logs)."""
+    return [(f"probe:{p.name}", p.program()) for p in PROBES
+            if not (p.failover and not interp.switches[Switch.FAILOVER])
+            and not (p.logs and not logs)]
 
 
 def _violation(exc: BaseException) -> Violation | None:

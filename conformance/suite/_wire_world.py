@@ -48,6 +48,16 @@ DEFAULT_TIME_SCALE: Final = 0.01
 #: servers must then be quiet before the suite goes on (see ProcessClient.start).
 STARTUP_S: Final = 3.0
 QUIET_S: Final = 0.1
+#: The quiet wait in model time: QUIET_S at the default scale, shorter at a faster
+#: one (a check-in's requests are milliseconds apart on loopback), never under
+#: QUIET_MIN_S.
+QUIET_MS: Final = 10_000
+QUIET_MIN_S: Final = 0.02
+
+
+def quiet_for(time_scale: float) -> float:
+    """Wall seconds of quiet that end a client's start at ``time_scale``."""
+    return max(QUIET_MIN_S, QUIET_MS / 1000 * time_scale)
 #: Wall seconds a client process may take to start (an interpreter, its imports)
 #: before its first heartbeat, which is due at once (A10). A client that waits longer
 #: breaks REQ-7-PULL; one that makes no request within STARTUP_S is not tested.
@@ -68,18 +78,38 @@ _PEER_RE: Final = re.compile(r"^\d{1,3}(\.\d{1,3}){3}:\d{1,5}$")
 # --- where the fleet listens ----------------------------------------------------------
 
 _counter = itertools.count()
+#: The third octet of this process's worlds (see :func:`use_lane`); None: by count.
+_lane: list[int | None] = [None]
+#: The second octet of a run's worlds: one per run (by the process id of the run's
+#: main process, which every job of it is told), 220-254.
+_second: list[int] = [220 + os.getpid() % 35]
+
+
+def use_lane(lane: int | None, second: int | None = None) -> None:
+    """Put the worlds this process makes from now on on 127.S.``lane``.x (S: the
+    run's second octet, ``second`` or this process's): concurrent jobs of one run
+    each get a lane of their own, so their servers never meet."""
+    _lane[0] = None if lane is None else lane % 250
+    if second is not None:
+        _second[0] = second
+
+
+def run_octet() -> int:
+    """The second octet of this run's addresses (its jobs are told it)."""
+    return _second[0]
 
 
 def _addresses(n: int) -> list[str]:
     """Loopback addresses for one world: the scheme of ``tests/netutil.addresses``
-    with a second octet of its own (220-254 by process id), so that worlds of one
-    run, concurrent runs and the project's tests rarely meet. When they do, a
-    server falls back to an ephemeral port and the sylink.xml says so."""
-    second = 220 + os.getpid() % 35
+    with a second octet of the run's own (220-254 by process id), so that worlds of
+    one run, concurrent runs and the project's tests rarely meet. A job of a
+    concurrent run has a third octet of its own (:func:`use_lane`). When two worlds
+    meet anyway, a server falls back to an ephemeral port and the sylink.xml says so."""
     out = []
     for _ in range(n):
         i = next(_counter) % (250 * 256)
-        out.append(f"127.{second}.{i // 250}.{i % 250 + 2}")
+        third = i // 250 if _lane[0] is None else _lane[0]
+        out.append(f"127.{_second[0]}.{third}.{i % 250 + 2}")
     return out
 
 

@@ -292,10 +292,10 @@ class Oracle:
             self._find("REQ-2-TIMEOUT-30000",
                        f"no session with {self._session_manager or 'its manager'} "
                        f"within {SESSION_LIMIT_MS} ms (opened at t={since}), and the "
-                       f"client still waits at t={now}", now)
+                       f"client still waits at t={now}", now, timing=True)
         found = self.deadlines.overdue(now)
         if found is not None:
-            self._find(*found, now)
+            self._find(*found, now, timing=True)
 
     def pending(self) -> list[Open]:
         """Deadlines still open now (neither met nor broken)."""
@@ -335,8 +335,11 @@ class Oracle:
         what coverage counts."""
         return self._runs + self.checker.run()
 
-    def _find(self, requirement: str, message: str, t: int) -> None:
-        self.findings.append(Finding(requirement, message, self._at, t))
+    def _find(self, requirement: str, message: str, t: int, timing: bool = False
+              ) -> None:
+        """A finding; ``timing``: it rests on how late or early something was (a
+        deadline, a limit), which scheduling noise beyond the tolerance can fake."""
+        self.findings.append(Finding(requirement, message, self._at, t, timing=timing))
 
     def _hit(self, requirement: str) -> None:
         self.exercised[requirement] = self.exercised.get(requirement, 0) + 1
@@ -353,10 +356,10 @@ class Oracle:
             if judged:
                 self._hit("REQ-7-PUSH")
             if found:
-                self._find("REQ-7-PUSH", found, t)
+                self._find("REQ-7-PUSH", found, t, timing=True)
         late = self.deadlines.feed(name, t)
         if late is not None:
-            self._find(*late, t)
+            self._find(*late, t, timing=True)
         if name in (Action.CONNECT.value, Action.DISCONNECT.value) \
                 and rec.get("role") == "manager":
             self._gup_source = False  # a check-in ended: the GUP is owed nothing
@@ -366,7 +369,7 @@ class Oracle:
         if self._session.see(name, t):
             self._round_failed, self._failed_at = True, t
             if self._session.early is not None:
-                self._find("REQ-2-TIMEOUT-30000", self._session.early, t)
+                self._find("REQ-2-TIMEOUT-30000", self._session.early, t, timing=True)
             if self._session_manager:
                 self._failed.add(self._session_manager)  # it gave no session
             self._failover_due(name, t)
@@ -467,7 +470,8 @@ class Oracle:
             self._find("REQ-2-TIMEOUT-30000" if self._round_failed else "REQ-7-PULL",
                        f"a new check-in with {m.name} at t={t}, "
                        f"{t - (self._round_start or 0)} ms after the last one began: "
-                       f"the next one is due after the {self.interval_ms} ms interval", t)
+                       f"the next one is due after the {self.interval_ms} ms interval", t,
+                       timing=True)
         elif failover:
             self._failover_order(m, t)
         self._tried.add(m.name)
@@ -539,7 +543,7 @@ class Oracle:
                        f"the client gave up {asked[0]} (sent at t={asked[1]}, left "
                        f"unanswered) at t={t}, {t - asked[1]} ms later: before the "
                        f"{limit} ms request limit (A12: the limit is how long a client "
-                       f"waits; tolerance {self.tolerance_ms} ms)", t)
+                       f"waits; tolerance {self.tolerance_ms} ms)", t, timing=True)
 
     def _index_compared(self, rec: dict[str, Any], t: int) -> None:
         """REQ-3-INDEX: the client compares index.dat against its copy, and its copy

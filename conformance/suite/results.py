@@ -89,6 +89,24 @@ class Failure(msgspec.Struct, frozen=True):
     found_by: str = "random"
     #: What the model allowed at ``record`` instead, when a transition was broken.
     expected: list[str] | None = None
+    #: It rests on how late or early something happened (a deadline, a limit):
+    #: scheduling noise beyond the run's jitter budget can fake it.
+    timing: bool = False
+    #: Over the wire: steps of the program that first showed it (``steps`` is the
+    #: shrunk one; 0: not shrunk by the suite), and how many of ``replays`` runs of
+    #: the shrunk program broke the requirement again (0 replays: not replayed --
+    #: in process Hypothesis replays every shrunk program itself).
+    original_steps: int = 0
+    replays: int = 0
+    reproduced: int = 0
+
+    @property
+    def reproducibility(self) -> str:
+        """``reproducible (3/3)``, ``flaky (1/3)``, or empty when not replayed."""
+        if not self.replays:
+            return ""
+        kind = "reproducible" if self.reproduced == self.replays else "flaky"
+        return f"{kind} ({self.reproduced}/{self.replays} replays)"
 
 
 class SuiteResult(msgspec.Struct):
@@ -134,6 +152,10 @@ class SuiteResult(msgspec.Struct):
     #: Why the client could not be tested at all (it exited, or never made a
     #: request): the verdict is then ERROR, and nothing was judged.
     error: str = ""
+    #: Why the run's timing cannot be trusted (over the wire: scheduling was later
+    #: than the jitter budget its tolerance allows): the verdict is then
+    #: INCONCLUSIVE, unless a failure that does not rest on timing was found.
+    inconclusive: str = ""
     schema: int = SCHEMA
 
     def row_status(self, name: str) -> Status:
@@ -154,15 +176,27 @@ class SuiteResult(msgspec.Struct):
     @property
     def conformant(self) -> bool:
         """No violation, and every observable requirement and row exercised."""
-        return (not self.error and not self.failures and not self.uncovered
+        return (not self.error and not self.inconclusive and not self.failures
+                and not self.uncovered
                 and not any(r.status.fails_run for r in self.requirements))
 
     @property
     def verdict(self) -> str:
-        """CONFORMANT, NON-CONFORMANT, or ERROR (the client could not be tested)."""
+        """CONFORMANT, NON-CONFORMANT, ERROR (the client could not be tested) or
+        INCONCLUSIVE (the run's timing cannot be trusted, and no failure it found
+        stands without timing)."""
         if self.error:
             return "ERROR"
+        if self.inconclusive and all(f.timing for f in self.failures):
+            return "INCONCLUSIVE"
         return "CONFORMANT" if self.conformant else "NON-CONFORMANT"
+
+    @property
+    def exit_status(self) -> int:
+        """What ``sephb conform`` exits with: 0 conformant, 1 non-conformant, 3
+        error, 4 inconclusive (2 is a usage error)."""
+        return {"CONFORMANT": 0, "NON-CONFORMANT": 1, "ERROR": 3,
+                "INCONCLUSIVE": 4}[self.verdict]
 
 
 @dataclass(frozen=True)
@@ -198,6 +232,22 @@ def cases_text(result: SuiteResult) -> str:
     if result.discarded:
         text += f" ({result.discarded:,} more discarded: their random data ran out)"
     return text
+
+
+def shrink_text(f: Failure) -> str:
+    """How a failure's program was shrunk and replayed, as every output says it
+    (empty in process, where Hypothesis shrinks and replays it itself):
+    ``shrunk from 11 to 3 steps over the wire; reproducible (3/3 replays)``."""
+    parts = []
+    if f.original_steps:
+        parts.append(f"shrunk from {f.original_steps} to "
+                     f"{sum(1 for s in f.steps if not s.startswith('state.teardown('))} "
+                     f"steps over the wire")
+    if f.replays:
+        parts.append(f.reproducibility)
+    if f.timing:
+        parts.append("a timing finding")
+    return "; ".join(parts)
 
 
 def dumps(result: SuiteResult) -> bytes:

@@ -84,6 +84,9 @@ class Finding:
     t: int
     #: What the model allowed instead, when the transition table was broken.
     expected: tuple[str, ...] | None = None
+    #: It rests on how late or early something happened (a deadline, a limit):
+    #: scheduling noise beyond the tolerance can fake it.
+    timing: bool = False
 
 
 #: Acknowledgements a :class:`LogLedger` remembers, to see logs uploaded again (a

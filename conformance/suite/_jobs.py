@@ -1,0 +1,382 @@
+"""A wire run as jobs: random shards, directed programs, shrink candidates, replays,
+run N at a time, merged in a fixed order.
+
+A wire case spends nearly all its wall time waiting for model time to pass (each
+uses a few percent of a core), so cases run side by side: each :class:`Job` runs
+in a worker process of its own (one fleet, one client process, one state
+directory, on a third octet of its own: ``_wire_world.use_lane``) and returns an
+:class:`Outcome` -- its coverage, its first violation with the program that showed
+it, what the wire measured. What a run is made of never depends on how many jobs
+run at once:
+
+* the random cases are fixed **shards** (:data:`SHARD_CASES` Hypothesis cases each,
+  seeded ``shard_seed(seed, i)``);
+* the directed cases are one program per uncovered row (pull mode, then push for
+  rows still uncovered) and one per probe;
+* outcomes are merged in job order, and a failure is the first job's in that order
+  that failed: later jobs are cancelled or ignored, earlier ones always finish.
+
+So ``--jobs 1`` and ``--jobs 4`` run the same programs and give the same verdict.
+
+A failure is then **shrunk** (:func:`shrink`: delta debugging over the program's
+steps, the candidates of one round run side by side, the first in order that still
+breaks the same requirement wins) and **replayed** (:data:`REPLAYS` runs of the
+shrunk program): reproducible when every replay broke it again, flaky otherwise.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import functools
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Final
+
+import msgspec
+
+from sephb.conformance.suite import _machine as suite
+from sephb.conformance.suite import _run
+from sephb.conformance.suite._timing import (
+    JitterMonitor,
+    collect_between_cases,
+    pause,
+)
+
+#: Hypothesis cases per random shard. A shard is one Hypothesis run; its first case
+#: is Hypothesis' simplest program, so shards much smaller than this would repeat it.
+SHARD_CASES: Final = 4
+#: Runs of a shrunk program that decide whether it is reproducible.
+REPLAYS: Final = 3
+#: Most candidate programs one shrink runs (each is a whole case).
+SHRINK_BUDGET: Final = 48
+
+
+class Job(msgspec.Struct, frozen=True):
+    """One unit of a wire run, as a worker gets it."""
+
+    interpretation: str
+    client_cmd: str
+    time_scale: float
+    tolerance_ms: int
+    startup_s: float
+    #: Where its servers listen: 127.<octet>.<lane>.x.
+    octet: int
+    lane: int
+    #: "random" (a shard of Hypothesis cases) or "program" (one directed case, a
+    #: shrink candidate, a replay).
+    kind: str
+    seed: int = 0
+    cases: int = 0
+    steps: int = 0
+    program: list[str] = msgspec.field(default_factory=list)
+    #: "random", "directed", "probe:<name>", "shrink", "replay".
+    found_by: str = "random"
+
+
+class Found(msgspec.Struct, frozen=True):
+    """A violation as it crosses from a worker."""
+
+    requirement: str
+    message: str
+    records: list[dict[str, Any]]
+    index: int | None
+    expected: list[str] | None
+    #: The program that showed it (recorded as run), and Hypothesis' shrunk steps
+    #: when it could shrink in the worker (it cannot over the wire: empty).
+    program: list[str]
+    steps: list[str]
+    timing: bool = False
+
+    def violation(self) -> suite.Violation:
+        v = suite.Violation(self.requirement, self.message, self.records, self.index,
+                            None if self.expected is None else tuple(self.expected),
+                            self.timing)
+        v.program = list(self.program)
+        return v
+
+
+class Outcome(msgspec.Struct):
+    """What one job found and exercised."""
+
+    rows: dict[str, int]
+    requirements: dict[str, int]
+    seconds: dict[str, float]
+    steps: int = 0
+    cases: int = 0
+    directed: int = 0
+    discarded: int = 0
+    records: int = 0
+    found: Found | None = None
+    #: Why the client could not be tested (ClientGone's text), if it could not.
+    gone: str | None = None
+    sizes: list[tuple[str, int, str, int]] = msgspec.field(default_factory=list)
+    notes: list[str] = msgspec.field(default_factory=list)
+    #: The worst scheduling lateness seen while the job ran, wall ms, and how many
+    #: of its lateness samples were later than the jitter budget.
+    late_ms: float = 0.0
+    samples: int = 0
+    over: int = 0
+    wall_s: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.found is not None or self.gone is not None
+
+
+def shard_seed(seed: int, shard: int) -> int:
+    """The seed of one random shard: a fixed function of the run's seed."""
+    return (seed * 1_000_003 + shard * 7919 + 1) % 2**32
+
+
+# --- one job -------------------------------------------------------------------------
+
+
+def perform(job: Job) -> Outcome:
+    """Run one job here (in a worker, or in the run's own process with one job at
+    a time)."""
+    from sephb.conformance.suite._remote import wire_environment
+    from sephb.conformance.suite._wire_world import Size, use_lane
+    from sephb.model.interpretations import get
+
+    t0 = time.perf_counter()
+    interp = get(job.interpretation)
+    use_lane(job.lane, job.octet)
+    env = wire_environment(job.client_cmd, time_scale=job.time_scale,
+                           tolerance_ms=job.tolerance_ms, startup_s=job.startup_s)
+    coverage = suite.Coverage({r.name: 0 for r in interp.rows()})
+    machine = suite.make_machine(interp, env, coverage)
+    out = Outcome({}, {}, {})
+    with collect_between_cases(), \
+            JitterMonitor(job.tolerance_ms * job.time_scale) as jitter:
+        pause()  # until the first case's world: nothing is timed
+        try:
+            if job.kind == "random":
+                _random(job, machine, coverage, out)
+            else:
+                _program(job, machine, out)
+        except suite.ClientGone as exc:
+            out.gone = str(exc)
+        finally:
+            dog = getattr(machine, "watchdog", None)
+            if dog is not None:
+                dog.close()
+            _close_leftovers()
+    out.late_ms = round(jitter.worst_ms, 3)
+    out.samples, out.over = jitter.samples, jitter.over
+    out.rows = {n: c for n, c in coverage.rows.items() if c}
+    out.requirements = dict(coverage.requirements)
+    out.seconds = {k: round(v, 3) for k, v in coverage.seconds.items()}
+    out.steps, out.cases, out.directed = coverage.steps, coverage.cases, coverage.directed
+    out.records = coverage.records
+    seen = env.observations
+    out.sizes = [(s.kind, s.bytes, s.server, s.t) for s in seen.sizes]
+    out.notes = list(seen.notes)
+    out.wall_s = time.perf_counter() - t0
+    assert all(isinstance(Size(*s), Size) for s in out.sizes)
+    return out
+
+
+def _random(job: Job, machine: Any, coverage: suite.Coverage, out: Outcome) -> None:
+    from hypothesis import HealthCheck, Phase, settings
+    from hypothesis import seed as with_seed
+
+    cfg = settings(max_examples=job.cases, stateful_step_count=job.steps,
+                   deadline=None, database=None,
+                   suppress_health_check=list(HealthCheck),
+                   # Over the wire Hypothesis' shrinker would replay cases whose
+                   # timing differs; the run shrinks the recorded program instead.
+                   phases=[Phase.explicit, Phase.generate], print_blob=False)
+    found = _run.explore(with_seed(job.seed)(machine), cfg, coverage)
+    out.discarded = found.discarded
+    if found.gone is not None:
+        out.gone = str(found.gone)
+    v = found.violation
+    if v is not None:
+        out.found = _found(v, steps=found.steps)
+
+
+def _program(job: Job, machine: Any, out: Outcome) -> None:
+    try:
+        _run.run_program(machine, job.program)
+    except suite.Violation as v:
+        out.found = _found(v)
+
+
+def _found(v: suite.Violation, steps: Sequence[str] = ()) -> Found:
+    return Found(v.requirement, v.message, list(v.records), v.index,
+                 None if v.expected is None else list(v.expected),
+                 list(v.program or []), list(steps), v.timing)
+
+
+def _close_leftovers() -> None:
+    from sephb.conformance.suite._process import close_all_clients
+    from sephb.conformance.suite._wire_world import close_all_worlds
+
+    close_all_clients()
+    close_all_worlds()
+
+
+# --- many jobs -----------------------------------------------------------------------
+
+
+def _worker_init() -> None:
+    """A worker ends like the run's main process: a SIGTERM (the pool shutting down
+    an interrupted run) is an interrupt, so its client and servers are cleaned up."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+class Pool:
+    """Runs jobs ``n`` at a time: in worker processes (forkserver: started once,
+    with the suite imported), or here, one after the other, when ``n`` is 1."""
+
+    def __init__(self, n: int) -> None:
+        self.n = max(1, n)
+        self._executor: cf.ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(cancel=exc[0] is not None)
+
+    def close(self, cancel: bool = False) -> None:
+        ex, self._executor = self._executor, None
+        if ex is None:
+            return
+        if cancel:
+            # An interrupted run: the workers clean up their clients and servers.
+            for proc in list(getattr(ex, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    proc.terminate()
+        ex.shutdown(wait=True, cancel_futures=True)
+
+    def _pool(self) -> cf.ProcessPoolExecutor:
+        if self._executor is None:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["sephb.conformance.suite._jobs",
+                                        "sephb.conformance.suite._remote"])
+            self._executor = cf.ProcessPoolExecutor(self.n, mp_context=ctx,
+                                                    initializer=_worker_init)
+        return self._executor
+
+    def run(self, jobs: Sequence[Job], *,
+            stop: Callable[[Outcome], bool] = lambda o: o.failed,
+            each: Callable[[int, Outcome], None] | None = None
+            ) -> list[Outcome | None]:
+        """Run ``jobs``; the outcome of each in job order. Once a job's outcome
+        satisfies ``stop``, later jobs are cancelled (or ignored: None) and earlier
+        ones still finish, so the outcomes up to the first stop are the same for
+        every ``n``. ``each`` sees each outcome as it comes."""
+        outcomes: list[Outcome | None] = [None] * len(jobs)
+        first_stop = len(jobs)
+        if self.n == 1 or len(jobs) <= 1:
+            for i, job in enumerate(jobs):
+                outcomes[i] = o = perform(job)
+                if each is not None:
+                    each(i, o)
+                if stop(o):
+                    break
+            return outcomes
+        pool = self._pool()
+        futures = {pool.submit(perform, job): i for i, job in enumerate(jobs)}
+        try:
+            for fut in cf.as_completed(futures):
+                i = futures[fut]
+                if i > first_stop:
+                    continue
+                o = fut.result()
+                outcomes[i] = o
+                if each is not None:
+                    each(i, o)
+                if stop(o) and i < first_stop:
+                    first_stop = i
+                    for f, j in futures.items():
+                        if j > i:
+                            f.cancel()
+                if all(outcomes[j] is not None for j in range(min(first_stop + 1,
+                                                                  len(jobs)))):
+                    break
+        finally:
+            for f in futures:
+                f.cancel()
+        return [o if i <= first_stop else None for i, o in enumerate(outcomes)]
+
+
+def default_jobs() -> int:
+    """What this machine holds: a wire case uses a few percent of a core while it
+    waits, and a client process's start a burst of one; two per core."""
+    return max(1, min(8, 2 * (os.cpu_count() or 1)))
+
+
+# --- shrinking and replaying ---------------------------------------------------------
+
+
+def candidates(steps: list[str]) -> Iterator[list[str]]:
+    """Smaller programs to try, biggest cuts first (delta debugging): the program
+    with one of n chunks of its middle steps removed, n = 2, 4, ... up to one step
+    at a time; the start and the teardown stay."""
+    head, body, tail = steps[:1], steps[1:-1], steps[-1:]
+    n = 2
+    while body and n <= 2 * len(body):
+        size = max(1, -(-len(body) // n))
+        for i in range(0, len(body), size):
+            cut = body[:i] + body[i + size:]
+            if cut != body:
+                yield head + cut + tail
+        if size == 1:
+            break
+        n *= 2
+
+
+def shrink(pool: Pool, make: Callable[[list[str], str], Job], found: Found,
+           budget: int = SHRINK_BUDGET) -> tuple[Found, int]:
+    """Shrink ``found``'s program over the wire: each round runs the candidates
+    (:func:`candidates`) up to ``pool.n`` at a time and keeps the first, in order,
+    that breaks the same requirement; until none does or ``budget`` runs are spent.
+    Returns the smallest violation found and the runs it took."""
+    best, spent = found, 0
+    while spent < budget:
+        tried = list(_take(candidates(best.program), budget - spent))
+        if not tried:
+            break
+        better = None
+        breaks = functools.partial(_same, found=best)
+        for start in range(0, len(tried), pool.n):
+            batch = tried[start:start + pool.n]
+            outs = pool.run([make(p, "shrink") for p in batch], stop=breaks)
+            spent += sum(1 for o in outs if o is not None)
+            hit = next((o for o in outs if o is not None and breaks(o)), None)
+            if hit is not None:
+                better = hit.found
+                break
+        if better is None:
+            break
+        best = better
+    return best, spent
+
+
+def _same(o: Outcome, found: Found) -> bool:
+    return o.found is not None and o.found.requirement == found.requirement
+
+
+def _take(it: Iterable[list[str]], n: int) -> Iterator[list[str]]:
+    for i, x in enumerate(it):
+        if i >= n:
+            return
+        yield x
+
+
+def replay(pool: Pool, make: Callable[[list[str], str], Job], found: Found,
+           times: int = REPLAYS) -> int:
+    """How many of ``times`` runs of ``found``'s program broke its requirement again."""
+    outs = pool.run([make(found.program, "replay") for _ in range(times)],
+                    stop=lambda o: False)
+    return sum(1 for o in outs if o is not None and _same(o, found))
