@@ -86,7 +86,7 @@ class ConformanceItem(pytest.Item):
 
 
 def _summary(result: Any) -> str:
-    from sephb.conformance.suite.results import Status, Tally, cases_text
+    from sephb.conformance.suite.results import Status, Tally, cases_text, shrink_text
 
     tally = Tally.of(result)
     lines = [f"{result.client}: {result.verdict} ({result.adapter}, interpretation "
@@ -95,8 +95,12 @@ def _summary(result: Any) -> str:
              f"{Tally.line(tally.rows)}"]
     if result.error:
         lines.append(f"the client could not be tested: {result.error}")
+    if result.inconclusive:
+        lines.append(f"timing cannot be trusted: {result.inconclusive}")
     for f in result.failures:
         lines.append(f"{f.requirement}: {f.message}")
+        if shrink_text(f):
+            lines.append(f"  ({shrink_text(f)})")
         lines += [f"    {s}" for s in f.steps]
     lines += [f"not exercised: {r.id}" for r in result.requirements
               if r.status is Status.NOT_EXERCISED]

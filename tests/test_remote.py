@@ -24,7 +24,8 @@ from sephb.conformance.site import Fault
 from sephb.conformance.suite import _process, _wire_world
 from sephb.conformance.suite import _remote as remote
 from sephb.conformance.suite._process import PLACEHOLDERS, ProcessClient, _signals_held
-from sephb.conformance.suite._remote import run_wire, uncoverable, wire_environment
+from sephb.conformance.suite._remote import uncoverable, wire_environment
+from sephb.conformance.suite._wire_run import run_wire
 from sephb.conformance.suite._wire_world import RemoteWorld, Size, measure
 from sephb.conformance.suite.oracle import Manager, Oracle
 from sephb.conformance.suite.results import RequirementResult, Status, SuiteResult, loads
@@ -45,9 +46,22 @@ REFERENCE = (f"{sys.executable} -m sephb.conformance.cli client --sylink {{sylin
 SPOOLED = REFERENCE + " --log-dir {log_dir}"
 
 
+def _helpers() -> set[int]:
+    """multiprocessing's own helpers, which a run with --jobs starts once and which
+    stay, idle, until this process exits: the fork server and the resource tracker
+    (the workers themselves end with the run)."""
+    from multiprocessing import forkserver, resource_tracker
+
+    pids = {getattr(forkserver._forkserver, "_forkserver_pid", None),
+            getattr(resource_tracker._resource_tracker, "_pid", None)}
+    return {p for p in pids if p is not None}
+
+
 def children() -> list[int]:
-    """Live (or zombie) child processes of this test process."""
+    """Live (or zombie) child processes of this test process (but multiprocessing's
+    helpers, :func:`_helpers`)."""
     me, out = os.getpid(), []
+    helpers = _helpers()
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -56,7 +70,7 @@ def children() -> list[int]:
         except OSError:
             continue
         # pid (comm) state ppid ...: comm may hold spaces, so split after ")".
-        if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+        if int(stat.rsplit(")", 1)[1].split()[1]) == me and int(entry) not in helpers:
             out.append(int(entry))
     return out
 
@@ -276,9 +290,10 @@ def test_sigterm_during_a_run_leaves_nothing_behind(tmp_path: Path) -> None:
     script = tmp_path / "run.py"
     script.write_text(
         "import sys\n"
-        "from sephb.conformance.suite._remote import run_wire\n"
+        "from sephb.conformance.suite import run_wire\n"
         "from sephb.model.interpretations import get\n"
-        f"run_wire(get('seed'), {REFERENCE!r}, max_examples=50, steps=30)\n")
+        "if __name__ == '__main__':  # its job workers import this module\n"
+        f"    run_wire(get('seed'), {REFERENCE!r}, max_examples=50, steps=30, jobs=2)\n")
     import subprocess
 
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
@@ -320,12 +335,22 @@ def test_signals_held_around_a_spawn_arrive_after_it(signum: int) -> None:
 
 
 def _wait_for_client(parent: int) -> list[int]:
-    """The pids of ``parent``'s children once it has one (the client under test)."""
+    """The pids of the clients under test among ``parent``'s descendants (its job
+    workers' children), once there is one."""
     import time
 
     for _ in range(2000):
-        kids = [int(p) for p in os.listdir("/proc") if p.isdigit()
-                and _ppid(int(p)) == parent]
+        tree, kids = {parent}, []
+        for _ in range(4):  # run -> fork server -> worker -> client
+            tree |= {int(p) for p in os.listdir("/proc") if p.isdigit()
+                     and _ppid(int(p)) in tree}
+        for pid in tree - {parent}:
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"client\x00--sylink" in cmd:
+                kids.append(pid)
         if kids:
             return kids
         time.sleep(0.01)

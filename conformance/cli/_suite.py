@@ -139,6 +139,11 @@ def register(sub: Any) -> None:
                       help="how long a started client has to make its first request "
                            "(default 3); a client that exits, or is silent that long at "
                            "the run's first start, ends the run with exit status 3")
+    wire.add_argument("--start-allowance", type=seconds, metavar="SECONDS",
+                      help="wall time a started client may take before its first "
+                           "heartbeat, which is due at once (default 0.5; a slow "
+                           "starter, a JVM say, needs more: lateness beyond it is a "
+                           "REQ-7-PULL failure)")
     out = p.add_argument_group("outputs")
     out.add_argument("--report", metavar="DIR",
                      help="write the HTML, Markdown, JUnit and result.json here, with "
@@ -159,7 +164,11 @@ def register(sub: Any) -> None:
                                    "Exit 1 if any survived.")
     interpretation_option(p)
     p.add_argument("--wire", action="store_true",
-                   help="also run each fault as a `sephb client --fault` process")
+                   help="also run each fault as a `sephb client --fault` process: its "
+                        "counterexample is shrunk over the wire and replayed")
+    p.add_argument("--jobs", "-j", type=positive, metavar="N",
+                   help="over the wire: test cases (and shrink candidates) run at once "
+                        "per fault (default: two per core, at most 8)")
     p.add_argument("--profile", choices=("ci", "nightly", "certify"), default="ci")
     p.add_argument("--json", action="store_true", help="machine-readable rows")
     p.set_defaults(run=cmd_mutants)
@@ -214,7 +223,8 @@ def cmd_conform(args: argparse.Namespace) -> int:
 
     cmd = _conform_client_cmd(args)
     wire_only = [f"--{n.replace('_', '-')}" for n in ("time_scale", "tolerance",
-                                                       "startup_wait", "jobs")
+                                                       "startup_wait", "jobs",
+                                                       "start_allowance")
                  if getattr(args, n) is not None]
     if cmd is None and wire_only:
         raise UsageError(f"{', '.join(wire_only)}: only over the wire (with --client-cmd)")
@@ -229,13 +239,15 @@ def cmd_conform(args: argparse.Namespace) -> int:
             raise UsageError(f"--baseline {args.baseline!r}: not a result.json of "
                              f"sephb conform ({exc})") from None
     if cmd is not None:
-        from sephb.conformance.suite import STARTUP_S, run_wire
+        from sephb.conformance.suite import START_ALLOWANCE_S, STARTUP_S, run_wire
 
         result = _with_progress(lambda progress: run_wire(
             get(args.interpretation), cmd, profile=args.profile, seed=args.seed,
             max_examples=args.max_examples, progress=progress,
             time_scale=args.time_scale, jobs=args.jobs,
-            tolerance_ms=args.tolerance, startup_s=args.startup_wait or STARTUP_S))
+            tolerance_ms=args.tolerance, startup_s=args.startup_wait or STARTUP_S,
+            start_allowance_s=(START_ALLOWANCE_S if args.start_allowance is None
+                               else args.start_allowance)))
     else:
         env = suite.environment_for(args.client, cmd)
         result = _with_progress(lambda progress: suite.run(
@@ -265,7 +277,7 @@ def _replay(args: argparse.Namespace, seed: int | None) -> str:
     words = ["sephb", "conform", "-i", args.interpretation, "--profile", args.profile]
     if args.client_cmd is not None:
         words += ["--client-cmd", args.client_cmd]
-        for name in ("time_scale", "tolerance", "startup_wait"):
+        for name in ("time_scale", "tolerance", "startup_wait", "start_allowance"):
             # (--jobs is left out: it changes how fast, never what, a run finds)
             if getattr(args, name) is not None:
                 words += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
@@ -364,19 +376,27 @@ def cmd_mutants(args: argparse.Namespace) -> int:
             else:
                 from sephb.conformance.suite import run_wire
 
-                result = run_wire(interp, cmd, profile=args.profile)
+                result = run_wire(interp, cmd, profile=args.profile, jobs=args.jobs)
             f = result.failures[0] if result.failures else None
+            seconds = round(time.perf_counter() - t0, 2)
             rows.append({
                 "fault": name, "adapter": adapter, "killed": f is not None,
                 "expected": fault.requirement, "requirement": f.requirement if f else None,
-                "seconds": round(time.perf_counter() - t0, 2),
+                "seconds": seconds,
+                # over the wire: until the violation was seen (then shrinking and
+                # replays); in process the whole run, shrinking included
+                "seconds_to_kill": (f.found_after_s or seconds) if f else None,
                 "steps": suite.program_length(f.steps) if f else None,
+                "replays": f"{f.reproduced}/{f.replays}" if f and f.replays else None,
             })
             if not args.json:
                 r = rows[-1]
                 print(f"{name:<26} {adapter:<10} {'killed' if f else 'SURVIVED':<9} "
-                      f"{r['requirement'] or '-':<22} {r['seconds']:>6.1f} s  "
-                      f"{r['steps'] if f else '-'} steps", flush=True)
+                      f"{r['requirement'] or '-':<22} {r['seconds_to_kill'] or 0:>6.1f} s "
+                      f"to kill, {seconds:>6.1f} s in all  "
+                      f"{r['steps'] if f else '-'} steps"
+                      + (f", reproduced {r['replays']}" if r["replays"] else ""),
+                      flush=True)
     if args.json:
         print_json(rows)
     else:

@@ -8,6 +8,9 @@ model, in process or over the wire, and the reports of a run.
 ``_run``            a run: random cases, directed top-ups, deadline probes, result
 ``_narrate``        shrunk programs in domain words, and replay files
 ``_remote``         the wire adapter: a real site and a client process
+``_wire_run``       a wire run: calibrate, run jobs, merge, shrink, judge
+``_jobs``           jobs N at a time, merged in a fixed order; shrinking, replays
+``_timing``         the calibrated time scale and the jitter monitor
 ``_clients``        which environment a named client or command gets
 ``results``         the result model: five verdicts, ``result.json``
 ``report``          HTML, Markdown and JUnit reports of one result
@@ -47,9 +50,14 @@ from sephb.conformance.suite._narrate import (
     replay_source,
     site_of,
 )
-from sephb.conformance.suite._remote import run_wire, wire_environment
+from sephb.conformance.suite._remote import wire_environment
 from sephb.conformance.suite._run import PROBES, Probe, requirements_of, run
-from sephb.conformance.suite._wire_world import DEFAULT_TIME_SCALE, STARTUP_S
+from sephb.conformance.suite._wire_run import run_wire
+from sephb.conformance.suite._wire_world import (
+    DEFAULT_TIME_SCALE,
+    START_ALLOWANCE_S,
+    STARTUP_S,
+)
 
 __all__ = [
     "DEFAULT_TIME_SCALE",
@@ -63,6 +71,7 @@ __all__ = [
     "SIZE_REQUIREMENTS",
     "SPIN_LIMIT",
     "STARTUP_S",
+    "START_ALLOWANCE_S",
     "TIME_STEPS",
     "ClientFactory",
     "ClientGone",

@@ -19,6 +19,7 @@ from sephb.conformance.suite.results import (
     Tally,
     cases_text,
     replay_command,
+    shrink_text,
 )
 from sephb.conformance.traces.trace import header_record
 from sephb.model.errors import UsageError
@@ -318,6 +319,8 @@ def _failure_text(n: int, f: Failure, res: SuiteResult, files: str | None) -> st
         lines.append(f"Expected: {expected}")
     lines.append(f"Found by: {f.found_by} test case"
                  + (f" (seed {f.seed})" if f.seed is not None else ""))
+    if shrink_text(f):
+        lines.append(f"Shrinking and replays: {shrink_text(f)}")
     lines.append("What happened (shrunk):")
     lines += [f"  {i}. {words}" for i, (words, _) in enumerate(_program(res, f), 1)]
     lines.append(f"Run again: {replay_command(res)}")

@@ -33,6 +33,7 @@ from sephb.conformance.suite.results import (
     Status,
     Tally,
     replay_command,
+    shrink_text,
 )
 
 # --- HTML ------------------------------------------------------------------------------
@@ -220,6 +221,9 @@ def _html(facts: _Facts) -> str:
     if res.error:
         out.append(f'<div class="error" id="error"><b>The client could not be tested.'
                    f"</b> {_h(res.error)}</div>")
+    if res.inconclusive:
+        out.append(f'<div class="error" id="inconclusive"><b>Timing cannot be '
+                   f"trusted.</b> {_h(res.inconclusive)}</div>")
     facts_dl = [
         ("Client", f"<code>{_h(res.client)}</code>"), ("Adapter", _h(res.adapter)),
         ("Interpretation", _h(res.interpretation)), ("Profile", _h(res.profile)),
@@ -391,7 +395,8 @@ def _html_failures(facts: _Facts) -> str:
             f'<h3>Failure {n} · <a href="#req-{_anchor(f.requirement)}">'
             f"{_h(f.requirement)}</a></h3>"
             f'<span class="meta">found by a {_h(f.found_by)} test case · '
-            f"{len(f.steps)} steps · {len(f.trace)} trace records{seed}</span></header>"
+            f"{len(f.steps)} steps · {len(f.trace)} trace records{seed}"
+            f"{' · ' + _h(shrink_text(f)) if shrink_text(f) else ''}</span></header>"
             f'<div class="message">{_h(f.message)}</div>'
             '<table class="move">' + "".join(
                 f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in move) + "</table>"

@@ -63,6 +63,7 @@ class Job(msgspec.Struct, frozen=True):
     time_scale: float
     tolerance_ms: int
     startup_s: float
+    start_allowance_s: float
     #: Where its servers listen: 127.<octet>.<lane>.x.
     octet: int
     lane: int
@@ -75,6 +76,8 @@ class Job(msgspec.Struct, frozen=True):
     program: list[str] = msgspec.field(default_factory=list)
     #: "random", "directed", "probe:<name>", "shrink", "replay".
     found_by: str = "random"
+    #: Waits end once the model needs no more time (``Environment.black_box``).
+    eager: bool = True
 
 
 class Found(msgspec.Struct, frozen=True):
@@ -127,6 +130,10 @@ class Outcome(msgspec.Struct):
         return self.found is not None or self.gone is not None
 
 
+class JobsFailed(RuntimeError):
+    """The run's worker processes failed (not the client: the run itself)."""
+
+
 def shard_seed(seed: int, shard: int) -> int:
     """The seed of one random shard: a fixed function of the run's seed."""
     return (seed * 1_000_003 + shard * 7919 + 1) % 2**32
@@ -146,7 +153,8 @@ def perform(job: Job) -> Outcome:
     interp = get(job.interpretation)
     use_lane(job.lane, job.octet)
     env = wire_environment(job.client_cmd, time_scale=job.time_scale,
-                           tolerance_ms=job.tolerance_ms, startup_s=job.startup_s)
+                           tolerance_ms=job.tolerance_ms, startup_s=job.startup_s,
+                           start_allowance_s=job.start_allowance_s, eager=job.eager)
     coverage = suite.Coverage({r.name: 0 for r in interp.rows()})
     machine = suite.make_machine(interp, env, coverage)
     out = Outcome({}, {}, {})
@@ -251,12 +259,17 @@ class Pool:
         ex, self._executor = self._executor, None
         if ex is None:
             return
+        procs = list((getattr(ex, "_processes", None) or {}).values())
         if cancel:
-            # An interrupted run: the workers clean up their clients and servers.
-            for proc in list(getattr(ex, "_processes", {}).values()):
+            # An interrupted run: the workers clean up their clients and servers
+            # (SIGTERM is an interrupt there), and the run waits until they have.
+            for proc in procs:
                 with contextlib.suppress(Exception):
                     proc.terminate()
         ex.shutdown(wait=True, cancel_futures=True)
+        for proc in procs:
+            with contextlib.suppress(Exception):
+                proc.join(timeout=15)
 
     def _pool(self) -> cf.ProcessPoolExecutor:
         if self._executor is None:
@@ -292,7 +305,15 @@ class Pool:
                 i = futures[fut]
                 if i > first_stop:
                     continue
-                o = fut.result()
+                try:
+                    o = fut.result()
+                except cf.process.BrokenProcessPool as exc:
+                    raise JobsFailed(
+                        "a worker process of the run ended abruptly (killed, or out "
+                        "of memory; a script that calls the suite with more than one "
+                        "job must guard its code with `if __name__ == '__main__':`, "
+                        "since workers import the main module): run it again, or "
+                        "with jobs=1 / --jobs 1") from exc
                 outcomes[i] = o
                 if each is not None:
                     each(i, o)

@@ -54,6 +54,10 @@ def _junit_bytes(facts: _Facts) -> bytes:
     cases: list[_Case] = []
     if res.error:
         cases.append(_Case(f"{base}.client", "start", 0.0, None, res.error, res.error))
+    if res.inconclusive:
+        # An <error>, not a <failure>: the run could not judge timing.
+        cases.append(_Case(f"{base}.timing", "jitter", 0.0, None, res.inconclusive,
+                           res.inconclusive))
     listed = {r.id for r in res.requirements}
     for req in res.requirements:
         nums = facts.failures_of.get(req.id, [])

@@ -24,6 +24,7 @@ from sephb.conformance.suite.results import (
     Status,
     Tally,
     replay_command,
+    shrink_text,
 )
 
 # --- Markdown ------------------------------------------------------------------------
@@ -59,6 +60,8 @@ def _markdown(facts: _Facts) -> str:
     out: list[str] = [f"# sephb conformance report: {facts.verdict}", ""]
     if res.error:
         out += [f"> **The client could not be tested:** {_md(res.error)}", ""]
+    if res.inconclusive:
+        out += [f"> **Timing cannot be trusted:** {_md(res.inconclusive)}", ""]
     out += [
         "| | |", "| --- | --- |",
         f"| Verdict | **{facts.verdict}** |",
@@ -98,7 +101,10 @@ def _markdown(facts: _Facts) -> str:
         if expected is not None:
             out.append(f"- Expected: {_md(expected)}")
         out += [f"- Found by: {_md(f.found_by)} test case"
-                + (f" (seed {f.seed})" if f.seed is not None else ""), ""]
+                + (f" (seed {f.seed})" if f.seed is not None else "")]
+        if shrink_text(f):
+            out.append(f"- Shrinking and replays: {_md(shrink_text(f))}")
+        out.append("")
         out += ["What happened (shrunk):", ""]
         out += [f"{i}. {_md(words)} ({_md_code(step)})"
                 for i, (words, step) in enumerate(_program(res, f), 1)] or ["(none)"]

@@ -99,6 +99,9 @@ class Failure(msgspec.Struct, frozen=True):
     original_steps: int = 0
     replays: int = 0
     reproduced: int = 0
+    #: Over the wire: wall seconds from the run's start until the case that found
+    #: it ended (before shrinking and replays); 0 in process.
+    found_after_s: float = 0.0
 
     @property
     def reproducibility(self) -> str:

@@ -1,0 +1,157 @@
+"""The wire suite as jobs: calibrated speed, N at a time with one result, failures
+shrunk over the wire and replayed, and runs too noisy to judge timing said so.
+
+Real runs: real servers on loopback, the reference client as a process."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from sephb.conformance.suite import program_length
+from sephb.conformance.suite._jobs import candidates, shard_seed
+from sephb.conformance.suite._machine import Coverage
+from sephb.conformance.suite._timing import (
+    MIN_BUDGET_S,
+    TOLERANCE_SHARE,
+    JitterMonitor,
+    calibrate,
+    pause,
+    resume,
+    scale_for,
+)
+from sephb.conformance.suite._wire_run import (
+    DEFAULT_TOLERANCE_MS,
+    _inconclusive,
+    _Merged,
+    run_wire,
+)
+from sephb.conformance.suite.report import write_report
+from sephb.conformance.suite.results import Failure, Status, SuiteResult
+from sephb.model.interpretations import get
+from sephb.model.protocol import SESSION_LIMIT_MS
+
+REFERENCE = (f"{sys.executable} -m sephb.conformance.cli client --sylink {{sylink}} "
+             f"--state-dir {{state_dir}} --time-scale {{time_scale}}")
+
+
+# --- speed, measured ------------------------------------------------------------------
+
+
+def test_the_scale_keeps_the_tolerance_a_third_of_the_session_limit() -> None:
+    assert scale_for(0.02) == 0.002 and scale_for(0.03) == 0.003
+    assert scale_for(0.1) == 0.01  # the old default budget gives the old default scale
+    assert DEFAULT_TOLERANCE_MS == SESSION_LIMIT_MS * TOLERANCE_SHARE == 10_000
+
+
+def test_calibration_measures_this_machine() -> None:
+    c = calibrate(0.05)
+    assert c.samples > 5 and 0 <= c.p50_ms <= c.p99_ms <= c.max_ms
+    assert c.budget_s >= MIN_BUDGET_S and c.time_scale == scale_for(c.budget_s)
+    assert f"time scale {c.time_scale:g}" in c.text()
+
+
+def test_the_monitor_counts_late_samples_but_not_untimed_ones() -> None:
+    with JitterMonitor(budget_ms=0.0) as m:  # every sample is over a zero budget
+        import time
+
+        time.sleep(0.05)
+    assert m.samples > 5 and m.over == m.samples
+    with JitterMonitor(budget_ms=0.0) as m:
+        pause()  # between cases: nothing is timed
+        time.sleep(0.05)
+        resume()
+    assert m.over <= 1  # at most the sample the pause began in
+
+
+# --- shrinking ---------------------------------------------------------------------------
+
+
+def test_candidates_cut_the_middle_biggest_chunks_first() -> None:
+    prog = ["state.start(mode=Mode.PULL)", "a", "b", "c", "d", "state.teardown()"]
+    cands = list(candidates(prog))
+    assert cands[0] == [prog[0], "c", "d", prog[-1]]  # half of it gone
+    assert all(c[0] == prog[0] and c[-1] == prog[-1] for c in cands)
+    assert [prog[0], "a", "b", "c", prog[-1]] in cands  # one step at a time, last
+    assert list(candidates(prog[:1] + prog[-1:])) == []  # nothing to cut
+
+
+def test_shards_are_a_fixed_function_of_the_seed() -> None:
+    assert [shard_seed(7, i) for i in range(3)] == [shard_seed(7, i) for i in range(3)]
+    assert len({shard_seed(7, i) for i in range(100)}) == 100
+
+
+# --- the verdict when timing cannot be trusted ------------------------------------------
+
+
+def _failure(timing: bool, reproduced: int) -> Failure:
+    return Failure("REQ-7-PULL", "late", ["state.start(mode=Mode.PULL)"], [], "",
+                   timing=timing, replays=3, reproduced=reproduced)
+
+
+def test_noise_voids_only_what_rests_on_timing() -> None:
+    quiet = _Merged(Coverage({}), samples=10_000, over=5, late=[45.0])
+    busy = _Merged(Coverage({}), samples=10_000, over=50, late=[45.0])
+    assert "too busy" in _inconclusive(busy, 30, None)
+    assert _inconclusive(quiet, 30, None) == ""  # a hiccup while nothing failed
+    assert "may be noise" in _inconclusive(quiet, 30, _failure(True, 1))
+    assert _inconclusive(quiet, 30, _failure(True, 3)) == ""  # it reproduced
+    assert _inconclusive(quiet, 30, _failure(False, 0)) == ""  # not about timing
+    base = SuiteResult("c", "wire", "seed", "ci", 0, 1, 1, 1.0, {}, [], [])
+    timing = SuiteResult("c", "wire", "seed", "ci", 0, 1, 1, 1.0, {}, [],
+                         [_failure(True, 1)], inconclusive="noise")
+    data = SuiteResult("c", "wire", "seed", "ci", 0, 1, 1, 1.0, {}, [],
+                       [_failure(False, 1)], inconclusive="noise")
+    assert (base.verdict, base.exit_status) == ("CONFORMANT", 0)
+    assert (timing.verdict, timing.exit_status) == ("INCONCLUSIVE", 4)
+    assert (data.verdict, data.exit_status) == ("NON-CONFORMANT", 1)
+
+
+def test_a_run_noisier_than_its_budget_is_inconclusive_in_every_output(
+        tmp_path: Path) -> None:
+    # A tolerance of 1 model ms is a budget of microseconds: every lateness sample
+    # of the run is over it.
+    result = run_wire(get("seed"), REFERENCE, max_examples=1, steps=2, directed=False,
+                      probes=False, tolerance_ms=1, jobs=1, replays=1)
+    assert result.verdict == "INCONCLUSIVE", (result.verdict, result.failures)
+    assert result.exit_status == 4 and "too busy" in result.inconclusive
+    assert all(f.timing for f in result.failures)
+    written = write_report(result, tmp_path)
+    for name in ("index.html", "report.md", "junit.xml", "result.json"):
+        text = written[name].read_text()
+        assert "INCONCLUSIVE" in text, name
+    assert "sephb.seed.timing" in written["junit.xml"].read_text()
+
+
+# --- N at a time, one result ----------------------------------------------------------
+
+
+def test_one_job_and_three_give_the_same_result() -> None:
+    runs = [run_wire(get("seed"), REFERENCE, seed=11, max_examples=8, steps=5,
+                     directed=False, probes=False, jobs=n) for n in (1, 3)]
+    one, three = runs
+    assert one.verdict == three.verdict == "NON-CONFORMANT"  # the coverage gate
+    assert one.failures == three.failures == []
+    assert (one.cases, one.steps) == (three.cases, three.steps) == (8, one.steps)
+    covered = [{n for n, c in r.transitions.items() if c} for r in runs]
+    assert covered[0] == covered[1]
+    assert [(r.id, r.status) for r in one.requirements] == \
+        [(r.id, r.status) for r in three.requirements]
+    assert one.settings["jobs"] == "1" and three.settings["jobs"] == "3"
+
+
+@pytest.mark.parametrize("fault", ["sensors-before-logs", "stays-connected-in-pull"])
+def test_a_failure_is_shrunk_over_the_wire_and_replayed(fault: str) -> None:
+    result = run_wire(get("seed"), REFERENCE + f" --fault {fault}", seed=5,
+                      max_examples=4, steps=10, directed=False, probes=False, jobs=2)
+    assert result.failures, f"{fault} survived"
+    f = result.failures[0]
+    assert f.steps[0].startswith("state.start(") and f.steps[-1] == "state.teardown()"
+    assert program_length(f.steps) <= min(6, f.original_steps)
+    assert f.replays == 3 and f.reproduced == 3, f.reproducibility
+    assert f.reproducibility == "reproducible (3/3 replays)"
+    assert f.found_after_s > 0
+    assert next(r for r in result.requirements
+                if r.id == f.requirement).status is Status.FAILED
