@@ -129,12 +129,16 @@ def test_a_run_noisier_than_its_budget_is_inconclusive_in_every_output(
 
 
 def test_one_job_and_three_give_the_same_result() -> None:
+    # (with the directed cases: which row explains a random case's records can
+    # depend on timing, but the top-ups then cover every row either way)
     runs = [run_wire(get("seed"), REFERENCE, seed=11, max_examples=8, steps=5,
-                     directed=False, probes=False, jobs=n) for n in (1, 3)]
+                     probes=False, jobs=n) for n in (1, 3)]
     one, three = runs
-    assert one.verdict == three.verdict == "NON-CONFORMANT"  # the coverage gate
+    assert one.verdict == three.verdict == "CONFORMANT"
     assert one.failures == three.failures == []
-    assert (one.cases, one.steps) == (three.cases, three.steps) == (8, one.steps)
+    # (how many top-ups ran can differ: it follows the rows the random cases'
+    # records showed, which timing can change -- with one job as with three)
+    assert one.cases == three.cases == 8
     covered = [{n for n, c in r.transitions.items() if c} for r in runs]
     assert covered[0] == covered[1]
     assert [(r.id, r.status) for r in one.requirements] == \

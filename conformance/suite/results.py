@@ -254,7 +254,11 @@ def shrink_text(f: Failure) -> str:
 
 
 def dumps(result: SuiteResult) -> bytes:
-    return msgspec.json.encode(result)
+    """``result.json``: the result, with its verdict and exit status written out (a
+    reader need not work them out; :func:`loads` ignores them)."""
+    raw = msgspec.to_builtins(result)
+    raw["verdict"], raw["exit_status"] = result.verdict, result.exit_status
+    return msgspec.json.encode(raw)
 
 
 def loads(data: bytes) -> SuiteResult:
