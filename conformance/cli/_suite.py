@@ -89,7 +89,9 @@ def register(sub: Any) -> None:
                            "Exit 0 conformant; 1 not (a failure, or something never "
                            "exercised); 2 usage error; 3 the client could not be "
                            "tested (it exited, or made no request within the start-up "
-                           "wait).", 79),
+                           "wait); 4 inconclusive (over the wire: the machine was "
+                           "busier than the run's measured jitter budget, so its "
+                           "timing could not be judged).", 79),
                        epilog="examples:\n"
                               "  sephb conform                          the reference, "
                               "in process\n"

@@ -44,6 +44,7 @@ from sephb.conformance.suite._timing import (
     JitterMonitor,
     collect_between_cases,
     pause,
+    resume,
 )
 
 #: Hypothesis cases per random shard. A shard is one Hypothesis run; its first case
@@ -173,6 +174,7 @@ def perform(job: Job) -> Outcome:
             if dog is not None:
                 dog.close()
             _close_leftovers()
+            resume()  # the last case's close paused: leave this process unpaused
     out.late_ms = round(jitter.worst_ms, 3)
     out.samples, out.over = jitter.samples, jitter.over
     out.rows = {n: c for n, c in coverage.rows.items() if c}

@@ -42,6 +42,7 @@ from sephb.conformance.suite._timing import (
     JitterMonitor,
     calibrate,
     collect_between_cases,
+    resume,
 )
 from sephb.conformance.suite._wire_world import (
     START_ALLOWANCE_S,
@@ -118,6 +119,7 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
     skip = env.uncoverable(interp) if directed else {r.name: "" for r in interp.rows()}
     failure: Failure | None = None
     gone: str | None = None
+    resume()  # whatever an earlier run in this process left paused
     try:
         with _terminate_as_interrupt(), collect_between_cases(), Pool(n_jobs) as pool, \
                 JitterMonitor(budget_ms) as jitter:
