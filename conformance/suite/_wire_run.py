@@ -127,18 +127,22 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
                 [cases % SHARD_CASES] if cases % SHARD_CASES else [])
             shards = [job("random", seed=shard_seed(seed, i), cases=n,
                           steps=steps or plan.steps) for i, n in enumerate(sizes)]
+            # The probes need nothing from the random cases: they run in the same
+            # stage, after the shards in order (one pool, no barrier between them).
+            if probes:
+                shards += [program(p, by) for by, p
+                           in _run.probe_programs(interp, env.logs)]
             stage: list[tuple[Job, Outcome | None]] = list(zip(
                 shards, pool.run(shards, each=each), strict=True))
             first = merged.add(stage)
-            if first is None and (directed or probes):
-                # Round 1: one pull-mode program per row the random cases missed,
-                # and the probes; round 2: push mode for rows still missed.
+            if first is None and directed:
+                # One pull-mode program per row the cases so far missed; then push
+                # mode for rows still missed.
                 for mode in (Mode.PULL, Mode.PUSH):
                     directed_jobs = [program(p, "directed")
                                      for p in _run.top_up_programs(coverage, skip, (mode,))]
-                    if mode is Mode.PULL and probes:
-                        directed_jobs += [program(p, by) for by, p
-                                          in _run.probe_programs(interp, env.logs)]
+                    if not directed_jobs:
+                        continue
                     stage = list(zip(directed_jobs, pool.run(directed_jobs, each=each),
                                      strict=True))
                     first = merged.add(stage)
