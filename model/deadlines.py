@@ -372,6 +372,8 @@ class Open:
     broken: str = Deadline.broken
     #: A caller's excuse already gave it more time once (see ``Deadlines.excuse``).
     excused: bool = False
+    #: Model ms an excuse for the client's lack of a CPU has added to ``due``.
+    starved_ms: int = 0
 
     def describe(self) -> str:
         return f"{self.deadline} ({self.requirement}): {self.text}; opened by " \

@@ -333,10 +333,11 @@ class Pool:
         return [o if i <= first_stop else None for i, o in enumerate(outcomes)]
 
 
-def default_jobs() -> int:
+def default_jobs(busy: bool = False) -> int:
     """What this machine holds: a wire case uses a few percent of a core while it
-    waits, and a client process's start a burst of one; two per core."""
-    return max(1, min(8, 2 * (os.cpu_count() or 1)))
+    waits, and a client process's start a burst of one; two per core, one on a
+    machine that other work keeps busy."""
+    return max(1, min(8, (1 if busy else 2) * (os.cpu_count() or 1)))
 
 
 # --- shrinking and replaying ---------------------------------------------------------

@@ -292,6 +292,8 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 (w.gup.address, w.gup.port) if w.gup else None, INTERVAL_MS,
                 tolerance_ms=environment.tolerance_ms, hidden=environment.hidden,
                 randomization_ms=site.randomization_s * 1000,
+                start_wait=lambda: self._start_wait(),
+                cpu_wait=lambda since: self._cpu_wait(since),
                 unreachable=lambda name: next(
                     m for m in w.managers if m.name == name).unreachable,
                 gup_up=lambda: w.gup is not None and not w.gup.faults)
@@ -447,6 +449,18 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 self._awaited = self._open()
             return not self._awaited & self._open()
 
+        def _cpu_wait(self, since: int) -> int:
+            """Model ms a process client has waited for a CPU since ``since``."""
+            client = getattr(self.client, "unguarded", self.client)
+            wait = getattr(client, "cpu_wait_ms", None)
+            return int(wait(since)) if wait is not None else 0
+
+        def _start_wait(self) -> int:
+            """Model ms a process client has waited for a CPU since its start."""
+            client = getattr(self.client, "unguarded", self.client)
+            wait = getattr(client, "start_wait_ms", None)
+            return int(wait()) if wait is not None else 0
+
         def _spawned(self, t0: int) -> int:
             """When the client last began to run: a process notes the model time it
             was spawned at on its world (a restart first waits for the killed one's
@@ -526,6 +540,9 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
         def _settle(self) -> None:
             assert self.world is not None
             self.oracle.observe_environment(self.world.now)
+            sample = getattr(getattr(self.client, "unguarded", None), "sample_cpu", None)
+            if sample is not None:  # a process: how long it has waited for a CPU
+                sample(self.world.now)
             records = self.world.records
             new = records[self.fed:]
             self.fed = len(records)

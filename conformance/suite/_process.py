@@ -70,6 +70,9 @@ class ProcessClient:
         self.pids: list[int] = []
         #: One line per process that ended on its own (not killed by the suite).
         self.exits: list[str] = []
+        self._wait_base = 0
+        #: (model ms, run-queue wait ns so far) of the running process.
+        self._cpu: list[tuple[int, int]] = []
         self._dir = Path(tempfile.mkdtemp(prefix="sephb-wire-"))
         self.state_dir = self._dir / "state"
         self.sylink_path = self._dir / "sylink.xml"
@@ -196,6 +199,7 @@ class ProcessClient:
                                          stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
             self.pids.append(self.proc.pid)
+            self._wait_base = 0  # a new session: its tasks start from nothing
         proc = self.proc
         self.world.quiesce(since, lambda: proc.poll() is None, first_s=self.startup_s,
                            quiet_s=self.quiet_s)
@@ -212,6 +216,39 @@ class ProcessClient:
                 f"longer --startup-wait; command: {shlex.join(self.argv())})")
         if self.world.heard != since:
             self.contact[0] = True
+
+    def sample_cpu(self, now: int) -> None:
+        """Note, at model time ``now``, how long the running process's threads have
+        waited on a run queue so far (see :meth:`cpu_wait_ms`)."""
+        proc = self.proc
+        if proc is None:
+            return
+        ns = _task_wait_ns(proc.pid)
+        if self._cpu and self._cpu[-1][1] > ns:  # a new process: start over
+            self._cpu.clear()
+        self._cpu.append((now, ns))
+        if len(self._cpu) > 4096:
+            del self._cpu[:2048]
+
+    def cpu_wait_ms(self, since: int) -> int:
+        """Model ms the running process has waited for a CPU since model time
+        ``since`` (from the samples of :meth:`sample_cpu`; 0 without them)."""
+        if not self._cpu:
+            return 0
+        base = next((ns for t, ns in reversed(self._cpu) if t <= since), self._cpu[0][1])
+        proc = self.proc
+        now_ns = _task_wait_ns(proc.pid) if proc is not None else self._cpu[-1][1]
+        return max(0, round((now_ns - base) / 1e6 / self.world.time_scale))
+
+    def start_wait_ms(self) -> int:
+        """Model ms the running process and its children (its session) have spent
+        waiting on a CPU run queue since it was spawned (Linux schedstat; 0 where
+        the kernel does not keep it)."""
+        proc = self.proc
+        if proc is None:
+            return 0
+        waited_ns = run_queue_wait_ns(proc.pid) - self._wait_base
+        return max(0, round(waited_ns / 1e6 / self.world.time_scale))
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -244,6 +281,43 @@ class ProcessClient:
         finally:
             shutil.rmtree(self._dir, ignore_errors=True)
             _LIVE_CLIENTS.discard(self)
+
+
+def _task_wait_ns(pid: int) -> int:
+    """Nanoseconds the threads of process ``pid`` have waited on a run queue (its
+    children are not counted; 0 once it is gone)."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
+                total += int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return total
+
+
+def run_queue_wait_ns(sid: int) -> int:
+    """Nanoseconds every task (thread) of every process in session ``sid`` has spent
+    waiting on a run queue, from ``/proc/<pid>/task/<tid>/schedstat`` (its second
+    field). A process that exited no longer counts: only the live ones are summed,
+    which is what a start that is still going on needs. 0 without procfs."""
+    total = 0
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if int(fields[3]) != sid:  # state ppid pgrp session
+                continue
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
+                    total += int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def _number(x: float) -> str:

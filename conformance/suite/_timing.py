@@ -40,6 +40,14 @@ TOLERANCE_SHARE: Final = 1 / 3
 MIN_BUDGET_S: Final = 0.03
 #: The budget is this many times the worst lateness the calibration saw.
 HEADROOM: Final = 4
+#: A machine whose other work takes more than this share of a CPU from a thread
+#: that wants one is busy: its processes (the client, the servers) are scheduled
+#: late in bursts that a sleeping thread does not see, so the run takes the old,
+#: wider budget (0.1 s: a time scale of 0.01) and fewer jobs.
+BUSY_CONTENTION: Final = 0.1
+BUSY_BUDGET_S: Final = 0.1
+#: How long the calibration spins to measure contention.
+SPIN_S: Final = 0.1
 #: How long the calibration samples, and one sample's sleep.
 CALIBRATION_S: Final = 0.25
 SAMPLE_S: Final = 0.002
@@ -65,12 +73,22 @@ class Calibration:
     max_ms: float
     budget_s: float
     time_scale: float
+    #: The share of a 0.1 s spin this thread spent waiting for a CPU (other work
+    #: on the machine); None where the kernel does not say.
+    contention: float | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self.contention is not None and self.contention > BUSY_CONTENTION
 
     def text(self) -> str:
+        load = "" if self.contention is None else (
+            f"; a spinning thread waited {self.contention:.0%} of the time for a CPU"
+            + (" (a busy machine)" if self.busy else ""))
         return (f"{self.samples} sleeps of {SAMPLE_S * 1000:g} ms were late by "
                 f"{self.p50_ms:.2f} ms (median), {self.p99_ms:.2f} ms (p99), "
-                f"{self.max_ms:.2f} ms (worst): budget {self.budget_s * 1000:g} ms, "
-                f"time scale {self.time_scale:g}")
+                f"{self.max_ms:.2f} ms (worst){load}: budget "
+                f"{self.budget_s * 1000:g} ms, time scale {self.time_scale:g}")
 
 
 def calibrate(duration_s: float = CALIBRATION_S) -> Calibration:
@@ -78,10 +96,31 @@ def calibrate(duration_s: float = CALIBRATION_S) -> Calibration:
     jitter budget and the time scale from it."""
     late = sorted(_samples(duration_s))
     worst = late[-1]
+    contention = _contention(SPIN_S)
     budget = max(MIN_BUDGET_S, math.ceil(HEADROOM * worst) / 1000)
+    if contention is not None and contention > BUSY_CONTENTION:
+        budget = max(budget, BUSY_BUDGET_S)
     return Calibration(len(late), late[len(late) // 2],
                        late[min(len(late) - 1, int(len(late) * 0.99))], worst,
-                       budget, scale_for(budget))
+                       budget, scale_for(budget), contention)
+
+
+def _contention(spin_s: float) -> float | None:
+    """The share of ``spin_s`` of busy looping this thread spent waiting on a run
+    queue (Linux schedstat of the thread; None without it)."""
+    path = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+    try:
+        with open(path, "rb") as f:
+            run0, wait0 = (int(x) for x in f.read().split()[:2])
+        end = time.monotonic() + spin_s
+        while time.monotonic() < end:
+            pass
+        with open(path, "rb") as f:
+            run1, wait1 = (int(x) for x in f.read().split()[:2])
+    except (OSError, ValueError):
+        return None
+    total = (run1 - run0) + (wait1 - wait0)
+    return (wait1 - wait0) / total if total > 0 else None
 
 
 def _samples(duration_s: float) -> list[float]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from sephb.conformance.traces import wire
 from sephb.conformance.traces.properties import (
@@ -83,6 +83,10 @@ class Manager:
     priority: int
 
 
+#: Deadlines of the client's own actions (the rest are the environment's view).
+_CLIENT_DEADLINES: Final = frozenset(d.id for d in DEADLINES) | {FIRST_HEARTBEAT}
+
+
 @dataclass
 class Oracle:
     """Judges one client's server-side trace, record by record."""
@@ -103,6 +107,14 @@ class Oracle:
     hidden: frozenset[Event] = HIDDEN
     #: sylink.xml's RandomizationRange in ms when enabled (A15), else 0.
     randomization_ms: int = 0
+    #: Model ms the client's processes have waited for a CPU since its last start
+    #: (a process over the wire; None in process): excused from its first
+    #: heartbeat's due time (see _unseen_heartbeat).
+    start_wait: Callable[[], int] | None = None
+    #: Model ms the client's process has waited for a CPU since a model time (over
+    #: the wire; None in process): excused from every deadline of the client's.
+    cpu_wait: Callable[[int], int] | None = None
+    _start_allowance: int = field(default=0, init=False)
     checker: Checker = field(init=False)
     findings: list[Finding] = field(default_factory=list)
     #: Requirement ids the data properties exercised, and how often.
@@ -198,8 +210,26 @@ class Oracle:
             if all(self._maybe_tried_unseen(m) for m in untried):
                 return max(late.due, now) + max(1, len(untried)) * SESSION_LIMIT_MS
             return None
+        if self.cpu_wait is not None and late.deadline in _CLIENT_DEADLINES:
+            # A process that wanted a CPU and did not get one (a busy machine) acts
+            # late through no fault of its own: the time it spent waiting on a run
+            # queue since the deadline opened moves it on. A client that waits on
+            # purpose sleeps, which is not counted.
+            starved = self.cpu_wait(late.opened)
+            if starved > late.starved_ms:
+                later = late.due + starved - late.starved_ms
+                late.starved_ms = starved
+                return later
         if late.deadline not in ("next-heartbeat", FIRST_HEARTBEAT):
             return None
+        if late.deadline == FIRST_HEARTBEAT and self.start_wait is not None:
+            # A process that wanted a CPU and did not get one (a busy machine)
+            # started late through no fault of its own: the time it spent waiting
+            # on a run queue since its start moves the due time on. A client that
+            # waits on purpose sleeps, which is not counted.
+            waited = late.opened + self._start_allowance + self.start_wait()
+            if waited > late.due:
+                return waited
         failover = self.interpretation.switches[Switch.FAILOVER]
         if self.interpretation.selection is Selection.FIRST and not failover:
             first = [min(self.managers, key=lambda m: m.priority)]
@@ -255,6 +285,7 @@ class Oracle:
         :meth:`restarted` on a restart."""
         rule = _FIRST_HEARTBEAT_RULE
         assert rule.requirement is not None  # the table's, named in model/deadlines.py
+        self._start_allowance = allowance_ms
         self.deadlines.expect(FIRST_HEARTBEAT, rule.requirement,
                               "its start", now, now + allowance_ms, rule.text,
                               HEARTBEAT_STARTS, rule.broken)
