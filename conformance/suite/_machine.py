@@ -19,6 +19,10 @@ every step's records are explained by one consistent run of the model, whose row
 are counted (and reported to ``hypothesis.event``); a run fails when a row or a
 requirement id was never exercised. Rules are weighted toward what is not covered yet
 by :func:`_goal`, which steers the environment to the cause of an uncovered row.
+
+Why this module is long: the environment's rules, the waits that judge while time
+passes and the coverage they count share one case's state; the protocol itself is
+not here (the oracle and the table judge), only how a case is played.
 """
 
 from __future__ import annotations
@@ -550,6 +554,14 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 coverage.records += 1
                 self.oracle.feed(rec)
             if self.oracle.findings:
+                if environment.black_box:
+                    # A process that died explains its cut-short records: the
+                    # finding is that it stopped (REQ-X-ALIVE, raised here). Its
+                    # sockets close as it exits: give the exit a moment to show.
+                    exiting = getattr(self.client.unguarded, "exited", None)
+                    if exiting is not None:
+                        exiting(0.2)
+                    self.client.wakeup()
                 f = self.oracle.findings[0]
                 self.violated = True
                 raise self._found(Violation(f.requirement, f.message, list(records),
@@ -564,13 +576,22 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             due = [o.due for o in self.oracle.pending()]
             if not due:
                 return
-            until = min(max(due) + environment.tolerance_ms + 1,
-                        w.now + DRAIN_INTERVALS * INTERVAL_MS)
-            # Over the wire the clock runs on: when ``until`` has passed already, one
-            # look at time now still judges what is due (it is not skipped). A black
-            # box's case ends as soon as they have all resolved.
-            self._advance(max(0, until - w.now), until=self._resolved(self._open())
-                          if environment.black_box else None)
+            cap = w.now + DRAIN_INTERVALS * INTERVAL_MS
+            awaited = self._open()
+            while True:
+                until = min(max(due) + environment.tolerance_ms + 1, cap)
+                # Over the wire the clock runs on: when ``until`` has passed already,
+                # one look at time now still judges what is due (it is not skipped).
+                # A black box's case ends as soon as they have all resolved.
+                self._advance(max(0, until - w.now), until=self._resolved(awaited)
+                              if environment.black_box else None)
+                # An excuse (a client starved of a CPU) may have moved a due time
+                # on: keep going for the deadlines still open, up to the cap.
+                due = [o.due for o in self.oracle.pending()
+                       if (o.deadline, o.opened) in awaited]
+                if not due or w.now >= cap or max(due) + environment.tolerance_ms \
+                        < w.now:
+                    return
 
         def teardown(self) -> None:
             if watchdog is not None:

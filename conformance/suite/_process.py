@@ -200,6 +200,7 @@ class ProcessClient:
                                          start_new_session=True)
             self.pids.append(self.proc.pid)
             self._wait_base = 0  # a new session: its tasks start from nothing
+            self._cpu.clear()  # and its run-queue samples
         proc = self.proc
         self.world.quiesce(since, lambda: proc.poll() is None, first_s=self.startup_s,
                            quiet_s=self.quiet_s)
@@ -218,12 +219,12 @@ class ProcessClient:
             self.contact[0] = True
 
     def sample_cpu(self, now: int) -> None:
-        """Note, at model time ``now``, how long the running process's threads have
-        waited on a run queue so far (see :meth:`cpu_wait_ms`)."""
+        """Note, at model time ``now``, how long the running process's threads (and
+        this process's) have waited on a run queue so far (:meth:`cpu_wait_ms`)."""
         proc = self.proc
         if proc is None:
             return
-        ns = _task_wait_ns(proc.pid)
+        ns = _task_wait_ns(proc.pid) + self._recorder_wait_ns()
         if self._cpu and self._cpu[-1][1] > ns:  # a new process: start over
             self._cpu.clear()
         self._cpu.append((now, ns))
@@ -231,14 +232,31 @@ class ProcessClient:
             del self._cpu[:2048]
 
     def cpu_wait_ms(self, since: int) -> int:
-        """Model ms the running process has waited for a CPU since model time
-        ``since`` (from the samples of :meth:`sample_cpu`; 0 without them)."""
+        """Model ms the running process, and the servers recording it (the threads
+        of this process), have waited for a CPU since model time ``since`` (from
+        the samples of :meth:`sample_cpu`; 0 without them): a record made late
+        because either was starved is not the client's lateness."""
         if not self._cpu:
             return 0
         base = next((ns for t, ns in reversed(self._cpu) if t <= since), self._cpu[0][1])
         proc = self.proc
-        now_ns = _task_wait_ns(proc.pid) if proc is not None else self._cpu[-1][1]
-        return max(0, round((now_ns - base) / 1e6 / self.world.time_scale))
+        now_ns = (_task_wait_ns(proc.pid) + self._recorder_wait_ns()
+                  if proc is not None else self._cpu[-1][1])
+        # Waits below STARVED_MIN_MS of wall time are the ordinary cost of waking
+        # up (microseconds per wake-up): not an excuse.
+        wall_ms = (now_ns - base) / 1e6 - STARVED_MIN_MS
+        return max(0, round(wall_ms / self.world.time_scale))
+
+    def _recorder_wait_ns(self) -> int:
+        """Run-queue time of the thread that runs the servers (their records)."""
+        tid = getattr(getattr(self.world, "_thread", None), "native_id", None)
+        if tid is None:
+            return 0
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat", "rb") as f:
+                return int(f.read().split()[1])
+        except (OSError, ValueError, IndexError):
+            return 0
 
     def start_wait_ms(self) -> int:
         """Model ms the running process and its children (its session) have spent
@@ -249,6 +267,18 @@ class ProcessClient:
             return 0
         waited_ns = run_queue_wait_ns(proc.pid) - self._wait_base
         return max(0, round(waited_ns / 1e6 / self.world.time_scale))
+
+    def exited(self, timeout_s: float) -> bool:
+        """Whether the running process has exited, waiting up to ``timeout_s`` for
+        it (a process that crashes closes its connections as it exits)."""
+        proc = self.proc
+        if proc is None:
+            return True
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -281,6 +311,11 @@ class ProcessClient:
         finally:
             shutil.rmtree(self._dir, ignore_errors=True)
             _LIVE_CLIENTS.discard(self)
+
+
+#: Wall ms of run-queue time below which a process was not starved (see
+#: ProcessClient.cpu_wait_ms).
+STARVED_MIN_MS: Final = 2.0
 
 
 def _task_wait_ns(pid: int) -> int:

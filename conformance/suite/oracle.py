@@ -6,6 +6,11 @@ with what only the suite knows: which managers it made unreachable, whether the 
 answers, the logs it produced and the site's priorities. ``sephb validate --data``
 applies the same rules to a recorded trace without that knowledge
 (:class:`~sephb.conformance.traces.properties.TraceProperties`).
+
+Why this module is long: every rule that needs the environment's knowledge lives
+here, next to the excuses that knowledge allows (an unseen heartbeat at a refusing
+manager, a failover to a hanging one, a process starved of a CPU); split apart, a
+rule and its excuse would drift.
 """
 
 from __future__ import annotations
