@@ -335,11 +335,8 @@ def run_queue_wait_ns(sid: int) -> int:
         try:
             with open(f"/proc/{pid}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[3]) != sid:  # state ppid pgrp session
-                continue
-            for tid in os.listdir(f"/proc/{pid}/task"):
-                with open(f"/proc/{pid}/task/{tid}/schedstat", "rb") as f:
-                    total += int(f.read().split()[1])
+            if int(fields[3]) == sid:  # state ppid pgrp session
+                total += _task_wait_ns(int(pid))
         except (OSError, ValueError, IndexError):
             continue
     return total
