@@ -163,6 +163,26 @@ def test_a_truncated_last_line_says_so(tmp_path: Path) -> None:
         list(read_trace(path))
 
 
+def test_a_deeply_nested_line_is_a_trace_error(tmp_path: Path) -> None:
+    """A line nested far deeper than the decoder recurses (well under any sane
+    line length) is a TraceError on its line, not a RecursionError; so is one the
+    header reader looks at (it names "sephb")."""
+    deep = b"[" * 200_000 + b"]" * 200_000
+    path = tmp_path / "deep.ndjson"
+    path.write_bytes(GOOD + b'{"t":2,"client":"c","event":"CONNECT","x":' + deep + b"}\n")
+    with pytest.raises(TraceError, match=rf"^{path}:2: bad JSON: nested too deeply to "
+                                         rf"read: expected one flat JSON object a line$"):
+        list(read_trace(path))
+    path.write_bytes(b'{"t":"x","sephb":"trace","y":' + deep + b"}\n")
+    assert read_header(path) is None
+    with pytest.raises(TraceError, match=rf"^{path}:1: bad record: Expected `int`"):
+        list(read_trace(path))
+    path.write_bytes(b'{"sephb":"trace","y":' + deep + b"}\n")
+    assert read_header(path) is None
+    with pytest.raises(TraceError, match=rf"^{path}:1: bad JSON: nested too deeply"):
+        list(read_trace(path))
+
+
 def test_records_before_the_bad_line_are_streamed() -> None:
     got = []
     with pytest.raises(TraceError, match="<bytes>:2: bad JSON"):

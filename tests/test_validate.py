@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gzip
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -469,7 +470,7 @@ def test_bad_lines_are_reported_and_the_run_goes_on(data: bytes, line: int, want
     assert len(res.problems) == 1, res.problems
     assert res.problems[0].line == line and want in res.problems[0].message
     assert str(res.problems[0]).startswith(f"{p}:{line}: ")
-    assert V.exit_code([res]) == 2
+    assert V.exit_code([res]) == V.EXIT_UNREADABLE
     if data.endswith(b"\n"):
         assert any(c.client == "z" for c in res.clients)  # read past the bad line
 
@@ -540,6 +541,371 @@ def test_har_non_http_entry(tmp_path: Path) -> None:
     assert res.problems[0].line == 2 and "not an HTTP request" in res.problems[0].message
     p.write_text("{\n\"log\": [\n")
     assert V.validate_file(str(p)).problems[0].line is not None
+
+
+# --- hostile input: one clear problem, never a traceback (issue 15) -----------------
+
+#: A JSON value nested far deeper than msgspec (or json) recurses, yet well under
+#: the 1 MiB line cap.
+DEEP: Final = b"[" * 200_000 + b"]" * 200_000
+
+
+def test_a_deeply_nested_line_is_one_problem_and_the_run_goes_on(tmp_path: Path
+                                                                   ) -> None:
+    """Deep nesting in a record and in a line that names "sephb" (so that the
+    header reader looks at it too): each one problem on its line; the records
+    around them are read. (A bare array is refused before its depth matters.)"""
+    lines = [GOOD, b'{"t":1,"client":"a","event":"CONNECT","x":' + DEEP + b"}\n",
+             b'{"t":"x","sephb":"trace","y":' + DEEP + b"}\n", DEEP + b"\n",
+             b'{"t":9,"client":"z","event":"HEARTBEAT_DUE"}\n']
+    assert all(len(line) < V.MAX_LINE for line in lines)
+    p = tmp_path / "deep.ndjson"
+    p.write_bytes(b"".join(lines))
+    res = V.validate_file(str(p))
+    nested = "bad JSON: nested too deeply to read: expected one flat JSON object a line"
+    assert [(x.line, x.message) for x in res.problems] == [
+        (2, nested), (3, "bad record: Expected `int`, got `str` - at `$.t`"),
+        (4, "bad record: Expected `object`, got `array`")]
+    assert [(c.client, c.events) for c in res.clients] == [("a", 1), ("z", 1)]
+    assert V.exit_code([res]) == V.EXIT_UNREADABLE
+
+
+#: Stands for :data:`DEEP` in a document until it is JSON text.
+_DEEP_MARK: Final = "(deep)"
+
+
+def _example_har_with(tmp_path: Path, name: str, change: Any) -> Path:
+    """The shipped capture with ``change`` applied to its second entry."""
+    doc = json.loads(EXAMPLE_HAR.read_text())
+    change(doc["log"]["entries"][1])
+    p = tmp_path / f"{name}.har"
+    p.write_text(json.dumps(doc).replace(json.dumps(_DEEP_MARK), DEEP.decode()))
+    return p
+
+
+def _set_url(url: str) -> Any:
+    return lambda e: e["request"].__setitem__("url", url)
+
+
+#: name -> (change of the second entry, what the problem says).
+BAD_HARS: Final[dict[str, tuple[Any, str]]] = {
+    "port 99999": (_set_url("http://127.0.0.2:99999/index.dat"),
+                   "entries[1]: bad request URL 'http://127.0.0.2:99999/index.dat': "
+                   "Port out of range 0-65535 (expected http://host[:port]/path, a "
+                   "port 0-65535)"),
+    "port abc": (_set_url("http://127.0.0.2:abc/index.dat"),
+                 "entries[1]: bad request URL 'http://127.0.0.2:abc/index.dat': Port "
+                 "could not be cast to integer value as 'abc'"),
+    "IPv6 unclosed": (_set_url("http://[::1/"), "entries[1]: bad request URL "
+                      "'http://[::1/': Invalid IPv6 URL"),
+    "no zone": (lambda e: e.__setitem__("startedDateTime", "2026-01-01T00:00:00.500"),
+                "entries[1]: not an HTTP entry: Expected `datetime` with a timezone "
+                "component - at `$.startedDateTime` (HAR 1.2 times carry their zone"),
+    "deep": (lambda e: e.__setitem__("_x", _DEEP_MARK),
+             "JSON nested too deeply to read: expected a HAR"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_HARS))
+def test_a_har_that_breaks_the_format_is_one_problem(case: str, tmp_path: Path
+                                                     ) -> None:
+    change, said = BAD_HARS[case]
+    p = _example_har_with(tmp_path, case.replace(" ", "-"), change)
+    res = V.validate_file(str(p))
+    assert len(res.problems) == 1 and said in res.problems[0].message, res.problems
+    assert res.problems[0].line == (None if case == "deep" else 2)
+    assert V.exit_code([res]) == V.EXIT_UNREADABLE
+
+
+def test_a_har_entry_on_a_connection_of_another_role_is_read(tmp_path: Path) -> None:
+    """A GUP download first, then a failing manager request over the same
+    connection: the reader's map of manager connections must not assume it saw
+    that one open (it raised KeyError)."""
+    entries = json.loads(EXAMPLE_HAR.read_text())["log"]["entries"]
+    gup = next(e for e in entries if e["request"]["url"].endswith(".zip"))
+    index = {**entries[0], "startedDateTime": "2026-01-01T00:10:00.000Z",
+             "connection": gup["connection"], "_sephb_role": "manager",
+             "response": {**entries[0]["response"], "status": 500}}
+    p = tmp_path / "roles.har"
+    p.write_text(json.dumps({"log": {"entries": [gup, index]}}))
+    res = V.validate_file(str(p))
+    # the download and its answer, the request and its failure: one client
+    assert not res.problems and res.events == 4 and len(res.clients) == 1, res
+    p.write_text('{"log": []}')
+    assert [x.message for x in V.validate_file(str(p)).problems] == [
+        'not a HAR file: expected {"log": {"entries": [...]}}']
+
+
+def test_bad_files_cost_only_their_own_results(tmp_path: Path) -> None:
+    """Every kind of input the issue's attack found, in one run with a good file
+    last: each bad file is one problem naming it, the good file's verdicts are
+    all there, and the exit status says input was unreadable."""
+    bad = [_example_har_with(tmp_path, c.replace(" ", "-"), change)
+           for c, (change, _) in BAD_HARS.items()]
+    deep = tmp_path / "deep.ndjson"
+    deep.write_bytes(GOOD + b'{"t":1,"client":"a","event":"CONNECT","x":' + DEEP + b"}\n")
+    res = _sephb("validate", *map(str, bad), str(deep), str(EXAMPLE_HAR), "--json")
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.returncode == V.EXIT_UNREADABLE, res.stderr
+    doc = json.loads(res.stdout)
+    files = doc["files"]
+    assert [f["path"] for f in files] == [*map(str, bad), str(deep), str(EXAMPLE_HAR)]
+    assert all(f["problem_count"] == 1 and not f["error"] for f in files[:-1])
+    assert files[-1]["problem_count"] == 0 and files[-1]["clients"]
+    assert all(c["conformant"] for c in files[-1]["clients"])
+    assert doc["exit"] == V.EXIT_UNREADABLE
+
+
+def test_a_file_whose_validation_fails_costs_only_its_own_results(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """An exception in the validation of one file (a bug, simulated here) is that
+    file's result, with its own exit status; the other files' verdicts stand."""
+    from sephb.conformance.cli import main
+
+    good = ndjson(tmp_path / "good.ndjson", [{"t": 0, "client": "a",
+                                               "event": "HEARTBEAT_DUE"}])
+    broken = ndjson(tmp_path / "broken.ndjson", [{"t": 0, "client": "b",
+                                                   "event": "HEARTBEAT_DUE"}])
+    real = V.validate_file
+
+    def flaky(path: str, *args: Any) -> V.FileResult:
+        if path == str(broken):
+            raise RecursionError("maximum recursion depth exceeded (simulated)")
+        return real(path, *args)
+
+    monkeypatch.setattr(V, "validate_file", flaky)
+    assert main(["validate", str(broken), str(good), "--json"]) == V.EXIT_FAILED
+    doc = json.loads(capsys.readouterr().out)
+    failed, fine = doc["files"]
+    assert failed["error"] == "RecursionError: maximum recursion depth exceeded " \
+                              "(simulated)" and failed["clients"] == []
+    assert fine["error"] is None and [c["conformant"] for c in fine["clients"]] == [True]
+    assert main(["validate", str(broken), str(good)]) == V.EXIT_FAILED
+    out = capsys.readouterr().out
+    assert f"failed {broken}: its validation stopped on an error of sephb itself" in out
+    assert "1 file failed" in out
+
+
+def test_exit_status_is_one_table(tmp_path: Path) -> None:
+    """docs/validate.md's table is the exit statuses the command has, each one
+    reached here, and the highest applies."""
+    rows = re.findall(r"^\| (\d) \| (.+) \|$", (ROOT / "docs" / "validate.md").read_text(),
+                      re.M)
+    assert [int(code) for code, _ in rows] == [
+        V.EXIT_CONFORMANT, V.EXIT_VIOLATION, V.EXIT_USAGE, V.EXIT_UNREADABLE,
+        V.EXIT_FAILED] == [0, 1, 2, 3, 4]
+    ok = ndjson(tmp_path / "ok.ndjson", [{"t": 0, "client": "a", "event": "HEARTBEAT_DUE"}])
+    bad = ndjson(tmp_path / "bad.ndjson", [{"t": 0, "client": "a", "event": "CONNECT"}])
+    unread = tmp_path / "unread.ndjson"
+    unread.write_bytes(GOOD + b"{\n")
+    assert _sephb("validate", str(ok)).returncode == V.EXIT_CONFORMANT
+    assert _sephb("validate", str(ok), str(bad)).returncode == V.EXIT_VIOLATION
+    assert _sephb("validate", str(ok), "--limit", "x").returncode == V.EXIT_USAGE
+    assert _sephb("validate", str(bad), str(unread)).returncode == V.EXIT_UNREADABLE
+    # (EXIT_FAILED: test_a_file_whose_validation_fails_costs_only_its_own_results)
+
+
+# --- bounded memory: problems, clients, violations (issue 15) ------------------------
+
+def test_problems_are_bounded_per_file_and_counted(tmp_path: Path) -> None:
+    """A file of bad lines keeps its first MAX_PROBLEMS problems and counts them
+    all; the text and the JSON say how many there were."""
+    p = tmp_path / "bad.ndjson"
+    p.write_bytes(GOOD + b"{bad\n" * (V.MAX_PROBLEMS + 500))
+    res = V.validate_file(str(p))
+    assert res.problem_count == V.MAX_PROBLEMS + 500
+    assert len(res.problems) == V.MAX_PROBLEMS
+    assert [x.line for x in res.problems] == list(range(2, V.MAX_PROBLEMS + 2))
+    doc = json.loads(_sephb("validate", str(p), "--json").stdout)
+    assert len(doc["files"][0]["problems"]) == V.MAX_PROBLEMS
+    assert doc["files"][0]["problem_count"] == doc["problems"] == 1500
+    out = _sephb("validate", str(p)).stdout
+    assert f"(1,480 more input problems in {p} not shown: --limit 0 shows all kept, " \
+           f"--json lists the first 1,000)" in out
+    out = _sephb("validate", str(p), "--limit", "0").stdout
+    assert f"(500 more input problems in {p} not shown: validate keeps the first " \
+           f"1,000 of a file)" in out
+    assert "1 event, 1 client, 0 violating, 1,500 input problems" in out
+
+
+class _CountingList(list[Any]):
+    """A list that counts reads by index: how the engine finds a record's place."""
+
+    reads = 0
+
+    def __getitem__(self, i: Any) -> Any:
+        _CountingList.reads += 1
+        return super().__getitem__(i)
+
+
+def test_many_violations_in_a_block_cost_linear_work() -> None:
+    """Each violation needs its record's line: found by one map of the block, not
+    a scan from its start for each (100,000 violating clients took 26 s)."""
+    n = 2000
+    raw = b"".join(b'{"t":0,"client":"c%d","event":"HEARTBEAT_DUE"}\n'
+                   b'{"t":1,"client":"c%d","event":"GET_URLS"}\n' % (i, i)
+                   for i in range(n))
+    run = E._Run("x.ndjson", "seed")
+    recs = _CountingList(E._FAST.decode_lines(raw))
+    _CountingList.reads = 0
+    assert run.fast(recs, 1, 0) == 2 * n
+    assert _CountingList.reads <= len(recs)
+    res = run.finish()
+    assert [(c.line, c.requirement) for c in res.clients] == [
+        (2 * i + 2, "REQ-1-PRIORITY") for i in range(n)]
+
+
+def _peak_rss_of(lines: Any) -> tuple[float, str]:
+    """Peak RSS (MiB) of a fresh process validating from its stdin the lines
+    ``lines`` yields (written into the pipe as it reads), and its totals."""
+    code = ("import re\nfrom sephb.conformance.traces.validate import validate_file\n"
+            "r = validate_file('-')\n"
+            "hwm = re.search(r'VmHWM:\\s*(\\d+)', open('/proc/self/status').read())[1]\n"
+            "print(r.events, len(r.clients), r.problem_count, hwm)")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    for chunk in lines:
+        proc.stdin.write(chunk)
+    proc.stdin.close()
+    out = proc.stdout.read().decode()
+    assert proc.wait() == 0
+    *totals, rss = out.split()
+    return int(rss) / 1024, " ".join(totals)
+
+
+def _bad_lines(n: int) -> Any:
+    yield GOOD
+    for _ in range(n // 10_000):
+        yield b'{"t":1,"client":"x","event":"FETCH"}\n{bad\n' * 5000
+
+
+def _distinct_clients(n: int) -> Any:
+    for base in range(0, n, 10_000):
+        yield b"".join(b'{"t":%d,"client":"c%d","event":"HEARTBEAT_DUE"}\n' % (i, i)
+                       for i in range(base, base + 10_000))
+
+
+def test_bad_lines_take_no_memory_each() -> None:
+    """Problems past the first MAX_PROBLEMS are counted, not kept: 300,000 more bad
+    lines cost no memory (they cost some 250 bytes each when all were kept). Both
+    runs read whole blocks, whose transient buffers are then the same."""
+    few, said = _peak_rss_of(_bad_lines(100_000))
+    assert said == "1 1 100000"
+    many, said = _peak_rss_of(_bad_lines(400_000))
+    assert said == "1 1 400000"
+    assert (many - few) * (1 << 20) / 300_000 < 16, (few, many)  # bytes a line
+
+
+def test_idle_clients_take_little_memory_each() -> None:
+    """A client idle since the last parking pass keeps a row of flat columns, not
+    a list of objects and a verdict: 600,000 more clients cost under 200 bytes
+    each (a kilobyte before), whatever the hot set holds."""
+    few, said = _peak_rss_of(_distinct_clients(50_000))
+    assert said == "50000 50000 0"
+    many, said = _peak_rss_of(_distinct_clients(650_000))
+    assert said == "650000 650000 0"
+    assert (many - few) * (1 << 20) / 600_000 < 200, (few, many)  # bytes a client
+
+
+#: Client ids (the first three are plain; one needs escaping in JSON and rich markup,
+#: one is not ASCII).
+_IDS: Final = ["a", "b", "c", "[/x]\"\\", "ü-7"]
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.tuples(st.sampled_from(_IDS), st.booleans()), min_size=1,
+                max_size=5, unique_by=lambda x: x[0]),
+       st.data(), st.sampled_from([256, 4096]), st.booleans(),
+       st.sampled_from([None, "pull", "push"]))
+def test_parking_changes_no_verdict(who: list[tuple[str, bool]], data: st.DataObject,
+                                    block: int, with_data: bool, mode: str | None
+                                    ) -> None:
+    """Parked after every few blocks (at most one stream hot) and revived at its
+    next record, every client gets the verdict it gets when all stay hot: the same
+    line, requirement, explanation, pending deadlines and events, with --data and
+    a mode too, in either view."""
+    traces = [data.draw(_check_ins(client)) for client, _ in who]
+    for (_, server), trace in zip(who, traces, strict=True):
+        for d in trace:
+            d["by"] = "server" if server else "client"
+    # Each client after the one before (a fleet seen client by client), some again.
+    again = data.draw(st.lists(st.sampled_from(range(len(traces))), max_size=3))
+    merged: list[dict[str, Any]] = []
+    t0 = 0
+    for i in [*range(len(traces)), *again]:
+        merged += [{**d, "t": d["t"] + t0} for d in traces[i]]
+        t0 = merged[-1]["t"] if merged else 0
+        traces[i] = [{**d, "t": d["t"] + 400_000} for d in traces[i]]
+    raw = b"".join(json.dumps(d).encode() + b"\n" for d in merged)
+    with tempfile.NamedTemporaryFile(suffix=".ndjson") as f:
+        f.write(raw)
+        f.flush()
+        results = []
+        for limit in (1 << 30, 1):
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(E, "HOT_LIMIT", limit)
+                mp.setattr(E, "MAX_LINE", block)
+                results.append(V.validate_file(f.name, data=with_data, mode=mode))
+    assert results[0] == results[1]
+    assert list(results[0].clients) == list(results[1].clients)
+
+
+def test_parking_happens_and_revives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                     ) -> None:
+    """With a small hot set, a fleet's idle clients are parked and revived (the
+    property above is not vacuous), and the result is the all-hot one."""
+    p = tmp_path / "fleet.ndjson"
+    write_trace(p, 30_000, clients=300, side="client")
+    with open(p, "ab") as f:  # a few clients break the model late, after parking
+        f.write(b"".join(b'{"t":99999999,"client":"c%d","event":"GET_URLS"}\n' % i
+                         for i in range(0, 300, 50)))
+    hot = V.validate_file(str(p), data=True)
+    parked = revived = 0
+    park, unpark = E._Run.park, E._Run.unpark
+
+    def count_park(run: E._Run, st: list[Any]) -> None:
+        nonlocal parked
+        parked += 1
+        park(run, st)
+
+    def count_unpark(run: E._Run, row: int) -> list[Any]:
+        nonlocal revived
+        revived += 1
+        return unpark(run, row)
+
+    monkeypatch.setattr(E._Run, "park", count_park)
+    monkeypatch.setattr(E._Run, "unpark", count_unpark)
+    monkeypatch.setattr(E, "HOT_LIMIT", 20)
+    monkeypatch.setattr(E, "MAX_LINE", 4096)
+    cold = V.validate_file(str(p), data=True)
+    # every client parked and revived (then the limit grows: see the next test)
+    assert parked > 300 and revived > 300, (parked, revived)
+    assert cold == hot and cold.clients.violating
+
+
+def test_parking_stops_when_it_would_churn(tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fleet interleaved record by record, wider than the hot limit, would
+    revive a parked client at every record; the limit grows instead, so revivals
+    stop after a few rounds. (Clients seen once each are never revived.)"""
+    p = tmp_path / "round-robin.ndjson"
+    write_trace(p, 200_000, clients=5000, side="client")  # 40 rounds of 5,000
+    revived = 0
+    unpark = E._Run.unpark
+
+    def count(run: E._Run, row: int) -> list[Any]:
+        nonlocal revived
+        revived += 1
+        return unpark(run, row)
+
+    monkeypatch.setattr(E._Run, "unpark", count)
+    monkeypatch.setattr(E, "HOT_LIMIT", 500)
+    monkeypatch.setattr(E, "MAX_LINE", 4096)
+    res = V.validate_file(str(p))
+    assert res.events == 200_000 and not res.clients.violating
+    assert 0 < revived < 200_000 // 8, revived
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -857,7 +1223,7 @@ def test_command_output_stays_short_at_fleet_scale(tmp_path: Path) -> None:
                          for i in range(30)))
         f.write(b"{bad\n" * 25)
     res = _sephb("validate", str(p), "--limit", "5")
-    assert res.returncode == 2  # unreadable lines outrank violations
+    assert res.returncode == V.EXIT_UNREADABLE  # unreadable lines outrank violations
     out = res.stdout
     heads = [line.split(" ")[0] for line in out.splitlines()]
     assert heads.count("violation") == 5 and "25 more violating clients" in out
@@ -1044,7 +1410,7 @@ def test_a_bad_header_is_one_problem_and_the_rest_is_read(tmp_path: Path) -> Non
     assert res.events == 6 and not res.clients[0].conformant  # judged at the default
     assert res.tolerance == ("tolerance 1,000 model ms: the default (the header at "
                              "line 1 could not be read)")
-    assert V.exit_code([res]) == 2
+    assert V.exit_code([res]) == V.EXIT_UNREADABLE
     only = ndjson(tmp_path / "o.ndjson", [header_record(0.01, "manager")])
     assert [x.message for x in V.validate_file(str(only)).problems] == [
         "empty trace: no records (a header only: its writer recorded nothing)"]

@@ -14,7 +14,6 @@ from sephb.conformance.cli._common import (
     mode_choices,
     non_negative,
     positive,
-    print_json,
     time_scale,
 )
 from sephb.model.errors import UsageError
@@ -32,8 +31,16 @@ server-side view. The order of the records is always checked; --mode, --data and
 --sylink add what a trace cannot say by itself (the mode, the data rules the records
 prove, the client's configuration). The timing rules allow --tolerance of recording
 jitter: by default 0.1 s of wall time at the time scale the trace's header records
-(at least 1,000 model ms). Exit 0 all conformant, 1 some violation, 2 input that could
-not be read (the other lines, clients and files are still checked)."""
+(at least 1,000 model ms).
+
+Exit status (the highest applies; docs/validate.md):
+  0  every client of every file conformant
+  1  some client violated the model
+  2  usage error: bad arguments, a --sylink file that cannot be used
+  3  some input could not be read (the other lines, entries, clients and files
+     are still checked)
+  4  the validation of some file failed on an error of sephb itself (a bug; the
+     other files' results stand)"""
 
 EPILOG = """\
 examples:
@@ -92,12 +99,14 @@ def register(sub: Any) -> None:
                    help="with --engine dask: an existing scheduler (tcp://host:8786); "
                         "default: a LocalCluster of --jobs workers")
     p.add_argument("--json", action="store_true",
-                   help="machine-readable verdicts of every client, every problem")
+                   help="machine-readable verdicts of every client and the input "
+                        "problems kept (the first 1,000 of a file, and their count)")
     p.add_argument("--clients", action="store_true",
                    help="a table row per client (default: a row per file)")
     p.add_argument("--limit", type=non_negative, default=20, metavar="N",
                    help="show the first N input problems and violations of each file "
-                        "(default: 20; 0: all)")
+                        "(default: 20; 0: all, of input problems all kept: the first "
+                        "1,000)")
     p.set_defaults(run=cmd_validate)
 
 
@@ -106,8 +115,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from sephb.conformance.traces.validate import (
         exit_code,
         render,
-        to_json,
         validate_files,
+        write_json,
     )
 
     if args.scheduler and args.engine != "dask":
@@ -129,7 +138,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                              scheduler=args.scheduler,
                              time_scale=args.time_scale)
     if args.json:
-        print_json(to_json(results))
+        write_json(results, sys.stdout)  # streamed: a fleet has millions of clients
     else:
         render(results, sys.stdout, limit=args.limit, every_client=args.clients,
                timing=args.data or args.sylink is not None)

@@ -1,6 +1,34 @@
 """The validation engine: records decoded in blocks, each client run through the
 compiled checker (and with ``--data`` the rules of :mod:`.properties`), in bounded
-memory. :mod:`.validate` is its public face; its theory of operation is there."""
+memory. :mod:`.validate` is its public face; its theory of operation is there.
+
+Why this module is long: the hot path, its per-client state and the compact store
+that state is parked in are one design (each slot of a state is read by the hot
+loop by number, and parked and revived field by field); split, the numbering would
+be restated in two modules.
+
+Memory for many clients
+-----------------------
+A client *stream* (a client id in one view) that is *hot* has its state in a list
+(:meth:`_Run.fast` indexes it). A fleet trace holds millions of streams, most of
+them idle for long stretches: a list, a bytearray, dict entries and at the end a
+verdict object each came to a kilobyte a stream. So every stream has a row in
+:class:`_Streams`, numbered as first seen: flat columns (its id's UTF-8 in one byte
+string, its node's number, last time, event count, history) with no Python object
+per row, some 80 bytes a stream with a short history. When more hot streams than
+the run's hot limit (:data:`HOT_LIMIT` to begin with) are hot, and half as many
+more than the last pass left, a pass after a block *parks* those that have accepted
+no event since the pass before: their state is written to their row and their list
+dropped. A parked stream's next record revives it from its row (a few microseconds,
+park and revival together); both are exact (a parked history is first cut back
+like a fold's, which changes no verdict), so parking never shows in the results
+(``test_parking_changes_no_verdict``). When revivals come at more than one record
+in :data:`REVIVALS`, the streams in use at once do not fit the limit and parking
+them costs more than it saves: the pass doubles the limit. At the end every stream
+is parked and the result's :class:`~._verdicts.ClientTable` is made from the rows,
+with a verdict object only for a client that violated something or has deadlines
+pending.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +38,7 @@ import itertools
 import operator
 import sys
 import zlib
+from array import array
 from collections import deque
 from collections.abc import Iterator
 from typing import IO, Annotated, Any, Final, Literal, cast
@@ -19,6 +48,8 @@ import numpy as np
 
 from sephb.conformance.traces._verdicts import (
     DEFAULT_TOLERANCE_MS,
+    SIDES,
+    ClientTable,
     ClientVerdict,
     FileResult,
     Margin,
@@ -33,6 +64,7 @@ from sephb.conformance.traces.properties import (
 )
 from sephb.conformance.traces.trace import (
     ACTIONS,
+    NESTED,
     TRANSPORT,
     Record,
     TraceHeader,
@@ -66,6 +98,18 @@ FOLD_EVERY: Final = 64
 FAST_PATH = True
 #: Events shown before a violation.
 BEFORE: Final = 5
+#: Streams kept hot (as lists) before a pass parks the idle ones in their rows
+#: (see "Memory for many clients" above); when a pass leaves more, the next one
+#: waits for half as many again, so that a fleet whose clients are all busy pays
+#: for a few passes only.
+HOT_LIMIT = 1 << 16
+#: A pass doubles the run's hot limit when more than one record in this many
+#: since the last pass revived a parked stream: the streams in use at once are
+#: more than the limit holds, and parking them costs more than their memory (a
+#: fleet interleaved record by record would revive a stream at every record). A
+#: fleet whose clients check in now and then revives one per check-in (a dozen
+#: records or more) and stays compact.
+REVIVALS: Final = 8
 #: How a writer's header line begins (``trace.header_record`` encoded): a block that
 #: begins so has its first line read carefully and the rest on the fast path.
 _HEADER_START: Final = b'{"sephb"'
@@ -122,22 +166,121 @@ _HIDDEN_OF: Final[dict[str, frozenset[Event]]] = {
 
 # --- per-client state ------------------------------------------------------------
 
-# A client's state is a list, indexed by these, for speed on the hot path. _BY is the
-# ``by`` value (the decoder's own string object, or None) of the records that
+# A hot client's state is a list, indexed by these, for speed on the hot path. _BY
+# is the ``by`` value (the decoder's own string object, or None) of the records that
 # ``_Run.by_client`` sends to it; _COLS the name -> column map its next record takes
-# (with --data: whether the data properties need to see every record of it now).
-_NODE, _HIST, _LAST, _SIDE, _START, _OFFSET, _VERDICT, _BY, _PROPS, _COLS = range(10)
+# (with --data: whether the data properties need to see every record of it now);
+# _ROW its row in _Streams; _MARK its event count at the last parking pass.
+_NODE, _HIST, _LAST, _SIDE, _START, _OFFSET, _ROW, _BY, _PROPS, _COLS, _MARK = range(11)
 # _Run.fast spells these as literals
 assert (_NODE, _HIST, _LAST, _BY, _COLS) == (0, 1, 2, 7, 9)
+
+#: A view's number in a parked row (the order of the report).
+_SIDE_CODE: Final = {s: i for i, s in enumerate(SIDES)}
+#: The ``by`` values a state keeps, by their number in a parked row. The strings are
+#: the decoder's own (msgspec yields a Literal's value, this very object), so that
+#: the hot path's ``is`` test holds for a revived state too.
+_BYS: Final = (None, "client", "server", "har")
+_BY_CODE: Final = {b: i for i, b in enumerate(_BYS)}
+#: Node numbers of a parked row that stand for the dead node (after a violation)
+#: and for no checkpoint (history from the start of the trace).
+_DEAD_NODE: Final = 0xFFFF
+_NO_NODE: Final = 0xFFFE
+#: The last time a row's unsigned 64-bit column holds (as t + 1); a later ``t`` (JSON
+#: integers have no bound) is kept beside the rows.
+_MAX_ROW_T: Final = (1 << 64) - 2
 
 
 def _side(by: str | None) -> str:
     return "server" if by == "server" else "client"
 
 
-def _index(recs: list[Any], r: object, start: int) -> int:
-    """The position of record ``r`` (this object, not an equal one) in ``recs``."""
-    return next(i for i in range(start, len(recs)) if recs[i] is r)
+class _Streams:
+    """A row per client stream (a client id in one view) of a file, numbered as
+    first seen: the state of a parked stream, and an index from (view, id) to row.
+
+    The columns are ``array``s and ``bytearray``s: no Python object per row. The
+    index is open addressing with linear probing over an ``array('i')`` of rows,
+    at most half full, keyed by the id's UTF-8 bytes and the view. A hot stream's
+    row is stale (its list is the truth) until it is parked again. A history is
+    stored in :attr:`hist` at :attr:`hist_at`, in room for :attr:`hist_cap` bytes
+    that at least doubles when it must move, so that the room left behind stays
+    less than the room in use."""
+
+    def __init__(self) -> None:
+        self.names = bytearray()
+        self.name_at = array("Q", [0])
+        #: the view's number | the ``by`` value's number << 2
+        self.code = bytearray()
+        self.node = array("H")
+        self.start = array("H")
+        #: t + 1 of the last record (0: none yet)
+        self.last = array("Q")
+        self.offset = array("Q")
+        self.hist_at = array("Q")
+        self.hist_len = array("I")
+        self.hist_cap = array("I")
+        self.hist = bytearray()
+        self.slots = array("i", [-1]) * 1024
+
+    def __len__(self) -> int:
+        return len(self.code)
+
+    def name(self, row: int) -> str:
+        return self.names[self.name_at[row]:self.name_at[row + 1]].decode(
+            "utf-8", "surrogatepass")
+
+    def find(self, side: int, client: str) -> tuple[int, bool]:
+        """(row, whether the stream had one): a new stream gets the next row."""
+        key = client.encode("utf-8", "surrogatepass")
+        slots, names, at, code = self.slots, self.names, self.name_at, self.code
+        mask = len(slots) - 1
+        i = (hash(key) + side) & mask
+        while (row := slots[i]) >= 0:
+            if code[row] & 3 == side and names[at[row]:at[row + 1]] == key:
+                return row, True
+            i = (i + 1) & mask
+        row = len(code)
+        names += key
+        at.append(len(names))
+        code.append(side)
+        self.node.append(_NO_NODE)
+        self.start.append(_NO_NODE)
+        for column in (self.last, self.offset, self.hist_at, self.hist_len,
+                       self.hist_cap):
+            column.append(0)
+        if 2 * len(code) > len(slots):
+            self._grow()
+        else:
+            slots[i] = row
+        return row, False
+
+    def _grow(self) -> None:
+        """Twice the slots, every row placed again (a Python loop; it runs
+        log2(streams) times in all)."""
+        slots = self.slots = array("i", [-1]) * (2 * len(self.slots))
+        mask = len(slots) - 1
+        names, at, code = self.names, self.name_at, self.code
+        for row in range(len(code)):
+            i = (hash(bytes(names[at[row]:at[row + 1]])) + (code[row] & 3)) & mask
+            while slots[i] >= 0:
+                i = (i + 1) & mask
+            slots[i] = row
+
+    def put(self, row: int, node: int, start: int, by: int, last: int, offset: int,
+            hist: bytearray | deque[int]) -> None:
+        """Park a stream's state in its row."""
+        self.code[row] = (self.code[row] & 3) | by << 2
+        self.node[row], self.start[row] = node, start
+        self.last[row], self.offset[row] = last + 1, offset
+        n = len(hist)
+        if n > self.hist_cap[row]:
+            cap = max(n, 2 * self.hist_cap[row])
+            self.hist_at[row], self.hist_cap[row] = len(self.hist), cap
+            self.hist += bytes(cap)
+        at = self.hist_at[row]
+        self.hist[at:at + n] = bytes(hist) if isinstance(hist, deque) else hist
+        self.hist_len[row] = n
 
 #: The history of a client after its violation: keeps nothing.
 _SINK: Final[deque[int]] = deque(maxlen=0)
@@ -218,11 +361,29 @@ class _Run:
         self.dead[:-1] = [self.dead] * (len(self.dead) - 1)
         #: [column] -> whether it observes an event (not an action).
         self.is_event = tuple(n not in ACTIONS for n in self.tables["client"].col_name)
+        assert all(len(t.nodes) < _NO_NODE for t in self.tables.values())
+        #: The hot streams: view -> client id -> state.
         self.states: dict[str, dict[str, list[Any]]] = {s: {} for s in _HIDDEN_OF}
-        #: The fast path's index: client id -> the state of the first view seen.
+        #: The fast path's index: client id -> the hot state of the first view seen.
         self.by_client: dict[str, list[Any]] = {}
+        #: Every stream's row; the parked ones' state.
+        self.streams = _Streams()
+        #: row -> a stream's verdict, once it has violated something.
+        self.verdicts: dict[int, ClientVerdict] = {}
+        #: row -> a stream's data properties (--data), hot or parked.
+        self.props_of: dict[int, _Measured] = {}
+        #: row -> the last time of a parked stream, when its row cannot hold it.
+        self.late: dict[int, int] = {}
+        #: Hot streams above which a parking pass comes (doubled on churn), and
+        #: above which the next one does.
+        self.hot_limit = self.next_pass = HOT_LIMIT
+        #: Streams revived, and records read, since the last pass.
+        self.revived = self.events_at_pass = 0
         self.result = FileResult(path, "ndjson")
         self.events = 0
+        #: The block whose record positions :meth:`at` has mapped, and the map.
+        self._mapped: list[Any] | None = None
+        self._positions: dict[int, int] = {}
 
     def header_at(self, raw: bytes, line: int) -> bool:
         """Whether a line that is not a record is a header (taken, or reported when
@@ -292,16 +453,24 @@ class _Run:
                     f"at this scale the timing rules catch only gross delays"
         return head + text
 
-    def new(self, side: str, client: str) -> list[Any]:
-        st = [self.start[side], bytearray(), -1, side, None, 0, None, side, None,
-              self.col_quiet]
-        self.states[side][client] = st
+    def lookup(self, side: str, client: str) -> list[Any]:
+        """The hot state of a stream: as it is, revived from its row, or new."""
+        st = self.states[side].get(client)
+        if st is None:
+            row, known = self.streams.find(_SIDE_CODE[side], client)
+            if known:
+                st = self.unpark(row)
+                self.revived += 1
+            else:
+                st = [self.start[side], bytearray(), -1, side, None, 0, row, side,
+                      None, self.col_quiet, -1]
+            self.states[side][client] = st
         return st
 
     def first(self, r: _Line) -> list[Any]:
-        """The state of a client id not seen by the fast path yet: its view is that
-        of this record (``by_client`` keeps one view per id)."""
-        st = self.states[_side(r.by)].get(r.client) or self.new(_side(r.by), r.client)
+        """The state of a client id not seen by the fast path yet (or parked since):
+        its view is that of this record (``by_client`` keeps one view per id)."""
+        st = self.lookup(_side(r.by), r.client)
         st[_BY] = r.by
         self.by_client[r.client] = st
         return st
@@ -309,11 +478,80 @@ class _Run:
     def other(self, r: _Line) -> list[Any]:
         """The state of a record whose ``by`` differs from the one ``by_client`` keeps
         for its id: the other view (or ``"client"`` spelled as no ``by``)."""
-        side = _side(r.by)
-        return self.states[side].get(r.client) or self.new(side, r.client)
+        return self.lookup(_side(r.by), r.client)
+
+    def unpark(self, row: int) -> list[Any]:
+        """A parked stream's state, as it was when it was parked."""
+        s = self.streams
+        code = s.code[row]
+        side = SIDES[code & 3]
+        nodes = self.tables[side].nodes
+        number = s.node[row]
+        node = self.dead if number == _DEAD_NODE else nodes[number]
+        start = None if s.start[row] == _NO_NODE else nodes[s.start[row]]
+        at = s.hist_at[row]
+        hist: bytearray | deque[int] = _SINK if node is self.dead else \
+            s.hist[at:at + s.hist_len[row]]
+        props = self.props_of.get(row)
+        cols = self.col_every if props is not None and props.watching \
+            else self.col_quiet
+        last = self.late.pop(row, None)
+        return [node, hist, s.last[row] - 1 if last is None else last, side, start,
+                s.offset[row], row, _BYS[code >> 2], props, cols, -1]
+
+    def park(self, st: list[Any]) -> None:
+        """Write a stream's state to its row (its history cut back first, as a
+        fold would); the caller drops the list."""
+        self.trim(st)
+        node, start, last = st[_NODE], st[_START], st[_LAST]
+        if last > _MAX_ROW_T:
+            self.late[st[_ROW]] = last
+            last = _MAX_ROW_T
+        self.streams.put(st[_ROW], _DEAD_NODE if node is self.dead else node[-1],
+                         _NO_NODE if start is None else start[-1], _BY_CODE[st[_BY]],
+                         last, st[_OFFSET], st[_HIST])
+
+    def hot(self) -> int:
+        """How many streams are hot."""
+        return sum(len(states) for states in self.states.values())
+
+    def park_idle(self) -> None:
+        """Park the hot streams that accepted no event since the last pass."""
+        left = 0
+        by_client = self.by_client
+        for states in self.states.values():
+            idle = []
+            for client, st in states.items():
+                count = st[_OFFSET] + len(st[_HIST])
+                if count == st[_MARK]:
+                    idle.append(client)
+                else:
+                    st[_MARK] = count
+            for client in idle:
+                st = states.pop(client)
+                self.park(st)
+                if by_client.get(client) is st:
+                    del by_client[client]
+            left += len(states)
+        if self.revived * REVIVALS > self.events - self.events_at_pass:
+            self.hot_limit *= 2  # churn: the streams in use do not fit
+        self.revived, self.events_at_pass = 0, self.events
+        # Most left idle: the next pass at the limit again. Most busy (a fleet
+        # whose clients all check in): half as many more first, so that passes
+        # over busy streams stay few and the hot set holds them all.
+        self.next_pass = max(self.hot_limit, left + left // 2)
 
     def bad(self, line: int | None, message: str) -> None:
-        self.result.problems.append(Problem(self.path, line, message))
+        self.result.problem(Problem(self.path, line, message))
+
+    def at(self, recs: list[Any], r: object) -> int:
+        """The position of record ``r`` (this object, not an equal one) in the block
+        ``recs``: a map of the block made once, at its first violation (a scan for
+        each one made 100,000 violating clients cost minutes)."""
+        if self._mapped is not recs:
+            self._mapped = recs
+            self._positions = {id(x): i for i, x in enumerate(recs)}
+        return self._positions[id(r)]
 
     # The hot path: records of a block that decoded cleanly.
     def fast(self, recs: list[_Line], first: int, start: int) -> int:
@@ -336,7 +574,7 @@ class _Run:
                 st = self.other(r)
             t = r.t
             if t < st[2]:
-                return _index(recs, r, start)
+                return self.at(recs, r)
             st[2] = t
             col = st[9][r.event]
             if col < 0:
@@ -352,7 +590,7 @@ class _Run:
                     col = ~col
             nxt = st[0][col]
             if nxt is None:
-                self.violate(st, r.client, r.event, t, first + _index(recs, r, start))
+                self.violate(st, r.client, r.event, t, first + self.at(recs, r))
             else:  # a dead client's history is a sink: no test needed here
                 st[0] = nxt
                 st[1].append(col)
@@ -370,13 +608,13 @@ class _Run:
             return -1
         props = st[_PROPS]
         if props is None:
-            props = st[_PROPS] = _Measured(
+            props = st[_PROPS] = self.props_of[st[_ROW]] = _Measured(
                 self.tolerance_ms, self.config, st[_SIDE] != "client", self.mode,
                 self.timing, _HAR_UNSEEN if st[_SIDE] == "har" else frozenset())
         found = props.feed(name, t, r.port, r.ids, r.duplicates, r.addr)
         st[_COLS] = self.col_every if props.watching else self.col_quiet
         if found is not None:
-            self.violate(st, r.client, name, t, first + _index(recs, r, start), found,
+            self.violate(st, r.client, name, t, first + self.at(recs, r), found,
                          props.margin)
             return -1
         col = self.plain.get(name)
@@ -386,9 +624,7 @@ class _Run:
              source: str | None, role: str | None, line: int, rec: Any = None) -> None:
         """One record, any client: new clients, time order, every check spelled out.
         ``rec``: the decoded line, for the data properties (None: no fields)."""
-        st = self.states[side].get(client)
-        if st is None:
-            st = self.new(side, client)
+        st = self.lookup(side, client)
         if t < st[_LAST]:
             self.bad(line, f"time goes backwards for client {client!r}: t={t} after "
                            f"t={st[_LAST]}")
@@ -421,14 +657,14 @@ class _Run:
         index = st[_OFFSET] + len(st[_HIST])
         if found is not None:
             requirement, message = found
-            st[_VERDICT] = ClientVerdict(
+            self.verdicts[st[_ROW]] = ClientVerdict(
                 self.path, client, st[_SIDE], index + 1, False, line, t, requirement,
                 name, [], before, [], f"event {index} (t={t} ms) {message}",
                 reason=message, margin=margin)
         else:
             v = tables.explain(st[_NODE], bytes(st[_HIST]), name, index, t,
                                start=st[_START])
-            st[_VERDICT] = ClientVerdict(
+            self.verdicts[st[_ROW]] = ClientVerdict(
                 self.path, client, st[_SIDE], v.index + 1, False, line, t,
                 v.requirement, name, list(v.allowed), before,
                 list(v.path[-KEEP_PATH:]), v.message,
@@ -437,26 +673,30 @@ class _Run:
         st[_HIST] = _SINK
 
     def fold(self) -> None:
-        """Cut long histories back to their last WINDOW columns (flat memory per
+        """Cut the hot streams' long histories back (:meth:`trim`)."""
+        for states in self.states.values():
+            for st in states.values():
+                self.trim(st)
+
+    def trim(self, st: list[Any]) -> None:
+        """Cut a long history back to its last WINDOW columns (flat memory per
         client): the checkpoint moves forward by stepping the compiled automaton over
         the columns cut (one C-level reduce), and the window is made to hold an
         event, so that :meth:`Tables.explain` from the checkpoint stays exact."""
-        for states in self.states.values():
-            for st in states.values():
-                hist = st[_HIST]
-                keep = max(WINDOW, BEFORE)  # the events shown before a violation too
-                if st[_NODE] is self.dead or len(hist) <= 2 * keep:
-                    continue
-                is_event = self.is_event
-                cut = len(hist) - keep
-                while cut > 0 and not any(is_event[c] for c in hist[cut:]):
-                    cut -= keep  # only actions lately: keep back to an event
-                if cut <= 0:
-                    continue
-                start = st[_START] or self.start[st[_SIDE]]
-                st[_START] = functools.reduce(operator.getitem, hist[:cut], start)
-                del hist[:cut]
-                st[_OFFSET] += cut
+        hist = st[_HIST]
+        keep = max(WINDOW, BEFORE)  # the events shown before a violation too
+        if st[_NODE] is self.dead or len(hist) <= 2 * keep:
+            return
+        is_event = self.is_event
+        cut = len(hist) - keep
+        while cut > 0 and not any(is_event[c] for c in hist[cut:]):
+            cut -= keep  # only actions lately: keep back to an event
+        if cut <= 0:
+            return
+        start = st[_START] or self.start[st[_SIDE]]
+        st[_START] = functools.reduce(operator.getitem, hist[:cut], start)
+        del hist[:cut]
+        st[_OFFSET] += cut
 
     def finish(self) -> FileResult:
         res = self.result
@@ -467,23 +707,49 @@ class _Run:
         res.header = None if head is None else {
             "line": self.header_line, "time_scale": head.time_scale,
             "writer": head.writer, "version": head.version}
+        # Every stream parked: the rows hold every state.
+        for states in self.states.values():
+            for st in states.values():
+                self.park(st)
+            states.clear()
+        self.by_client.clear()
+        s = self.streams
+        n = len(s)
         # The recording went on to its last record, whoever's: a deadline of a
         # client due before then was broken (it was silent past it); one due later
         # is pending.
-        end = max((st[_LAST] for states in self.states.values()
-                   for st in states.values()), default=0)
-        for side in ("server", "client", "har"):
-            for client, st in self.states[side].items():
-                props = st[_PROPS]
-                if st[_VERDICT] is None and props is not None:
-                    found = props.finish(end)
-                    if found is not None:
-                        self.violate(st, client, "(end of trace)", end, None, found,
-                                     props.margin)
-                v = st[_VERDICT]
-                res.clients.append(v if v is not None else ClientVerdict(
-                    self.path, client, side, st[_OFFSET] + len(st[_HIST]),
-                    pending=[o.describe() for o in props.pending()] if props else []))
+        last = np.frombuffer(s.last, dtype=np.uint64)
+        end = max(int(last.max()) - 1 if n else 0, *self.late.values(), 0)
+        for row, props in self.props_of.items():
+            if row in self.verdicts:
+                continue
+            found = props.finish(end)
+            if found is not None:
+                self.violate(self.unpark(row), s.name(row), "(end of trace)", end, None,
+                             found, props.margin)
+                continue
+            pending = [o.describe() for o in props.pending()]
+            if pending:
+                self.verdicts[row] = ClientVerdict(
+                    self.path, s.name(row), SIDES[s.code[row] & 3],
+                    s.offset[row] + s.hist_len[row], pending=pending)
+        # Each stream's events, in place of its offset (no longer needed): no copy
+        # of a column two million rows long.
+        events = np.frombuffer(s.offset, dtype=np.uint64)
+        events += np.frombuffer(s.hist_len, dtype=np.uint32)
+        del events
+        sides = np.frombuffer(s.code, dtype=np.uint8) & 3
+        # Report order: by view, each in the order first seen (the rows' order).
+        order = None
+        flagged = self.verdicts
+        if n and bool((sides[1:] < sides[:-1]).any()):
+            perm = np.argsort(sides, kind="stable")
+            order = array("q", perm.astype(np.int64).tobytes())
+            position = np.empty(n, dtype=np.int64)
+            position[perm] = np.arange(n)
+            flagged = {int(position[row]): v for row, v in self.verdicts.items()}
+        res.clients = ClientTable(self.path, s.names, s.name_at, sides.tobytes(),
+                                  s.offset, order, flagged)
         return res
 
 
@@ -608,8 +874,8 @@ def _ndjson(stream: IO[bytes], run: _Run) -> None:
             try:  # a view, not a copy, of the whole lines
                 with memoryview(buf) as view:
                     recs = run.decoder.decode_lines(view[start:end])
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                recs = None
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                recs = None  # a deeply nested line: the careful path names it
             if recs is not None and len(recs) != n:
                 recs = None
         if recs is not None:
@@ -629,6 +895,8 @@ def _ndjson(stream: IO[bytes], run: _Run) -> None:
                 _careful(run, lines[i], first + i, last and i == n - 1)
         if count % FOLD_EVERY == 0:  # every 64 MiB: cheap next to reading them
             run.fold()
+        if run.hot() > run.next_pass:
+            run.park_idle()
 
 
 def _careful(run: _Run, raw: bytes, line: int, last: bool) -> None:
@@ -637,7 +905,7 @@ def _careful(run: _Run, raw: bytes, line: int, last: bool) -> None:
         return
     try:
         rec = run.decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         rec = None
     if rec is None:
         try:
@@ -649,6 +917,11 @@ def _careful(run: _Run, raw: bytes, line: int, last: bool) -> None:
         except msgspec.DecodeError as exc:
             hint = " (truncated last line?)" if last else ""
             run.bad(line, f"bad JSON: {exc}{hint}")
+            return
+        except RecursionError:
+            # msgspec's decoder recurses per level of nesting: a line of brackets
+            # under the length cap would otherwise end the whole run.
+            run.bad(line, f"bad JSON: {NESTED}")
             return
         run.bad(line, problem(full) or "bad record")
         return

@@ -1,10 +1,18 @@
 """What offline validation finds: per client a verdict, per file a result, and the
-input problems and timing margins they carry."""
+input problems and timing margins they carry.
+
+A fleet's trace holds millions of clients and a hostile one millions of bad lines,
+so a :class:`FileResult` is bounded where it can be and compact where it cannot:
+it keeps the first :data:`MAX_PROBLEMS` input problems and counts the rest, and its
+:class:`ClientTable` holds a conformant client with nothing pending as a name, a
+view and an event count in flat columns (a ClientVerdict is made when one is read).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, overload
 
 from sephb.conformance.traces.properties import (
     TraceProperties,
@@ -17,6 +25,10 @@ from sephb.model.protocol import SESSION_LIMIT_MS
 #: Model ms of recording jitter the timing rules allow by default, and at least when
 #: the tolerance follows a recorded time scale.
 DEFAULT_TOLERANCE_MS: Final = 1000
+#: Input problems a file's result keeps (the first ones); the rest are counted
+#: (:attr:`FileResult.problem_count`). A file of a million bad lines needs a
+#: few examples and a count, not a million messages in memory.
+MAX_PROBLEMS: Final = 1000
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,7 @@ class Margin:
                 f"--tolerance {self.accepting_tolerance_ms} would {then}")
 
 
-@dataclass
+@dataclass(slots=True)
 class ClientVerdict:
     """One client's verdict in one file (and one view of it)."""
 
@@ -102,13 +114,117 @@ class ClientVerdict:
     margin: Margin | None = None
 
 
+#: The views of a client, in the order a file's verdicts are reported.
+SIDES: Final = ("server", "client", "har")
+
+
+class ClientTable(Sequence[ClientVerdict]):
+    """Every client's verdict in one file, in the order they are reported: the
+    server views, then the client views, then a HAR's, each in the order first seen.
+
+    Compact, for a fleet of millions: a client that is conformant with nothing
+    pending is a row of flat columns (its id in one byte string, its view, its
+    event count; some 25 bytes) and becomes a :class:`ClientVerdict` only when it
+    is read. The others (violations, pending deadlines) are kept as verdicts,
+    :meth:`flagged`. It reads like a list (``len``, indexing, iteration) and two
+    tables are equal when their verdicts are."""
+
+    __slots__ = ("_events", "_flagged", "_name_at", "_names", "_order", "_path",
+                 "_sides")
+
+    def __init__(self, path: str = "", names: bytes | bytearray = b"",
+                 name_at: Sequence[int] = (0,), sides: bytes | bytearray = b"",
+                 events: Sequence[int] = (), order: Sequence[int] | None = None,
+                 flagged: dict[int, ClientVerdict] | None = None) -> None:
+        """Rows are numbered as first seen: row ``i`` is client
+        ``names[name_at[i]:name_at[i + 1]]`` (UTF-8) of view ``SIDES[sides[i]]``
+        with ``events[i]`` events. ``order``: the rows in report order (None: the
+        rows' own order); ``flagged``: report position -> the verdict of a client
+        that is not plainly conformant."""
+        self._path, self._names, self._name_at = path, names, name_at
+        self._sides, self._events, self._order = sides, events, order
+        self._flagged = flagged or {}
+
+    @classmethod
+    def of(cls, verdicts: Iterable[ClientVerdict]) -> ClientTable:
+        """A table of these verdicts, in this order (all of them kept as they are)."""
+        return cls(flagged=dict(enumerate(verdicts)), sides=b"")
+
+    def __len__(self) -> int:
+        return len(self._sides) or len(self._flagged)
+
+    @overload
+    def __getitem__(self, i: int) -> ClientVerdict: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[ClientVerdict]: ...
+    def __getitem__(self, i: int | slice) -> ClientVerdict | list[ClientVerdict]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        n = len(self)
+        if i < 0:
+            i += n
+        if not 0 <= i < n:
+            raise IndexError(f"client {i} of {n}")
+        v = self._flagged.get(i)
+        if v is not None:
+            return v
+        row = i if self._order is None else int(self._order[i])
+        a, b = self._name_at[row], self._name_at[row + 1]
+        return ClientVerdict(self._path, self._names[a:b].decode("utf-8", "surrogatepass"),
+                             SIDES[self._sides[row]], int(self._events[row]))
+
+    def __iter__(self) -> Iterator[ClientVerdict]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def raw(self) -> Iterator[ClientVerdict | tuple[str, str, int]]:
+        """The clients in report order: a verdict, or (client, view, events) for a
+        plainly conformant one (what it would say; no object made)."""
+        flagged, order, names, at = self._flagged, self._order, self._names, self._name_at
+        sides, events = self._sides, self._events
+        for i in range(len(self)):
+            v = flagged.get(i)
+            if v is not None:
+                yield v
+                continue
+            row = i if order is None else order[i]
+            yield (names[at[row]:at[row + 1]].decode("utf-8", "surrogatepass"),
+                   SIDES[sides[row]], events[row])
+
+    def flagged(self) -> list[ClientVerdict]:
+        """The verdicts of the clients that are not plainly conformant (violating,
+        or with deadlines pending), in report order."""
+        return [self._flagged[i] for i in sorted(self._flagged)]
+
+    @property
+    def violating(self) -> int:
+        """How many clients violated the model."""
+        return sum(not v.conformant for v in self._flagged.values())
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ClientTable):
+            return NotImplemented
+        return len(self) == len(other) and all(
+            a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable contents, like a list
+
+    def __repr__(self) -> str:
+        head = ", ".join(repr(v) for v in self[:10])
+        more = f", ... {len(self) - 10:,} more" if len(self) > 10 else ""
+        return f"ClientTable([{head}{more}])"
+
+
 @dataclass
 class FileResult:
     path: str
     format: str
     events: int = 0
-    clients: list[ClientVerdict] = field(default_factory=list)
+    clients: ClientTable = field(default_factory=ClientTable)
+    #: The first :data:`MAX_PROBLEMS` input problems, in file order.
     problems: list[Problem] = field(default_factory=list)
+    #: All input problems, kept or not.
+    problem_count: int = 0
     #: The tolerance of the timing rules (with ``--data``), model ms.
     tolerance_ms: int = DEFAULT_TOLERANCE_MS
     #: Why that tolerance: "tolerance 100,000 model ms: 0.1 s of wall time at the
@@ -119,6 +235,17 @@ class FileResult:
     time_scale: float | None = None
     #: The header that set it: its line, time scale and writer (None: none read).
     header: dict[str, Any] | None = None
+    #: Set when the validation of this file stopped on an error of ``sephb`` itself
+    #: (a bug, never the input's fault): what it was. The file's verdicts are then
+    #: lost, not those of the other files.
+    error: str | None = None
+
+    def problem(self, problem: Problem) -> None:
+        """Count an input problem; keep it if it is among the first
+        :data:`MAX_PROBLEMS`."""
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
 
 
 # --- margins of timing findings --------------------------------------------------

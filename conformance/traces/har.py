@@ -35,7 +35,11 @@ else:
 
 A HAR cannot see the client's timers, so it is checked with the server-side hidden
 events. Problems are :class:`HarError`; their "line" is the entry's 1-based number
-(``entries[N-1]``), or the JSON line for a syntax error.
+(``entries[N-1]``), or the JSON line for a syntax error. Every entry is checked
+before any is mapped, and a HAR that breaks the format anywhere (JSON nested deeper
+than the decoder follows, a URL that is no URL or whose port is not 0-65535, a
+``startedDateTime`` without a time zone, which cannot be ordered against one with
+it) is one HarError naming the entry and what was expected; nothing else escapes.
 
 :func:`trace_to_har` goes the other way: the server records of a run (``sephb
 manager --trace``) as HAR entries, their model times as the wall-clock times of a
@@ -49,8 +53,8 @@ import math
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Final
+from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 
@@ -120,8 +124,15 @@ class _Response(msgspec.Struct):
     _error: str | None = None
 
 
+#: Added to msgspec's message for a ``startedDateTime`` without a zone.
+_ZONE: Final = (" (HAR 1.2 times carry their zone: 2026-01-01T12:00:00.000Z or "
+                "+02:00)")
+
+
 class _Entry(msgspec.Struct):
-    startedDateTime: datetime
+    # HAR 1.2 requires the zone (YYYY-MM-DDThh:mm:ss.sTZD): a time without one
+    # cannot be ordered against one with it.
+    startedDateTime: Annotated[datetime, msgspec.Meta(tz=True)]
     request: _Request
     response: _Response
     time: float = 0.0
@@ -130,9 +141,17 @@ class _Entry(msgspec.Struct):
     _sephb_role: str | None = None
 
 
+#: What a HAR nested deeper than the decoder can follow gets told.
+NESTED: Final = ("JSON nested too deeply to read: expected a HAR, {\"log\": "
+                 "{\"entries\": [...]}}, whose entries nest a few levels")
+
+
 def _decode_entries(data: bytes) -> list[tuple[int, Any]]:
     try:
         doc = msgspec.json.decode(data)
+    except RecursionError:
+        # msgspec recurses per level: a file of brackets would end the whole run.
+        raise HarError(None, NESTED) from None
     except msgspec.DecodeError as exc:
         # msgspec names a byte offset: say which line that is.
         msg = str(exc)
@@ -145,9 +164,9 @@ def _decode_entries(data: bytes) -> list[tuple[int, Any]]:
         elif "truncated" in msg:
             line = data.rstrip().count(b"\n") + 1
         raise HarError(line, f"bad JSON: {msg}") from None
-    entries = doc.get("log", {}).get("entries") if isinstance(doc, dict) else None
-    if not isinstance(doc, dict) or not isinstance(doc.get("log"), dict) \
-            or not isinstance(entries, list):
+    log = doc.get("log") if isinstance(doc, dict) else None
+    entries = log.get("entries") if isinstance(log, dict) else None
+    if not isinstance(entries, list):
         raise HarError(None, "not a HAR file: expected {\"log\": {\"entries\": [...]}}")
     return list(enumerate(entries, 1))
 
@@ -162,8 +181,30 @@ def _header(req: _Request, name: str) -> str | None:
 
 def _model_ms(wall_ms: float, time_scale: float) -> int:
     """Model ms of ``wall_ms`` of wall time at ``time_scale``, rounded down (a
-    microsecond of float error does not cost a whole model millisecond)."""
-    return math.floor(wall_ms / time_scale + 1e-6)
+    microsecond of float error does not cost a whole model millisecond). Raises
+    ValueError when that is no finite number (a tiny scale, a huge ``time``)."""
+    ms = wall_ms / time_scale + 1e-6
+    if not math.isfinite(ms):
+        raise ValueError(f"{wall_ms:g} wall ms at time scale {time_scale:g} is "
+                         f"beyond any model time")
+    return math.floor(ms)
+
+
+def _url(n: int, url: str) -> tuple[SplitResult, int]:
+    """An entry's request URL, split, and its port: a HarError for one that is no
+    http(s) URL or whose port is not a number 0-65535."""
+    shown = repr(url[:80])
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # parses the port: ValueError for "abc" or 99999
+    except ValueError as exc:
+        raise HarError(n, f"entries[{n - 1}]: bad request URL {shown}: {exc} "
+                          f"(expected http://host[:port]/path, a port 0-65535)"
+                       ) from None
+    if parts.scheme not in ("http", "https"):
+        raise HarError(n, f"entries[{n - 1}]: not an HTTP request "
+                          f"({parts.scheme or 'no'} scheme: {shown})")
+    return parts, port or (443 if parts.scheme == "https" else 80)
 
 
 def har_events(path: str, *, time_scale: float = 1.0) -> Iterator[HarEvent]:
@@ -180,20 +221,20 @@ def har_events(path: str, *, time_scale: float = 1.0) -> Iterator[HarEvent]:
         raise HarError(None, f"cannot open: {exc.strerror}") from None
     if not data.strip():
         raise HarError(None, "empty file")
-    parsed: list[tuple[int, _Entry]] = []
+    parsed: list[tuple[int, _Entry, SplitResult, int]] = []
     for n, raw in _decode_entries(data):
         try:
             entry = msgspec.convert(raw, _Entry, strict=False)
         except msgspec.ValidationError as exc:
-            raise HarError(n, f"entries[{n - 1}]: not an HTTP entry: {exc}") from None
-        scheme = urlsplit(entry.request.url).scheme
-        if scheme not in ("http", "https"):
-            raise HarError(n, f"entries[{n - 1}]: not an HTTP request ({scheme or 'no'} "
-                              f"scheme: {entry.request.url[:80]!r})")
-        parsed.append((n, entry))
+            raise HarError(n, f"entries[{n - 1}]: not an HTTP entry: {exc}"
+                              f"{_ZONE if 'timezone' in str(exc) else ''}") from None
+        if not math.isfinite(entry.time):
+            raise HarError(n, f"entries[{n - 1}]: time must be a number of ms, got "
+                              f"{entry.time}")
+        parsed.append((n, entry, *_url(n, entry.request.url)))
     if not parsed:
         raise HarError(None, "no entries")
-    parsed.sort(key=lambda p: p[1].startedDateTime)
+    parsed.sort(key=lambda p: p[1].startedDateTime)  # every one with its zone
     t0 = parsed[0][1].startedDateTime
     last: dict[str, int] = {}
     conns: dict[str, str | None] = {}  # client -> its current manager connection
@@ -206,20 +247,21 @@ def har_events(path: str, *, time_scale: float = 1.0) -> Iterator[HarEvent]:
         last[client] = t
         out.append(HarEvent(client, name, t, changed, source, n, **data))
 
-    for n, e in parsed:
+    for n, e, url, port in parsed:
         client = _header(e.request, HEADER_CLIENT)
         if not client:
             raise HarError(n, f"entries[{n - 1}]: no {HEADER_CLIENT} request header")
-        url = urlsplit(e.request.url)
-        port = url.port or (443 if url.scheme == "https" else 80)
         addr = e.serverIPAddress or url.hostname or ""
         role = Role(e._sephb_role) if e._sephb_role in ("manager", "gup") else (
             Role.GUP if port == GUP_PORT else Role.MANAGER)
         conn = e.connection or f"{addr}:{port}"
         # Whole microseconds: no float error before the scale is applied.
         wall_ms = (e.startedDateTime - t0) // timedelta(microseconds=1) / 1000
-        start = _model_ms(wall_ms, time_scale)
-        end = _model_ms(wall_ms + max(0.0, e.time), time_scale)
+        try:
+            start = _model_ms(wall_ms, time_scale)
+            end = _model_ms(wall_ms + max(0.0, e.time), time_scale)
+        except ValueError as exc:
+            raise HarError(n, f"entries[{n - 1}]: {exc}") from None
         first = (client, conn) not in seen
         if role is Role.MANAGER and first:
             if conns.get(client) is not None:
@@ -253,8 +295,8 @@ def har_events(path: str, *, time_scale: float = 1.0) -> Iterator[HarEvent]:
                  ids=_strings(acked) if isinstance(acked, list) else None)
         else:
             emit(client, failure_event(route, first_request=first).value, end, n)
-            if role is Role.MANAGER:
-                conns[client] = None if first or route.path == PUSH_PATH else conns[client]
+            if role is Role.MANAGER and (first or route.path == PUSH_PATH):
+                conns[client] = None
     yield from out
 
 
@@ -264,13 +306,13 @@ def _body(resp: _Response) -> dict[str, Any]:
         return {}
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not a body the profile knows: unknown
         return {}
     return doc if isinstance(doc, dict) else {}
 
 
 def _strings(items: list[Any]) -> list[str]:
-    return [str(i) for i in items]
+    return [_id(i) for i in items]
 
 
 def _log_ids(req: _Request) -> list[str] | None:
@@ -279,12 +321,23 @@ def _log_ids(req: _Request) -> list[str] | None:
     text = req.postData.text if req.postData else None
     try:
         doc = json.loads(text) if text else None
-    except ValueError:
+    except (ValueError, RecursionError):  # not a body the profile knows: unknown
         return None
     logs = doc.get("logs") if isinstance(doc, dict) else None
     if not isinstance(logs, list):
         return None
-    return [str(log["id"]) for log in logs if isinstance(log, dict) and "id" in log]
+    return [_id(log["id"]) for log in logs if isinstance(log, dict) and "id" in log]
+
+
+def _id(value: Any) -> str:
+    """A log id as text: a string as it is, anything else as its JSON (``str`` of
+    a deeply nested list would recurse as deep)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value)
+    except (ValueError, RecursionError):
+        return "(an id nested too deeply to show)"
 
 
 def _source(body: Mapping[str, Any]) -> str | None:

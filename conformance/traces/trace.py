@@ -68,6 +68,7 @@ __all__ = [
     "EVENTS",
     "HEADER_VERSION",
     "NAMES",
+    "NESTED",
     "SPECIFIC_FIELDS",
     "Record",
     "Recorder",
@@ -284,7 +285,7 @@ def header_of(line: bytes) -> TraceHeader | None:
         return None
     try:
         doc = msgspec.json.decode(line)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):  # nested too deeply: no header
         return None
     if not isinstance(doc, dict) or "sephb" not in doc:
         return None
@@ -304,6 +305,12 @@ def header_of(line: bytes) -> TraceHeader | None:
         raise ValueError(f"bad trace header: writer must be a non-empty string, got "
                          f"{_shown(writer)}")
     return TraceHeader(float(doc["time_scale"]), writer, version)
+
+
+#: What a line nested deeper than the decoder can follow gets told (msgspec recurses
+#: once a level, and a line of brackets under any sane length cap is deep enough to
+#: raise RecursionError, which would end the whole run).
+NESTED: Final = "nested too deeply to read: expected one flat JSON object a line"
 
 
 class TraceError(UsageError):
@@ -368,6 +375,8 @@ def read_trace(source: TraceTarget, *, name: str | None = None) -> Iterator[Reco
             except msgspec.DecodeError as exc:
                 hint = "" if line.endswith(b"\n") else " (truncated last line?)"
                 raise TraceError(where, lineno, f"bad JSON: {exc}{hint}") from None
+            except RecursionError:
+                raise TraceError(where, lineno, f"bad JSON: {NESTED}") from None
             what = problem(rec)
             if what:
                 raise TraceError(where, lineno, what)
@@ -419,8 +428,8 @@ def read_header(source: TraceTarget, *, name: str | None = None
             return None  # a record
         except msgspec.ValidationError:
             pass
-        except msgspec.DecodeError:
-            return None  # not JSON: read_trace says so
+        except (msgspec.DecodeError, RecursionError):
+            return None  # not JSON (or nested too deeply): read_trace says so
         try:
             return header_of(line)
         except ValueError as exc:

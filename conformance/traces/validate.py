@@ -61,14 +61,29 @@ late or early, and the tolerance that would accept it).
 
 Files are independent (a client id in two files is two clients), so ``--jobs N``
 validates files in a process pool and ``--engine dask`` on a Dask cluster, each with
-the same :func:`validate_file`; results come back in file order either way.
+the same :func:`validate_file`; results come back in file order either way. A file
+whose validation fails on an error of ``sephb`` itself (a bug: bad input of any
+kind is a :class:`Problem`, never an exception) gets a result saying so
+(:attr:`FileResult.error`); the other files' results stand.
+
+What a run keeps is bounded by its clients, never by its input: the first
+:data:`MAX_PROBLEMS` input problems of a file and a count of them all, and per
+client a compact state (``_engine``, "Memory for many clients") and, unless it
+violated something or has deadlines pending, a row of a
+:class:`~._verdicts.ClientTable` rather than a verdict object. :func:`write_json`
+streams ``--json`` client by client for the same reason.
+
+Exit status (:func:`exit_code`; docs/validate.md keeps the table): 0 every client
+conformant, 1 a violation, 2 a usage error (the command line's), 3 input that could
+not be read, 4 a file whose validation failed; the highest applies.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, fields
 from typing import IO, Any, Final
 
 from sephb.conformance.traces._engine import (
@@ -82,6 +97,8 @@ from sephb.conformance.traces._engine import (
 )
 from sephb.conformance.traces._verdicts import (
     DEFAULT_TOLERANCE_MS,
+    MAX_PROBLEMS,
+    ClientTable,
     ClientVerdict,
     FileResult,
     Margin,
@@ -96,16 +113,40 @@ from sephb.model.protocol import Mode
 
 __all__ = [
     "DEFAULT_TOLERANCE_MS",
+    "EXIT_CONFORMANT",
+    "EXIT_FAILED",
+    "EXIT_UNREADABLE",
+    "EXIT_USAGE",
+    "EXIT_VIOLATION",
     "MAX_LINE",
+    "MAX_PROBLEMS",
+    "ClientTable",
     "ClientVerdict",
     "FileResult",
     "Margin",
     "Problem",
     "default_tolerance",
+    "exit_code",
+    "render",
+    "to_json",
     "validate_file",
     "validate_files",
+    "write_json",
 ]
 
+# The exit status of ``sephb validate`` (docs/validate.md, "Output and exit status").
+#: Every client of every file conformant.
+EXIT_CONFORMANT: Final = 0
+#: Some client violated the model (and every input was read).
+EXIT_VIOLATION: Final = 1
+#: A usage error: the command line, or a --sylink file that cannot be used (the
+#: CLI's status for every :class:`~sephb.model.errors.UsageError`).
+EXIT_USAGE: Final = 2
+#: Some input could not be read: a line, an entry, a file (the rest was checked).
+EXIT_UNREADABLE: Final = 3
+#: The validation of some file failed on an error of sephb itself (a bug; the
+#: other files' results stand).
+EXIT_FAILED: Final = 4
 
 
 def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
@@ -153,9 +194,9 @@ def validate_file(path: str, fmt: str = "auto", interpretation: str = DEFAULT,
         if collecting:
             gc.enable()
     res = run.finish()
-    if not res.problems and not res.events:
+    if not res.problem_count and not res.events:
         only = " (a header only: its writer recorded nothing)" if run.header else ""
-        res.problems.append(Problem(res.path, None, f"empty trace: no records{only}"))
+        res.problem(Problem(res.path, None, f"empty trace: no records{only}"))
     return res
 
 
@@ -169,7 +210,19 @@ _Task = tuple[str, str, str, "str | None", bool, "int | None", "str | None",
 
 
 def _one(task: _Task) -> FileResult:
-    return validate_file(*task)
+    """One file's result, whatever happens: an exception here is a bug of sephb's
+    (bad input is a Problem), and it costs this file's verdicts, not the run's."""
+    from sephb.model.errors import SephbError
+
+    try:
+        return validate_file(*task)
+    except SephbError:
+        raise  # a usage error (a --sylink that cannot be read) stops the run
+    except Exception as exc:
+        path, fmt = task[0], task[1]
+        return FileResult("<stdin>" if path == "-" else path,
+                          _sniff(path) if fmt == "auto" else fmt,
+                          error=f"{type(exc).__name__}: {exc}")
 
 
 def validate_files(paths: Sequence[str], fmt: str = "auto",
@@ -224,27 +277,90 @@ def _dask(tasks: list[_Task], jobs: int, scheduler: str | None
 
 
 def exit_code(results: Iterable[FileResult]) -> int:
+    """The exit status of a run: the highest of :data:`EXIT_FAILED` (a file whose
+    validation failed), :data:`EXIT_UNREADABLE` (input that could not be read),
+    :data:`EXIT_VIOLATION` and :data:`EXIT_CONFORMANT`."""
     results = list(results)
-    if any(r.problems for r in results):
-        return 2
-    return 1 if any(not c.conformant for r in results for c in r.clients) else 0
+    if any(r.error for r in results):
+        return EXIT_FAILED
+    if any(r.problem_count for r in results):
+        return EXIT_UNREADABLE
+    if any(r.clients.violating for r in results):
+        return EXIT_VIOLATION
+    return EXIT_CONFORMANT
+
+
+def _file_json(r: FileResult, clients: Any) -> dict[str, Any]:
+    """A file's result as JSON values, its clients given."""
+    out: dict[str, Any] = {}
+    for f in fields(r):
+        value = getattr(r, f.name)
+        if f.name == "clients":
+            value = clients
+        elif f.name == "problems":
+            value = [asdict(p) for p in value]
+        out[f.name] = value
+    return out
+
+
+def _totals(results: Sequence[FileResult]) -> dict[str, int]:
+    return {
+        "events": sum(r.events for r in results),
+        "clients": sum(len(r.clients) for r in results),
+        "violations": sum(r.clients.violating for r in results),
+        "problems": sum(r.problem_count for r in results),
+        "exit": exit_code(results),
+    }
 
 
 def to_json(results: Sequence[FileResult]) -> dict[str, Any]:
-    return {
-        "files": [asdict(r) for r in results],
-        "events": sum(r.events for r in results),
-        "clients": sum(len(r.clients) for r in results),
-        "violations": sum(not c.conformant for r in results for c in r.clients),
-        "problems": sum(len(r.problems) for r in results),
-        "exit": exit_code(results),
-    }
+    """Every verdict and kept problem, and the totals, as one JSON document in
+    memory (:func:`write_json` writes the same document without holding it)."""
+    return {"files": [_file_json(r, [asdict(c) for c in r.clients]) for r in results],
+            **_totals(results)}
+
+
+#: A conformant client's JSON after its event count: the same for every one.
+_PLAIN: Final = json.dumps(asdict(ClientVerdict("", "", "", 0))).partition(
+    '"events": 0')[2]
+
+
+def _clients_json(r: FileResult) -> Iterator[str]:
+    """The JSON of each client of a file, one string each; a plainly conformant
+    client by a template (a fleet's millions would take an asdict each)."""
+    path = json.dumps(r.path)
+    for c in r.clients.raw():
+        if isinstance(c, ClientVerdict):
+            yield json.dumps(asdict(c))
+        else:
+            client, side, events = c
+            yield (f'{{"path": {path}, "client": {json.dumps(client)}, "side": '
+                   f'"{side}", "events": {events}{_PLAIN}')
+
+
+def write_json(results: Sequence[FileResult], out: IO[str]) -> None:
+    """:func:`to_json`'s document, written as it is made: client by client."""
+    out.write('{"files": [')
+    for i, r in enumerate(results):
+        out.write(",\n{" if i else "\n{")
+        for k, (name, value) in enumerate(_file_json(r, None).items()):
+            out.write(f"{', ' if k else ''}{json.dumps(name)}: ")
+            if name != "clients":
+                out.write(json.dumps(value))
+                continue
+            out.write("[")
+            for n, line in enumerate(_clients_json(r)):
+                out.write(f"{',' if n else ''}\n  {line}")
+            out.write("\n]")
+        out.write("}")
+    out.write("\n], " + json.dumps(_totals(results))[1:] + "\n")
 
 
 def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
            every_client: bool = False, timing: bool = False) -> None:
     """Input problems and violations in detail (the first ``limit`` of each per file;
-    0: all), a summary table per file (per client with ``every_client``), totals.
+    0: all there are, of problems all kept), a summary table per file (per client
+    with ``every_client``), totals.
     ``timing``: the timing rules ran (``--data``), so say which tolerance they used.
 
     A fleet trace holds a hundred thousand clients: a row each would take minutes
@@ -257,14 +373,26 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
     # A terminal gets its own width; a log or a pipe gets room for long file paths
     # rather than columns folded a few letters wide.
     wide = None if out.isatty() else 160
-    console = Console(file=out, highlight=False, soft_wrap=True, width=wide)
+    # No markup but where a call asks for it: a client id, a path or a message
+    # holding "[/x]" would otherwise be read as a tag (and a stray one raises).
+    console = Console(file=out, highlight=False, soft_wrap=True, width=wide,
+                      markup=False)
 
-    def capped(items: Sequence[Any], what: str, path: str) -> Sequence[Any]:
-        if limit and len(items) > limit:
-            console.print(f"({len(items) - limit:,} more {what} in {path} not shown: "
-                          f"--limit 0 shows all, --json lists them)", markup=False)
-            return items[:limit]
-        return items
+    def capped(items: Sequence[Any], what: str, path: str, total: int | None = None
+               ) -> Sequence[Any]:
+        """The first ``limit`` items, after a line saying how many of ``total``
+        (default: all the items) are left out and why."""
+        total = len(items) if total is None else total
+        shown = items[:limit] if limit else items
+        if len(shown) < total:
+            kept = len(items) < total
+            how = (f"validate keeps the first {MAX_PROBLEMS:,} of a file" if
+                   kept and len(shown) == len(items) else
+                   f"--limit 0 shows all{' kept' if kept else ''}, --json lists "
+                   f"{'the first ' + format(len(items), ',') if kept else 'them'}")
+            console.print(f"({total - len(shown):,} more {what} in {path} not shown: "
+                          f"{how})", markup=False)
+        return shown
 
     if timing:  # one line per tolerance, not per file: a fleet has thousands
         files: dict[str, list[str]] = {}
@@ -274,16 +402,22 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
             which = paths[0] if len(paths) == 1 else _count(len(paths), "file")
             console.print(f"{why} ({which})", markup=False)
     for r in results:
-        for p in capped(r.problems, "input problems", r.path):
-            console.print(f"[bold red]input[/] {p}", markup=True)
+        if r.error:
+            console.print(f"[bold red]failed[/] {escape(r.path)}: its validation "
+                          f"stopped on an error of sephb itself, not of the input "
+                          f"(a bug: please report it): {escape(r.error)}", markup=True)
     for r in results:
-        open_ = [c for c in r.clients if c.conformant and c.pending]
+        for p in capped(r.problems, "input problems", r.path, r.problem_count):
+            console.print(f"[bold red]input[/] {escape(str(p))}", markup=True)
+    for r in results:
+        open_ = [c for c in r.clients.flagged() if c.conformant and c.pending]
         for c in capped(open_, "clients with pending deadlines", r.path):
-            console.print(f"[yellow]pending[/] {c.path}: client {c.client!r} "
-                          f"({c.side} view): {'; '.join(c.pending)} (the trace ends "
-                          f"first: neither met nor broken)", markup=True)
+            console.print("[yellow]pending[/] " + escape(
+                f"{c.path}: client {c.client!r} ({c.side} view): "
+                f"{'; '.join(c.pending)} (the trace ends first: neither met nor "
+                f"broken)"), markup=True)
     for r in results:
-        violating = [c for c in r.clients if not c.conformant]
+        violating = [c for c in r.clients.flagged() if not c.conformant]
         for c in capped(violating, "violating clients", r.path):
             where = f"{c.path}:{c.line}" if c.line else f"{c.path} (at its end)"
             # The reason --json gives: the table's (what the model allowed, in which
@@ -302,8 +436,8 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
                              overflow="fold")
         for r in results:
             if not r.clients:
-                table.add_row(r.path, "-", "-", "0",
-                              "unreadable" if r.problems else "empty")
+                table.add_row(r.path, "-", "-", "0", "failed" if r.error else
+                              "unreadable" if r.problem_count else "empty")
             for c in r.clients:
                 verdict = "conformant" if c.conformant else \
                     f"{c.requirement} at line {c.line}"
@@ -314,17 +448,19 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
             table.add_column(col, justify="left" if col in ("file", "format") else
                              "right", overflow="fold", no_wrap=col != "file")
         for r in results:
-            nbad = sum(not c.conformant for c in r.clients)
-            table.add_row(r.path, r.format, f"{r.events:,}", f"{len(r.clients):,}",
+            nbad = r.clients.violating
+            table.add_row(r.path, r.format + (" (failed)" if r.error else ""),
+                          f"{r.events:,}", f"{len(r.clients):,}",
                           f"{len(r.clients) - nbad:,}", f"{nbad:,}",
-                          f"{len(r.problems):,}")
+                          f"{r.problem_count:,}")
     console.print(table)
-    n = sum(len(r.clients) for r in results)
-    bad = sum(not c.conformant for r in results for c in r.clients)
-    probs = sum(len(r.problems) for r in results)
-    events = sum(r.events for r in results)
-    console.print(f"{_count(events, 'event')}, {_count(n, 'client')}, {bad:,} violating, "
-                  f"{_count(probs, 'input problem')}", markup=False)
+    totals = _totals(results)
+    failed = sum(bool(r.error) for r in results)
+    console.print(f"{_count(totals['events'], 'event')}, "
+                  f"{_count(totals['clients'], 'client')}, {totals['violations']:,} "
+                  f"violating, {_count(totals['problems'], 'input problem')}"
+                  + (f", {_count(failed, 'file')} failed" if failed else ""),
+                  markup=False)
 
 
 def _count(n: int, what: str) -> str:
