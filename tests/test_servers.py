@@ -2,13 +2,17 @@
 fault modes, control API and fleet config.
 
 Every fleet gets addresses of its own (derived from the pid and a counter) so that the
-real ports 8014 and 2967 are free for it; no test sleeps, and time only bounds hangs.
+real ports 8014 and 2967 are free for it; no test sleeps (but a slow client pacing
+its bytes), and time only bounds hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import gzip
+import hashlib
+import logging
 import socket
 import subprocess
 import sys
@@ -18,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 from netutil import addresses, run
 
@@ -634,6 +639,333 @@ def test_many_concurrent_clients_lose_no_log_and_store_none_twice() -> None:
     with_fleet(go)
 
 
+# --- hostile input (issue 15) -------------------------------------------------------
+
+
+def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing the servers (or aiohttp under them) logged carries a traceback or is an
+    error: bad input is the client's doing, answered and recorded, never a crash."""
+    bad = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
+    assert not bad, [r.getMessage() for r in bad]
+
+
+def deep(n: int = 100_000) -> bytes:
+    return b"[" * n + b"]" * n
+
+
+def test_deep_json_in_an_unknown_field_is_400_and_recorded(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async def go(fleet: Fleet) -> None:
+        bodies = {wire.LOGS_PATH: b'{"logs": [], "x": ' + deep() + b"}",
+                  wire.SENSORS_PATH: b'{"lan_sensor": [], "learned_apps": [], "x": '
+                                     + deep() + b"}"}
+        async with session("d1") as s:
+            async with s.get(base(fleet) + wire.INDEX_PATH) as r:
+                assert r.status == 200
+            for path, body in bodies.items():
+                async with s.post(base(fleet) + path, data=body) as r:
+                    assert r.status == 400
+                    assert "nested too deeply" in (await r.json())["error"]
+            async with s.get(base(fleet) + wire.INDEX_PATH) as r:  # still serving
+                assert r.status == 200
+        await disconnects(fleet, "d1")
+        assert events(fleet, "d1") == [
+            "CONNECT", "GET_INDEX", "INDEX_RECEIVED", "UPLOAD_LOGS", "REQUEST_FAILED",
+            "UPLOAD_SENSORS", "REQUEST_FAILED", "GET_INDEX", "INDEX_RECEIVED",
+            "DISCONNECT"]
+        # The control API's bodies too.
+        assert fleet.control is not None
+        async with aiohttp.ClientSession() as s:
+            for body in (b'{"mode": "up", "x": ' + deep() + b"}", deep()):
+                async with s.post(fleet.control.url + "/m1/fault", data=body) as r:
+                    assert r.status == 400 and "bad body" in (await r.json())["error"]
+
+    with caplog.at_level(logging.DEBUG):
+        with_fleet(go)
+    no_tracebacks(caplog)
+
+
+@pytest.mark.parametrize("hold", ["9" * 400, "1e3", "-5", "5 ms", "\u00b2", "\u0661"])
+def test_a_malformed_hold_is_400_and_recorded(hold: str,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    async def go(fleet: Fleet) -> None:
+        m1 = fleet["m1"]
+        head = (f"GET /push HTTP/1.1\r\nHost: x\r\nX-Sephb-Client: h1\r\n"
+                f"X-Sephb-Hold-Ms: {hold}\r\nConnection: close\r\n\r\n").encode()
+        got = await raw_exchange(m1.address, m1.port, head)
+        assert got.startswith(b"HTTP/1.1 400 "), got[:80]
+        assert b"X-Sephb-Hold-Ms: expected model milliseconds" in got
+        await disconnects(fleet, "h1")
+        assert events(fleet, "h1") == ["CONNECT", "HOLD", "CONNECT_FAILED", "DISCONNECT"]
+        assert fleet["m1"].held == 0
+
+    with caplog.at_level(logging.DEBUG):
+        with_fleet(go, fleet_config(managers=1, gup=False))
+    no_tracebacks(caplog)
+
+
+def test_profile_headers_that_are_not_utf8_are_400_and_the_trace_still_reads(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    trace = tmp_path / "t.ndjson"
+
+    async def go(fleet: Fleet) -> None:
+        m1 = fleet["m1"]
+        for head in (b"X-Sephb-Client: \xff\xfebad\r\n",
+                     b"X-Sephb-Client: loc\r\nX-Sephb-Location: \xc3\x28\r\n",
+                     b"X-Sephb-Client: ser\r\nX-Sephb-Serial: \x80\r\n"):
+            got = await raw_exchange(m1.address, m1.port, b"GET /index.dat HTTP/1.1\r\n"
+                                     b"Host: x\r\n" + head + b"Connection: close\r\n\r\n")
+            assert got.startswith(b"HTTP/1.1 400 ") and b"not UTF-8 text" in got
+        await fleet.recorder.wait_for(lambda r: r.event == "DISCONNECT", count=3)
+
+    with caplog.at_level(logging.DEBUG):
+        with_fleet(go, fleet_config(managers=1, gup=False), trace=str(trace))
+    no_tracebacks(caplog)
+    recs = list(read_trace(trace))  # every record was written, and reads back
+    assert [(r.client, r.event) for r in recs if r.event.endswith("FAILED")] == [
+        ("\\xff\\xfebad", "CONNECT_FAILED"), ("loc", "CONNECT_FAILED"),
+        ("ser", "CONNECT_FAILED")]
+    assert {r.location for r in recs if r.client == "loc"} == {None, "\\xc3("}
+
+
+# Timeouts. The slow clients below pace their bytes with sleeps: that is the behaviour
+# under test, not a measurement; nothing is asserted about how long anything took.
+
+
+def timed_config(**timeouts: float) -> FleetConfig:
+    return fleet_config(managers=1, gup=False, **{
+        "header_timeout": 30.0, "body_timeout": 30.0, "idle_timeout": 30.0, **timeouts})
+
+
+def test_a_chunked_body_broken_mid_way_is_answered_400_at_once() -> None:
+    async def go(fleet: Fleet) -> None:
+        m1 = fleet["m1"]
+        reader, writer = await asyncio.open_connection(m1.address, m1.port)
+        writer.write(b"POST /logs HTTP/1.1\r\nHost: x\r\nX-Sephb-Client: k1\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"log\r\n")
+        while not any(c.busy for c in m1.conns):  # the handler reads the body
+            await asyncio.sleep(0)
+        writer.write(b"zz\r\n")  # not a chunk size
+        got = await reader.read()
+        writer.close()
+        # (the body timeout is 30 s: this answer is not a timeout's)
+        assert got.startswith(b"HTTP/1.1 400 "), got[:80]
+        assert b"Invalid character in chunk size" in got
+        await disconnects(fleet, "k1")
+        assert events(fleet, "k1") == ["CONNECT", "UPLOAD_LOGS", "CONNECT_FAILED",
+                                       "DISCONNECT"]
+
+    with_fleet(go, timed_config())
+
+
+def test_a_trickled_head_is_answered_408_at_the_header_timeout() -> None:
+    async def go(fleet: Fleet) -> None:
+        m1 = fleet["m1"]
+        reader, writer = await asyncio.open_connection(m1.address, m1.port)
+        head = raw_get(wire.INDEX_PATH, "t1")
+        answer = asyncio.create_task(reader.read())
+
+        async def trickle() -> None:
+            # One byte at a time, well inside the timeout: bytes that keep coming do
+            # not keep a head alive (the connection would otherwise never end).
+            for b in head[:-2]:  # never the blank line that ends the head
+                writer.write(bytes([b]))
+                await asyncio.sleep(0.02)
+
+        slow = asyncio.create_task(trickle())
+        got = await answer
+        slow.cancel()
+        writer.close()
+        assert got.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), got[:80]
+        assert b"request head not received within 0.3 s" in got
+        end = (await fleet.recorder.wait_for(lambda r: r.event == "DISCONNECT"))[0]
+        recs = [r for r in fleet.records if r.conn == end.conn]
+        assert [r.event for r in recs] == ["CONNECT", "CONNECT_FAILED", "DISCONNECT"]
+        assert (recs[1].status, recs[1].error) == (
+            408, "request head not received within 0.3 s")
+        assert fleet["m1"].conns == set()
+
+    with_fleet(go, timed_config(header_timeout=0.3))
+
+
+def test_a_body_that_stops_coming_is_answered_408_at_the_body_timeout() -> None:
+    async def go(fleet: Fleet) -> None:
+        m1 = fleet["m1"]
+        got = await raw_exchange(m1.address, m1.port, (
+            b"POST /logs HTTP/1.1\r\nHost: x\r\nX-Sephb-Client: b1\r\n"
+            b"Content-Length: 100\r\n\r\n{\"logs\": ["))
+        assert got.startswith(b"HTTP/1.1 408 "), got[:80]
+        await disconnects(fleet, "b1")
+        recs = [r for r in fleet.records if r.client == "b1"]
+        assert [r.event for r in recs] == ["CONNECT", "UPLOAD_LOGS", "CONNECT_FAILED",
+                                           "DISCONNECT"]
+        assert recs[1].bytes_in is not None and recs[1].bytes_in > 10
+        assert recs[2].status == 408 and "no byte of it for 0.3 s" in (recs[2].error or "")
+
+    with_fleet(go, timed_config(body_timeout=0.3))
+
+
+def test_idle_connections_are_closed_at_the_idle_timeout() -> None:
+    async def go(fleet: Fleet) -> None:
+        m1 = fleet["m1"]
+        # Never a byte: closed, and its DISCONNECT says why.
+        reader, writer = await asyncio.open_connection(m1.address, m1.port)
+        assert await reader.read() == b""
+        writer.close()
+        # Silent between two requests of a keep-alive connection: the same.
+        async with session("k1") as s:
+            async with s.get(base(fleet) + wire.INDEX_PATH) as r:
+                assert r.status == 200
+                await r.read()  # (an unread answer makes aiohttp close the connection)
+            end = (await disconnects(fleet, "k1"))[0]
+        assert end.error == "idle for 0.3 s: closed by the server"
+        assert events(fleet, "k1") == ["CONNECT", "GET_INDEX", "INDEX_RECEIVED",
+                                       "DISCONNECT"]
+        first = next(r for r in fleet.records if r.event == "DISCONNECT")
+        assert first.error == "idle for 0.3 s: closed by the server"
+
+    with_fleet(go, timed_config(idle_timeout=0.3))
+
+
+def test_held_and_stalled_requests_outlive_the_timeouts() -> None:
+    """A held push and a stalled request are the server's doing: a connection opened
+    after them idles out, and they are still there."""
+    async def go(fleet: Fleet) -> None:
+        m1 = fleet["m1"]
+        await m1.set_fault("stall", wire.URLS_PATH)
+        async with session("p1") as push, session("s1") as stall:
+            held = asyncio.create_task(push.get(base(fleet) + wire.PUSH_PATH))
+            stalled = asyncio.create_task(stall.get(base(fleet) + wire.URLS_PATH))
+            await fleet.recorder.wait_for(lambda r: r.event in ("HOLD", "GET_URLS"),
+                                          count=2)
+            reader, writer = await asyncio.open_connection(m1.address, m1.port)
+            assert await reader.read() == b""  # idled out
+            writer.close()
+            await fleet.recorder.wait_for(
+                lambda r: r.event == "DISCONNECT" and r.error is not None
+                and r.error.startswith("idle for"))
+            assert m1.held == 1
+            assert {c.client for c in m1.conns} == {"p1", "s1"}
+            fleet.publish()
+            async with await held as r:
+                assert r.status == 200
+            stalled.cancel()
+        await disconnects(fleet, "s1")
+        assert events(fleet, "p1")[:4] == ["CONNECT", "HOLD", "POLICY_PUSHED",
+                                           "DISCONNECT"]
+        assert events(fleet, "s1") == ["CONNECT", "GET_URLS", "CONNECT_FAILED",
+                                       "DISCONNECT"]
+
+    with_fleet(go, timed_config(header_timeout=0.2, body_timeout=0.2, idle_timeout=0.2))
+
+
+def test_accepted_logs_stay_on_disk_and_the_state_streams_their_digests() -> None:
+    cfg = fleet_config(managers=1, gup=False)
+    data = "x" * 6_000_000
+    uploads = 6
+
+    async def go(fleet: Fleet) -> None:
+        assert fleet.control is not None
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            async with session("big") as s:
+                for i in range(uploads):
+                    body = msgspec.json.encode({"logs": [{"id": f"big-{i}", "data": data}]})
+                    async with s.post(base(fleet) + wire.LOGS_PATH, data=body) as r:
+                        assert r.status == 200
+                    del body
+            gc.collect()
+            kept = tracemalloc.get_traced_memory()[0] - before
+            # 36 MB accepted; what stays in memory is ids and digests
+            assert kept < 8_000_000, kept
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            async with aiohttp.ClientSession() as s, s.get(
+                    fleet.control.url + "/state") as r:
+                assert r.headers.get("Transfer-Encoding") == "chunked"  # streamed
+                state = await r.json()
+            peak = tracemalloc.get_traced_memory()[1] - before
+            assert peak < 8_000_000, peak
+        finally:
+            tracemalloc.stop()
+        digest = hashlib.sha256(data.encode()).hexdigest()
+        assert state["clients"]["big"]["logs"] == [
+            {"id": f"big-{i}", "server": "m1", "t": log["t"], "size": len(data),
+             "sha256": digest} for i, log in enumerate(state["clients"]["big"]["logs"])]
+        assert len(state["clients"]["big"]["logs"]) == uploads
+        # The data is still there, read back from the site's database.
+        stored = fleet.logs("big")
+        assert [lg.id for lg in stored] == [f"big-{i}" for i in range(uploads)]
+        assert stored[-1].data == data and stored[0].sha256 == digest
+
+    with_fleet(go, cfg)
+
+
+def test_a_client_id_is_trusted_and_a_spoofed_upload_shows_as_differing() -> None:
+    """X-Sephb-Client is the client's identity (docs/wire-profile.md, "Client
+    identity"): whoever sends a client's id uploads as that client. The client's own
+    upload of the same id is then acknowledged and dropped as a duplicate; the site
+    counts it as ``differing`` because its bytes are not the stored ones."""
+    async def go(fleet: Fleet) -> None:
+        url = base(fleet) + wire.LOGS_PATH
+        forged = {"logs": [{"id": "v-1", "data": "forged"}]}
+        # another process, sending the victim's id
+        async with session("victim") as spoofer, spoofer.post(url, json=forged) as r:
+            assert await r.json() == {"acked": ["v-1"]}
+        async with session("victim") as victim:
+            body = {"logs": [{"id": "v-1", "data": "real"}, {"id": "v-2", "data": "b"}]}
+            async with victim.post(url, json=body) as r:
+                assert await r.json() == {"acked": ["v-1", "v-2"]}
+            async with victim.post(url, json={"logs": [{"id": "v-2", "data": "b"}]}) as r:
+                assert await r.json() == {"acked": ["v-2"]}
+        acks = [(r.ids, r.duplicates) for r in fleet.records if r.event == "LOGS_ACKED"]
+        assert acks == [(["v-1"], []), (["v-1", "v-2"], ["v-1"]), (["v-2"], ["v-2"])]
+        stored = fleet.logs("victim")
+        assert [(lg.id, lg.data, lg.differing) for lg in stored] == [
+            ("v-1", "forged", 1), ("v-2", "b", 0)]  # an identical re-send is no alarm
+        logs = fleet.state()["clients"]["victim"]["logs"]
+        assert [lg.get("differing") for lg in logs] == [1, None]
+
+    with_fleet(go, fleet_config(managers=1, gup=False))
+    profile = (ROOT / "docs" / "wire-profile.md").read_text()
+    section = profile.split("### Client identity", 1)[1].split("\n## ", 1)[0]
+    assert "X-Sephb-Client" in section and "differing" in section
+    assert "hardware id" in section and "duplicate" in section
+
+
+def test_the_control_api_answers_only_requests_addressed_to_it() -> None:
+    async def go(fleet: Fleet) -> None:
+        assert fleet.control is not None
+        ctl = fleet.control
+        own = f"{ctl.address}:{ctl.port}"
+        async with aiohttp.ClientSession() as s:
+            for headers in ({"Host": f"evil.example:{ctl.port}"},  # DNS rebinding
+                            {"Host": f"localhost:{ctl.port}"},
+                            {"Origin": "http://evil.example"},  # a page's form or fetch
+                            {"Origin": "null"},
+                            {"Sec-Fetch-Site": "cross-site"}):
+                async with s.post(ctl.url + "/m1/fault", json={"mode": "error"},
+                                  headers=headers) as r:
+                    assert r.status == 403, headers
+                    err = (await r.json())["error"]
+                    assert f"Host {own}" in err and "web page" in err
+                async with s.get(ctl.url + "/state", headers=headers) as r:
+                    assert r.status == 403
+            assert fleet["m1"].faults == {}  # none of them got through
+            # Its own origin, and a request from no page at all, are served.
+            async with s.post(ctl.url + "/m1/fault", json={"mode": "error"}, headers={
+                    "Origin": f"http://{own}", "Sec-Fetch-Site": "same-origin"}) as r:
+                assert r.status == 200
+            assert fleet["m1"].faults == {None: Fault.ERROR}
+        # Without a Host header at all (HTTP/1.0): refused too.
+        got = await raw_exchange(ctl.address, ctl.port,
+                                 b"GET /control/state HTTP/1.0\r\n\r\n")
+        assert got.startswith(b"HTTP/1.0 403 ") and b"no Host header" in got
+
+    with_fleet(go, fleet_config(managers=1, gup=False))
+
+
 # --- trace files ----------------------------------------------------------------------
 
 
@@ -855,6 +1187,12 @@ CONFIG_ERRORS = [
      'name = "m1"\n', r"x.toml:6: <gup.name> name 'm1' is already used by manager\[1\]"),
     ('[[manager]]\nname = "m1"\naddress = "127.0.0.2"\n[extra]\n',
      r"x.toml:4: <extra> unknown key \(expected one of: control, gup, manager, site\)"),
+    ('[site]\nheader_timeout = 0\n[[manager]]\nname = "m1"\naddress = "127.0.0.2"\n',
+     r"x.toml:2: <site.header_timeout> expected seconds, a number 0.01..86400, got 0$"),
+    ('[site]\nidle_timeout = "60"\n[[manager]]\nname = "m1"\naddress = "127.0.0.2"\n',
+     r"x.toml:2: <site.idle_timeout> expected seconds, a number 0.01..86400, got '60'"),
+    ('[site]\nbody_timeout = nan\n[[manager]]\nname = "m1"\naddress = "127.0.0.2"\n',
+     r"x.toml:2: <site.body_timeout> expected seconds, a number 0.01..86400, got nan"),
     ('[[manager]\nname = "m1"\n', r"x.toml:1: not valid TOML"),
     ('manager = 3\n', r"x.toml: <manager> at least one"),
 ]
@@ -874,6 +1212,10 @@ def test_config_defaults() -> None:
                                                                  {})
     assert cfg.gup is None and cfg.control == ControlSpec("127.0.0.1", 0)
     assert (cfg.content, cfg.files, cfg.content_size) == (1, ("avdefs.zip",), 65536)
+    assert (cfg.header_timeout, cfg.body_timeout, cfg.idle_timeout) == (10.0, 10.0, 60.0)
+    timed = parse_config('[site]\nheader_timeout = 2\nidle_timeout = 0.5\n[[manager]]\n'
+                         'name = "m1"\naddress = "127.0.0.2"\n')
+    assert (timed.header_timeout, timed.idle_timeout) == (2.0, 0.5)
 
 
 def test_routes_cover_every_request_action_and_are_served() -> None:

@@ -3,9 +3,10 @@
 ==================  ================================================================
 ``config``          the fleet file (managers.toml): servers, policies, control API
 ``_server``         one simulated manager or GUP: routes, faults, policies, records
-``_connections``    aiohttp's low-level connections, counted and numbered
+``_connections``    aiohttp's low-level connections: counted, numbered, timed
 ``_control``        the JSON control API of a running fleet
-``_fleet``          a fleet (servers + shared site + control API), ``sephb manager``
+``_fleet``          a fleet (servers + shared site + control API), the site's
+                    database of accepted logs, ``sephb manager``
 ==================  ================================================================
 
 May import: :mod:`sephb.model` and :mod:`sephb.conformance.traces`. It never imports
@@ -14,15 +15,20 @@ names below; ``config`` is public too.
 """
 
 from sephb.conformance.site._control import ControlApi
-from sephb.conformance.site._fleet import TRACE_WRITER, Fleet, run_manager_process
+from sephb.conformance.site._fleet import (
+    TRACE_WRITER,
+    Fleet,
+    Site,
+    StoredLog,
+    run_manager_process,
+)
 from sephb.conformance.site._server import (
     GARBAGE,
     SERVED,
     Endpoint,
     Fault,
     SimServer,
-    Site,
-    StoredLog,
+    SiteError,
 )
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "Fleet",
     "SimServer",
     "Site",
+    "SiteError",
     "StoredLog",
     "run_manager_process",
 ]

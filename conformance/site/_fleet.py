@@ -1,26 +1,250 @@
-"""A fleet: the managers, the GUP and the control API of one config, and the
-``sephb manager`` process that serves them.
+"""A fleet: the managers, the GUP and the control API of one config, the site they
+share, and the ``sephb manager`` process that serves them.
 
-The fleet owns what its servers share: the :class:`~._server.Site` (one database),
-the :class:`~sephb.conformance.traces.trace.Recorder` and its clock. The control API
+The fleet owns what its servers share: the :class:`Site` (one database), the
+:class:`~sephb.conformance.traces.trace.Recorder` and its clock. The control API
 (:mod:`._control`) drives a fleet; a server only reads its fleet's config, site and
 recorder.
+
+The site's database
+-------------------
+A real SEPM site keeps what its clients upload in one database; so does a
+:class:`Site`: a private SQLite database in a temporary file (``sqlite3.connect("")``:
+unlinked at once, gone when the site is), holding every accepted log -- its bytes,
+size and SHA-256 -- and the sensor counts per client. Memory stays bounded by
+SQLite's page cache however much is uploaded, and nothing is left on disk after a
+crash. Readers page through it (by sequence number, by client id), so that
+``GET /control/state`` streams its answer instead of building it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import signal
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any, Final
 
+import msgspec
+
 from sephb.conformance.site._control import ControlApi
-from sephb.conformance.site._server import Endpoint, SimServer, Site, StoredLog
+from sephb.conformance.site._server import Endpoint, SimServer, SiteError
 from sephb.conformance.site.config import FleetConfig, apply_listen, load_config
+from sephb.conformance.traces import wire
 from sephb.conformance.traces.clock import Clock
 from sephb.conformance.traces.trace import Record, Recorder, TraceWriter
-from sephb.conformance.traces.wire import IndexAnswer, Role
+from sephb.conformance.traces.wire import IndexAnswer, LogEntry, Role
 from sephb.model.errors import UsageError
+
+# --- the site ---------------------------------------------------------------------------
+
+#: SQLite's page cache of a site's database, in KiB: what its memory is bounded by.
+_CACHE_KIB: Final = 4096
+#: Rows a reader takes per query: the unit of work between two writes of a stream.
+_PAGE: Final = 512
+_SCHEMA: Final = (
+    # Ids and client ids are stored as UTF-8 BLOBs: compared byte for byte (a NUL in
+    # an id is just a byte) and ordered like Python orders the strings.
+    """CREATE TABLE logs (
+        seq INTEGER PRIMARY KEY,
+        client BLOB NOT NULL,
+        id BLOB NOT NULL,
+        server TEXT NOT NULL,
+        t INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        differing INTEGER NOT NULL DEFAULT 0,
+        data BLOB NOT NULL,
+        UNIQUE (client, id))""",
+    """CREATE TABLE sensors (
+        client BLOB PRIMARY KEY,
+        uploads INTEGER NOT NULL,
+        lan_sensor INTEGER NOT NULL,
+        learned_apps INTEGER NOT NULL)""",
+)
+
+
+def _b(text: str) -> bytes:
+    # 'surrogatepass': a str that came from the Python API, not the wire, still stores.
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _s(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogatepass")
+
+
+@dataclass(frozen=True)
+class StoredLog:
+    """A log the site accepted: from which client (the key), through which manager,
+    when, its size in bytes and SHA-256 (of its UTF-8 data). ``data`` is read from the
+    site's database when asked for."""
+
+    id: str
+    server: str
+    t: int
+    size: int
+    sha256: str
+    #: Later uploads of this id under the same client id whose data differed (they
+    #: were acknowledged and dropped; docs/wire-profile.md, "Client identity").
+    differing: int = 0
+    site: Site | None = field(default=None, repr=False, compare=False)
+    seq: int = field(default=0, repr=False, compare=False)
+
+    @property
+    def data(self) -> str:
+        if self.site is None:
+            raise UsageError(f"log {self.id!r} has no site to read its data from")
+        return self.site.log_data(self.seq)
+
+    def summary(self) -> dict[str, Any]:
+        """What ``GET /control/state`` lists: everything but the data."""
+        out: dict[str, Any] = {"id": self.id, "server": self.server, "t": self.t,
+                               "size": self.size, "sha256": self.sha256}
+        if self.differing:
+            out["differing"] = self.differing
+        return out
+
+
+class Site:
+    """What the managers of a site share: policy serial, content revision, and the
+    database of accepted logs and sensor counts (see the module's docstring).
+
+    Safe to call from any thread (the suite's wire world serves on a thread of its
+    own while tests read): every call holds the site's lock for one short query."""
+
+    def __init__(self, serial: str, content: int, files: tuple[str, ...],
+                 content_size: int):
+        self.serial = serial
+        self.content = content
+        self.files = files
+        self.content_size = content_size
+        #: Content revisions from this one on are served (older URLs still work).
+        self.first_content = content
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
+        # The database goes when the site does, whoever still holds a StoredLog.
+        weakref.finalize(self, self._db.close)
+        for pragma in (f"cache_size = -{_CACHE_KIB}", "synchronous = OFF",
+                       "journal_mode = MEMORY", "temp_store = FILE"):
+            self._db.execute(f"PRAGMA {pragma}")
+        for table in _SCHEMA:
+            self._db.execute(table)
+
+    def index(self) -> IndexAnswer:
+        return IndexAnswer(self.serial, self.content)
+
+    def publish(self) -> IndexAnswer:
+        """New content: a new serial and the next revision."""
+        self.serial = wire.next_serial(self.serial)
+        self.content += 1
+        return self.index()
+
+    def has_content(self, revision: int, file: str) -> bool:
+        return self.first_content <= revision <= self.content and file in self.files
+
+    # -- writing --
+
+    def accept_logs(self, client: str, logs: Iterable[LogEntry], server: str, t: int
+                    ) -> list[str]:
+        """Store the new logs; return the ids that were accepted before (each is
+        dropped, and counted as ``differing`` when its data is not the stored one).
+        Raises :class:`SiteError` when the database cannot store them."""
+        dups = []
+        with self._lock:
+            try:
+                self._db.execute("BEGIN")
+                for log in logs:
+                    raw = _b(log.data)
+                    digest = hashlib.sha256(raw).hexdigest()
+                    key = (_b(client), _b(log.id))
+                    cur = self._db.execute(
+                        "INSERT OR IGNORE INTO logs (client, id, server, t, size, sha256,"
+                        " data) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (*key, server, t, len(raw), digest, raw))
+                    if cur.rowcount == 0:
+                        dups.append(log.id)
+                        self._db.execute(
+                            "UPDATE logs SET differing = differing + 1"
+                            " WHERE client = ? AND id = ? AND sha256 != ?", (*key, digest))
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise SiteError(f"the site's database cannot store logs: {exc}") from None
+        return dups
+
+    def count_sensors(self, client: str, lan_sensor: int, learned_apps: int) -> None:
+        """Count one sensors upload of ``client``. Raises :class:`SiteError`."""
+        with self._lock:
+            try:
+                self._db.execute(
+                    "INSERT INTO sensors VALUES (?, 1, ?, ?) ON CONFLICT (client)"
+                    " DO UPDATE SET uploads = uploads + 1,"
+                    " lan_sensor = lan_sensor + excluded.lan_sensor,"
+                    " learned_apps = learned_apps + excluded.learned_apps",
+                    (_b(client), lan_sensor, learned_apps))
+            except sqlite3.Error as exc:
+                raise SiteError(f"the site's database cannot count sensors: {exc}"
+                                ) from None
+
+    # -- reading --
+
+    def logs(self, client: str, *, after: int = 0, limit: int | None = None
+             ) -> list[StoredLog]:
+        """The logs accepted from ``client`` in order of acceptance (those after
+        sequence number ``after``; at most ``limit``). Their data stays on disk."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, id, server, t, size, sha256, differing FROM logs"
+                " WHERE client = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (_b(client), after, -1 if limit is None else limit)).fetchall()
+        return [StoredLog(_s(i), server, t, size, sha, differing, self, seq)
+                for seq, i, server, t, size, sha, differing in rows]
+
+    def log_data(self, seq: int) -> str:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM logs WHERE seq = ?", (seq,)
+                                   ).fetchone()
+        if row is None:
+            raise UsageError(f"no stored log number {seq}")
+        return _s(row[0])
+
+    def sensors(self, client: str) -> dict[str, int] | None:
+        """Uploads and entry counts of ``client``'s sensor uploads, None if none."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT uploads, lan_sensor, learned_apps FROM sensors WHERE client = ?",
+                (_b(client),)).fetchone()
+        return None if row is None else dict(zip(
+            ("uploads", "lan_sensor", "learned_apps"), row, strict=True))
+
+    def clients(self) -> Iterator[str]:
+        """Every client id with a log or a sensors upload, in order, a page at a
+        time (clients that arrive meanwhile after the current one are included)."""
+        last = b""
+        while True:
+            with self._lock:
+                page = [r[0] for r in self._db.execute(
+                    "SELECT client FROM logs WHERE client > ? UNION"
+                    " SELECT client FROM sensors WHERE client > ? ORDER BY 1 LIMIT ?",
+                    (last, last, _PAGE))]
+            yield from map(_s, page)
+            if len(page) < _PAGE:
+                return
+            last = page[-1]
+
+    def all_logs(self, client: str) -> Iterator[StoredLog]:
+        """:meth:`logs` a page at a time."""
+        after = 0
+        while page := self.logs(client, after=after, limit=_PAGE):
+            yield from page
+            after = page[-1].seq
+
 
 # --- the fleet ------------------------------------------------------------------------
 
@@ -96,8 +320,9 @@ class Fleet:
         return self.recorder.records
 
     def logs(self, client: str) -> list[StoredLog]:
-        """The logs the site accepted from ``client``, in order of acceptance."""
-        return list(self.site.logs.get(client, {}).values())
+        """The logs the site accepted from ``client``, in order of acceptance (their
+        ``data`` is read from the site's database when asked for)."""
+        return self.site.logs(client)
 
     def describe(self) -> list[str]:
         """One line per server (and the control API): name, role, address:port."""
@@ -156,21 +381,25 @@ class Fleet:
         return sum(s.push(self.site.serial) for s in targets)
 
     def state(self) -> dict[str, Any]:
-        """Everything a test may want to assert on, as JSON-ready data."""
-        return {
-            "serial": self.site.serial,
-            "content": self.site.content,
-            "servers": {n: s.state() for n, s in self.servers.items()},
-            "clients": {
-                c: {
-                    "logs": [{"id": lg.id, "data": lg.data, "server": lg.server,
-                              "t": lg.t} for lg in self.logs(c)],
-                    "sensors": vars(self.site.sensors[c]).copy()
-                    if c in self.site.sensors else None,
-                }
-                for c in sorted(set(self.site.logs) | set(self.site.sensors))
-            },
-        }
+        """Everything a test may want to assert on, as JSON-ready data: what
+        ``GET /control/state`` answers."""
+        return msgspec.json.decode(b"".join(self.state_json()), type=dict[str, Any])
+
+    def state_json(self) -> Iterator[bytes]:
+        """The state as pieces of one JSON document, produced as they are read: the
+        site's logs are listed by id, size and SHA-256 (never their data), a page of
+        the database at a time, so that the document costs no memory however many
+        logs the site holds."""
+        enc = msgspec.json.encode
+        servers = {n: s.state() for n, s in self.servers.items()}
+        yield (b'{"serial":' + enc(self.site.serial) + b',"content":'
+               + enc(self.site.content) + b',"servers":' + enc(servers) + b',"clients":{')
+        for i, client in enumerate(self.site.clients()):
+            yield (b"," if i else b"") + enc(client) + b':{"logs":['
+            for j, log in enumerate(self.site.all_logs(client)):
+                yield (b"," if j else b"") + enc(log.summary())
+            yield b'],"sensors":' + enc(self.site.sensors(client)) + b"}"
+        yield b"}}"
 
 
 # --- the `sephb manager` process -------------------------------------------------------

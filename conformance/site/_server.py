@@ -19,9 +19,9 @@ what lets the trace say CONNECT when a connection's first request names the clie
 and DISCONNECT with the connection's totals when it closes -- after the record of any
 request still running on it.
 
-The managers share a :class:`Site` (a real SEPM site shares one database): the policy
-serial, the content revision, and every log accepted from every client, so that a log
-uploaded twice -- to one manager or across a failover -- is stored once.
+The managers share a :class:`~._fleet.Site` (a real SEPM site shares one database):
+the policy serial, the content revision, and every log accepted from every client, so
+that a log uploaded twice -- to one manager or across a failover -- is stored once.
 
 Faults are per server, for all requests or for one path, and change at run time
 (:meth:`SimServer.set_fault`, or the JSON control API in
@@ -31,8 +31,18 @@ read: ``stall`` never answers (until the client gives up), ``reset`` aborts with
 RST, ``error`` answers 503, ``garbage`` answers bytes that are not HTTP.
 
 Request bodies above ``max_upload`` are answered 413 without being buffered; aiohttp
-then reads and discards the rest ("lingering", at most 10 s), so a 100 MB upload
-costs no memory and the client still reads its answer.
+then reads and discards the rest ("lingering", for at most ``body_timeout``: 10 s by
+default), so a 100 MB upload costs no memory and the client still reads its answer.
+
+Hostile input
+-------------
+Every request gets one answer below 500 and one record, whatever its bytes: a head
+aiohttp cannot parse is 400 (``_Conn.handle_error``); a profile header that is not
+UTF-8, an ``X-Sephb-Hold-Ms`` that is not a plain number, a body that is not the
+profile's JSON (nested too deeply included) are 400; a body broken off mid-way is
+400, one that stops coming is 408, a head that stops coming is 408 (the timeouts of
+:mod:`._connections`). Text from the request reaches the trace with its non-UTF-8
+bytes escaped (``_connections.text``), so that the trace always writes and reads back.
 """
 
 from __future__ import annotations
@@ -43,7 +53,7 @@ import errno
 import socket
 import struct
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
@@ -51,12 +61,19 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_request import BaseRequest
 
-from sephb.conformance.site._connections import _BodyLost, _Conn, _head_size, _HttpServer
+from sephb.conformance.site._connections import (
+    _BodyLost,
+    _Conn,
+    _head_size,
+    _HttpServer,
+    bad_headers,
+    text,
+)
 from sephb.conformance.site.config import ServerSpec
 from sephb.conformance.traces import wire
 from sephb.conformance.traces.clock import Clock
 from sephb.conformance.traces.trace import Record
-from sephb.conformance.traces.wire import IndexAnswer, LogEntry, Role, Route
+from sephb.conformance.traces.wire import Role, Route
 from sephb.model.errors import ConfigError, UsageError
 from sephb.model.protocol import Action, Event, Source
 
@@ -68,7 +85,7 @@ __all__ = [
     "Endpoint",
     "Fault",
     "SimServer",
-    "Site",
+    "SiteError",
 ]
 
 
@@ -108,67 +125,6 @@ _FAULT_TEXT: Final = {
 _DROPPED_STALL: Final = "fault stall: request read, never answered; dropped by the server"
 
 
-# --- shared site state --------------------------------------------------------------
-
-
-@dataclass
-class StoredLog:
-    """A log the site accepted: from which client, through which manager, when."""
-
-    id: str
-    data: str
-    server: str
-    t: int
-
-
-@dataclass
-class SensorTotals:
-    uploads: int = 0
-    lan_sensor: int = 0
-    learned_apps: int = 0
-
-
-@dataclass
-class Site:
-    """What the managers of a site share: policy serial, content, accepted uploads."""
-
-    serial: str
-    content: int
-    files: tuple[str, ...]
-    content_size: int
-    #: Content revisions from this one on are served (older URLs still work).
-    first_content: int = 0
-    logs: dict[str, dict[str, StoredLog]] = field(default_factory=dict)
-    sensors: dict[str, SensorTotals] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.first_content = self.content
-
-    def index(self) -> IndexAnswer:
-        return IndexAnswer(self.serial, self.content)
-
-    def publish(self) -> IndexAnswer:
-        """New content: a new serial and the next revision."""
-        self.serial = wire.next_serial(self.serial)
-        self.content += 1
-        return self.index()
-
-    def has_content(self, revision: int, file: str) -> bool:
-        return self.first_content <= revision <= self.content and file in self.files
-
-    def accept_logs(self, client: str, logs: list[LogEntry], server: str, t: int
-                    ) -> list[str]:
-        """Store the new logs; return the ids that were accepted before."""
-        kept = self.logs.setdefault(client, {})
-        dups = []
-        for log in logs:
-            if log.id in kept:
-                dups.append(log.id)
-            else:
-                kept[log.id] = StoredLog(log.id, log.data, server, t)
-        return dups
-
-
 @dataclass(frozen=True)
 class Endpoint:
     """Where a server listens, for printing and for a client's sylink.xml."""
@@ -190,6 +146,11 @@ class Endpoint:
         note = (f"  (port {self.requested_port} was taken; using an ephemeral port)"
                 if self.fell_back else "")
         return f"{self.name:<8} {self.role:<8} {self.address}:{self.port}{prio}{note}"
+
+
+class SiteError(Exception):
+    """The site's database failed (a full disk): the upload is answered 503, and the
+    client keeps its data for a later try."""
 
 
 # --- one server -----------------------------------------------------------------------
@@ -239,7 +200,13 @@ class SimServer:
     # -- lifecycle --
 
     async def start(self) -> None:
-        self._http = _HttpServer(self, access_log=None)
+        cfg = self.fleet.config
+        # aiohttp's keep-alive timeout is only a backstop: _Conn's own timers come first
+        # and say what happened (_connections' docstring).
+        # After a 413 aiohttp reads and drops the rest of the body ("lingering") so that
+        # the client reads its answer; body_timeout bounds that as it bounds a body.
+        self._http = _HttpServer(self, access_log=None, keepalive_timeout=(
+            cfg.idle_timeout + cfg.header_timeout + 1), lingering_time=cfg.body_timeout)
         try:
             self._listener = await self._listen(self.spec.port)
         except OSError as exc:
@@ -403,7 +370,8 @@ class SimServer:
         self.ensure_connect(conn, None)
         exc = conn.lost_exc
         self.emit(Action.DISCONNECT, conn, bytes_in=conn.bytes_in,
-                  bytes_out=conn.bytes_out, error=str(exc) if exc else None)
+                  bytes_out=conn.bytes_out,
+                  error=text(str(exc)) if exc else conn.close_reason)
         if not conn.done.done():
             conn.done.set_result(None)
 
@@ -412,11 +380,21 @@ class SimServer:
     async def handle(self, request: BaseRequest) -> web.StreamResponse:
         conn = request.protocol
         assert isinstance(conn, _Conn)
-        conn.busy = True
+        conn.request_started()
+        resp: web.StreamResponse | None = None
         try:
-            return await self._serve(conn, request)
+            resp = await self._serve(conn, request)
+            return resp
+        except Exception as exc:
+            # A bug of ours: aiohttp answers 500 and logs the traceback; the trace
+            # shows the request failed, so that a test sees it.
+            self.emit(wire.failure_event(None, first_request=conn.requests == 1), conn,
+                      status=500, error=text(f"server error: {exc!r}"),
+                      method=text(request.method), path=text(request.path))
+            raise
         finally:
-            conn.busy = False
+            conn.request_ended(resp is not None and resp.prepared
+                               and bool(resp.keep_alive))
             if conn.closed:
                 self.record_end(conn)
 
@@ -424,10 +402,11 @@ class SimServer:
         t0 = self.fleet.recorder.now()
         conn.requests += 1
         first = conn.requests == 1
-        self.ensure_connect(conn, request.headers.get(wire.HEADER_CLIENT))
+        client = request.headers.get(wire.HEADER_CLIENT)
+        self.ensure_connect(conn, text(client) if client else None)
         route = wire.route_for(self.role, request.method, request.path)
         failed = wire.failure_event(route, first_request=first)
-        req: dict[str, Any] = {"method": request.method, "path": request.path}
+        req: dict[str, Any] = {"method": text(request.method), "path": text(request.path)}
         fault = self.fault_for(request.path)
         head = _head_size(request)
 
@@ -446,16 +425,27 @@ class SimServer:
             if route:
                 self.emit(route.action, conn, t=t0, bytes_in=head + lost.received, **req,
                           **self._action_fields(route, request, None))
-            self.emit(failed, conn, error=f"request body not received: {lost.cause}",
-                      **req)
-            return web.Response()
+            error = text(f"request body not received: {lost.cause}")
+            if conn.closed:
+                self.emit(failed, conn, error=error, **req)
+                return web.Response()
+            # Still open (broken framing, a body that stopped coming): answer, and
+            # close at once rather than read what may never end.
+            resp = await self._fail(conn, request, failed, req, lost.status, error,
+                                    close=True)
+            conn.force_close()
+            return resp
         parsed: Any = None
-        bad: str | None = None
-        if route and route.body is not None and not too_big:
+        bad = bad_headers(request, route)
+        if route and route.body is not None and not too_big and bad is None:
             try:
                 parsed = msgspec.json.decode(body, type=route.body)
             except msgspec.DecodeError as exc:
-                bad = f"bad {route.body.__name__} body: {exc}"
+                bad = text(f"bad {route.body.__name__} body: {exc}")
+            except RecursionError:
+                # msgspec follows nesting with the C stack: deep JSON anywhere, even in
+                # a field the profile ignores, is refused like any malformed body.
+                bad = f"bad {route.body.__name__} body: JSON nested too deeply"
         if route:
             self.emit(route.action, conn, t=t0, bytes_in=head + len(body), **req,
                       **self._action_fields(route, request, parsed))
@@ -480,33 +470,43 @@ class SimServer:
             fields = {}
             serial = request.headers.get(wire.HEADER_SERIAL)
             if serial is not None:
-                fields["serial"] = serial
+                fields["serial"] = text(serial)
             loc = request.headers.get(wire.HEADER_LOCATION)
             if loc is not None:
-                fields["location"] = loc
+                fields["location"] = text(loc)
             return fields
         if route.action is Action.GET_URLS:
             loc = request.headers.get(wire.HEADER_LOCATION)
-            return {} if loc is None else {"location": loc}
+            return {} if loc is None else {"location": text(loc)}
         if route.action is Action.UPLOAD_LOGS and isinstance(parsed, wire.LogsUpload):
             return {"ids": [log.id for log in parsed.logs]}
         return {}
 
     async def _read_body(self, request: BaseRequest) -> tuple[bytes, bool]:
-        """The body, or (b"", True) when it exceeds max_upload (not buffered)."""
+        """The body, or (b"", True) when it exceeds max_upload (not buffered).
+        Raises _BodyLost when it breaks off, or when no byte of it comes for
+        ``body_timeout`` seconds (a body trickled slowly enough still arrives)."""
         cap = self.fleet.config.max_upload
+        wait = self.fleet.config.body_timeout
         if request.content_length is not None and request.content_length > cap:
             return b"", True
         if not request.body_exists:
             return b"", False
         buf = bytearray()
         try:
-            while chunk := await request.content.readany():
+            while True:
+                async with asyncio.timeout(wait):
+                    chunk = await request.content.readany()
+                if not chunk:
+                    break
                 buf += chunk
                 if len(buf) > cap:
                     return b"", True
         except (ConnectionError, RequestPayloadError) as exc:
             raise _BodyLost(len(buf), exc) from None
+        except TimeoutError:
+            raise _BodyLost(len(buf), TimeoutError(f"no byte of it for {wait:g} s"),
+                            status=408) from None
         return bytes(buf), False
 
     async def _send(self, conn: _Conn, request: BaseRequest, resp: web.StreamResponse,
@@ -603,16 +603,21 @@ class SimServer:
         elif action is Action.UPLOAD_LOGS:
             assert isinstance(parsed, wire.LogsUpload)
             ids = [log.id for log in parsed.logs]
-            dups = site.accept_logs(conn.client or conn.peer, parsed.logs, self.name,
-                                    self.fleet.recorder.now())
+            try:
+                dups = site.accept_logs(conn.client or conn.peer, parsed.logs, self.name,
+                                        self.fleet.recorder.now())
+            except SiteError as exc:
+                # Not stored, not acknowledged: the client keeps its logs for later.
+                return await self._fail(conn, request, failed, req, 503, str(exc))
             answer = wire.LogsAck(ids)
             fields = {"ids": ids, "duplicates": dups}
         elif action is Action.UPLOAD_SENSORS:
             assert isinstance(parsed, wire.SensorsUpload)
-            tot = site.sensors.setdefault(conn.client or conn.peer, SensorTotals())
-            tot.uploads += 1
-            tot.lan_sensor += len(parsed.lan_sensor)
-            tot.learned_apps += len(parsed.learned_apps)
+            try:
+                site.count_sensors(conn.client or conn.peer, len(parsed.lan_sensor),
+                                   len(parsed.learned_apps))
+            except SiteError as exc:
+                return await self._fail(conn, request, failed, req, 503, str(exc))
             answer = wire.SensorsAck(True)
         elif action is Action.HOLD:
             return await self._hold(conn, request, route, failed, req)
@@ -686,8 +691,7 @@ class SimServer:
 
 
 def _hold_seconds(request: BaseRequest, clock: Clock) -> float | None:
-    """Wall seconds a push hold may last (``X-Sephb-Hold-Ms``), None for no limit."""
+    """Wall seconds a push hold may last (``X-Sephb-Hold-Ms``, checked by
+    ``bad_headers``), None for no limit."""
     raw = request.headers.get(wire.HEADER_HOLD_MS)
-    if raw is None or not raw.isdigit():
-        return None
-    return clock.wall_seconds(int(raw))
+    return None if raw is None else clock.wall_seconds(int(raw))

@@ -45,6 +45,18 @@ DEFAULT_CONTENT_SIZE: Final = 64 * 1024
 #: Largest request body a server reads; above it the answer is 413. The seed's
 #: largest heartbeat is 300 KB; 8 MiB leaves room for big log batches.
 DEFAULT_MAX_UPLOAD: Final = 8 * 1024 * 1024
+#: Wall seconds a server waits for the rest of a request's head once its first byte
+#: came (a slow-header client holds a connection for nothing; nginx's
+#: client_header_timeout plays the same part). The answer is 408.
+DEFAULT_HEADER_TIMEOUT: Final = 10.0
+#: Wall seconds a server waits for the next bytes of a request body (408 after it).
+DEFAULT_BODY_TIMEOUT: Final = 10.0
+#: Wall seconds a connection with no request in progress may stay silent before the
+#: server closes it. A request the server holds on purpose (push, ``stall``) is in
+#: progress: it is never cut.
+DEFAULT_IDLE_TIMEOUT: Final = 60.0
+#: Bounds of the three timeouts (wall seconds): a day is more than any run needs.
+_TIMEOUT_RANGE: Final = (0.01, 86_400.0)
 LOOPBACK: Final = ipaddress.IPv4Network("127.0.0.0/8")
 _NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _FILE_RE: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -93,6 +105,9 @@ class FleetConfig:
     files: tuple[str, ...] = DEFAULT_FILES
     content_size: int = DEFAULT_CONTENT_SIZE
     max_upload: int = DEFAULT_MAX_UPLOAD
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     path: str = "<config>"
 
     @property
@@ -112,7 +127,7 @@ class FleetConfig:
     ) -> FleetConfig:
         """A fleet for tests: one manager per address (m1, m2, ... with priorities 1,
         2, ...), an optional GUP; ``site`` sets serial, content, files, content_size,
-        max_upload. Validated like a file."""
+        max_upload and the timeouts. Validated like a file."""
         if isinstance(site.get("files"), tuple):
             site["files"] = list(site["files"])
         doc: dict[str, Any] = {
@@ -247,6 +262,16 @@ class _Checker:
                 self.fail(table, index, k, f"{elem}.{k}" if elem else k,
                           f"unknown key (expected one of: {', '.join(sorted(allowed))})")
 
+    def seconds(self, tbl: Mapping[str, Any], key: str, default: float, table: str,
+                index: int, elem: str) -> float:
+        v = tbl.get(key, default)
+        lo, hi = _TIMEOUT_RANGE
+        if (isinstance(v, bool) or not isinstance(v, (int, float))
+                or not lo <= v <= hi):  # NaN fails the comparison too
+            self.fail(table, index, key, f"{elem}.{key}",
+                      f"expected seconds, a number {lo:g}..{hi:g}, got {v!r}")
+        return float(v)
+
     def int_(self, tbl: Mapping[str, Any], key: str, default: int, lo: int, hi: int,
              table: str, index: int, elem: str) -> int:
         v = tbl.get(key, default)
@@ -287,8 +312,8 @@ def _build(doc: Mapping[str, Any], path: str, lines: _Lines) -> FleetConfig:
     c.only(doc, {"site", "manager", "gup", "control"}, "", 0, "")
 
     site = c.table(doc, "site", "site", line=lines.table("site"))
-    c.only(site, {"serial", "content", "files", "content_size", "max_upload"}, "site", 0,
-           "site")
+    c.only(site, {"serial", "content", "files", "content_size", "max_upload",
+                  "header_timeout", "body_timeout", "idle_timeout"}, "site", 0, "site")
     serial = c.str_(site, "serial", DEFAULT_SERIAL, "site", 0, "site")
     try:
         parse_serial(serial)
@@ -306,6 +331,10 @@ def _build(doc: Mapping[str, Any], path: str, lines: _Lines) -> FleetConfig:
                           0, "site")
     max_upload = c.int_(site, "max_upload", DEFAULT_MAX_UPLOAD, 1024, 1 << 30, "site", 0,
                         "site")
+    header_timeout = c.seconds(site, "header_timeout", DEFAULT_HEADER_TIMEOUT, "site", 0,
+                               "site")
+    body_timeout = c.seconds(site, "body_timeout", DEFAULT_BODY_TIMEOUT, "site", 0, "site")
+    idle_timeout = c.seconds(site, "idle_timeout", DEFAULT_IDLE_TIMEOUT, "site", 0, "site")
 
     raw_managers = doc.get("manager")
     if not isinstance(raw_managers, list) or not raw_managers:
@@ -383,4 +412,5 @@ def _build(doc: Mapping[str, Any], path: str, lines: _Lines) -> FleetConfig:
                f"listens on loopback")
 
     return FleetConfig(tuple(managers), gup, control, serial, content, tuple(files),
-                       content_size, max_upload, path)
+                       content_size, max_upload, header_timeout, body_timeout,
+                       idle_timeout, path)
