@@ -3,6 +3,7 @@ loopback, at time scale 0.001 (30,000 model ms = 30 wall ms)."""
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from sephb.model import protocol as P
 from sephb.model.interpretations import get
 from sephb.model.protocol import Mode
 
+sys.path.insert(0, str(Path(__file__).parent / "benchmarks"))
+from bench_kill import run as kill_bench
+
 SCALE = 0.001
 
 
@@ -37,7 +41,7 @@ def sylink_for(fleet: Fleet, mode: Mode = Mode.PULL) -> Sylink:
 
 
 def client(fleet: Fleet, state: Path, *, interp: str = "seed", mode: Mode = Mode.PULL,
-           heartbeats: int = 1, cid: str = "c1", **kw: Any) -> ReferenceClient:
+           heartbeats: int = 1, cid: str | None = "c1", **kw: Any) -> ReferenceClient:
     opts = ClientOptions(sylink=sylink_for(fleet, mode), state_dir=state,
                          interpretation=get(interp), time_scale=SCALE,
                          heartbeats=heartbeats, client_id=cid, seed=1, fsync=False, **kw)
@@ -311,3 +315,247 @@ def test_spool_entries_survive_a_failed_upload_and_a_restart(volatile: bool) -> 
             True, True, False]  # the failed upload, the acknowledged one, no more
 
     in_fleet(go)
+
+
+
+# --- real `sephb client` processes against the fleet of this test --------------------
+
+
+async def cli_client(fleet: Fleet, tmp: Path, *args: str, sylink_file: Path | None = None,
+                     fsize: int | None = None) -> tuple[int, list[str]]:
+    """Run `sephb client` (no --client-id) at SCALE against the fleet; its exit status
+    and stderr lines. ``fsize``: RLIMIT_FSIZE, so that writing a larger file fails
+    (EFBIG; Python ignores SIGXFSZ) as a full disk would."""
+    import asyncio
+    import resource
+
+    from sephb.conformance.traces import sylink
+
+    if sylink_file is None:
+        sylink_file = tmp / "sylink.xml"
+        sylink.save(sylink_for(fleet), sylink_file)
+
+    def limit() -> None:
+        if fsize is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sephb.conformance.cli", "client", "--sylink",
+        str(sylink_file), "--state-dir", str(tmp / "st"), "--time-scale", str(SCALE),
+        "--seed", "1", *args, stderr=asyncio.subprocess.PIPE, preexec_fn=limit)
+    _, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, err.decode().splitlines()
+
+
+# --- item 1: an address the resolver cannot take -------------------------------------
+
+
+def test_a_connect_the_resolver_refuses_is_a_failed_connect() -> None:
+    """The attack run: a priority-2 server "a..b", manager 1 goes down, and the
+    failover died with a UnicodeError traceback at the connect. The sylink reader
+    now refuses such an address, so it is put straight into the client's list here:
+    whatever an address is, a connect that raises is a failed connect."""
+    from sephb.conformance.client.core import Peer
+
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        c = client(fleet, tmp / "st", interp="documented", heartbeats=2)
+        c.peers[1] = Peer("a..b", 8014, 2)  # the core reads this very list
+        await fleet["m1"].set_fault("refuse")
+        assert await c.run() == 0
+        got = recs(fleet)
+        tried = [i for i, r in enumerate(got) if r.event == "CONNECT" and r.addr == "a..b"]
+        assert len(tried) == 2  # once per check-in, after m1 refused
+        for i in tried:
+            assert got[i + 1].event == "CONNECT_FAILED"
+            assert "a..b" in (got[i + 1].error or "")
+            assert "UnicodeError" in (got[i + 1].error or "")
+        assert names(fleet).count("DISCONNECT") == 2  # both check-ins ended
+
+    in_fleet(go)
+
+
+def test_the_cli_refuses_a_bad_address_and_a_fifo_with_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from sephb.conformance.traces import sylink
+
+    good = sylink.to_xml(Sylink.build([["127.0.0.2"], ["127.0.0.3"]]))
+    bad = tmp_path / "bad.xml"
+    bad.write_text(good.replace('"127.0.0.3"', '"a..b"'))
+    fifo = tmp_path / "fifo.xml"
+    os.mkfifo(fifo)
+    line = next(n for n, ln in enumerate(good.splitlines(), 1) if "127.0.0.3" in ln)
+    for path, want in [
+        (bad, f'{bad}:{line}: <Server> Address must be an IPv4 address, IPv6 literal or '
+              'host name, got "a..b": it has an empty label (two dots in a row, or a dot '
+              "at the start)"),
+        (fifo, f"{fifo}: cannot read: not a regular file (a FIFO); sylink.xml must be a "
+               "file"),
+    ]:
+        # The timeout only keeps a regression (a reader blocked on the FIFO) from
+        # hanging the run.
+        done = subprocess.run(
+            [sys.executable, "-m", "sephb.conformance.cli", "client", "--sylink",
+             str(path), "--state-dir", str(tmp_path / "st"), "--heartbeats", "1"],
+            capture_output=True, text=True, timeout=120)
+        assert (done.returncode, done.stderr) == (2, f"sephb client: error: {want}\n")
+
+
+# --- item 2: one client id across restarts ---------------------------------------------
+
+
+def test_without_client_id_a_restart_keeps_the_id_and_logs_are_stored_once() -> None:
+    """Two `sephb client` processes on one state directory, the second re-sending
+    what the first had delivered (the state a SIGKILL between the manager's
+    acknowledgement and the client's removal of the entries leaves: the queue as it
+    was before). The id used to be host-pid: every log was then stored twice, once
+    under each process's id, and the manager saw no duplicate."""
+    import shutil
+
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        st = tmp / "st"
+        ids = make_logs(ClientState(st, fsync=False).logs, 5000, 2, seed=3)
+        shutil.copytree(st / "logs", tmp / "queue-before")
+        assert await cli_client(fleet, tmp, "--heartbeats", "1") == (0, [])
+        shutil.rmtree(st / "logs")
+        shutil.copytree(tmp / "queue-before", st / "logs")  # "killed" before the ack
+        assert await cli_client(fleet, tmp, "--heartbeats", "1") == (0, [])
+        [cid] = fleet.state()["clients"]  # one client, both processes
+        assert (st / "client-id").read_text() == f"{cid}\n"
+        assert [log.id for log in fleet.logs(cid)] == ids  # each stored once
+        await fleet.recorder.wait_for(
+            lambda r: r.by == "server" and r.event == "LOGS_ACKED", count=2)
+        acks = [r for r in fleet.records if r.by == "server" and r.event == "LOGS_ACKED"]
+        assert [a.client for a in acks] == [cid, cid]
+        assert [a.duplicates for a in acks] == [[], ids]  # recognised as re-sent
+        assert len(ClientState(st, fsync=False).logs) == 0
+
+    in_fleet(go)
+
+
+def test_an_explicit_client_id_wins_and_is_not_stored() -> None:
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        c = client(fleet, tmp / "st")
+        assert c.client_id == "c1" and await c.run() == 0
+        assert not (tmp / "st" / "client-id").exists()
+        d = client(fleet, tmp / "st2", cid=None)
+        assert d.client_id == (tmp / "st2" / "client-id").read_text().strip()
+        assert client(fleet, tmp / "st2", cid=None).client_id == d.client_id
+
+    in_fleet(go)
+
+
+# --- item 5: the state directory's troubles never stop the heartbeat ------------------
+
+
+def test_a_full_disk_is_reported_once_and_check_ins_go_on(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """ENOSPC when the client makes its logs and when it saves the index copy used
+    to end the process with a traceback; the heartbeat stopped."""
+    import errno
+
+    from sephb.conformance.client import store
+
+    def full(*_: Any, **__: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        st = tmp / "st"
+        kept = ClientState(st, fsync=False).logs.append("queued before the disk filled")
+        monkeypatch.setattr(store, "write_tmp", full)  # every new log entry
+        monkeypatch.setattr(store, "atomic_write", full)  # index.json
+        c = client(fleet, st, heartbeats=3, log_bytes=10_000)
+        assert await c.run() == 0
+        # Every check-in whole; the index kept in memory (the 2nd and 3rd are idle).
+        assert names(fleet) == FULL_PULL + IDLE_PULL + IDLE_PULL
+        assert [log.id for log in fleet.logs("c1")] == [kept]  # the queue still works
+        [logs, index] = c.errors
+        assert logs.startswith(f"{st / 'logs'}/") and ".log: cannot queue new log " \
+            "entries: No space left on device; the entries not queued are not made" in logs
+        assert index == (f"{st / 'index.json'}: cannot save the index copy: No space left "
+                         "on device; kept in memory, saved once possible")
+        assert capsys.readouterr().err.splitlines() == [
+            f"sephb client: {logs}", f"sephb client: {index}"]  # once each
+        monkeypatch.undo()  # space again: the next run saves what it has
+        assert await client(fleet, st, heartbeats=1, log_bytes=100).run() == 0
+        saved = ClientState(st, fsync=False).load_index()
+        assert saved is not None and saved.serial == fleet.site.serial
+
+    in_fleet(go)
+
+
+def test_a_full_disk_in_a_real_process() -> None:
+    """The same in a `sephb client` process whose files may not grow past 200 bytes:
+    every log entry fails to be written (EFBIG), the index copy and the id fit."""
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        rc, err = await cli_client(fleet, tmp, "--heartbeats", "2", "--log-bytes", "5000",
+                                   fsize=200)
+        assert rc == 0
+        assert len(err) == 1, err
+        assert err[0].startswith(f"sephb client: {tmp / 'st' / 'logs'}/")
+        assert "cannot queue new log entries: File too large" in err[0]
+        await fleet.recorder.wait_for(
+            lambda r: r.by == "server" and r.event == "DISCONNECT", count=2)
+        server = names(fleet, (tmp / "st" / "client-id").read_text().strip(), "server")
+        assert server.count("SENSORS_ACKED") == 2  # both check-ins went through
+        assert ClientState(tmp / "st", fsync=False).load_index() is not None
+
+    in_fleet(go)
+
+
+def test_an_index_copy_that_is_a_directory_is_reported_and_check_ins_go_on(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        st = tmp / "st"
+        (st / "index.json").mkdir(parents=True)
+        c = client(fleet, st, heartbeats=2)
+        assert await c.run() == 0
+        assert names(fleet) == FULL_PULL + IDLE_PULL
+        assert c.errors == [
+            f"{st / 'index.json'}: cannot read the index copy: Is a directory; starting "
+            "without an index copy (the content is downloaded again)",
+            f"{st / 'index.json'}: cannot save the index copy: Is a directory; kept in "
+            "memory, saved once possible"]
+        assert len(capsys.readouterr().err.splitlines()) == 2
+
+    in_fleet(go)
+
+
+def test_damaged_queued_logs_are_moved_aside_never_uploaded() -> None:
+    """A truncated entry used to be uploaded as it was (100 of 6,667 bytes stored);
+    one that was not UTF-8 stopped the client at every upload, blocking the rest."""
+    async def go(fleet: Fleet, tmp: Path) -> None:
+        st = tmp / "st"
+        q = ClientState(st, fsync=False).logs
+        cut, bad, good = q.append_many(["a" * 6667, "b" * 50, "c" * 500])
+        files = {p.stem: p for p in (st / "logs").glob("*.log")}
+        files[cut].write_bytes(files[cut].read_bytes()[:100])
+        files[bad].write_bytes(b"\xff\xfe not text")
+        c = client(fleet, st, heartbeats=2)
+        assert await c.run() == 0
+        assert names(fleet) == FULL_PULL + IDLE_PULL
+        assert [(log.id, log.data) for log in fleet.logs("c1")] == [(good, "c" * 500)]
+        assert sorted(p.stem for p in (st / "logs" / "damaged").iterdir()) == sorted(
+            [cut, bad])
+        assert len(c.errors) == 2  # one line each, not one per upload
+        assert all("damaged" in e and "not uploaded" in e for e in c.errors)
+        assert f"{files[cut]}: damaged (queued log {cut}: 67 bytes of text, the header " \
+               "says 6667" in c.errors[0]
+
+    in_fleet(go)
+
+
+# --- the kill bench, small -------------------------------------------------------------
+
+
+def test_random_sigkills_under_faults_lose_no_log_and_store_none_twice() -> None:
+    """tests/benchmarks/bench_kill.py at 6 kills (it runs 200): `sephb client`
+    without --client-id, SIGKILLed at random and right after log uploads, under a
+    rotation of faults. Before the stable id, 10 kills left 5 client ids at the site
+    and logs stored under two of them."""
+    fig = kill_bench(6, addresses=addresses(3))
+    assert (fig.lost, fig.twice, fig.wrong, fig.died) == (0, 0, 0, 0)
+    assert fig.complaints == []
+    assert fig.kills == 6 and fig.client_ids == 1 and fig.stored > 0

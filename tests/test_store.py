@@ -13,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -231,10 +232,148 @@ def test_ingest_rejects_bad_ids_before_writing(tmp_path: Path, bad: str) -> None
     assert len(q) == 0 and os.listdir(tmp_path) == []
 
 
-def test_damaged_acked_memory_is_reported(tmp_path: Path) -> None:
+def test_damaged_acked_memory_is_moved_aside_not_fatal(tmp_path: Path) -> None:
+    """It used to stop the client from starting: every log was blocked by it."""
     (tmp_path / store.ACKED_FILE).write_text('{"not": "a list"}')
-    with pytest.raises(UsageError, match=r"acked\.json: not a list of acknowledged"):
-        LogQueue(tmp_path)
+    q = LogQueue(tmp_path)
+    [problem] = q.problems
+    assert problem.startswith(f"{tmp_path / store.ACKED_FILE}: damaged (not a list of "
+                              "acknowledged log ids")
+    assert problem.endswith(f"moved to {tmp_path / store.DAMAGED_DIR / store.ACKED_FILE}")
+    assert (tmp_path / store.DAMAGED_DIR / store.ACKED_FILE).read_text() == \
+        '{"not": "a list"}'
+    assert q.ingest([("a-1", "x")]) == ["a-1"] and q.ack(["a-1"]) == 1
+    assert q.ingest([("a-1", "x")]) == []  # remembered again from here on
+
+
+# -- damage from outside: checksums, quarantine, I/O errors -----------------------------
+
+
+def entry_file(q: LogQueue, entry_id: str) -> Path:
+    [path] = [p for p in q.directory.glob("*.log") if entry_id in p.name]
+    return path
+
+
+# How an entry of 6,667 bytes (a 33-byte header, then the text) is damaged, and what
+# the queue says about it.
+DAMAGE: dict[str, tuple[Callable[[bytes], bytes], str]] = {
+    # what the attack run did: 100 bytes of the file left
+    "truncated": (lambda raw: raw[:100], "67 bytes of text, the header says 6667"),
+    "emptied": (lambda raw: b"", "no entry header (0 bytes)"),
+    "a byte changed": (lambda raw: raw[:-1] + b"?", "checksum mismatch"),
+    "not UTF-8": (lambda raw: b"\xff\xfe log", "no entry header (6 bytes)"),
+    "headerless text": (lambda raw: raw[33:], "no entry header"),
+    "grown": (lambda raw: raw + b"more", "6671 bytes of text, the header says 6667"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGE))
+def test_a_damaged_entry_is_moved_aside_and_blocks_nothing(tmp_path: Path,
+                                                           kind: str) -> None:
+    damage, why = DAMAGE[kind]
+    q = LogQueue(tmp_path, fsync=False)
+    before = q.append("before")
+    victim = q.append("x" * 6667)
+    after = q.ingest([("spool-1", "after")])[0]
+    path = entry_file(q, victim)
+    path.write_bytes(damage(path.read_bytes()))
+    # Never uploaded, never blocking: the others come back, in order.
+    assert q.pending() == [LogEntry(before, "before"), LogEntry(after, "after")]
+    [problem] = q.problems
+    moved = tmp_path / store.DAMAGED_DIR / path.name
+    assert problem == (f"{path}: damaged (queued log {victim}: {why}; not uploaded); "
+                       f"moved to {moved}")
+    assert moved.exists() and not path.exists()  # kept for a human, out of the queue
+    assert len(LogQueue(tmp_path, fsync=False)) == 2 and q.pending_bytes() == 11
+
+
+def test_an_entry_that_cannot_be_read_is_skipped_and_kept(tmp_path: Path) -> None:
+    q = LogQueue(tmp_path, fsync=False)
+    good = q.append("good")
+    stuck = tmp_path / "000000000007-0123456789abcdef.log"
+    stuck.mkdir()  # reading it fails (EISDIR), as an unreadable file would
+    assert q.pending() == [LogEntry(good, "good")]
+    assert q.problems == [f"{stuck}: cannot read queued log (Is a directory); left in "
+                          "the queue, not uploaded"]
+    assert stuck.is_dir()
+
+
+def test_entry_files_carry_length_and_checksum(tmp_path: Path) -> None:
+    import zlib
+
+    q = LogQueue(tmp_path, fsync=False)
+    i = q.append("héllo")
+    body = "héllo".encode()
+    assert entry_file(q, i).read_bytes() == (
+        b"sephb-log1 %012d %08x\n" % (len(body), zlib.crc32(body)) + body)
+
+
+def test_a_full_disk_names_the_entry_and_queues_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    q = LogQueue(tmp_path, fsync=False)
+    q.append("kept")
+
+    def full(directory: Path, name: str, data: bytes, fsync: bool) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")  # as os.write raises it
+
+    monkeypatch.setattr(store, "write_tmp", full)
+    with pytest.raises(OSError) as ei:
+        q.append("lost before it was queued")
+    assert ei.value.errno == errno.ENOSPC
+    assert ei.value.filename is not None
+    assert Path(ei.value.filename).parent == tmp_path
+    assert Path(ei.value.filename).name.endswith(".log")
+    assert [e.data for e in q.pending()] == ["kept"]
+
+
+# -- the client id ---------------------------------------------------------------------
+
+
+def test_client_id_is_made_once_and_kept(tmp_path: Path) -> None:
+    a = ClientState(tmp_path / "st").client_id()
+    assert store.ID_RE.fullmatch(a) and a.count("-") >= 1
+    assert (tmp_path / "st" / store.CLIENT_ID_FILE).read_text() == a + "\n"
+    # a restart: the same id; another state directory: another one
+    assert ClientState(tmp_path / "st", fsync=False).client_id() == a
+    assert ClientState(tmp_path / "other").client_id() != a
+    assert not list((tmp_path / "st").glob(".*.tmp"))
+
+
+def test_a_client_id_written_by_hand_is_used(tmp_path: Path) -> None:
+    (tmp_path / store.CLIENT_ID_FILE).write_text("desk-042")
+    assert ClientState(tmp_path).client_id() == "desk-042"
+
+
+@pytest.mark.parametrize("content", [b"", b"\n", b"two words\n", b"a\nb\n", b"\xff\n",
+                                     b"x" * 129])
+def test_a_damaged_client_id_is_reported(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / store.CLIENT_ID_FILE).write_bytes(content)
+    with pytest.raises(UsageError) as ei:
+        ClientState(tmp_path).client_id()
+    assert str(ei.value).startswith(f"{tmp_path / store.CLIENT_ID_FILE}: not a client id: "
+                                    "expected one line of 1-128 letters")
+    assert len(str(ei.value).splitlines()) == 1
+    # left as it was, for a human to look at
+    assert (tmp_path / store.CLIENT_ID_FILE).read_bytes() == content
+
+
+def test_an_unreadable_client_id_is_reported(tmp_path: Path) -> None:
+    (tmp_path / store.CLIENT_ID_FILE).mkdir()
+    with pytest.raises(UsageError, match="client-id: cannot read or create the client "
+                                         "id: Is a directory"):
+        ClientState(tmp_path).client_id()
+
+
+def test_an_index_copy_that_is_a_directory_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / store.INDEX_FILE).mkdir()
+    with pytest.raises(UsageError, match=r"index\.json: cannot read the index copy: Is a "
+                                         "directory"):
+        IndexCopy.load(tmp_path)
+    with pytest.raises(OSError) as ei:
+        ClientState(tmp_path).save_index(IndexCopy("s", 1))
+    assert ei.value.filename == str(tmp_path / store.INDEX_FILE)
 
 
 # -- log volume ------------------------------------------------------------------------
@@ -343,6 +482,17 @@ class QueueMachine(RuleBasedStateMachine):
     @rule()
     def reopen(self) -> None:
         self.queue = LogQueue(self.dir, fsync=False)
+
+    @precondition(lambda self: bool(self.model))
+    @rule(pick=st.integers(0, 100), keep=st.integers(0, 40))
+    def truncate_from_outside(self, pick: int, keep: int) -> None:
+        # Damage: the entry must never come back (moved aside), the rest unchanged.
+        i, _ = self.model[pick % len(self.model)]
+        [path] = [p for p in self.dir.glob("*.log") if p.stem.split("=")[-1] == i]
+        raw = path.read_bytes()
+        path.write_bytes(raw[:keep % len(raw)])
+        # Gone from the queue, not acknowledged: an ingested id may be taken in again.
+        self.model = [(k, d) for k, d in self.model if k != i]
 
     @rule(name=st.from_regex(r"[0-9]{12}-[0-9a-f]{16}", fullmatch=True))
     def crash_mid_append(self, name: str) -> None:

@@ -163,7 +163,7 @@ def test_randomization_is_read_when_enabled() -> None:
                                           r'seconds .*, got "-5"'):
         sylink.parse(doc(acs=on.replace('"120"', '"-5"')))
     with pytest.raises(ValueError, match="randomization_s must be"):
-        Sylink.build(["127.0.0.2"], randomization_s=-1)
+        Sylink.build([["127.0.0.2"]], randomization_s=-1)
 
 
 def test_port_defaults_gup_and_domain() -> None:
@@ -232,7 +232,11 @@ ERRORS: dict[str, tuple[str, str, str | None, str]] = {
     "address missing": (doc(blocks=BLOCK.format('<Server HttpPort="8014"/>')),
                         'HttpPort="8014"', "Server", "missing required attribute Address"),
     "address bad": (doc(blocks=BLOCK.format('<Server Address="a b"/>')),
-                    '"a b"', "Server", "host name or IP address"),
+                    '"a b"', "Server", "IPv4 address, IPv6 literal or host name"),
+    "address empty label": (doc(blocks=BLOCK.format('<Server Address="a..b"/>')),
+                            '"a..b"', "Server", 'got "a..b": it has an empty label'),
+    "gup address bad": (doc(extra='<GupList>\n<Gup Address=".."/>\n</GupList>'),
+                        '".."', "Gup", 'got "..": it has an empty label'),
     "mode missing": (doc(acs='PullHeartbeatSeconds="300"'), "<AgentCommunicationSetting",
                      "AgentCommunicationSetting",
                      "missing required attribute CommunicationMode"),
@@ -277,7 +281,8 @@ ERRORS: dict[str, tuple[str, str, str | None, str]] = {
                          "!ENTITY", "entity declaration"),
     "external entity": ('<!DOCTYPE S [\n<!ENTITY xxe SYSTEM "file:///etc/passwd">\n]>\n'
                         "<S>&xxe;</S>", "xxe", "!ENTITY",
-                        'external entity "xxe" (file:///etc/passwd) is forbidden'),
+                        'external entity "xxe" (system id "file:///etc/passwd") is '
+                        "forbidden"),
     "external url": ('<!DOCTYPE S [\n\n<!ENTITY x PUBLIC "-//X" "http://example/x">\n]>\n'
                      "<S>&x;</S>", "<!ENTITY x", "!ENTITY", "would make the parser read"),
     "undefined entity": (doc(root=' DomainId="&foo;"'), "&foo;", None, "undefined entity"),
@@ -318,6 +323,36 @@ def test_unreadable_files(tmp_path: Path) -> None:
             sylink.load(p)
 
 
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    """Opening a FIFO for reading blocks until someone writes: `--sylink` on one used
+    to hang for ever. The load runs in a thread so that a regression fails here (the
+    FIFO is then fed to release it) instead of hanging the run."""
+    import threading
+
+    fifo = tmp_path / "sylink.xml"
+    os.mkfifo(fifo)
+    got: list[BaseException | Sylink] = []
+
+    def load() -> None:
+        try:
+            got.append(sylink.load(fifo))
+        except BaseException as e:  # handed to the test thread below
+            got.append(e)
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    t.join(timeout=30)  # a hang guard, not a timing assertion
+    if t.is_alive():
+        with open(fifo, "w") as w:  # release the blocked reader
+            w.write(doc())
+        t.join()
+        pytest.fail("sylink.load blocked on a FIFO")
+    [e] = got
+    assert isinstance(e, ConfigError), e
+    assert str(e) == (f"{fifo}: cannot read: not a regular file (a FIFO); sylink.xml "
+                      "must be a file")
+
+
 def test_empty_and_too_large() -> None:
     with pytest.raises(ConfigError, match=r"^x:1: not well-formed XML: no element found"):
         sylink.parse(b"", "x")
@@ -331,6 +366,93 @@ def test_bomb_is_refused_before_expansion() -> None:
     text = (EXAMPLES / "sylink-bad-bomb.xml").read_bytes()
     with pytest.raises(ConfigError, match='entity declaration "lol" is forbidden'):
         sylink.parse(text)
+
+
+# -- addresses, as the resolver will take them -------------------------------------------
+
+# Each of these used to load, and the client then died with a UnicodeError traceback
+# the first time it connected there (socket.getaddrinfo's IDNA encoding).
+BAD_ADDRESSES = [
+    ("a..b", "it has an empty label"),
+    ("..", "it has an empty label"),
+    (".a", "it has an empty label"),
+    ("x" * 64, "is 64 characters long once encoded; at most 63"),
+    (".".join(["x" * 63] * 4), "255 characters long once encoded; at most 253"),
+    ("a" * 5000, "5,000 characters long; a host name has at most 253"),
+    ("-a.example", "may not start or end with '-'"),
+    ("a b", "may hold only letters, digits"),
+    ("\u00ad.example", "cannot be IDNA-encoded"),  # nameprep maps U+00AD to nothing
+    ("a\u3002\u3002b", "it has an empty label"),  # ideographic full stops are dots too
+    ("127.1", "must be an IPv4 address"),  # the resolver would read 127.0.0.1
+    ("256.0.0.1", "must be an IPv4 address"),
+    ("127.000.0.1", "must be an IPv4 address"),  # leading zeros: octal to inet_aton
+    ("8014", "must be an IPv4 address"),
+    ("[::1]", "without brackets"),
+    ("1:2", "not an IPv6 address"),
+    ("fe80::1%", "zone after '%'"),
+    ("fe80::1%a.b", "zone after '%'"),
+]
+GOOD_ADDRESSES = ["127.0.0.2", "::1", "fe80::1%eth0", "::ffff:127.0.0.2", "sepm",
+                  "sepm.example.", "sepm_01.corp", "b\u00fccher.example",
+                  "x" * 63 + ".example", ".".join(["x" * 63] * 3 + ["x" * 61])]
+
+
+@pytest.mark.parametrize(("address", "why"), BAD_ADDRESSES)
+def test_addresses_the_resolver_cannot_take_are_refused(address: str, why: str) -> None:
+    for text, element in [
+        (doc(blocks=BLOCK.format(f"<Server Address={quoteattr(address)}/>")), "Server"),
+        (doc(extra=f"<GupList>\n<Gup Address={quoteattr(address)}/>\n</GupList>"), "Gup"),
+    ]:
+        with pytest.raises(ConfigError) as ei:
+            sylink.parse(text, "sylink.xml")
+        e = ei.value
+        assert (e.line, e.element) == (line_of(text, f"<{element} "), element)
+        assert "Address must be an IPv4 address, IPv6 literal or host name" in str(e)
+        assert why in str(e)
+        assert len(str(e).splitlines()) == 1 and len(str(e)) < 400
+    with pytest.raises(ValueError, match="IPv4 address, IPv6 literal or host name"):
+        Server(address)
+    with pytest.raises(ValueError, match="IPv4 address, IPv6 literal or host name"):
+        Gup(address)
+
+
+@pytest.mark.parametrize("address", GOOD_ADDRESSES)
+def test_addresses_the_resolver_takes_are_read(address: str) -> None:
+    import socket
+
+    s = sylink.parse(doc(blocks=BLOCK.format(f"<Server Address={quoteattr(address)}/>")))
+    assert s.servers[0].address == address
+    # What asyncio.open_connection does first; AI_NUMERICHOST keeps it off the
+    # network: a name is then "not found" (an OSError), never a UnicodeError.
+    try:
+        socket.getaddrinfo(address, 8014, type=socket.SOCK_STREAM,
+                           flags=socket.AI_NUMERICHOST)
+    except socket.gaierror:
+        assert not address[0].isdigit() or ":" in address
+
+
+def test_values_in_messages_are_quoted_and_cut() -> None:
+    """A newline in an attribute used to split the message in two; a 1 MB attribute
+    made a 1 MB line."""
+    with pytest.raises(ConfigError) as ei:
+        sylink.parse(doc(blocks=BLOCK.format('<Server Address="a&#10;b"/>')), "s.xml")
+    assert str(ei.value).splitlines() == [str(ei.value)]
+    assert 'got "a\\nb"' in str(ei.value)
+    huge = "9" * 1_000_000
+    with pytest.raises(ConfigError) as ei:
+        sylink.parse(doc(blocks=BLOCK.format(f'<Server Address="a" HttpPort="{huge}"/>')))
+    msg = str(ei.value)
+    assert len(msg) < 300
+    assert f'got "{"9" * sylink.SHOWN_CHARS}"... (1,000,000 characters)' in msg
+    # Quotes and backslashes stay readable and unambiguous inside the double quotes.
+    with pytest.raises(ConfigError, match=r'got "P\\"\'\\\\x"'):
+        sylink.parse(doc(blocks='<ServerPriorityBlock Name="P&quot;\'\\x">'
+                          '<Server Address="a"/></ServerPriorityBlock>'))
+    # A long element name is cut too.
+    tag = "R" * 10_000
+    with pytest.raises(ConfigError) as ei:
+        sylink.parse(f"<{tag}/>")
+    assert len(str(ei.value)) < 300 and ei.value.element == "R" * sylink.SHOWN_CHARS + "..."
 
 
 # -- the value's own checks ------------------------------------------------------------
@@ -376,9 +498,13 @@ def test_save_writes_atomically(tmp_path: Path) -> None:
 
 # -- round trip ------------------------------------------------------------------------
 
+# Host names: labels of letters, digits, '-' and '_' (no '-' at either end), the
+# last one not a number (that would have to be an IPv4 address).
+_label = st.from_regex(r"[A-Za-z0-9_]([A-Za-z0-9_\-]{0,20}[A-Za-z0-9_])?", fullmatch=True)
 addresses = st.one_of(
     st.ip_addresses().map(str),
-    st.from_regex(r"[A-Za-z0-9][A-Za-z0-9.\-]{0,30}", fullmatch=True),
+    st.lists(_label, min_size=1, max_size=4).map(".".join)
+    .filter(lambda name: not name.rsplit(".", 1)[-1].isdigit()),
 )
 xml_text = st.text(
     st.one_of(

@@ -42,8 +42,17 @@ class HttpConnection:
 
     @classmethod
     async def open(cls, host: str, port: int) -> HttpConnection:
-        """Open the TCP connection (raises OSError when refused or unreachable)."""
-        reader, writer = await asyncio.open_connection(host, port)
+        """Open the TCP connection (raises OSError when refused or unreachable, and
+        HttpError for an address the resolver cannot even take)."""
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except (UnicodeError, ValueError, TypeError) as exc:
+            # sylink.xml's reader refuses such addresses, but one may still come from
+            # elsewhere (a download URL of the manager's): socket.getaddrinfo raises
+            # UnicodeError for a name IDNA cannot encode ("a..b"), ValueError for one
+            # with a NUL in it. A connect that raises is a failed connect, not a crash.
+            raise HttpError(f"cannot connect to {host!r:.100}:{port}: "
+                            f"{type(exc).__name__}: {exc}") from None
         return cls(reader, writer, f"{host}:{port}")
 
     async def request(
@@ -54,7 +63,7 @@ class HttpConnection:
         body: bytes = b"",
     ) -> Response:
         """Send one request and read its whole answer; HttpError on any breakage."""
-        hdrs = [("Host", self.host), ("Content-Length", str(len(body)))]
+        hdrs = [("Host", self._host_header()), ("Content-Length", str(len(body)))]
         hdrs += list((headers or {}).items())
         try:
             if self._h11.our_state is h11.DONE and self._h11.their_state is h11.DONE:
@@ -71,6 +80,17 @@ class HttpConnection:
             raise HttpError(f"{self.host}: not HTTP: {exc}") from None
         except (ConnectionError, OSError) as exc:
             raise HttpError(f"{self.host}: {type(exc).__name__}: {exc}") from None
+
+    def _host_header(self) -> str:
+        # As the wire carries it: IDNA for a name (h11 takes ASCII only), brackets
+        # around an IPv6 literal.
+        host, _, port = self.host.rpartition(":")
+        if ":" in host:
+            return f"[{host}]:{port}"
+        try:
+            return f"{host.encode('idna').decode('ascii')}:{port}"
+        except UnicodeError:  # open() connected, so the name encodes; never here
+            return self.host.encode("ascii", "replace").decode("ascii")
 
     async def _read_response(self) -> Response:
         status = 0

@@ -19,6 +19,16 @@ Logs written by others (``--log-dir``, the suite's ``{log_dir}`` spool,
 and removes the file only once the entry is durable there, so a SIGKILL at any moment
 loses none and never gives one a second id.
 
+Identity: without ``--client-id`` the client runs under the id kept in its state
+directory (:meth:`.ClientState.client_id`), the same across restarts, so that the
+managers recognise a log re-sent after a crash as the one they already have.
+
+Trouble with the state directory never stops the heartbeat. A full disk, an
+``index.json`` that is a directory, a queued log that is damaged: each is said once on
+stderr (``sephb client: <file>: <what>: <error>``), and the client goes on checking in
+with what it has -- the index copy in memory, the queue as it is (a damaged entry is
+moved aside by the store, never uploaded, never blocking the rest).
+
 Everything the client does and sees is recorded in model time (``--trace``) with
 ``by: "client"``.
 """
@@ -46,6 +56,7 @@ from sephb.conformance.client.store import (
     ClientState,
     IndexCopy,
     LogEntry,
+    LogQueue,
     is_log_id,
     make_logs,
 )
@@ -53,6 +64,7 @@ from sephb.conformance.traces import wire
 from sephb.conformance.traces.clock import Clock
 from sephb.conformance.traces.sylink import Sylink
 from sephb.conformance.traces.trace import Recorder, TraceWriter
+from sephb.model.errors import UsageError
 from sephb.model.interpretations import Interpretation
 from sephb.model.protocol import Action, Event, State
 
@@ -78,7 +90,8 @@ class ClientOptions:
     #: Stop after this many check-ins have ended (None: run until stopped).
     heartbeats: int | None = None
     location: str = "Default"
-    client_id: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    #: Sent as X-Sephb-Client; None: the stable id kept in the state directory.
+    client_id: str | None = None
     #: Bytes of new log entries the client produces before each heartbeat.
     log_bytes: int = 0
     seed: int | None = None
@@ -111,10 +124,17 @@ class ReferenceClient:
         self.opts = opts
         self.recorder = recorder
         self.clock: Clock = recorder.clock
+        self.errors: list[str] = []
+        #: Store operations failing now, with the errno last reported for each.
+        self._failing: dict[str, int | None] = {}
         self.state = ClientState(opts.state_dir, fsync=opts.fsync)
+        self._store_problems()
+        self.client_id: str = opts.client_id or self._stable_id()
         sy = opts.sylink
         self.peers = [Peer(s.address, s.port, s.priority) for s in sy.servers]
-        index = self.state.load_index()
+        index = self._load_index()
+        #: The index copy as last saved (or loaded): saved again when the core's differs.
+        self._saved_index = (index.serial, index.revision) if index else None
         self.core: ClientCore = faults.core_class(opts.fault)(
             self.peers,
             sy.mode,
@@ -133,7 +153,6 @@ class ReferenceClient:
         self._io_on_session = True
         #: Check-ins that ended (arrived at IDLE or PUSH_HELD).
         self.checkins = 0
-        self.errors: list[str] = []
         self._bytes = [0, 0]  # (in, out) of the current check-in, closed connections
         self._rnd = random.Random(opts.seed)
         #: Spool entries of a --volatile-logs client: id -> text, in memory only.
@@ -223,20 +242,83 @@ class ReferenceClient:
         return self._after(self.core.handle(outcome.event, now, **kw))
 
     def _after(self, effects: list[Effect]) -> list[Effect]:
-        """Bookkeeping after a move: save a new index copy, count ended check-ins."""
-        core = self.core
-        if core.index is not None:
-            saved = self.state.load_index()
-            if saved is None or (saved.serial, saved.revision) != core.index:
-                self.state.save_index(IndexCopy(*core.index))
+        """Bookkeeping after a move: save a new index copy (until it is saved)."""
+        index = self.core.index
+        if index is not None and index != self._saved_index:
+            try:
+                self.state.save_index(IndexCopy(*index))
+            except OSError as e:
+                self._io_problem("index", "cannot save the index copy", e,
+                                 "kept in memory, saved once possible")
+            else:
+                self._saved_index = index
+                self._failing.pop("index", None)
         return effects
+
+    # --- the state directory's troubles (reported, never fatal) --------------------
+
+    def _stable_id(self) -> str:
+        try:
+            return self.state.client_id()
+        except UsageError as e:
+            fallback = f"{socket.gethostname()}-{os.getpid()}"
+            self._note(f"{e}; running as {fallback} for now (logs re-sent after a "
+                       "restart may then be stored twice)")
+            return fallback
+
+    def _load_index(self) -> IndexCopy | None:
+        try:
+            return self.state.load_index()
+        except UsageError as e:
+            self._note(f"{e}; starting without an index copy (the content is "
+                       "downloaded again)")
+            return None
+
+    def _io_problem(self, op: str, what: str, exc: OSError, then: str) -> None:
+        """An I/O error of a store operation: said once, not at every retry while it
+        keeps failing the same way (a new errno, or a failure after a success, is
+        said again unless its line is the same)."""
+        if op in self._failing and self._failing[op] == exc.errno:
+            return
+        self._failing[op] = exc.errno
+        self._note(f"{exc.filename or self.state.root}: {what}: {exc.strerror or exc}; "
+                   f"{then}")
+
+    def _store_problems(self) -> None:
+        """Report damage the store found and dealt with (moved aside, skipped)."""
+        for text in self.state.take_problems():
+            self._note(text)
+
+    def _pending(self, queue: LogQueue, op: str) -> list[LogEntry]:
+        """The queue's entries to upload; none when it cannot even be listed."""
+        try:
+            batch = queue.pending()
+        except OSError as e:
+            # (os.listdir names the directory in the error)
+            self._io_problem(op, "cannot list the queue", e,
+                             "this upload carries none of its entries")
+            batch = []
+        else:
+            self._failing.pop(op, None)
+        self._store_problems()
+        return batch
+
+    def _ack(self, queue: LogQueue, ids: list[str], op: str) -> None:
+        try:
+            queue.ack(ids)
+        except OSError as e:
+            self._io_problem(op, "cannot remove acknowledged entries from the queue", e,
+                             "they stay queued and are sent again (the manager drops "
+                             "them by id)")
+        else:
+            self._failing.pop(op, None)
 
     # --- effects -------------------------------------------------------------------
 
     def _start(self, effect: Effect) -> asyncio.Task[_Outcome] | None:
         if effect.settle_logs:
             # The manager acknowledged the last upload: only now may it leave the queue.
-            self.state.logs.ack(self._inflight)
+            self._ack(self.state.logs, self._inflight, "ack logs")
             for entry_id in self._inflight:
                 self._volatile.pop(entry_id, None)
             self._inflight = []
@@ -277,8 +359,14 @@ class ReferenceClient:
         # (fsync) and takes real time, so it happens while the client rests, never
         # inside a check-in whose session limit is running.
         if self.opts.log_bytes:
-            make_logs(self.state.logs, self.opts.log_bytes,
-                      seed=self._rnd.getrandbits(32))
+            try:
+                make_logs(self.state.logs, self.opts.log_bytes,
+                          seed=self._rnd.getrandbits(32))
+            except OSError as e:
+                self._io_problem("make logs", "cannot queue new log entries", e,
+                                 "the entries not queued are not made; the queue is kept")
+            else:
+                self._failing.pop("make logs", None)
 
     def _take_spool(self) -> None:
         """Take the spool's entries into the queue (``--log-dir``): each ``<id>.log``
@@ -303,6 +391,9 @@ class ReferenceClient:
                     raw = path.read_bytes()
                 except FileNotFoundError:
                     continue
+                except OSError as e:
+                    self._note(f"{path}: cannot read: {e.strerror or e}; left in the spool")
+                    continue
                 taken.append((entry_id, _spool_text(raw), path))
             if not taken:
                 return
@@ -310,7 +401,13 @@ class ReferenceClient:
                 for entry_id, text, _ in taken:
                     self._volatile.setdefault(entry_id, text)
             else:
-                self.state.logs.ingest((entry_id, text) for entry_id, text, _ in taken)
+                try:
+                    self.state.logs.ingest((entry_id, text) for entry_id, text, _ in taken)
+                except OSError as e:
+                    self._io_problem("spool", "cannot take the log spool into the queue",
+                                     e, "its files stay in the spool for the next upload")
+                    return
+                self._failing.pop("spool", None)
             for *_, path in taken:
                 path.unlink(missing_ok=True)
 
@@ -339,7 +436,7 @@ class ReferenceClient:
             return _Outcome(data={"error": f"{type(exc).__name__}: {exc}"})
 
     def _headers(self) -> dict[str, str]:
-        return {wire.HEADER_CLIENT: self.opts.client_id,
+        return {wire.HEADER_CLIENT: self.client_id,
                 wire.HEADER_LOCATION: self.opts.location}
 
     async def _call(self, effect: Effect, method: str, path: str, body: bytes = b"",
@@ -404,7 +501,7 @@ class ReferenceClient:
             return _Outcome(Event.CONTENT_RECEIVED)
         if action is Action.UPLOAD_LOGS:
             self._take_spool()
-            batch = self.state.logs.pending() + [
+            batch = self._pending(self.state.logs, "list logs") + [
                 LogEntry(i, text) for i, text in self._volatile.items()]
             # The whole batch is in flight until answered: the reference settles only
             # after an acknowledgement, a seeded fault may settle on a failure.
@@ -416,14 +513,14 @@ class ReferenceClient:
             self._inflight = [e.id for e in batch if e.id in acked]
             return _Outcome(Event.LOGS_ACKED, data={"ids": self._inflight})
         if action is Action.UPLOAD_SENSORS:
-            batch = self.state.sensors.pending()
+            batch = self._pending(self.state.sensors, "list sensors")
             apps = [{"sha256": f"{self._rnd.getrandbits(256):064x}",
                      "path": f"C:\\Program Files\\App{i:02d}\\app{i:02d}.exe"}
                     for i in range(LEARNED_APPS)]
             body = msgspec.json.encode(wire.SensorsUpload(
                 [{"id": e.id, "data": e.data} for e in batch], apps))
             await self._call(effect, "POST", wire.SENSORS_PATH, body)
-            self.state.sensors.ack([e.id for e in batch])
+            self._ack(self.state.sensors, [e.id for e in batch], "ack sensors")
             return _Outcome(Event.SENSORS_ACKED)
         raise AssertionError(f"no adapter for {action}")  # ENTRY has no other actions
 
@@ -450,7 +547,7 @@ class ReferenceClient:
     def _record(self, name: Action | Event, **fields: Any) -> None:
         fields = {k: v for k, v in fields.items()
                   if v is not None and k in _RECORD_FIELDS}
-        self.recorder.emit(name, self.opts.client_id, by="client", **fields)
+        self.recorder.emit(name, self.client_id, by="client", **fields)
 
 
 def _spool_text(raw: bytes) -> str:

@@ -64,13 +64,33 @@ Decisions where the real format is silent (each one is tested):
   ``<GupList><Gup Address=".." Port="2967"/></GupList>`` under ``<CommConf>`` so that a
   test bed can hand a client its GUP in the same file. At most one ``<Gup>``; an empty
   ``<GupList>`` means no GUP.
+* **Addresses** are checked as the resolver will use them, so that a client never
+  meets an address it cannot even try: an IPv4 address (four numbers 0-255), an IPv6
+  literal without brackets (``::1``, ``fe80::1%eth0``), or a host name whose labels
+  are 1-63 letters, digits, ``-`` or ``_`` (not starting or ending with ``-``) once
+  IDNA-encoded (``bücher.example`` is fine), at most 253 characters in all, an
+  optional trailing dot allowed. A name whose last label is a number must be a whole
+  IPv4 address: the resolver reads ``127.1`` as 127.0.0.1.
 * Element names are case-sensitive and compared without any XML namespace; unknown
   elements and attributes are ignored.
+
+A value quoted in a message is shown escaped and cut to :data:`SHOWN_CHARS`
+characters, so that a newline in an attribute cannot split the message and a 1 MB
+attribute does not become a 1 MB line.
+
+Why this module is long: the value, its checks, the hardened XML layer, the meaning
+layer and the writer of one small format belong together. Every decision above is
+made once, here, for reading and writing alike; split up, the reader and the writer
+(and the value's own checks) could drift apart on what a sylink.xml may hold.
 """
 
 from __future__ import annotations
 
+import encodings.idna
+import ipaddress
+import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +114,7 @@ from sephb.model.protocol import GUP_PORT, HEARTBEAT_INTERVAL_S, MANAGER_CONTENT
 __all__ = [
     "MAX_BYTES",
     "MAX_HEARTBEAT_S",
+    "SHOWN_CHARS",
     "Gup",
     "Server",
     "Sylink",
@@ -110,9 +131,15 @@ MAX_BYTES: Final = 4 * 1024 * 1024
 MAX_HEARTBEAT_S: Final = 2**31 - 1
 _MAX_PRIORITY: Final = 999_999_999
 
-# Host names, IPv4 and IPv6 literals (optionally bracketed, with a %zone): what a client
-# can connect to. Anything else (spaces, quotes, an empty string) is a typo.
-_ADDRESS_RE: Final = re.compile(r"[A-Za-z0-9._:%\-\[\]]{1,253}")
+#: At most this many characters of a value are quoted in an error message.
+SHOWN_CHARS: Final = 80
+
+# What the resolver takes (see "Addresses" above). The IDNA codec splits names at
+# these four dots, so the labels are split the same way here.
+_DOTS_RE: Final = re.compile("[.\u3002\uff0e\uff61]")
+_LABEL_RE: Final = re.compile(r"(?!-)[A-Za-z0-9_\-]{1,63}(?<!-)")
+_ZONE_RE: Final = re.compile(r"[A-Za-z0-9_\-]{1,15}")  # an interface name (IFNAMSIZ)
+_MAX_NAME: Final = 253
 _PRIORITY_RE: Final = re.compile(r"priority0*([1-9][0-9]{0,8})", re.IGNORECASE)
 _PORT_RE: Final = re.compile(r"[0-9]{1,5}")
 # Ten digits reach past 2**31-1; more are rejected before int() sees them.
@@ -131,9 +158,76 @@ def _check_port(port: int, what: str) -> None:
         raise ValueError(f"{what} must be an integer 1-65535, got {port!r}")
 
 
+def _quote(value: str) -> str:
+    """``value`` in double quotes for a message: escaped as ``repr`` escapes (no raw
+    newline or other control character), cut to :data:`SHOWN_CHARS` characters."""
+    cut = value[:SHOWN_CHARS]
+    inner = repr(cut)[1:-1]
+    if repr(cut)[0] == "'":  # repr chose single quotes: re-escape for double ones
+        inner = inner.replace("\\'", "'").replace('"', '\\"')
+    more = f"... ({len(value):,} characters)" if len(value) > SHOWN_CHARS else ""
+    return f'"{inner}"{more}'
+
+
+def _address_problem(address: str) -> str | None:
+    """Why the resolver could not take ``address``; None when it can."""
+    if not address:
+        return "it is empty"
+    if ":" in address:  # only an IPv6 literal has a colon
+        if address.startswith("["):
+            return "an IPv6 literal is written without brackets, e.g. ::1"
+        host, pct, zone = address.partition("%")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "it has a colon but is not an IPv6 address"
+        if pct and not _ZONE_RE.fullmatch(zone):
+            return ("the zone after '%' must be an interface name (1-15 letters, "
+                    "digits, '-' or '_')")
+        return None
+    if len(address) > 4 * _MAX_NAME:  # long before any encoding could shorten it
+        return (f"it is {len(address):,} characters long; a host name has at most "
+                f"{_MAX_NAME}")
+    labels = _DOTS_RE.split(address)
+    if len(labels) > 1 and not labels[-1]:
+        labels.pop()  # a trailing dot: a fully qualified name
+    encoded: list[str] = []
+    for label in labels:
+        if not label:
+            return "it has an empty label (two dots in a row, or a dot at the start)"
+        try:
+            # What socket.getaddrinfo does to each label (nameprep, punycode); an
+            # ASCII label goes as it is, and is measured below.
+            ascii_label = label if label.isascii() \
+                else encodings.idna.ToASCII(label).decode("ascii")
+        except UnicodeError as e:
+            return f"the label {_quote(label)} cannot be IDNA-encoded ({e})"
+        if len(ascii_label) > 63:
+            return f"the label {_quote(label)} is {len(ascii_label)} characters long " \
+                   "once encoded; at most 63"
+        if not _LABEL_RE.fullmatch(ascii_label):
+            return f"the label {_quote(label)} may hold only letters, digits, '-' and " \
+                   "'_', and may not start or end with '-'"
+        encoded.append(ascii_label)
+    name = ".".join(encoded)
+    if len(name) > _MAX_NAME:
+        return f"it is {len(name)} characters long once encoded; at most {_MAX_NAME}"
+    if encoded[-1].isdigit():
+        try:
+            ipaddress.IPv4Address(address)
+        except ValueError:
+            return "a name ending in a number must be an IPv4 address (four numbers " \
+                   "0-255 without leading zeros): the resolver would read it as one"
+    return None
+
+
 def _check_address(address: str, what: str) -> None:
-    if not isinstance(address, str) or not _ADDRESS_RE.fullmatch(address):
-        raise ValueError(f"{what} must be a host name or IP address, got {address!r}")
+    problem = (_address_problem(address) if isinstance(address, str)
+               else "it is not a str")
+    if problem is not None:
+        shown = _quote(address) if isinstance(address, str) else repr(address)
+        raise ValueError(f"{what} must be an IPv4 address, IPv6 literal or host name, "
+                         f"got {shown}: {problem}")
 
 
 @dataclass(frozen=True)
@@ -188,7 +282,7 @@ class Gup:
 
 
 def _endpoint(address: str, port: int) -> str:
-    if ":" in address and not address.startswith("["):
+    if ":" in address:
         return f"[{address}]:{port}"
     return f"{address}:{port}"
 
@@ -253,7 +347,7 @@ class Sylink:
             expected[s.priority] = s.index + 1
         if self.domain_id is not None and _NOT_XML_CHAR_RE.search(self.domain_id):
             raise ValueError(
-                f"domain_id holds a character XML cannot carry: {self.domain_id!r}"
+                f"domain_id holds a character XML cannot carry: {_quote(self.domain_id)}"
             )
 
     @classmethod
@@ -380,19 +474,20 @@ def _parse_tree(data: str | bytes, path: str) -> _Node:
     except EntitiesForbidden as e:
         if e.sysid or e.pubid:
             what = (
-                f'external entity "{e.name}" ({e.sysid or e.pubid}) is forbidden: '
+                f"external entity {_quote(str(e.name))} "
+                f"(system id {_quote(str(e.sysid or e.pubid))}) is forbidden: "
                 "it would make the parser read a file or URL"
             )
         else:
             what = (
-                f'entity declaration "{e.name}" is forbidden: entities allow '
+                f"entity declaration {_quote(str(e.name))} is forbidden: entities allow "
                 'expansion bombs ("billion laughs"); sylink.xml declares none'
             )
         raise ConfigError(path, x.CurrentLineNumber, "!ENTITY", what) from None
     except ExternalReferenceForbidden as e:
         raise ConfigError(
             path, x.CurrentLineNumber, None,
-            f"external reference ({e.sysid or e.pubid}) is forbidden",
+            f"external reference ({_quote(str(e.sysid or e.pubid))}) is forbidden",
         ) from None
     except (_DTDRejected, DTDForbidden):
         raise ConfigError(
@@ -401,11 +496,13 @@ def _parse_tree(data: str | bytes, path: str) -> _Node:
             "DTD is where entity bombs and external entities live",
         ) from None
     except DefusedXmlException as e:  # any protection added by a later defusedxml
-        raise ConfigError(path, x.CurrentLineNumber, None, f"refused: {e}") from None
+        raise ConfigError(path, x.CurrentLineNumber, None,
+                          f"refused: {_quote(str(e))}") from None
     except (ValueError, LookupError) as e:
         # pyexpat raises these for input it cannot even decode (e.g. str with lone
         # surrogates); still "not XML" to the user.
-        raise ConfigError(path, x.CurrentLineNumber, None, f"not XML: {e}") from None
+        raise ConfigError(path, x.CurrentLineNumber, None,
+                          f"not XML: {_quote(str(e))}") from None
     if not isinstance(root, _Node):  # pragma: no cover - expat requires a root element
         raise ConfigError(path, None, None, "no root element")
     return root
@@ -415,7 +512,9 @@ def _parse_tree(data: str | bytes, path: str) -> _Node:
 
 
 def _err(path: str, node: _Node, what: str) -> ConfigError:
-    return ConfigError(path, node.line, node.tag, what)
+    # A tag is an XML name (no spaces or newlines) but may be any length.
+    tag = node.tag if len(node.tag) <= SHOWN_CHARS else node.tag[:SHOWN_CHARS] + "..."
+    return ConfigError(path, node.line, tag, what)
 
 
 def _one(path: str, parent: _Node, tag: str, required: bool) -> _Node | None:
@@ -443,7 +542,7 @@ def _port(path: str, node: _Node, name: str, default: int) -> int:
         return default
     if _PORT_RE.fullmatch(raw) and 1 <= int(raw) <= 65535:
         return int(raw)
-    raise _err(path, node, f'{name} must be an integer 1-65535, got "{raw}"')
+    raise _err(path, node, f"{name} must be an integer 1-65535, got {_quote(raw)}")
 
 
 def _seconds(path: str, node: _Node, name: str) -> int:
@@ -454,7 +553,8 @@ def _seconds(path: str, node: _Node, name: str) -> int:
         return int(raw)
     raise _err(
         path, node,
-        f'{name} must be a positive integer of seconds (1-{MAX_HEARTBEAT_S}), got "{raw}"',
+        f"{name} must be a positive integer of seconds (1-{MAX_HEARTBEAT_S}), "
+        f"got {_quote(raw)}",
     )
 
 
@@ -465,12 +565,13 @@ def _randomization(path: str, node: _Node) -> int:
     range.) A range given while disabled is still checked: a bad value is a bad file."""
     raw = node.attrib.get("RandomizationEnabled")
     if raw is not None and raw.strip() not in ("0", "1"):
-        raise _err(path, node, f'RandomizationEnabled must be "0" or "1", got "{raw}"')
+        raise _err(path, node,
+                   f'RandomizationEnabled must be "0" or "1", got {_quote(raw)}')
     rng = node.attrib.get("RandomizationRange")
     if rng is not None and not (_SECONDS_RE.fullmatch(rng.strip())
                                 and int(rng) <= MAX_HEARTBEAT_S):
         raise _err(path, node, f"RandomizationRange must be an integer of seconds "
-                               f'(0-{MAX_HEARTBEAT_S}), got "{rng}"')
+                               f"(0-{MAX_HEARTBEAT_S}), got {_quote(rng)}")
     if raw is None or raw.strip() != "1":
         return 0
     return int(rng) if rng is not None else 0
@@ -478,8 +579,10 @@ def _randomization(path: str, node: _Node) -> int:
 
 def _address(path: str, node: _Node) -> str:
     raw = _attr(path, node, "Address")
-    if not _ADDRESS_RE.fullmatch(raw):
-        raise _err(path, node, f'Address must be a host name or IP address, got "{raw}"')
+    problem = _address_problem(raw)
+    if problem is not None:
+        raise _err(path, node, "Address must be an IPv4 address, IPv6 literal or host "
+                   f"name, got {_quote(raw)}: {problem}")
     return raw
 
 
@@ -489,7 +592,7 @@ def _mode(path: str, node: _Node) -> Mode:
         return Mode(raw.lower())
     except ValueError:
         raise _err(
-            path, node, f'CommunicationMode must be PUSH or PULL, got "{raw}"'
+            path, node, f"CommunicationMode must be PUSH or PULL, got {_quote(raw)}"
         ) from None
 
 
@@ -503,13 +606,13 @@ def _servers(path: str, server_list: _Node) -> tuple[Server, ...]:
         if not m:
             raise _err(
                 path, block, f'Name must be "Priority<N>" with N a positive integer, '
-                f'got "{name}"',
+                f"got {_quote(name)}",
             )
         prio = int(m.group(1))
         if prio in blocks:
             raise _err(
-                path, block, f'Name "{name}" repeats priority {prio} of the block on '
-                f"line {blocks[prio].line}",
+                path, block, f"Name {_quote(name)} repeats priority {prio} of the block "
+                f"on line {blocks[prio].line}",
             )
         blocks[prio] = block
         for i, s in enumerate(block.all("Server")):
@@ -576,14 +679,37 @@ def parse(text: str | bytes, path: str = "<string>") -> Sylink:
 
 
 def load(path: str | Path) -> Sylink:
-    """Read sylink.xml from a file. Raises :class:`ConfigError` and nothing else."""
+    """Read sylink.xml from a file. Raises :class:`ConfigError` and nothing else.
+
+    Only a regular file is read: a FIFO (or a terminal, a socket) would block the
+    reader until someone writes to it, possibly for ever.
+    """
     name = str(path)
     try:
-        with open(path, "rb") as f:
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise ConfigError(name, None, None, f"cannot read: {e.strerror or e}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ConfigError(name, None, None, "cannot read: Is a directory")
+        if not stat.S_ISREG(mode):
+            raise ConfigError(name, None, None, f"cannot read: not a regular file "
+                              f"({_file_kind(mode)}); sylink.xml must be a file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
             data = f.read(MAX_BYTES + 1)
     except OSError as e:
         raise ConfigError(name, None, None, f"cannot read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
     return parse(data, name)
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((kind for test, kind in kinds if test(mode)), "not a regular file")
 
 
 def _a(value: str | int) -> str:
