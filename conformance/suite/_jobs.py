@@ -22,6 +22,13 @@ A failure is then **shrunk** (:func:`shrink`: delta debugging over the program's
 steps, the candidates of one round run side by side, the first in order that still
 breaks the same requirement wins) and **replayed** (:data:`REPLAYS` runs of the
 shrunk program): reproducible when every replay broke it again, flaky otherwise.
+
+A worker **stops** on its first SIGTERM or SIGINT (the pool shutting down an
+interrupted run, ``timeout`` or a CI runner signalling the whole process group, a
+Ctrl-C): in a job, the job is interrupted, cleans up (its client's processes, its
+servers, its directory; later signals wait) and the worker then exits; between jobs
+it exits at once. It never goes back for more work: its run is over, and a worker
+waiting on the pool's queue after the run's process is gone would wait forever.
 """
 
 from __future__ import annotations
@@ -32,7 +39,9 @@ import functools
 import multiprocessing
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from types import FrameType
 from typing import Any, Final
 
 import msgspec
@@ -78,6 +87,9 @@ class Job(msgspec.Struct, frozen=True):
     found_by: str = "random"
     #: Waits end once the model needs no more time (``Environment.black_box``).
     eager: bool = True
+    #: The run's temporary directory, which the run removes whatever happens: the
+    #: client's directory is made in it ("": the system's).
+    tmp_dir: str = ""
 
 
 class Found(msgspec.Struct, frozen=True):
@@ -143,7 +155,20 @@ def shard_seed(seed: int, shard: int) -> int:
 
 def perform(job: Job) -> Outcome:
     """Run one job here (in a worker, or in the run's own process with one job at
-    a time)."""
+    a time). A worker that was told to stop while it ran exits once it has cleaned
+    up (:func:`_stop_worker`)."""
+    try:
+        _Worker.busy = True
+        if _Worker.stopping:  # told to stop before this job came: the run is over
+            raise KeyboardInterrupt(f"signal {_Worker.stopping}")
+        return _perform(job)
+    finally:
+        _Worker.busy = False
+        if _Worker.stopping:
+            os._exit(128 + _Worker.stopping)
+
+
+def _perform(job: Job) -> Outcome:
     from sephb.conformance.suite._remote import wire_environment
     from sephb.conformance.suite._wire_world import use_lane
     from sephb.model.interpretations import get
@@ -152,7 +177,8 @@ def perform(job: Job) -> Outcome:
     use_lane(job.lane, job.octet)
     env = wire_environment(job.client_cmd, time_scale=job.time_scale,
                            tolerance_ms=job.tolerance_ms, startup_s=job.startup_s,
-                           start_allowance_s=job.start_allowance_s, eager=job.eager)
+                           start_allowance_s=job.start_allowance_s, eager=job.eager,
+                           tmp_dir=job.tmp_dir or None)
     coverage = suite.Coverage({r.name: 0 for r in interp.rows()})
     machine = suite.make_machine(interp, env, coverage)
     out = Outcome({}, {}, {})
@@ -228,14 +254,40 @@ def _close_leftovers() -> None:
 # --- many jobs -----------------------------------------------------------------------
 
 
+class _Worker:
+    """A worker's state: in a job (``busy``), and the signal that told it to stop."""
+
+    busy = False
+    stopping = 0
+
+
 def _worker_init() -> None:
     """A worker ends like the run's main process: a SIGTERM (the pool shutting down
-    an interrupted run) is an interrupt, so its client and servers are cleaned up."""
+    an interrupted run, or the process group's) or SIGINT is an interrupt, so its
+    client and servers are cleaned up; then it exits (the module's docstring)."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop_worker)
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
 
-    signal.signal(signal.SIGTERM, interrupt)
+def _stop_worker(signum: int, frame: FrameType | None) -> None:
+    """The first signal interrupts the job in hand (its cleanup runs, then
+    :func:`perform` exits the worker); later ones wait for that cleanup. Between jobs
+    the worker exits where it waits for work; but not while it sends a result back
+    (half a message would leave the pool's pipe unreadable): the signal comes again
+    a moment later."""
+    first = not _Worker.stopping
+    _Worker.stopping = _Worker.stopping or signum
+    if _Worker.busy:
+        if first:
+            raise KeyboardInterrupt(f"signal {signum}")
+        return
+    f = frame
+    while f is not None:
+        if f.f_code.co_name == "_sendback_result":  # concurrent.futures' worker
+            threading.Timer(0.01, os.kill, (os.getpid(), signum)).start()
+            return
+        f = f.f_back
+    raise SystemExit(128 + signum)
 
 
 class Pool:
@@ -245,6 +297,8 @@ class Pool:
     def __init__(self, n: int) -> None:
         self.n = max(1, n)
         self._executor: cf.ProcessPoolExecutor | None = None
+        #: The multiprocessing children this process had before the pool's.
+        self._before: set[int | None] = set()
 
     def __enter__(self) -> Pool:
         return self
@@ -257,19 +311,27 @@ class Pool:
         if ex is None:
             return
         procs = list((getattr(ex, "_processes", None) or {}).values())
-        if cancel:
-            # An interrupted run: the workers clean up their clients and servers
-            # (SIGTERM is an interrupt there), and the run waits until they have.
+        # (and one whose start an interrupt cut short before the executor knew it)
+        procs += [p for p in multiprocessing.active_children()
+                  if p.pid not in self._before and p not in procs]
+        try:
+            if cancel:
+                # An interrupted run: the workers clean up their clients and servers
+                # (SIGTERM is an interrupt there), and the run waits until they have.
+                _terminate(procs)
+            ex.shutdown(wait=True, cancel_futures=True)
+        finally:
+            # Also when an interrupt cut the wait short: a worker left waiting for
+            # work would outlive the run, and keep its process from exiting
+            # (multiprocessing joins its children at exit).
+            _terminate(procs)
             for proc in procs:
                 with contextlib.suppress(Exception):
-                    proc.terminate()
-        ex.shutdown(wait=True, cancel_futures=True)
-        for proc in procs:
-            with contextlib.suppress(Exception):
-                proc.join(timeout=15)
+                    proc.join(timeout=15)
 
     def _pool(self) -> cf.ProcessPoolExecutor:
         if self._executor is None:
+            self._before = {p.pid for p in multiprocessing.active_children()}
             ctx = multiprocessing.get_context("forkserver")
             ctx.set_forkserver_preload(["sephb.conformance.suite._jobs",
                                         "sephb.conformance.suite._remote"])
@@ -326,6 +388,14 @@ class Pool:
             for f in futures:
                 f.cancel()
         return [o if i <= first_stop else None for i, o in enumerate(outcomes)]
+
+
+def _terminate(procs: Iterable[multiprocessing.process.BaseProcess]) -> None:
+    """SIGTERM each live worker of ``procs`` (it stops: :func:`_stop_worker`)."""
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            if proc.is_alive():
+                proc.terminate()
 
 
 def default_jobs(busy: bool = False) -> int:

@@ -5,20 +5,43 @@ The suite writes a sylink.xml naming the fleet, runs the command with ``{sylink}
 it takes one), kills it with SIGKILL to restart it (the state and spool directories
 stay), and kills it at the end of each test case. It is a black box: it gets no
 calls, and the suite learns what it did only from what the servers record.
+
+Every process the command starts dies with it
+---------------------------------------------
+The command runs in a session of its own, so a SIGKILL to its process group reaches a
+wrapper script's children; but a daemon (``setsid``, a double fork, SIGTERM ignored)
+leaves the group and, once its parent is gone, would be adopted by init and outlive
+the run. So the process that runs clients is a child subreaper while one is live
+(Linux ``PR_SET_CHILD_SUBREAPER``): orphans below it are re-parented to it instead of
+init. A kill (:func:`_kill_all`) walks ``/proc`` and SIGKILLs, until none is left,
+every process that is the command's by any of these signs: in its session or process
+group; a descendant of one that is; carrying the client's mark in its environment
+(:data:`CLIENT_MARK`, inherited by everything the command starts, wherever it went);
+or adopted by this process from another session (a daemon that also cleared its
+environment). Then it reaps those that were adopted (waitpid by pid, never -1: the
+process's other children belong to others). Without ``/proc`` (not Linux) a kill is
+the process group's only.
+
+The temporary directory of a client (``sephb-wire-*``: sylink.xml, state, spool, log)
+is made and registered, and removed, with SIGINT and SIGTERM held, so that an
+interrupt never leaves one behind half made or half removed.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import itertools
 import os
 import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
@@ -42,6 +65,11 @@ from sephb.model.protocol import (
 PLACEHOLDERS: Final = ("{sylink}", "{state_dir}", "{time_scale}", "{client_id}",
                        "{interpretation}", "{log_dir}")
 
+#: The environment variable set for the client command: ``<suite pid>-<n>``, one value
+#: per ProcessClient. Every process the command starts inherits it (unless it clears
+#: its environment), which is how the suite finds the command's daemons to kill them.
+CLIENT_MARK: Final = "SEPHB_SUITE_CLIENT"
+
 
 # --- the client ------------------------------------------------------------------------
 
@@ -54,7 +82,7 @@ class ProcessClient:
     def __init__(self, world: RemoteWorld, command: str, mode: Mode, *,
                  interpretation: str = "seed", client_id: str = "c1",
                  startup_s: float = STARTUP_S, quiet_s: float | None = None,
-                 contact: list[bool] | None = None) -> None:
+                 contact: list[bool] | None = None, tmp_dir: str | None = None) -> None:
         self.world = world
         #: Whether any start of the client in this run made a request (shared by
         #: the run's clients): until one has, silence at a start ends the run.
@@ -73,7 +101,14 @@ class ProcessClient:
         self._wait_base = 0
         #: (model ms, run-queue wait ns so far) of the running process.
         self._cpu: list[tuple[int, int]] = []
-        self._dir = Path(tempfile.mkdtemp(prefix="sephb-wire-"))
+        #: The value of CLIENT_MARK in the command's environment.
+        self.mark = f"{os.getpid()}-{next(_client_ids)}"
+        # Made and registered with interrupts held: an interrupt between the two
+        # would leave a directory that nothing removes. (In ``tmp_dir``, the run's
+        # own directory, when given: the run removes it whatever happens here.)
+        with _signals_held():
+            self._dir = Path(tempfile.mkdtemp(prefix="sephb-wire-", dir=tmp_dir))
+            _LIVE_CLIENTS.add(self)
         self.state_dir = self._dir / "state"
         self.sylink_path = self._dir / "sylink.xml"
         self.log_path = self._dir / "client.log"
@@ -82,7 +117,6 @@ class ProcessClient:
         if "{log_dir}" in command:
             self.log_dir = self._dir / "spool"
             self.log_dir.mkdir()
-        _LIVE_CLIENTS.add(self)
 
     # --- the location is the client's own -------------------------------------------
 
@@ -190,14 +224,17 @@ class ProcessClient:
         since = self.world.heard
         # A session of its own: a restart kills the command's whole process group (a
         # wrapper script's children too), and a Ctrl-C at the terminal reaches only
-        # the suite, which then kills the client itself.
+        # the suite, which then kills the client itself. The mark and the subreaper
+        # find what leaves the session (a daemon): see the module's docstring.
+        env = {**os.environ, CLIENT_MARK: self.mark}
+        _adopt_orphans(True)
         with open(self.log_path, "ab") as log, _signals_held():
             # The first heartbeat is due at once from here (A10; the oracle's
             # ``started``, with the environment's allowance for a process start).
             self.world.spawned_at = self.world.now
             self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL,
                                          stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+                                         start_new_session=True, env=env)
             self.pids.append(self.proc.pid)
             self._wait_base = 0  # a new session: its tasks start from nothing
             self._cpu.clear()  # and its run-queue samples
@@ -274,18 +311,19 @@ class ProcessClient:
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL the running process and its group; reap it (no zombie)."""
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        if proc.poll() is not None:
-            self.exits.append(f"the client exited on its own with status "
-                              f"{proc.returncode}{self._tail()}")
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        proc.wait()
+        """SIGKILL the running process and every process the command started (its
+        group, its descendants, its daemons: see the module's docstring); reap them
+        (no zombie). Also when the process exited on its own: what it left runs on."""
+        with _signals_held():  # an interrupt here would leave some of them running
+            proc, self.proc = self.proc, None
+            if proc is not None and proc.poll() is not None:
+                self.exits.append(f"the client exited on its own with status "
+                                  f"{proc.returncode}{self._tail()}")
+            if not self.pids:
+                return  # never started: nothing of it runs
+            # (the sessions of this process's other live clients are spared)
+            _kill_all(self.mark, proc, {c.pids[-1] for c in list(_LIVE_CLIENTS)
+                                        if c is not self and c.pids})
 
     def _tail(self) -> str:
         try:
@@ -295,12 +333,16 @@ class ProcessClient:
         return f"; its output ends: {text}" if text else ""
 
     def close(self) -> None:
-        """Kill the process and remove the sylink.xml and state directory."""
-        try:
-            self.kill()
-        finally:
-            shutil.rmtree(self._dir, ignore_errors=True)
-            _LIVE_CLIENTS.discard(self)
+        """Kill the process (and all it started) and remove the sylink.xml and state
+        directory. An interrupt waits until both are done."""
+        with _signals_held():
+            try:
+                self.kill()
+            finally:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                _LIVE_CLIENTS.discard(self)
+                if not _LIVE_CLIENTS:
+                    _adopt_orphans(False)
 
 
 #: Wall ms of run-queue time below which a process was not starved (see
@@ -342,6 +384,167 @@ def run_queue_wait_ns(sid: int) -> int:
     return total
 
 
+# --- every process of the command ------------------------------------------------------
+
+
+#: Rounds of a kill (scan, SIGKILL, look again) before it gives up on a process that
+#: will not die (one in uninterruptible sleep), and the pause between two rounds.
+KILL_ROUNDS: Final = 1000
+KILL_PAUSE_S: Final = 0.001
+
+#: prctl(2) options (linux/prctl.h).
+_PR_SET_CHILD_SUBREAPER: Final = 36
+_PR_GET_CHILD_SUBREAPER: Final = 37
+
+
+class _Subreaper:
+    """Whether this process made itself a child subreaper (and so must undo it), and
+    its children then: they are not adopted orphans."""
+
+    ours = False
+    before: frozenset[int] = frozenset()
+
+
+def _prctl(option: int, arg: int | ctypes.c_void_p) -> int:
+    """prctl(2) through libc; -1 where there is none (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return -1
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        value = arg if isinstance(arg, ctypes.c_void_p) else ctypes.c_ulong(arg)
+        return int(libc.prctl(option, value, ctypes.c_ulong(0), ctypes.c_ulong(0),
+                              ctypes.c_ulong(0)))
+    except (OSError, AttributeError):
+        return -1
+
+
+def _adopt_orphans(on: bool) -> None:
+    """Make this process a child subreaper (``on``), or stop being one if it was the
+    suite that made it one: while it is, the orphans of its clients' daemons become
+    its children (to be killed and reaped, :func:`_kill_all`), not init's. The flag
+    is not inherited by children, so it costs nothing but the adoptions; it is on only
+    while clients are live, so that orphans of anything else this process runs are
+    not adopted. A process that already was a subreaper stays one."""
+    if on and not _Subreaper.ours:
+        state = ctypes.c_int(0)
+        if _prctl(_PR_GET_CHILD_SUBREAPER, ctypes.c_void_p(ctypes.addressof(state))) \
+                == 0 and not state.value:
+            me = os.getpid()
+            _Subreaper.before = frozenset(
+                pid for pid, (_, ppid, _, _) in _stat_all().items() if ppid == me)
+            _Subreaper.ours = _prctl(_PR_SET_CHILD_SUBREAPER, 1) == 0
+    elif not on and _Subreaper.ours:
+        _prctl(_PR_SET_CHILD_SUBREAPER, 0)
+        _Subreaper.ours = False
+
+
+def _stat_all() -> dict[int, tuple[bytes, int, int, int]]:
+    """Every process's (state, ppid, process group, session), from /proc/<pid>/stat."""
+    out: dict[int, tuple[bytes, int, int, int]] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return out
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                # pid (comm) state ppid pgrp session ...: comm may hold ") ".
+                fields = f.read().rsplit(b")", 1)[1].split()
+            out[int(name)] = (fields[0], int(fields[1]), int(fields[2]), int(fields[3]))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _mark_of(pid: int) -> str | None:
+    """The CLIENT_MARK in a process's environment: its value, "" without one, None
+    when the environment cannot be read (another user's process, a zombie)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            env = f.read()
+    except OSError:
+        return None
+    if not env:
+        return None  # a zombie, or a kernel thread
+    key = CLIENT_MARK.encode() + b"="
+    for item in env.split(b"\0"):
+        if item.startswith(key):
+            return item[len(key):].decode("utf-8", "replace")
+    return ""
+
+
+def _processes_of(mark: str, sid: int | None,
+                  other_sids: set[int]) -> dict[int, tuple[bytes, int]]:
+    """The processes of the client whose mark is ``mark`` and whose running process
+    (a session leader) is ``sid``, if there is one: pid -> (state, ppid). Processes
+    with another mark, or in ``other_sids`` (other live clients), are not.
+
+    One of them: in the session or process group ``sid``; marked ``mark``; adopted
+    by this process while the suite made it a subreaper (a child in another session
+    that was not a child before, :func:`_adopt_orphans`: only a client's daemon gets
+    there, also one that cleared its environment); or below any of these."""
+    procs = _stat_all()
+    me, my_sid = os.getpid(), os.getsid(0)
+    adopting = _Subreaper.ours
+    found: set[int] = set()
+    for pid, (_, ppid, pgrp, psid) in procs.items():
+        if pid == me or psid in other_sids:
+            continue
+        m = _mark_of(pid)
+        if m and m != mark:
+            continue
+        if (m == mark or (sid is not None and sid in (pgrp, psid))
+                or (adopting and ppid == me and psid != my_sid
+                    and pid not in _Subreaper.before)):
+            found.add(pid)
+    children: dict[int, list[int]] = {}
+    for pid, (_, ppid, _, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    todo = list(found)
+    while todo:
+        for kid in children.get(todo.pop(), ()):
+            if kid not in found and kid != me:
+                found.add(kid)
+                todo.append(kid)
+    return {pid: (procs[pid][0], procs[pid][1]) for pid in found}
+
+
+def _kill_all(mark: str, proc: subprocess.Popen[bytes] | None,
+              other_sids: frozenset[int] | set[int] = frozenset()) -> None:
+    """SIGKILL every process of a client (:func:`_processes_of`) until none is left
+    alive, then reap: ``proc`` through its Popen, the orphans this process adopted by
+    pid. ``other_sids``: the sessions of other live clients, spared."""
+    sid = proc.pid if proc is not None else None
+    me = os.getpid()
+    found: dict[int, tuple[bytes, int]] = {}
+    for _ in range(KILL_ROUNDS):
+        if sid is not None:  # the group at once: most clients are nothing more
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(sid, signal.SIGKILL)
+        found = _processes_of(mark, sid, set(other_sids))
+        alive = [pid for pid, (state, _) in found.items() if state not in (b"Z", b"X")]
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        _reap(pid for pid, (_, ppid) in found.items() if ppid == me and pid != sid)
+        if not alive:
+            break
+        time.sleep(KILL_PAUSE_S)
+    if proc is not None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+
+
+def _reap(pids: Iterator[int]) -> None:
+    """waitpid each of ``pids`` (children of this process) that has exited."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+
+
 def _number(x: float) -> str:
     """A time scale as a command-line number (0.01, not 1e-02)."""
     text = f"{x:.12f}".rstrip("0").rstrip(".")
@@ -351,6 +554,8 @@ def _number(x: float) -> str:
 
 #: Numbers of spool entries: ids unique across a run (all its test cases).
 _spool_ids = itertools.count(1)
+#: Numbers of the clients of this process (their marks).
+_client_ids = itertools.count(1)
 
 
 # Whatever a test case leaves, the interpreter's exit kills it: no client process

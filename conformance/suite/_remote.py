@@ -179,14 +179,15 @@ class WireEnvironment(suite.Environment):
 
 def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
                      tolerance_ms: int | None = None, startup_s: float = STARTUP_S,
-                     start_allowance_s: float = START_ALLOWANCE_S, eager: bool = True
-                     ) -> WireEnvironment:
+                     start_allowance_s: float = START_ALLOWANCE_S, eager: bool = True,
+                     tmp_dir: str | None = None) -> WireEnvironment:
     """The suite's environment over the wire for a client command (a template with
     ``{sylink}``, ``{state_dir}`` and ``{time_scale}``; ``{client_id}``,
     ``{interpretation}`` and ``{log_dir}`` are optional). With ``{log_dir}`` the
     suite's ``logs`` rule is on: it writes into the client's spool, and the oracle
     judges those entries by id. ``tolerance_ms`` defaults to
-    :data:`JITTER_BUDGET_S` of wall time in model time."""
+    :data:`JITTER_BUDGET_S` of wall time in model time. ``tmp_dir``: where the
+    clients' temporary directories go (default: the system's)."""
     missing = [p for p in PLACEHOLDERS[:3] if p not in client_cmd]
     if missing:
         raise UsageError(f"--client-cmd {client_cmd!r}: missing {', '.join(missing)} "
@@ -228,7 +229,7 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
 
     def client(w: Any, interp: Interpretation, mode: Mode) -> InProcessClient:
         return ProcessClient(w, client_cmd, mode, interpretation=interp.name,
-                             startup_s=startup_s, contact=contact)
+                             startup_s=startup_s, contact=contact, tmp_dir=tmp_dir)
 
     def close(w: Any, c: InProcessClient) -> None:
         c = getattr(c, "unguarded", c)  # the suite's guarded client, or the client
@@ -295,15 +296,22 @@ def uncoverable(interp: Interpretation) -> dict[str, str]:
 @contextlib.contextmanager
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM ends a wire run like Ctrl-C: the finally blocks kill the client and
-    stop the servers (Python's default SIGTERM exits without running them). Only
-    on the main thread, and only where nobody else handles SIGTERM."""
+    stop the servers (Python's default SIGTERM exits without running them). A
+    SIGTERM after the first waits for them (a supervisor that says it twice, one
+    that signals the whole process group and the pool that passes it on): dying in
+    the middle of the cleanup would leave the job workers, their clients and the
+    temporary directories behind. Only on the main thread, and only where nobody
+    else handles SIGTERM."""
     if (threading.current_thread() is not threading.main_thread()
             or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
         yield
         return
+    came: list[int] = []
 
     def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        came.append(signum)
+        if len(came) == 1:
+            raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, interrupt)
     try:

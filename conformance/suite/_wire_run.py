@@ -6,10 +6,13 @@ the environment, the client process, the servers).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import random
+import shutil
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -28,7 +31,7 @@ from sephb.conformance.suite._jobs import (
     shard_seed,
 )
 from sephb.conformance.suite._narrate import program_length
-from sephb.conformance.suite._process import _number, close_all_clients
+from sephb.conformance.suite._process import _number, _signals_held, close_all_clients
 from sephb.conformance.suite._remote import (
     WIRE_PROFILES,
     WireObservations,
@@ -104,7 +107,7 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
 
     def job(kind: str, **kw: Any) -> Job:
         return Job(interp.name, client_cmd, scale, tol, startup_s, start_allowance_s,
-                   octet, next(lanes), kind, eager=eager, **kw)
+                   octet, next(lanes), kind, eager=eager, tmp_dir=tmp, **kw)
 
     def program(steps_: list[str], found_by: str) -> Job:
         return job("program", program=steps_, found_by=found_by)
@@ -121,8 +124,8 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
     gone: str | None = None
     resume()  # whatever an earlier run in this process left paused
     try:
-        with _terminate_as_interrupt(), collect_between_cases(), Pool(n_jobs) as pool, \
-                JitterMonitor(budget_ms) as jitter:
+        with _terminate_as_interrupt(), _run_dir() as tmp, collect_between_cases(), \
+                Pool(n_jobs) as pool, JitterMonitor(budget_ms) as jitter:
             sizes = [SHARD_CASES] * (cases // SHARD_CASES) + (
                 [cases % SHARD_CASES] if cases % SHARD_CASES else [])
             shards = [job("random", seed=shard_seed(seed, i), cases=n,
@@ -185,6 +188,22 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
     inconclusive = _inconclusive(merged, budget_ms, failure)
     result = msgspec.structs.replace(result, settings=settings, inconclusive=inconclusive)
     return _wire_result(result, merged.observations)
+
+
+@contextlib.contextmanager
+def _run_dir() -> Iterator[str]:
+    """The run's temporary directory (``sephb-run-*``), in which its clients make
+    theirs: removed on every way out of the run, also when a worker that died could
+    not remove its own. (Entered after the SIGTERM handler and left before it goes,
+    so that a second SIGTERM cannot stop its removal.)"""
+    path: str | None = None
+    try:
+        with _signals_held():  # made and known to this block at once
+            path = tempfile.mkdtemp(prefix="sephb-run-")
+        yield path
+    finally:
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _inconclusive(merged: _Merged, budget_ms: float, failure: Failure | None) -> str:
