@@ -50,6 +50,16 @@ class _Parser(argparse.ArgumentParser):
 
 
 
+def _version() -> str:
+    """The installed distribution's version (one place: pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sephb")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command."""
     parser = _Parser(
@@ -59,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _model.register(sub)
     _suite.register(sub)
