@@ -107,3 +107,27 @@ def test_manager_refuses_a_non_loopback_address_without_listen(tmp_path: Path) -
 def test_no_command_prints_help_and_exits_2() -> None:
     res = sephb()
     assert res.returncode == 2 and "COMMAND" in res.stdout
+
+
+def test_version_is_the_installed_distributions() -> None:
+    from importlib.metadata import version
+
+    res = sephb("--version")
+    assert res.returncode == 0 and res.stdout.strip() == f"sephb {version('sephb')}"
+
+
+def test_mutants_counts_kills_and_leaves_out_faults_of_the_other_reading() -> None:
+    res = sephb("mutants", "-i", "seed", "--json", "--fault", "never-fails-over",
+                "--fault", "sensors-before-logs", timeout=300)
+    rows = {r["fault"]: r for r in json.loads(res.stdout)}
+    # the seed reading never fails over: there the faulty client is the reference
+    assert rows["never-fails-over"]["verdict"] == "n/a"
+    assert rows["never-fails-over"]["killed"] is None
+    killed = rows["sensors-before-logs"]
+    assert killed["verdict"] == "NON-CONFORMANT" and killed["killed"] is True
+    assert killed["requirement"] == "REQ-5-LOGS" and killed["steps"] >= 1
+    assert res.returncode == 0, res.stderr
+    # a fault that survives (it is the reference under this reading, were it judged)
+    # would be exit 1; one that is only n/a is not a survivor
+    text = sephb("mutants", "-i", "seed", "--fault", "never-fails-over")
+    assert text.returncode == 0 and "killed 0/0 (and 1 not applicable" in text.stdout

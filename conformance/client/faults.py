@@ -448,10 +448,17 @@ class Fault:
     #: The id in :data:`~sephb.model.protocol.REQUIREMENTS` the fault breaks.
     requirement: str
     core: type[ClientCore]
+    #: The one reading whose rule the fault breaks, or None for every reading: under
+    #: another reading the faulty client *is* the reference (nothing to kill).
+    only_under: str | None = None
 
     def __post_init__(self) -> None:
         if self.requirement not in REQUIREMENTS:
             raise ValueError(f"fault {self.name}: unknown requirement {self.requirement}")
+
+    def applies(self, interpretation: str) -> bool:
+        """Whether the fault deviates from the model under ``interpretation``."""
+        return self.only_under in (None, interpretation)
 
 
 _ALL: Final[Sequence[Fault]] = (
@@ -528,13 +535,13 @@ _ALL: Final[Sequence[Fault]] = (
     Fault("never-fails-over",
           "ends the heartbeat on a failed session though a manager is left "
           "(documented reading only)",
-          "REQ-2-FAILOVER", NeverFailsOver),
+          "REQ-2-FAILOVER", NeverFailsOver, only_under="documented"),
     # Over the wire a failed GUP download leaves no record: the suite's oracle
     # knows it made the GUP fail (and the gup-down probe makes it fail).
     Fault("no-gup-fallback",
           "skips content the GUP could not deliver instead of fetching it from the "
           "manager (documented reading only)",
-          "REQ-4-GUP-FALLBACK", NoGupFallback),
+          "REQ-4-GUP-FALLBACK", NoGupFallback, only_under="documented"),
     Fault("gives-up-request-early",
           "gives up a stalled request after the session at 5,000 ms, before the limit",
           "REQ-X-ABORT", GivesUpRequestEarly),
@@ -548,7 +555,7 @@ _ALL: Final[Sequence[Fault]] = (
     Fault("no-push-heartbeat",
           "in push mode holds its connection until a change is pushed, with no push "
           "heartbeat (documented reading only)",
-          "REQ-7-PUSH-HEARTBEAT", NoPushHeartbeat),
+          "REQ-7-PUSH-HEARTBEAT", NoPushHeartbeat, only_under="documented"),
     # Only a drawn site whose GUP listens on another port than 2967 shows it.
     Fault("gup-port-ignored",
           "downloads GUP content on 2967 whatever port the download URL names",
