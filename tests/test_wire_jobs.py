@@ -163,3 +163,30 @@ def test_a_failure_is_shrunk_over_the_wire_and_replayed(fault: str) -> None:
     assert f.found_after_s > 0
     assert next(r for r in result.requirements
                 if r.id == f.requirement).status is Status.FAILED
+
+
+def test_a_client_stuck_in_a_check_in_that_began_during_the_drain_is_caught() -> None:
+    # The stalled /urls request of a client that never gives up opens on the next
+    # heartbeat; whether that came before the case's end or during its drain must
+    # not decide the verdict (before, replays of this program caught it 0-3 times
+    # in 3, and the run was INCONCLUSIVE).
+    from sephb.conformance.suite._jobs import Job, perform
+    from sephb.conformance.suite._wire_world import (
+        START_ALLOWANCE_S,
+        STARTUP_S,
+        run_octet,
+    )
+
+    program = ["state.start(mode=Mode.PULL)",
+               "state.fault(m=0, fault=Fault.STALL, path='/urls')",
+               "state.publish()", "state.wait(dt=None)", "state.teardown()"]
+    cmd = REFERENCE + " --fault waits-forever-after-session"
+    scale = 0.003
+    found = []
+    for lane in range(3):
+        job = Job("seed", cmd, scale, DEFAULT_TOLERANCE_MS, STARTUP_S, START_ALLOWANCE_S,
+                  run_octet(),
+                  lane + 1, "program", program=program, found_by="replay")
+        out = perform(job)
+        found.append(out.found.requirement if out.found else None)
+    assert found == ["REQ-X-ABORT"] * 3

@@ -31,7 +31,7 @@ import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import hypothesis
 from hypothesis import strategies as st
@@ -61,7 +61,7 @@ from sephb.conformance.traces.properties import (
     DATA_REQUIREMENTS,
     HIDDEN_IN_PROCESS,
 )
-from sephb.model.deadlines import DEADLINES
+from sephb.model.deadlines import DEADLINES, JUDGED_ELSEWHERE, Bound
 from sephb.model.interpretations import Interpretation
 from sephb.model.protocol import (
     ENTRY,
@@ -88,6 +88,12 @@ SPIN_LIMIT = 200
 #: resolve, in heartbeat intervals (the longest deadline is one interval, plus the
 #: failovers and randomization a recorder may not see).
 DRAIN_INTERVALS = 2
+
+#: Deadlines every check-in (or held push) opens anew: a drain that awaited those
+#: opened while it ran would never end. The others (at once, request and session
+#: limits) end with their check-in.
+CHAINED: Final = frozenset(d.id for d in (*DEADLINES, *JUDGED_ELSEWHERE)
+                           if d.bound in (Bound.INTERVAL, Bound.HOLD))
 PATHS = [None, "/index.dat", "/urls", "/content", "/logs", "/sensors", "/push"]
 #: The site of directed cases (top-ups and probes), and what drawn sites shrink
 #: toward: three managers over two priorities, and a GUP.
@@ -571,20 +577,31 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             """Keep the case running until the deadlines open at its end resolve
             (met or broken), for at most DRAIN_INTERVALS intervals: a client that
             checks in late, or never again, is caught within the case. Deadlines
-            opened meanwhile are left pending (neither a pass nor a failure)."""
+            opened meanwhile are left pending (neither a pass nor a failure), but
+            for a black box those of a check-in that began during the drain (request,
+            session, at once): whether the awaited heartbeat came just before the
+            drain or just after must not decide whether a client stuck in its
+            check-in is caught (a replay would then not reproduce it)."""
             w = self.world
             due = [o.due for o in self.oracle.pending()]
             if not due:
                 return
             cap = w.now + DRAIN_INTERVALS * INTERVAL_MS
             awaited = self._open()
+
+            def settled() -> bool:
+                awaited.update(k for k in self._open() if k[0] not in CHAINED)
+                return not awaited & self._open()
+
             while True:
                 until = min(max(due) + environment.tolerance_ms + 1, cap)
                 # Over the wire the clock runs on: when ``until`` has passed already,
                 # one look at time now still judges what is due (it is not skipped).
                 # A black box's case ends as soon as they have all resolved.
-                self._advance(max(0, until - w.now), until=self._resolved(awaited)
-                              if environment.black_box else None)
+                self._advance(max(0, until - w.now),
+                              until=settled if environment.black_box else None)
+                if environment.black_box:
+                    settled()
                 # An excuse (a client starved of a CPU) may have moved a due time
                 # on: keep going for the deadlines still open, up to the cap.
                 due = [o.due for o in self.oracle.pending()
