@@ -20,13 +20,15 @@ import os
 import platform
 import resource
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import _manager
+from _manager import fleet_toml
 
 from sephb.conformance.client import ClientOptions, ReferenceClient
 from sephb.conformance.client.store import ClientState
@@ -41,34 +43,9 @@ FAILURES = {"CONNECT_FAILED", "SESSION_TIMEOUT", "REQUEST_FAILED", "DOWNLOAD_FAI
 
 def start_manager(tmp: Path, address: str, scale: float) -> tuple[subprocess.Popen[str],
                                                                    str, int]:
-    cfg = tmp / "managers.toml"
-    cfg.write_text(f"""
-[site]
-content_size = 4096
-[[manager]]
-name = "m1"
-address = "{address}"
-port = 8014
-priority = 1
-[control]
-address = "127.0.0.1"
-port = 0
-""")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sephb.conformance.cli", "manager", "--config", str(cfg),
-         "--time-scale", str(scale)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    port, control = 0, ""
-    while not control:
-        line = proc.stdout.readline()
-        if not line:
-            raise SystemExit("the manager did not start")
-        parts = line.split()
-        if parts[0] == "m1":
-            port = int(parts[2].rsplit(":", 1)[1])
-        if parts[0] == "control":
-            control = "http://" + parts[2]
-    return proc, control, port
+    proc, control, ports = _manager.start_manager(tmp, fleet_toml([address]),
+                                                  "--time-scale", str(scale))
+    return proc, control, ports["m1"]
 
 
 def peak_rss_kib(pid: int) -> int:

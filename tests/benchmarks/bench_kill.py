@@ -50,6 +50,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _manager
+from _manager import fleet_toml
+
 from sephb.conformance.client.store import LOGS_DIR, LogQueue
 from sephb.conformance.traces import sylink
 from sephb.conformance.traces.sylink import Sylink
@@ -114,45 +117,9 @@ def start_manager(tmp: Path, addresses: list[str]) -> tuple[subprocess.Popen[str
                                                                dict[str, int]]:
     """`sephb manager` with m1, m2 (priorities 1, 2) and a GUP on ``addresses``;
     the process, the control API's base URL, and each server's port."""
-    cfg = tmp / "managers.toml"
     m1, m2, gup = addresses
-    cfg.write_text(f"""
-[site]
-content_size = 4096
-[[manager]]
-name = "m1"
-address = "{m1}"
-port = 8014
-priority = 1
-[[manager]]
-name = "m2"
-address = "{m2}"
-port = 8014
-priority = 2
-[gup]
-name = "gup"
-address = "{gup}"
-port = 2967
-[control]
-address = "127.0.0.1"
-port = 0
-""")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sephb.conformance.cli", "manager", "--config", str(cfg)],
-        stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    ports: dict[str, int] = {}
-    control = ""
-    while not control:
-        line = proc.stdout.readline()
-        if not line:
-            raise SystemExit("the manager did not start")
-        parts = line.split()
-        if parts[0] == "control":
-            control = "http://" + parts[2] + "/control"
-        elif len(parts) >= 3:
-            ports[parts[0]] = int(parts[2].rsplit(":", 1)[1])
-    return proc, control, ports
+    proc, control, ports = _manager.start_manager(tmp, fleet_toml([m1, m2], gup))
+    return proc, control + "/control", ports
 
 
 def _spool(spool: Path, entry_id: str, text: str) -> None:
