@@ -166,9 +166,10 @@ def register(sub: Any) -> None:
                                    "whether it was killed, by which requirement, how "
                                    "fast, and how short the shrunk counterexample is. "
                                    "A fault that deviates under the other reading "
-                                   "only is n/a. Exit 0 if every fault was killed, 1 "
-                                   "if any survived (a CONFORMANT verdict), 4 if some "
-                                   "ended INCONCLUSIVE or ERROR instead.")
+                                   "only is n/a. Exit 0 if every fault was killed (a "
+                                   "violation found), 1 if any survived, 3 if one "
+                                   "could not be tested (ERROR), 4 if one ended "
+                                   "INCONCLUSIVE.")
     interpretation_option(p)
     p.add_argument("--wire", action="store_true",
                    help="also run each fault as a `sephb client --fault` process: its "
@@ -434,7 +435,11 @@ def cmd_mutants(args: argparse.Namespace) -> int:
         n_killed = sum(1 for r in judged if r["killed"])
         print(f"\nkilled {n_killed}/{len(judged)} (and {len(rows) - len(judged)} not "
               f"applicable under the {interp.name} reading)")
-    if any(r["verdict"] == "CONFORMANT" for r in judged):
+    # Exit as `sephb conform` would for the worst fault: a fault the suite passed
+    # (or judged NON-CONFORMANT on coverage alone, with no violation) survived: 1;
+    # else a client that could not be tested: 3; else untrusted timing: 4.
+    unkilled = {r["verdict"] for r in judged if not r["killed"]}
+    if unkilled & {"CONFORMANT", "NON-CONFORMANT"}:
         return 1
-    return 0 if all(r["killed"] for r in judged) else 4
+    return 3 if "ERROR" in unkilled else 4 if unkilled else 0
 

@@ -212,12 +212,16 @@ _Task = tuple[str, str, str, "str | None", bool, "int | None", "str | None",
 def _one(task: _Task) -> FileResult:
     """One file's result, whatever happens: an exception here is a bug of sephb's
     (bad input is a Problem), and it costs this file's verdicts, not the run's."""
-    from sephb.model.errors import SephbError
+    from sephb.model.errors import SephbError, UsageError
 
     try:
         return validate_file(*task)
-    except SephbError:
-        raise  # a usage error (a --sylink that cannot be read) stops the run
+    except UsageError:
+        raise
+    except SephbError as exc:
+        # An option's input that cannot be read (a bad --sylink, the same for every
+        # file) stops the run as a usage error, exit 2: exit 1 is a violation.
+        raise UsageError(str(exc)) from None
     except Exception as exc:
         path, fmt = task[0], task[1]
         return FileResult("<stdin>" if path == "-" else path,
