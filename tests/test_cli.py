@@ -131,3 +131,21 @@ def test_mutants_counts_kills_and_leaves_out_faults_of_the_other_reading() -> No
     # would be exit 1; one that is only n/a is not a survivor
     text = sephb("mutants", "-i", "seed", "--fault", "never-fails-over")
     assert text.returncode == 0 and "killed 0/0 (and 1 not applicable" in text.stdout
+
+
+def test_mutants_judges_faults_side_by_side_over_the_wire() -> None:
+    # --jobs 4: two faults at once, each a `sephb conform` run of two cases at a time
+    res = sephb("mutants", "-i", "seed", "--wire", "--json", "--jobs", "4",
+                "--fault", "sensors-before-logs", "--fault", "stays-connected-in-pull",
+                timeout=600)
+    rows = json.loads(res.stdout)
+    assert [(r["fault"], r["adapter"]) for r in rows] == [
+        ("sensors-before-logs", "in-process"), ("stays-connected-in-pull", "in-process"),
+        ("sensors-before-logs", "wire"), ("stays-connected-in-pull", "wire")]
+    wire = {r["fault"]: r for r in rows if r["adapter"] == "wire"}
+    assert wire["sensors-before-logs"]["requirement"] == "REQ-5-LOGS"
+    for r in wire.values():
+        assert r["killed"] is True and r["verdict"] == "NON-CONFORMANT", r
+        assert r["replays"] == "3/3" and 1 <= r["steps"] <= 6
+        assert 0 < r["seconds_to_kill"] <= r["seconds"]
+    assert res.returncode == 0, res.stderr

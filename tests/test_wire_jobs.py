@@ -190,3 +190,62 @@ def test_a_client_stuck_in_a_check_in_that_began_during_the_drain_is_caught() ->
         out = perform(job)
         found.append(out.found.requirement if out.found else None)
     assert found == ["REQ-X-ABORT"] * 3
+
+
+def _late_once(tmp_path: Path) -> str:
+    """A client command whose first process checks in late and whose later ones are
+    the reference: a timing deviation that does not recur."""
+    tmp_path.mkdir()
+    marker = tmp_path / "started"
+    script = tmp_path / "late-once.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"if mkdir {marker} 2>/dev/null; then exec \"$@\" --fault checks-in-late; fi\n"
+        "exec \"$@\"\n")
+    script.chmod(0o755)
+    return f"{script} {REFERENCE}"
+
+
+def test_a_timing_finding_that_does_not_recur_is_set_aside_and_said(
+        tmp_path: Path) -> None:
+    from sephb.conformance.suite._jobs import Job, perform
+    from sephb.conformance.suite._wire_world import (
+        START_ALLOWANCE_S,
+        STARTUP_S,
+        run_octet,
+    )
+
+    program = ["state.start(mode=Mode.PULL)", "state.wait(dt=None)",
+               "state.wait(dt=None)", "state.teardown()"]
+
+    def job(cmd: str, found_by: str) -> Job:
+        return Job("seed", cmd, 0.003, DEFAULT_TOLERANCE_MS, STARTUP_S,
+                   START_ALLOWANCE_S, run_octet(), 1, "program", program=program,
+                   found_by=found_by)
+
+    # A case of the run: the late first process shows REQ-7-PULL broken; the case
+    # runs again with an on-time client, passes, and the finding is set aside.
+    out = perform(job(_late_once(tmp_path / "a"), "directed"))
+    assert out.found is None and out.set_aside == 1
+    assert any("set aside: REQ-7-PULL" in n for n in out.notes), out.notes
+    # A replay is itself a second look: its finding stands.
+    out = perform(job(_late_once(tmp_path / "b"), "replay"))
+    assert out.found is not None and out.found.requirement == "REQ-7-PULL"
+    assert out.set_aside == 0
+    # A client late every time is late: the second look finds it again.
+    out = perform(job(REFERENCE + " --fault checks-in-late", "directed"))
+    assert out.found is not None and out.found.requirement == "REQ-7-PULL"
+    assert out.set_aside == 0
+
+
+def test_too_many_findings_set_aside_make_the_run_inconclusive() -> None:
+    from sephb.conformance.suite._wire_run import MIN_SET_ASIDE
+
+    calm = _Merged(Coverage({}), samples=10_000, over=0, late=[5.0],
+                   set_aside=MIN_SET_ASIDE)
+    assert _inconclusive(calm, 30, None) == ""
+    calm.set_aside += 1
+    assert "did not recur" in _inconclusive(calm, 30, None)
+    # a tenth of the run's cases may be set aside
+    calm.coverage.cases, calm.coverage.directed = 32, 8
+    assert calm.max_set_aside() == 4 and _inconclusive(calm, 30, None) == ""

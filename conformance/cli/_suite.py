@@ -5,9 +5,10 @@ suite against every seeded fault)."""
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,8 @@ def register(sub: Any) -> None:
                         "counterexample is shrunk over the wire and replayed")
     p.add_argument("--jobs", "-j", type=positive, metavar="N",
                    help="over the wire: test cases (and shrink candidates) run at once "
-                        "per fault (default: two per core, at most 8)")
+                        "in all, two per fault, so N/2 faults are judged side by side "
+                        "(default: two per core, at most 8)")
     p.add_argument("--profile", choices=("ci", "nightly", "certify"), default="ci",
                    help="the suite's depth for each fault (default: ci)")
     p.add_argument("--fault", action="append", choices=list(FAULTS), metavar="NAME",
@@ -373,61 +375,32 @@ def cmd_mutants(args: argparse.Namespace) -> int:
 
     interp = get(args.interpretation)
     rows: list[dict[str, Any]] = []
-    adapters = ["in-process", *(["wire"] if args.wire else [])]
-    for name, fault in FAULTS.items():
-        if args.faults and name not in args.faults:
+    chosen = [(n, f) for n, f in FAULTS.items() if not args.faults or n in args.faults]
+    for name, fault in chosen:
+        if fault.applies(interp.name):
             continue
-        for adapter in adapters:
-            if not fault.applies(interp.name):
-                # Under this reading the faulty client is the reference: nothing to
-                # kill, and running it would only show that (tests/test_suite.py does).
-                rows.append({"fault": name, "adapter": adapter, "verdict": "n/a",
-                             "killed": None, "expected": fault.requirement,
-                             "requirement": None, "seconds": 0.0,
-                             "seconds_to_kill": None, "steps": None, "replays": None})
-                if not args.json:
-                    print(f"{name:<26} {adapter:<10} {'n/a':<9} only a deviation under "
-                          f"the {fault.only_under} reading", flush=True)
-                continue
-            cmd = None
-            if adapter == "wire":
-                cmd = (f"{sys.executable} -m sephb.conformance.cli client --sylink "
-                       f"{{sylink}} --state-dir {{state_dir}} --time-scale {{time_scale}}"
-                       f" -i {interp.name} --fault {name} --log-bytes 1000")
-            t0 = time.perf_counter()
-            if cmd is None:
-                result = suite.run(interp, factory=suite.environment_for(name),
-                                   profile=args.profile, client=name)
-            else:
-                from sephb.conformance.suite import run_wire
-
-                result = run_wire(interp, cmd, profile=args.profile, jobs=args.jobs)
-            # Killed means a verdict: a timing failure the run could not trust
-            # (INCONCLUSIVE) or a client that could not be tested (ERROR) is not one.
-            killed = result.verdict == "NON-CONFORMANT" and bool(result.failures)
-            f = result.failures[0] if killed else None
-            seconds = round(time.perf_counter() - t0, 2)
-            rows.append({
-                "fault": name, "adapter": adapter, "verdict": result.verdict,
-                "killed": killed,
-                "expected": fault.requirement, "requirement": f.requirement if f else None,
-                "seconds": seconds,
-                # over the wire: until the violation was seen (then shrinking and
-                # replays); in process the whole run, shrinking included
-                "seconds_to_kill": (f.found_after_s or seconds) if f else None,
-                "steps": suite.program_length(f.steps) if f else None,
-                "replays": f"{f.reproduced}/{f.replays}" if f and f.replays else None,
-            })
+        # Under this reading the faulty client is the reference: nothing to kill,
+        # and running it would only show that (tests/test_suite.py does).
+        for adapter in ("in-process", *(["wire"] if args.wire else [])):
+            rows.append({"fault": name, "adapter": adapter, "verdict": "n/a",
+                         "killed": None, "expected": fault.requirement,
+                         "requirement": None, "seconds": 0.0, "seconds_to_kill": None,
+                         "steps": None, "replays": None})
             if not args.json:
-                r = rows[-1]
-                word = "killed" if killed else (
-                    "SURVIVED" if result.verdict == "CONFORMANT" else result.verdict)
-                print(f"{name:<26} {adapter:<10} {word:<9} "
-                      f"{r['requirement'] or '-':<22} {r['seconds_to_kill'] or 0:>6.1f} s "
-                      f"to kill, {seconds:>6.1f} s in all  "
-                      f"{r['steps'] if f else '-'} steps"
-                      + (f", reproduced {r['replays']}" if r["replays"] else ""),
-                      flush=True)
+                print(f"{name:<26} {adapter:<10} {'n/a':<9} only a deviation under "
+                      f"the {fault.only_under} reading", flush=True)
+    tested = [name for name, fault in chosen if fault.applies(interp.name)]
+    for name in tested:
+        t0 = time.perf_counter()
+        result = suite.run(interp, factory=suite.environment_for(name),
+                           profile=args.profile, client=name)
+        rows.append(_mutant_row(name, "in-process", FAULTS[name].requirement, result,
+                                round(time.perf_counter() - t0, 2), args.json))
+    if args.wire:
+        for name, result, seconds in _wire_mutants(interp.name, tested, args.profile,
+                                                   args.jobs):
+            rows.append(_mutant_row(name, "wire", FAULTS[name].requirement, result,
+                                    seconds, args.json))
     judged = [r for r in rows if r["killed"] is not None]
     if args.json:
         print_json(rows)
@@ -442,4 +415,97 @@ def cmd_mutants(args: argparse.Namespace) -> int:
     if unkilled & {"CONFORMANT", "NON-CONFORMANT"}:
         return 1
     return 3 if "ERROR" in unkilled else 4 if unkilled else 0
+
+
+def _mutant_row(name: str, adapter: str, expected: str, result: Any, seconds: float,
+                quiet: bool) -> dict[str, Any]:
+    """One fault's row (and, unless ``quiet``, its line): killed means a verdict --
+    a timing failure the run could not trust (INCONCLUSIVE) or a client that could
+    not be tested (ERROR; also a run that gave no ``result``) is not one."""
+    from sephb.conformance import suite
+
+    verdict = "ERROR" if result is None else result.verdict
+    killed = verdict == "NON-CONFORMANT" and bool(result.failures)
+    f = result.failures[0] if killed else None
+    row = {
+        "fault": name, "adapter": adapter, "verdict": verdict, "killed": killed,
+        "expected": expected, "requirement": f.requirement if f else None,
+        "seconds": seconds,
+        # over the wire: until the violation was seen (then shrinking and replays);
+        # in process the whole run, shrinking included
+        "seconds_to_kill": (f.found_after_s or seconds) if f else None,
+        "steps": suite.program_length(f.steps) if f else None,
+        "replays": f"{f.reproduced}/{f.replays}" if f and f.replays else None,
+    }
+    if not quiet:
+        word = "killed" if killed else (
+            "SURVIVED" if verdict == "CONFORMANT" else verdict)
+        print(f"{name:<26} {adapter:<10} {word:<9} {row['requirement'] or '-':<22} "
+              f"{row['seconds_to_kill'] or 0:>6.1f} s to kill, {seconds:>6.1f} s in all"
+              f"  {row['steps'] if f else '-'} steps"
+              + (f", reproduced {row['replays']}" if row["replays"] else ""), flush=True)
+    return row
+
+
+#: Wire cases each fault's run gets when faults run side by side.
+_JOBS_PER_FAULT = 2
+
+
+def _wire_mutants(interp: str, faults: list[str], profile: str, jobs: int | None
+                  ) -> Iterator[tuple[str, Any, float]]:
+    """Each fault's client judged over the wire, as ``sephb conform --client-cmd``
+    judges it (a process each, its ``result.json`` read back), in the order of
+    ``faults``. A wire run mostly waits on model time, so faults run side by side:
+    ``jobs`` wire cases at once in all (default: what the machine holds), two per
+    fault, one time scale calibrated here for all of them (each run calibrating
+    while the others start clients would measure them, not the machine)."""
+    import concurrent.futures as cf
+    import subprocess
+    import tempfile
+    import time
+
+    from sephb.conformance import suite
+    from sephb.conformance.suite.results import loads
+
+    calibration = suite.calibrate()
+    total = jobs or suite.default_jobs(calibration.busy)
+    at_once = max(1, total // _JOBS_PER_FAULT)
+    per_fault = max(1, total // at_once)
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def one(name: str, report: Path) -> tuple[str, Any, float]:
+        client = (f"{shlex.quote(sys.executable)} -m sephb.conformance.cli client "
+                  f"--sylink {{sylink}} --state-dir {{state_dir}} --time-scale "
+                  f"{{time_scale}} -i {interp} --fault {name} --log-bytes 1000")
+        argv = [sys.executable, "-m", "sephb.conformance.cli", "conform", "-i", interp,
+                "--profile", profile, "--client-cmd", client, "--jobs", str(per_fault),
+                "--time-scale", f"{calibration.time_scale:g}", "--report", str(report)]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        procs.append(proc)
+        _, err = proc.communicate()
+        seconds = round(time.perf_counter() - t0, 2)
+        try:
+            return name, loads((report / "result.json").read_bytes()), seconds
+        except (OSError, ValueError):
+            # The run itself failed (killed, out of memory): the fault was not
+            # judged, which is an ERROR row, and its words go to stderr.
+            print(f"sephb mutants: fault {name}: its wire run ended with exit status "
+                  f"{proc.returncode} and no result: "
+                  f"{err.decode(errors='replace').strip()[-2000:]}", file=sys.stderr)
+            return name, None, seconds
+
+    with tempfile.TemporaryDirectory(prefix="sephb-mutants-") as tmp, \
+            cf.ThreadPoolExecutor(at_once) as pool:
+        futures = [pool.submit(one, name, Path(tmp) / name) for name in faults]
+        try:
+            for fut in futures:
+                yield fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
 

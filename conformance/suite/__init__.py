@@ -24,6 +24,7 @@ command line and the pytest plugin import it. Exports the names below.
 """
 
 from sephb.conformance.suite._clients import environment_for, machine_for
+from sephb.conformance.suite._jobs import default_jobs
 from sephb.conformance.suite._machine import (
     FIXED_SEED,
     GUP,
@@ -52,6 +53,7 @@ from sephb.conformance.suite._narrate import (
 )
 from sephb.conformance.suite._remote import wire_environment
 from sephb.conformance.suite._run import PROBES, Probe, requirements_of, run
+from sephb.conformance.suite._timing import calibrate
 from sephb.conformance.suite._wire_run import run_wire
 from sephb.conformance.suite._wire_world import (
     DEFAULT_TIME_SCALE,
@@ -79,6 +81,8 @@ __all__ = [
     "Environment",
     "Probe",
     "Violation",
+    "calibrate",
+    "default_jobs",
     "environment_for",
     "machine_for",
     "make_machine",
