@@ -46,7 +46,7 @@ run: setup
 	$(BIN)/sephb diagram --all -o out/diagrams
 	$(BIN)/sephb conform --report out/conform-in-process
 	$(BIN)/sephb conform --client-cmd '$(CLIENT_CMD)' --report out/conform-wire
-	$(BIN)/sephb validate docs/examples/reference.har --data
+	$(BIN)/sephb validate conformance/examples/reference.har --data
 
 test: setup
 	$(BIN)/ruff check model diagrams conformance tests

@@ -22,7 +22,11 @@ Theory of operation
    (``conformance/traces/properties.py`` and ``conformance/suite/oracle.py``, read as
    *source text*: ``model`` must not import ``conformance``).
 4. **Tests** are found by scanning ``tests/*.py`` for the id (this review's own test
-   file is skipped, since it names ids only to check this module).
+   file is skipped, since it names ids only to check this module). The tests live in
+   the project's repository, not in an installed package: where ``--root`` holds no
+   ``tests/``, test traceability is *not known* (neither TESTED nor UNTESTED) and the
+   review says so once; everything else is computed from the installed package (the
+   seed text and the judges' source are package data).
 
 Status is ``ENCODED`` (a row, guard, parameter or LTL property), ``+CHECKED`` (a
 rule, property or oracle method), ``+TESTED`` (a test); ``MISSING-MODEL`` or
@@ -49,9 +53,8 @@ from .protocol import GUARDS, PARAMETERS, REQUIREMENTS, TABLE, Row
 
 #: Where the seed is looked for, in order, when no path is given (after $SEPHB_SEED).
 SEED_CANDIDATES: Final = (
-    Path("docs/seed/heartbeat-process.txt"),
-    # The copy committed with the project, wherever the command runs from.
-    Path(__file__).resolve().parent.parent / "docs" / "seed" / "heartbeat-process.txt",
+    # The copy shipped with the package (package data), wherever the command runs.
+    Path(__file__).resolve().parent / "seed" / "heartbeat-process.txt",
 )
 #: Sentences the requirement texts paraphrase rather than quote: the first words of
 #: the normalised sentence -> requirement ids.
@@ -86,7 +89,8 @@ class Trace:
     rules: tuple[str, ...]
     ltl: tuple[str, ...]
     oracle: tuple[str, ...]
-    tests: tuple[str, ...]
+    #: None: not known (no ``tests/`` under the root, as in an installed package).
+    tests: tuple[str, ...] | None
 
     @property
     def encoded(self) -> bool:
@@ -97,11 +101,13 @@ class Trace:
     @property
     def status(self) -> str:
         if not self.encoded:
-            return "MISSING-MODEL" + ("" if self.tests else "+UNTESTED")
+            return "MISSING-MODEL" + ("" if self.tests or self.tests is None
+                                      else "+UNTESTED")
         parts = ["ENCODED"]
         if self.rules or self.ltl or self.oracle:
             parts.append("CHECKED")
-        parts.append("TESTED" if self.tests else "UNTESTED")
+        if self.tests is not None:
+            parts.append("TESTED" if self.tests else "UNTESTED")
         return "+".join(parts)
 
 
@@ -216,7 +222,8 @@ def trace(rid: str, root: Path, interp: Interpretation | None = None) -> Trace:
                  if r.requirement == rid
                  or (r.guard is not None and GUARDS[r.guard].requirement == rid))
     tests: list[str] = []
-    for path in sorted((root / "tests").glob("test_*.py")):
+    known = has_tests(root)
+    for path in sorted((root / "tests").glob("test_*.py")) if known else ():
         if path.name in SELF_TESTS:
             continue
         for name, src in _source_units(path, "test"):
@@ -224,7 +231,7 @@ def trace(rid: str, root: Path, interp: Interpretation | None = None) -> Trace:
                 tests.append(f"{path.name}::{name}" if name else path.name)
     oracle: list[str] = []
     for judge in JUDGES:
-        path = root / judge
+        path = _judge_path(root, judge)
         if path.is_file():
             oracle += [f"{path.name}:{n}" for n, src in _source_units(path)
                        if n and rid in mentioned_ids(src)]
@@ -235,8 +242,28 @@ def trace(rid: str, root: Path, interp: Interpretation | None = None) -> Trace:
         tuple(f.__name__ for f in RULES if rid in mentioned_ids(f.__doc__ or "")),
         tuple(p.name for p in PROPERTIES if rid in p.requirements),
         tuple(oracle),
-        tuple(dict.fromkeys(tests)),
+        tuple(dict.fromkeys(tests)) if known else None,
     )
+
+
+def has_tests(root: Path) -> bool:
+    """Whether ``root`` holds the project's tests (a checkout, not an install)."""
+    return (root / "tests").is_dir()
+
+
+#: What a review says once where it cannot trace tests.
+NO_TESTS: Final = ("test traceability needs the project's repository (no tests/ "
+                   "under the root; pass --root): the tests column is left out, the "
+                   "rest is computed")
+
+
+def _judge_path(root: Path, judge: str) -> Path:
+    """A judge's source: under ``root`` in a checkout, else the installed package's
+    (``conformance/...`` is installed as ``sephb/conformance/...``)."""
+    path = root / judge
+    if path.is_file():
+        return path
+    return Path(__file__).resolve().parent.parent / judge
 
 
 def _cell(items: Sequence[str]) -> str:
@@ -275,6 +302,7 @@ def render(root: Path, seed_path: Path | None = None,
         "`conformance/suite/oracle.py`) checks it; "
         "`TESTED` a test names it. Every requirement is also covered by the structural "
         "and guard-partition analyses of the whole table.",
+        *([] if has_tests(root) else ["", f"Tests: {NO_TESTS}."]),
         "",
         "## The seed, sentence by sentence",
         "",
@@ -293,7 +321,7 @@ def render(root: Path, seed_path: Path | None = None,
         out.append(
             f"| `{rid}` | {req.origin} | {req.text} | {_row_cell(t.rows)} | "
             f"{_cell(t.guards + t.parameters)} | {_cell(t.rules)} | {_cell(t.ltl)} | "
-            f"{_cell(t.oracle)} | {_cell(t.tests)} | {t.status} |"
+            f"{_cell(t.oracle)} | {_cell(t.tests or ())} | {t.status} |"
         )
     out += ["", "## Deadlines (bounded liveness)", "",
             "What the table makes mandatory and by when (`model/deadlines.py`); each is "
@@ -343,6 +371,6 @@ def gaps(root: Path, seed_path: Path | None = None) -> list[str]:
         t = trace(rid, root)
         if not t.encoded:
             problems.append(f"{rid}: no transition, guard or parameter encodes it")
-        if not t.tests:
+        if t.tests is not None and not t.tests:
             problems.append(f"{rid}: no test exercises it")
     return problems

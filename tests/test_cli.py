@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "docs" / "examples"
+EXAMPLES = ROOT / "conformance" / "examples"
 
 
 def sephb(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

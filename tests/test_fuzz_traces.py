@@ -39,7 +39,8 @@ from sephb.conformance.traces.trace import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_HAR: Final = json.loads((ROOT / "docs" / "examples" / "reference.har").read_text())
+EXAMPLE_HAR: Final = json.loads(
+    (ROOT / "conformance" / "examples" / "reference.har").read_text())
 
 FUZZ: Final = fuzz(300)
 

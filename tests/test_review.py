@@ -121,3 +121,15 @@ def test_capacity_cli_prints_assumptions(capsys: pytest.CaptureFixture[str]) -> 
                               "--mode", "push", "--managers", "4"]) == 0
     out = capsys.readouterr().out
     assert "assumptions:" in out and "held connections per manager:        25,000" in out
+
+
+def test_review_outside_the_repository_leaves_out_only_the_tests(tmp_path: Path) -> None:
+    # As from an installed package run in an empty directory: the seed and the
+    # judges' source come from the package; tests cannot be traced, and the review
+    # says so instead of calling every requirement UNTESTED.
+    text = review.render(tmp_path)
+    assert review.NO_TESTS in text and "UNTESTED" not in text
+    inside = review.render(ROOT)
+    assert text.count("CHECKED") == inside.count("CHECKED") > 0
+    assert "ENCODED+CHECKED+TESTED" in inside and "ENCODED+CHECKED |" in text
+    assert not any("no test exercises" in p for p in review.gaps(tmp_path))

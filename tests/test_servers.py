@@ -1136,7 +1136,7 @@ def test_manager_process_refuses_bad_arguments(tmp_path: Path) -> None:
 
 
 def test_the_example_config_has_two_managers_and_a_gup() -> None:
-    cfg = load_config(str(ROOT / "docs" / "examples" / "managers.toml"))
+    cfg = load_config(str(ROOT / "conformance" / "examples" / "managers.toml"))
     assert [(m.name, m.address, m.port, m.priority) for m in cfg.managers] == [
         ("m1", "127.0.0.2", 8014, 1), ("m2", "127.0.0.3", 8014, 2)]
     assert cfg.gup is not None and (cfg.gup.address, cfg.gup.port) == ("127.0.0.4", 2967)

@@ -18,7 +18,7 @@ from sephb.conformance.traces.sylink import MAX_HEARTBEAT_S, Gup, Server, Sylink
 from sephb.model.errors import ConfigError, UsageError
 from sephb.model.protocol import GUP_PORT, HEARTBEAT_INTERVAL_S, MANAGER_CONTENT_PORT, Mode
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "docs" / "examples"
+EXAMPLES = Path(__file__).resolve().parent.parent / "conformance" / "examples"
 
 
 def line_of(text: str, needle: str, nth: int = 0) -> int:

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: imports (seen: 0.23 s between an answer and the next request); the deadline rules
 #: themselves are tested on synthetic traces with the default tolerance.
 REAL_RUN_TOLERANCE: Final = 50_000
-EXAMPLE_HAR = ROOT / "docs" / "examples" / "reference.har"
+EXAMPLE_HAR = ROOT / "conformance" / "examples" / "reference.har"
 
 
 def reference_records(heartbeats: int = 2, *, fault: str | None = None,
@@ -311,7 +311,7 @@ def test_command_sylink_errors(tmp_path: Path) -> None:
     res = _sephb("validate", str(p), "--sylink", str(bad))
     assert res.returncode == 2 and f"{bad}:" in res.stderr
     assert "Traceback" not in res.stderr
-    good = ROOT / "docs" / "examples" / "sylink-pull.xml"
+    good = ROOT / "conformance" / "examples" / "sylink-pull.xml"
     res = _sephb("validate", str(p), "--sylink", str(good), "--mode", "push")
     assert res.returncode == 2 and "contradicts" in res.stderr
     assert _sephb("validate", str(p), "--sylink", str(good)).returncode == 0
@@ -1608,7 +1608,7 @@ def test_a_har_of_a_scaled_run_reads_at_its_time_scale(
 
 
 if __name__ == "__main__":
-    # Regenerate docs/examples/reference.har from a real run.
+    # Regenerate conformance/examples/reference.har from a real run.
     EXAMPLE_HAR.write_text(json.dumps(trace_to_har(reference_records()), indent=1) + "\n")
     print(f"wrote {EXAMPLE_HAR}")
     _ = asyncio

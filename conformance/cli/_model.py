@@ -68,11 +68,11 @@ def register_review(sub: Any) -> None:
         description="Trace every behavioural sentence of the seed to its requirement "
                     "id, the transitions and parameters that encode it, the checks and "
                     "tests that exercise it, and list the ambiguities. Run from the "
-                    "project root.")
+                    "project root to trace the tests too.")
     p.add_argument("-i", "--interpretation", choices=sorted(INTERPRETATIONS),
                    help="only this interpretation's transitions (default: all)")
     p.add_argument("--seed", type=Path, help="the seed text (default: $SEPHB_SEED, "
-                   "docs/seed/heartbeat-process.txt)")
+                   "model/seed/heartbeat-process.txt)")
     p.add_argument("--root", type=Path, default=Path("."),
                    help="project root holding tests/ and conformance/ (default: .)")
     output_option(p)
@@ -283,8 +283,10 @@ def _write(args: argparse.Namespace, data: str | bytes) -> None:
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from sephb.model.review import gaps, render
+    from sephb.model.review import NO_TESTS, gaps, has_tests, render
 
+    if not has_tests(args.root):
+        print(f"sephb review: {NO_TESTS}", file=sys.stderr)
     _write(args, render(args.root, args.seed, args.interpretation))
     if args.check:
         problems = gaps(args.root, args.seed)

@@ -29,9 +29,10 @@ def register(sub: Any) -> None:
     """Add this module's commands to the CLI's subparsers."""
     p = sub.add_parser("manager", help="run simulated managers and a GUP on loopback",
                        description="Start the simulated managers and GUP of a fleet "
-                                   "file (see docs/examples/managers.toml) as real HTTP "
-                                   "servers, print their addresses and a control API, "
-                                   "and run until SIGINT/SIGTERM.")
+                                   "file (see conformance/examples/managers.toml; `sephb "
+                                   "examples DIR` writes it) as real HTTP servers, print "
+                                   "their addresses and a control API, and run until "
+                                   "SIGINT/SIGTERM.")
     p.add_argument("--config", "-c", required=True, metavar="FILE",
                    help="fleet file (TOML)")
     p.add_argument("--listen", metavar="ADDR",

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-A fleet file (``docs/examples/managers.toml``) lists the managers with the address,
+A fleet file (``conformance/examples/managers.toml``) lists the managers with the address,
 port and priority a client's sylink.xml would name, each manager's LiveUpdate
 policies per location, an optional GUP, the shared site state (policy serial, content
 revision, content files) and where the control API listens. :func:`load_config`

@@ -43,7 +43,7 @@ it) is one HarError naming the entry and what was expected; nothing else escapes
 
 :func:`trace_to_har` goes the other way: the server records of a run (``sephb
 manager --trace``) as HAR entries, their model times as the wall-clock times of a
-run at ``time_scale``. ``docs/examples/reference.har`` was made so (at 1).
+run at ``time_scale``. ``conformance/examples/reference.har`` was made so (at 1).
 """
 
 from __future__ import annotations
