@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import io
 import json
 import re
 import subprocess
@@ -132,6 +133,34 @@ def _har_with(tmp_path: Path, change: Any) -> str:
     p = tmp_path / "changed.har"
     p.write_text(json.dumps(doc))
     return str(p)
+
+
+def test_a_har_without_client_headers_is_keyed_by_its_peer_with_a_warning(
+        tmp_path: Path) -> None:
+    # What a browser or a proxy beside one client saves: no X-Sephb-Client header.
+    # Before, such a capture gave 0 events and an input problem.
+    def anonymous(e: dict[str, Any]) -> dict[str, Any]:
+        e["request"]["headers"] = [h for h in e["request"]["headers"]
+                                   if h["name"].lower() != "x-sephb-client"]
+        return e
+
+    p = _har_with(tmp_path, anonymous)
+    res = V.validate_file(p, data=True)
+    assert not res.problems and res.events > 10
+    assert [(c.client, c.conformant) for c in res.clients] == [("har:changed.har", True)]
+    assert len(res.warnings) == 1 and "carry no X-Sephb-Client" in res.warnings[0]
+    assert V.exit_code([res]) == 0
+    # a server-side capture that names the peer keeps clients apart
+    doc = json.loads(Path(p).read_text())
+    for e in doc["log"]["entries"]:
+        e["_clientAddress"] = "127.0.0.9"
+    Path(p).write_text(json.dumps(doc))
+    res = V.validate_file(p)
+    assert [c.client for c in res.clients] == ["peer:127.0.0.9"]
+    assert "'peer:127.0.0.9'" in res.warnings[0]
+    out = io.StringIO()
+    V.write_json([res], out)
+    assert json.loads(out.getvalue())["files"][0]["warnings"] == res.warnings
 
 
 def test_har_data_reads_ports_from_urls(tmp_path: Path) -> None:

@@ -935,7 +935,8 @@ def _har(path: str, run: _Run) -> None:
 
     run.result.format = "har"
     try:
-        for ev in har_events(path, time_scale=run.option_scale or 1.0):
+        for ev in har_events(path, time_scale=run.option_scale or 1.0,
+                             warn=run.result.warnings.append):
             run.events += 1
             # With --data, the fields the properties read, as a trace line has them.
             # (har_events gives only the sources _DataLine admits, or None.)

@@ -235,6 +235,9 @@ class FileResult:
     time_scale: float | None = None
     #: The header that set it: its line, time scale and writer (None: none read).
     header: dict[str, Any] | None = None
+    #: What the reading of this file assumed and a user should know (never a
+    #: violation nor an input problem: the exit status does not change).
+    warnings: list[str] = field(default_factory=list)
     #: Set when the validation of this file stopped on an error of ``sephb`` itself
     #: (a bug, never the input's fault): what it was. The file's verdicts are then
     #: lost, not those of the other files.

@@ -14,8 +14,12 @@ else:
   client) converts them, model ms = wall ms / ``time_scale``. Per client, a time
   earlier than the client's last is moved up to it (clock jitter between
   connections);
-* the client is the ``X-Sephb-Client`` request header (absent: the entry is
-  reported and skipped);
+* the client is the ``X-Sephb-Client`` request header. Entries without it are a
+  capture made beside one client (what a browser or a proxy in front of it saves):
+  they are keyed by the peer the capture names, the entry's ``_clientAddress`` (a
+  custom field a server-side capture can add), else read as one client named after
+  the file (``har:<name>``), and ``warn`` is told once how many entries were read
+  so;
 * a server's role is the entry's ``_sephb_role`` (written by :func:`trace_to_har`),
   else ``gup`` on port 2967 and ``manager`` elsewhere;
 * a new TCP connection (a new ``connection`` id, else ``serverIPAddress:port``) to a
@@ -50,9 +54,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import PurePath
 from typing import Annotated, Any, Final
 from urllib.parse import SplitResult, urlsplit
 
@@ -139,6 +144,7 @@ class _Entry(msgspec.Struct):
     serverIPAddress: str | None = None
     connection: str | None = None
     _sephb_role: str | None = None
+    _clientAddress: str | None = None
 
 
 #: What a HAR nested deeper than the decoder can follow gets told.
@@ -207,11 +213,13 @@ def _url(n: int, url: str) -> tuple[SplitResult, int]:
     return parts, port or (443 if parts.scheme == "https" else 80)
 
 
-def har_events(path: str, *, time_scale: float = 1.0) -> Iterator[HarEvent]:
+def har_events(path: str, *, time_scale: float = 1.0,
+               warn: Callable[[str], None] | None = None) -> Iterator[HarEvent]:
     """The model observations of a HAR file, in time order; its wall-clock times
     are read as those of a run at ``time_scale`` (model ms = wall ms / scale).
     Raises :class:`HarError` for a file that is not a HAR at all; bad entries are
-    raised too (the caller reports and the check of that file stops)."""
+    raised too (the caller reports and the check of that file stops). ``warn``
+    hears, once, how entries without a client header were keyed."""
     if not (math.isfinite(time_scale) and time_scale > 0):
         raise ValueError(f"time scale must be a number > 0, got {time_scale!r}")
     try:
@@ -240,6 +248,7 @@ def har_events(path: str, *, time_scale: float = 1.0) -> Iterator[HarEvent]:
     conns: dict[str, str | None] = {}  # client -> its current manager connection
     seen: set[tuple[str, str]] = set()
     out: list[HarEvent] = []
+    keyed: dict[str, int] = {}  # client key -> entries without a client header
 
     def emit(client: str, name: str, t: int, n: int, changed: bool | None = None,
              source: str | None = None, **data: Any) -> None:
@@ -250,7 +259,9 @@ def har_events(path: str, *, time_scale: float = 1.0) -> Iterator[HarEvent]:
     for n, e, url, port in parsed:
         client = _header(e.request, HEADER_CLIENT)
         if not client:
-            raise HarError(n, f"entries[{n - 1}]: no {HEADER_CLIENT} request header")
+            client = (f"peer:{e._clientAddress}" if e._clientAddress
+                      else f"har:{PurePath(path).name}")
+            keyed[client] = keyed.get(client, 0) + 1
         addr = e.serverIPAddress or url.hostname or ""
         role = Role(e._sephb_role) if e._sephb_role in ("manager", "gup") else (
             Role.GUP if port == GUP_PORT else Role.MANAGER)
@@ -297,6 +308,14 @@ def har_events(path: str, *, time_scale: float = 1.0) -> Iterator[HarEvent]:
             emit(client, failure_event(route, first_request=first).value, end, n)
             if role is Role.MANAGER and (first or route.path == PUSH_PATH):
                 conns[client] = None
+    if keyed and warn is not None:
+        total = sum(keyed.values())
+        names = ", ".join(f"{k!r}" for k in list(keyed)[:3]) + (
+            f" and {len(keyed) - 3} more" if len(keyed) > 3 else "")
+        warn(f"{total:,} of {len(parsed):,} entries carry no {HEADER_CLIENT} "
+             f"request header: keyed by the peer the capture names, {names} (a "
+             f"capture beside one client is one client; add the header, or a "
+             f"_clientAddress field per entry, to tell clients apart)")
     yield from out
 
 

@@ -411,6 +411,10 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
                           f"stopped on an error of sephb itself, not of the input "
                           f"(a bug: please report it): {escape(r.error)}", markup=True)
     for r in results:
+        for w in r.warnings:
+            console.print(f"[yellow]warning[/] {escape(r.path)}: {escape(w)}",
+                          markup=True)
+    for r in results:
         for p in capped(r.problems, "input problems", r.path, r.problem_count):
             console.print(f"[bold red]input[/] {escape(str(p))}", markup=True)
     for r in results:
