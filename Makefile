@@ -1,6 +1,7 @@
 # The README's two commands, `make run` and `make test`, do all set-up on a fresh
-# Debian machine with Python 3.11: a venv, the project in strict editable mode (so
-# mypy sees it), and the system tools the tests use (Graphviz, Chromium, SPIN).
+# Debian machine with Python 3.11: a venv (with the build tools pyproject.toml asks
+# for, so that tests/test_install.py builds a wheel offline), the project in strict
+# editable mode (so mypy sees it), and the system tools the tests use (Graphviz, Chromium, SPIN).
 PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -12,7 +13,7 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade pip "setuptools>=77" wheel
 	$(BIN)/pip install -q -e '.[dev,dask]' --config-settings editable_mode=strict
 	touch $(STAMP)
 

@@ -493,8 +493,8 @@ def test_a_command_must_name_its_placeholders() -> None:
         wire_environment("my-client --config {sylink}")
     with pytest.raises(UsageError, match="not an executable program"):
         wire_environment("/nonexistent/client {sylink} {state_dir} {time_scale}")
-    with pytest.raises(UsageError, match=r"time scale 0\.001"):
-        wire_environment(REFERENCE, time_scale=0.001)
+    with pytest.raises(UsageError, match=r"tolerance 20000 model ms: more than half"):
+        wire_environment(REFERENCE, tolerance_ms=20_000)
     env = wire_environment(REFERENCE + " --client-id {client_id} -i {interpretation}")
     assert env.adapter == "wire" and env.tolerance_ms == 10_000 and not env.logs
     world = env.world(DEFAULT_SITE)

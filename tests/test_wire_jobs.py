@@ -23,7 +23,7 @@ from sephb.conformance.suite._timing import (
     scale_for,
 )
 from sephb.conformance.suite._wire_run import (
-    DEFAULT_TOLERANCE_MS,
+    WIRE_TOLERANCE_MS,
     _inconclusive,
     _Merged,
     run_wire,
@@ -43,7 +43,7 @@ REFERENCE = (f"{sys.executable} -m sephb.conformance.cli client --sylink {{sylin
 def test_the_scale_keeps_the_tolerance_a_third_of_the_session_limit() -> None:
     assert scale_for(0.02) == 0.002 and scale_for(0.03) == 0.003
     assert scale_for(0.1) == 0.01  # the old default budget gives the old default scale
-    assert DEFAULT_TOLERANCE_MS == SESSION_LIMIT_MS * TOLERANCE_SHARE == 10_000
+    assert WIRE_TOLERANCE_MS == SESSION_LIMIT_MS * TOLERANCE_SHARE == 10_000
 
 
 def test_calibration_measures_this_machine() -> None:
@@ -184,7 +184,7 @@ def test_a_client_stuck_in_a_check_in_that_began_during_the_drain_is_caught() ->
     scale = 0.003
     found = []
     for lane in range(3):
-        job = Job("seed", cmd, scale, DEFAULT_TOLERANCE_MS, STARTUP_S, START_ALLOWANCE_S,
+        job = Job("seed", cmd, scale, WIRE_TOLERANCE_MS, STARTUP_S, START_ALLOWANCE_S,
                   run_octet(),
                   lane + 1, "program", program=program, found_by="replay")
         out = perform(job)
@@ -219,7 +219,7 @@ def test_a_timing_finding_that_does_not_recur_is_set_aside_and_said(
                "state.wait(dt=None)", "state.teardown()"]
 
     def job(cmd: str, found_by: str) -> Job:
-        return Job("seed", cmd, 0.003, DEFAULT_TOLERANCE_MS, STARTUP_S,
+        return Job("seed", cmd, 0.003, WIRE_TOLERANCE_MS, STARTUP_S,
                    START_ALLOWANCE_S, run_octet(), 1, "program", program=program,
                    found_by=found_by)
 

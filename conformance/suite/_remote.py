@@ -76,6 +76,7 @@ from sephb.conformance.suite._process import (
     ProcessClient,
 )
 from sephb.conformance.suite._timing import (
+    TOLERANCE_SHARE,
     collect,
     pause,
     resume,
@@ -94,7 +95,6 @@ from sephb.conformance.suite.results import (
     SuiteResult,
 )
 from sephb.conformance.suite.world import DEFAULT_SITE, Site
-from sephb.conformance.traces.clock import JITTER_BUDGET_S, tolerance_for
 from sephb.model.errors import UsageError
 from sephb.model.interpretations import Interpretation
 from sephb.model.protocol import (
@@ -177,6 +177,14 @@ class WireEnvironment(suite.Environment):
     time_scale: float = DEFAULT_TIME_SCALE
 
 
+#: The tolerance of every timing rule over the wire, model ms: a share of the session
+#: limit (:data:`._timing.TOLERANCE_SHARE`), so that timing properties can still tell
+#: a session given up at the limit from one given up early. Its wall time at the
+#: run's time scale is the jitter budget (``_timing``: the calibration picks the
+#: scale for it).
+WIRE_TOLERANCE_MS: Final = round(SESSION_LIMIT_MS * TOLERANCE_SHARE)
+
+
 def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
                      tolerance_ms: int | None = None, startup_s: float = STARTUP_S,
                      start_allowance_s: float = START_ALLOWANCE_S, eager: bool = True,
@@ -186,8 +194,9 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
     ``{interpretation}`` and ``{log_dir}`` are optional). With ``{log_dir}`` the
     suite's ``logs`` rule is on: it writes into the client's spool, and the oracle
     judges those entries by id. ``tolerance_ms`` defaults to
-    :data:`JITTER_BUDGET_S` of wall time in model time. ``tmp_dir``: where the
-    clients' temporary directories go (default: the system's)."""
+    :data:`WIRE_TOLERANCE_MS` (a share of the session limit; at ``time_scale`` it is
+    the run's jitter budget in wall time). ``tmp_dir``: where the clients'
+    temporary directories go (default: the system's)."""
     missing = [p for p in PLACEHOLDERS[:3] if p not in client_cmd]
     if missing:
         raise UsageError(f"--client-cmd {client_cmd!r}: missing {', '.join(missing)} "
@@ -209,13 +218,12 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
     if not (math.isfinite(start_allowance_s) and 0 <= start_allowance_s <= startup_s):
         raise UsageError(f"start allowance {start_allowance_s!r}: expected seconds from 0 "
                          f"to the start-up wait ({startup_s:g} s)")
-    tol = tolerance_for(time_scale) if tolerance_ms is None else tolerance_ms
+    tol = WIRE_TOLERANCE_MS if tolerance_ms is None else tolerance_ms
     if not 0 <= tol <= SESSION_LIMIT_MS // 2:
         raise UsageError(
-            f"time scale {time_scale}: a tolerance of {tol} model ms is more than half "
-            f"the {SESSION_LIMIT_MS} ms session limit, which timing properties could no "
-            f"longer tell apart; use a larger time scale (at least "
-            f"{JITTER_BUDGET_S * 1000 / (SESSION_LIMIT_MS // 2):g})")
+            f"tolerance {tol} model ms: more than half the {SESSION_LIMIT_MS} ms "
+            f"session limit, which timing properties could no longer tell apart; "
+            f"expected 0 to {SESSION_LIMIT_MS // 2}")
     observations = WireObservations()
 
     def world(site: Site = DEFAULT_SITE) -> RemoteWorld:

@@ -34,6 +34,7 @@ from sephb.conformance.suite._narrate import program_length
 from sephb.conformance.suite._process import _number, _signals_held, close_all_clients
 from sephb.conformance.suite._remote import (
     WIRE_PROFILES,
+    WIRE_TOLERANCE_MS,
     WireObservations,
     _terminate_as_interrupt,
     _wire_result,
@@ -41,7 +42,6 @@ from sephb.conformance.suite._remote import (
 )
 from sephb.conformance.suite._timing import (
     BUSY_SHARE,
-    TOLERANCE_SHARE,
     JitterMonitor,
     calibrate,
     collect_between_cases,
@@ -57,9 +57,9 @@ from sephb.conformance.suite._wire_world import (
 from sephb.conformance.suite.results import Failure, SuiteResult
 from sephb.model.errors import UsageError
 from sephb.model.interpretations import Interpretation
-from sephb.model.protocol import SESSION_LIMIT_MS, Mode
+from sephb.model.protocol import Mode
 
-__all__ = ["DEFAULT_TOLERANCE_MS", "run_wire"]
+__all__ = ["WIRE_TOLERANCE_MS", "run_wire"]
 
 
 def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
@@ -93,7 +93,7 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
     t0 = time.perf_counter()
     calibration = calibrate() if time_scale is None else None
     scale = calibration.time_scale if calibration is not None else float(time_scale or 0)
-    tol = DEFAULT_TOLERANCE_MS if tolerance_ms is None else tolerance_ms
+    tol = WIRE_TOLERANCE_MS if tolerance_ms is None else tolerance_ms
     env = wire_environment(client_cmd, time_scale=scale, tolerance_ms=tol,
                            startup_s=startup_s, start_allowance_s=start_allowance_s)
     budget_ms = tol * scale
@@ -255,11 +255,6 @@ def _inconclusive(merged: _Merged, budget_ms: float, failure: Failure | None) ->
 #: client's timing, is not steady enough to judge.
 SET_ASIDE_SHARE: Final = 0.1
 MIN_SET_ASIDE: Final = 2
-
-#: The tolerance over the wire: a share of the session limit (_timing), so that
-#: timing properties can still tell a session given up at the limit from one given
-#: up early; its wall time is the run's jitter budget.
-DEFAULT_TOLERANCE_MS: Final = round(SESSION_LIMIT_MS * TOLERANCE_SHARE)
 
 
 @dataclass
