@@ -345,9 +345,11 @@ def test_html_shows_every_requirement_and_escapes_what_runs_wrote(tmp_path: Path
     assert "NON-CONFORMANT" in text
     for field in ("fault:drop-logs", "wire", "documented", "quick", "5,000", "61,234"):
         assert field in "".join(page.text), field
-    # The hostile message is text, never markup.
-    assert "<script>" not in text and "&lt;script&gt;alert(&quot;x&quot;)" in text
+    # The hostile message is text, never markup, and reads as it was written (with
+    # the ESC that XML cannot carry replaced).
+    assert "<script>" not in text and "&lt;script&gt;alert(" in text
     assert "\x1b" not in text
+    assert NASTY.replace("\x1b", "\ufffd") in page.text
     assert f"<code>{UNCOVERED_ROW.replace('>', '&gt;')}</code>" in text
     for n in (1, 2):
         assert f'href="failures/failure-{n}.ndjson"' in text
@@ -655,7 +657,8 @@ def test_unknown_interpretations_and_rows_are_reported(tmp_path: Path) -> None:
     res.transitions = {**res.transitions, "NOT--A-->ROW": 2}
     del res.transitions["IDLE--HEARTBEAT_DUE-->CONNECTING"]
     text = write_report(res, tmp_path / "b")["index.html"].read_text()
-    assert "not rows of the &#x27;documented&#x27; table: NOT--A--&gt;ROW" in text
+    assert "not rows of the 'documented' table: NOT--A-->ROW" in "".join(
+        parse_html(text).text)
     assert "no count for 1 row(s)" in text
 
 

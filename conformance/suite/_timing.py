@@ -36,7 +36,7 @@ from sephb.model.protocol import SESSION_LIMIT_MS
 TOLERANCE_SHARE: Final = 1 / 3
 #: The smallest budget: on a quiet machine a sleep is late by well under a
 #: millisecond, but a loopback request, its record and a client's timer add a few.
-#: 20 ms gives a time scale of 0.002 (the 300 s interval lasts 0.6 s).
+#: 30 ms gives a time scale of 0.003 (the 300 s interval lasts 0.9 s).
 MIN_BUDGET_S: Final = 0.03
 #: The budget is this many times the worst lateness the calibration saw.
 HEADROOM: Final = 4

@@ -11,12 +11,20 @@ the verdict, the reliability claim, the uncovered rows, file names of the failur
 and each writer then only formats those facts -- the page, the Markdown and the JUnit
 file cannot disagree with one another.
 
-The page renders offline and without JavaScript: CSS is inline, the state diagram
-(drawn from the transition table by :mod:`sephb.diagrams` with its coverage overlay)
-and the sequence diagrams (:mod:`sephb.conformance.suite._seqdiagram`) are inline SVG, and
-every link is relative to the output directory. Every string that came from a run
-(messages, steps, traces, a foreign client's command line) is escaped for the format
-it goes into, and characters XML 1.0 cannot carry are replaced.
+The page and the Markdown are Jinja2 templates (``templates/index.html`` and
+``templates/report.md``, the page's style ``templates/report.css``). :func:`_view`
+prepares what both show -- the failures with their site, record and shrunk program in
+words, each requirement with its failures, the rows never exercised with their
+requirement -- so that a template decides only how it looks, and
+:mod:`~sephb.conformance.suite._html` and :mod:`~sephb.conformance.suite._markdown` add
+what only their format has. The page renders offline and without JavaScript: CSS is
+inline, the state diagram (drawn from the transition table by :mod:`sephb.diagrams`
+with its coverage overlay) and the sequence diagrams
+(:mod:`sephb.conformance.suite._seqdiagram`) are inline SVG, and every link is relative
+to the output directory. Every string that came from a run (messages, steps, traces, a
+foreign client's command line) is escaped for the format it goes into -- the page by
+autoescaping, the Markdown by its filters -- and characters XML 1.0 cannot carry are
+replaced.
 
 The reliability claim is the zero-failure binomial bound: after ``n`` independent
 cases without a failure, the probability of failure per case is at most
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 from sephb.conformance.suite._facts import (
     CONFIDENCE,
@@ -43,10 +52,18 @@ from sephb.conformance.suite._facts import (
     RELIABILITY_TARGET,
     Change,
     Reliability,
+    _cases,
     _changes,
+    _duration,
+    _expected_text,
+    _Facts,
     _facts,
+    _marked,
     _ndjson,
     _prefix,
+    _program,
+    _seed,
+    _site,
     _traced,
     compare,
     min_clean_cases,
@@ -54,18 +71,15 @@ from sephb.conformance.suite._facts import (
     replay_file,
     trace_file,
 )
-from sephb.conformance.suite._html import (
-    _html,
-)
-from sephb.conformance.suite._junit import (
-    _junit_bytes,
-)
-from sephb.conformance.suite._markdown import (
-    _markdown,
-)
+from sephb.conformance.suite._html import _html
+from sephb.conformance.suite._junit import _junit_bytes
+from sephb.conformance.suite._markdown import _markdown
 from sephb.conformance.suite.results import (
     SuiteResult,
+    Tally,
     dumps,
+    replay_command,
+    shrink_text,
 )
 from sephb.model.errors import UsageError
 
@@ -124,8 +138,9 @@ def write_report(result: SuiteResult, outdir: Path, *,
         (outdir / COVERAGE_FILE).unlink(missing_ok=True)
     put(JSON_FILE, dumps(result))
     put(JUNIT_FILE, _junit_bytes(facts))
-    put(MARKDOWN_FILE, _markdown(facts).encode())
-    put(HTML_FILE, _html(facts).encode())
+    view = _view(facts)
+    put(MARKDOWN_FILE, _markdown(view).encode())
+    put(HTML_FILE, _html(view).encode())
     return written
 
 
@@ -145,3 +160,28 @@ def write_junit(result: SuiteResult, path: Path, *, report_dir: Path | None = No
     except OSError as exc:
         raise UsageError(f"--junit {str(path)!r}: {exc.strerror or exc}") from None
     return path
+
+
+def _view(facts: _Facts) -> dict[str, Any]:
+    """What the page and the Markdown show, as their templates read it."""
+    res = facts.result
+    req_of = {name: rid for name, rid, _ in facts.rows}
+    return {
+        "res": res, "rel": facts.reliability, "tally": facts.tally,
+        "verdict": facts.verdict, "seed": _seed(res.seed), "cases": _cases(res),
+        "duration": _duration(res.duration_s), "replay": replay_command(res),
+        "requirements_line": Tally.line(facts.tally.requirements),
+        "rows_line": Tally.line(facts.tally.rows),
+        "changes": facts.changes, "svg": facts.svg, "svg_problem": facts.svg_problem,
+        "warnings": [*res.warnings, *facts.notes],
+        "requirements": [(r, facts.failures_of.get(r.id, [])) for r in res.requirements],
+        "uncovered": [(name, req_of.get(name)) for name in facts.uncovered],
+        "rows": [(name, rid, n, res.row_status(name)) for name, rid, n in facts.rows],
+        "failures": [{"n": n, "failure": f, "site": _site(f), "where": _marked(f),
+                      "expected": _expected_text(f), "shrink": shrink_text(f),
+                      "program": _program(res, f), "trace_file": trace_file(n),
+                      "replay_file": replay_file(n)}
+                     for n, f in enumerate(res.failures, 1)],
+        "names": {"coverage": COVERAGE_FILE, "json": JSON_FILE, "junit": JUNIT_FILE,
+                  "markdown": MARKDOWN_FILE},
+    }
