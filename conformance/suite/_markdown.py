@@ -2,7 +2,8 @@
 
 Markdown has no escaping of its own to lean on: the filters here make any string a
 run wrote safe for the place it goes -- a paragraph or table cell (``md``), an
-inline code span (``code``), a fenced block (``block``)."""
+inline code span (``code``; ``cell_code`` in a table cell), a fenced block
+(``block``)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ def _md_code(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+def _md_cell_code(text: str) -> str:
+    r"""An inline code span in a table cell: GitHub's tables split a row at every
+    unescaped ``|``, code spans too, and read ``\|`` there as ``|``."""
+    return _md_code(text).replace("|", "\\|")
+
+
 def _md_block(text: str, lang: str = "") -> str:
     fence = "`" * max(3, max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
     return f"{fence}{lang}\n{xml_safe(text).rstrip()}\n{fence}"
@@ -51,8 +58,9 @@ def _environment() -> jinja2.Environment:
         loader=jinja2.PackageLoader("sephb.conformance.suite", "templates"),
         autoescape=False, undefined=jinja2.StrictUndefined, trim_blocks=True,
         lstrip_blocks=True)
-    env.filters.update(md=_md, code=_md_code, block=_md_block, num="{:,}".format,
-                       mark=_STATUS_MARK.__getitem__, sequence_mermaid=_mermaid)
+    env.filters.update(md=_md, code=_md_code, cell_code=_md_cell_code, block=_md_block,
+                       num="{:,}".format, mark=_STATUS_MARK.__getitem__,
+                       sequence_mermaid=_mermaid)
     return env
 
 
