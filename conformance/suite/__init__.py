@@ -13,7 +13,11 @@ model, in process or over the wire, and the reports of a run.
 ``_timing``         the calibrated time scale and the jitter monitor
 ``_clients``        which environment a named client or command gets
 ``results``         the result model: five verdicts, ``result.json``
-``report``          HTML, Markdown and JUnit reports of one result
+``report``          the reports of one result: what they show, worked out once
+``_html``           the HTML page, from ``templates/index.html`` (+ ``report.css``)
+``_markdown``       ``report.md``, from ``templates/report.md``
+``_junit``          ``junit.xml``
+``_facts``          the facts and figures every report states alike
 ``_seqdiagram``     sequence diagrams of a failure's records
 ==================  ================================================================
 
