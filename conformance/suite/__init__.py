@@ -5,15 +5,19 @@ model, in process or over the wire, and the reports of a run.
 ``world``           the virtual site of an in-process run (managers, GUP, faults)
 ``inproc``          the in-process adapter interface (docs/adapters.md)
 ``_machine``        the state machine: environment rules, oracle invariant, coverage
+``oracle``          one client's server-side records judged as they arrive
+``_guard``          the client under test, guarded: whatever it does, a verdict
 ``_run``            a run: random cases, directed top-ups, deadline probes, result
 ``_narrate``        shrunk programs in domain words, and replay files
 ``_remote``         the wire adapter: a real site and a client process
+``_wire_world``     its world: the world interface over a real fleet
+``_process``        the client under test as a process, through its command line
 ``_wire_run``       a wire run: calibrate, run jobs, merge, shrink, judge
 ``_jobs``           jobs N at a time, merged in a fixed order; shrinking, replays
 ``_timing``         the calibrated time scale and the jitter monitor
 ``_clients``        which environment a named client or command gets
 ``results``         the result model: five verdicts, ``result.json``
-``report``          the reports of one result: what they show, worked out once
+``report``          the reports of one result: what they show, as one view
 ``_html``           the HTML page, from ``templates/index.html`` (+ ``report.css``)
 ``_markdown``       ``report.md``, from ``templates/report.md``
 ``_junit``          ``junit.xml``
