@@ -10,6 +10,10 @@ It adds one test item, ``sephb-conformance``, that runs the suite against the
 command over the wire and fails with the suite's summary (violations with their
 shrunk steps, uncovered transitions and requirements) when the client does not
 conform. ``--sephb-client reference`` (or a seeded fault's name) runs in process.
+
+The options are ``sephb conform``'s, prefixed ``--sephb-``, with the same meanings;
+a bad value is a usage error when pytest starts (``pytest_configure``), not a failed
+test after it ran.
 """
 
 from __future__ import annotations
@@ -18,21 +22,81 @@ from typing import Any
 
 import pytest
 
+#: The defaults, as ``sephb conform`` has them; a default needs no check at start.
+INTERPRETATION, PROFILE = "seed", "ci"
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sephb", "SEP heartbeat conformance (sephb)")
     group.addoption("--sephb-client-cmd", metavar="CMD",
                     help="test this client over the wire: a command with {sylink}, "
-                         "{state_dir} and {time_scale} placeholders")
+                         "{state_dir} and {time_scale} placeholders (default: none; "
+                         "the plugin does nothing without this or --sephb-client)")
     group.addoption("--sephb-client", metavar="NAME",
-                    help="test an in-process client: 'reference' or a seeded fault")
-    group.addoption("--sephb-interpretation", default="seed",
-                    help="reading of the seed: seed (default) or documented")
-    group.addoption("--sephb-profile", default="ci",
-                    choices=("ci", "nightly", "certify"))
-    group.addoption("--sephb-seed", type=int, default=None)
+                    help="test an in-process client: 'reference' or a seeded fault "
+                         "(see `sephb mutants`)")
+    group.addoption("--sephb-interpretation", default=INTERPRETATION,
+                    metavar="NAME",
+                    help="reading of the ambiguous seed: seed or documented (default: "
+                         f"{INTERPRETATION})")
+    group.addoption("--sephb-profile", default=PROFILE, metavar="NAME",
+                    help="the suite's depth: ci, a fixed seed; nightly, 10,000+ cases; "
+                         f"certify, 3,000 clean cases (default: {PROFILE})")
+    group.addoption("--sephb-seed", type=int, default=None, metavar="N",
+                    help="seed of every random choice: replays a run's cases and steps "
+                         "(default: the profile's)")
     group.addoption("--sephb-report", metavar="DIR",
-                    help="also write the HTML/Markdown/JUnit report here")
+                    help="also write the HTML/Markdown/JUnit report here (created if "
+                         "missing)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse a bad option before any test runs, in one line (pytest's exit 4)."""
+    problem = _bad_option(config.getoption)
+    if problem:
+        raise pytest.UsageError(problem)
+
+
+def _bad_option(opt: Any) -> str | None:
+    # Imports only for what was given: pytest runs that do not use sephb stay fast.
+    interp, profile = opt("sephb_interpretation"), opt("sephb_profile")
+    if interp != INTERPRETATION:
+        from sephb.model.interpretations import INTERPRETATIONS
+
+        if interp not in INTERPRETATIONS:
+            return (f"--sephb-interpretation {interp!r}: expected one of "
+                    f"{', '.join(sorted(INTERPRETATIONS))}")
+    if profile != PROFILE:
+        from sephb.conformance.cli._common import SUITE_PROFILES
+
+        if profile not in SUITE_PROFILES:
+            return (f"--sephb-profile {profile!r}: expected one of "
+                    f"{', '.join(SUITE_PROFILES)}")
+    cmd, client = opt("sephb_client_cmd"), opt("sephb_client")
+    if cmd and client:
+        return "--sephb-client-cmd and --sephb-client: give one (over the wire, or in " \
+               "process)"
+    if cmd:
+        missing = [p for p in ("{sylink}", "{state_dir}") if p not in cmd]
+        if missing:
+            return (f"--sephb-client-cmd needs the placeholders {', '.join(missing)} "
+                    "(see docs/adapters.md)")
+    if client and client != "reference":
+        from sephb.conformance.client.faults import FAULTS
+
+        if client not in FAULTS:
+            return (f"--sephb-client {client!r}: expected 'reference' or a seeded "
+                    "fault (`sephb mutants` lists them)")
+    report = opt("sephb_report")
+    if report:
+        from pathlib import Path
+
+        from sephb.conformance.cli._common import unwritable
+
+        why = unwritable(Path(report), directory=True)
+        if why:
+            return f"--sephb-report {report!r}: cannot write: {why}"
+    return None
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,

@@ -106,7 +106,7 @@ def to_text(load: Load) -> str:
     lo, hi = load.bytes_per_day_per_manager
     blo, bhi = load.mean_bits_per_s_per_manager
     lines = [
-        f"{load.clients:,} clients, interval {load.interval_s:,} s, profile "
+        f"{load.clients:,} clients, interval {load.interval_s:,} s, logging "
         f"{load.profile}, {load.mode.value} mode, {load.managers} manager(s)",
         f"  check-ins per second (fleet):        {load.checkins_per_s:,.2f}",
         f"  check-ins per second per manager:    {load.checkins_per_s_per_manager:,.2f}",
@@ -136,12 +136,12 @@ def render_doc() -> str:
         "The seed gives a heartbeat size of 3-5 KB when there is nothing new and "
         "200-300 KB with every technology and maximum logging (REQ-SIZE-IDLE, "
         "REQ-SIZE-MAX). The numbers below multiply those ranges by the check-in rate; "
-        "try your own with `sephb capacity --clients N --interval S --profile "
+        "try your own with `sephb capacity --clients N --interval S --logging "
         "idle|full [--mode push|pull] [--managers M]`.",
         "",
         f"All examples use the default interval of {HEARTBEAT_INTERVAL_S} s.",
         "",
-        "| clients | managers | profile | check-ins/s per manager | bytes/day per manager "
+        "| clients | managers | logging | check-ins/s per manager | bytes/day per manager "
         "| mean bandwidth per manager | held connections per manager (push) |",
         "|---:|---:|---|---:|---|---|---:|",
     ]
@@ -159,7 +159,7 @@ def render_doc() -> str:
             "columns are the same.", "", "## Assumptions", ""]
     out += [f"- {a}" for a in capacity(1).assumptions]
     out += ["", "## One example in full", "", "```",
-            "$ sephb capacity --clients 100000 --interval 300 --profile full "
+            "$ sephb capacity --clients 100000 --interval 300 --logging full "
             "--mode push --managers 4"]
     out += to_text(capacity(100_000, 300, "full", Mode.PUSH, 4)).splitlines()
     out += ["```", ""]

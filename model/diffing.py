@@ -15,6 +15,11 @@ Two readings differ in three ways, each computed from the table, never restated:
 * **data**: how the first manager is chosen (the one ambiguity that changes data,
   not rows).
 
+Two views are printed: :func:`summary` (the differing rows grouped by state and
+event, with the counts and what separates the two readings: short enough to read)
+and :func:`to_text` (every differing row and check-in path); :func:`to_json` is the
+whole diff as data.
+
 The diagram of a diff is drawn by :func:`sephb.diagrams.diff_diagram` (``model``
 never imports ``diagrams``): the ``--to`` interpretation with its differing rows
 highlighted. Rows only in ``--from`` cannot be drawn on that diagram; the Mermaid
@@ -23,12 +28,13 @@ output lists them as comments and the text output always does.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from .graph import Topology, checkin_paths, concrete_graph, row_of
 from .interpretations import Interpretation
-from .protocol import Mode, Row
+from .protocol import Event, Mode, Row, State
 
 #: A check-in path with managers abstracted: its row names in order.
 AbstractPath = tuple[str, ...]
@@ -54,6 +60,28 @@ class Diff:
     @property
     def differing_rows(self) -> tuple[Row, ...]:
         return self.rows_only_a + self.rows_only_b
+
+    def by_state_event(self) -> list[tuple[State, Event, str, tuple[Row, ...],
+                                           tuple[Row, ...]]]:
+        """Each (state, event) a differing row starts from, in table order, with how
+        it differs -- ``changed`` (both readings have rows for it, not the same),
+        ``only a`` or ``only b`` -- and every row of it under ``a`` and ``b``."""
+        keys = dict.fromkeys((r.source, r.event) for r in self.differing_rows)
+        out = []
+        for key in sorted(keys, key=_table_order(self.a, self.b)):
+            rows_a = tuple(r for r in self.a.rows() if (r.source, r.event) == key)
+            rows_b = tuple(r for r in self.b.rows() if (r.source, r.event) == key)
+            how = "changed" if rows_a and rows_b else "only a" if rows_a else "only b"
+            out.append((key[0], key[1], how, rows_a, rows_b))
+        return out
+
+
+def _table_order(a: Interpretation, b: Interpretation
+                 ) -> Callable[[tuple[State, Event]], int]:
+    order: dict[tuple[State, Event], int] = {}
+    for r in (*a.rows(), *b.rows()):
+        order.setdefault((r.source, r.event), len(order))
+    return lambda key: order[key]
 
 
 def abstract_paths(interp: Interpretation, topo: Topology) -> set[AbstractPath]:
@@ -112,3 +140,92 @@ def to_text(d: Diff) -> str:
                 out.append(f"   only in {name}:")
                 out += [_path_line(p) for p in paths]
     return "\n".join(out) + "\n"
+
+
+def _dests(rows: tuple[Row, ...]) -> str:
+    return ", ".join(r.dest.value + (f" [{r.guard.value}]" if r.guard else "")
+                     for r in rows) or "(none)"
+
+
+def _readings(d: Diff) -> list[tuple[str, str, str]]:
+    """What the two readings set differently: (what, under a, under b)."""
+    out = []
+    for what, va, vb in (
+        *((s.value, d.a.switches[s], d.b.switches[s]) for s in d.a.switches),
+        ("first manager", d.a.selection.value, d.b.selection.value),
+        *((k, v, d.b.timing.to_json()[k]) for k, v in d.a.timing.to_json().items()),
+    ):
+        if va != vb:
+            out.append((what, _word(va), _word(vb)))
+    return out
+
+
+def _word(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def summary(d: Diff) -> str:
+    """The diff in a screenful: the differing transitions by state and event, the
+    counts, the settings that differ and how many check-in paths each reading has
+    alone (:func:`to_text` lists them all)."""
+    a, b = d.a.name, d.b.name
+    groups = d.by_state_event()
+    counts = {how: sum(1 for g in groups if g[2] == how)
+              for how in ("changed", "only a", "only b")}
+    out = [f"Behavioural difference: {a} -> {b}",
+           f"  {a}: {d.a.summary}", f"  {b}: {d.b.summary}", ""]
+    out.append(f"Transitions: {len(d.rows_only_a)} only in {a}, {len(d.rows_only_b)} "
+               f"only in {b}; by state and event: {counts['changed']} changed, "
+               f"{counts['only a']} only in {a}, {counts['only b']} only in {b}")
+    if groups:
+        table = [("state", "event", a, b)] + [
+            (st.value, ev.value, _dests(ra), _dests(rb)) for st, ev, _, ra, rb in groups]
+        out += _columns(table)
+    out.append("")
+    readings = _readings(d)
+    out.append(f"Settings that differ ({len(readings) or 'none'}):")
+    if readings:
+        out += _columns([("setting", a, b), *readings])
+    out.append("")
+    out.append("Check-in paths only one reading has (row names in order, managers "
+               "abstracted):")
+    for label, only_a, only_b in d.paths:
+        out.append(f"  {label}: {len(only_a)} only in {a}, {len(only_b)} only in {b}")
+    out.append("")
+    out.append("(every row and path: sephb diff --full; the whole diff as data: --json)")
+    return "\n".join(out) + "\n"
+
+
+def _columns(rows: Sequence[Sequence[str]]) -> list[str]:
+    """Rows as aligned columns (the last one not padded)."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r[:-1], widths, strict=True))
+            + "  " + r[-1] for r in rows]
+
+
+def _row_json(r: Row) -> dict[str, Any]:
+    return {"name": r.name, "source": r.source.value, "event": r.event.value,
+            "dest": r.dest.value, "guard": r.guard.value if r.guard else None,
+            "requirement": r.requirement,
+            "switch": {r.when[0].value: r.when[1]} if r.when else None}
+
+
+def to_json(d: Diff) -> dict[str, Any]:
+    """The whole diff as JSON-ready data (``sephb diff --json``)."""
+    how = {"changed": "changed", "only a": "only_from", "only b": "only_to"}
+    return {
+        "from": d.a.to_json(),
+        "to": d.b.to_json(),
+        "rows_only_from": [_row_json(r) for r in d.rows_only_a],
+        "rows_only_to": [_row_json(r) for r in d.rows_only_b],
+        "by_state_event": [
+            {"state": st.value, "event": ev.value, "how": how[h],
+             "from": [_row_json(r) for r in ra], "to": [_row_json(r) for r in rb]}
+            for st, ev, h, ra, rb in d.by_state_event()],
+        "settings": [{"setting": w, "from": va, "to": vb} for w, va, vb in _readings(d)],
+        "paths": [{"configuration": label, "only_from": [list(p) for p in only_a],
+                   "only_to": [list(p) for p in only_b]}
+                  for label, only_a, only_b in d.paths],
+    }

@@ -118,7 +118,7 @@ def find_seed(path: Path | None = None) -> Path:
     for candidate in ([Path(env)] if env else []) + list(SEED_CANDIDATES):
         if candidate.is_file():
             return candidate
-    raise UsageError("seed text not found; pass --seed FILE or set SEPHB_SEED (looked "
+    raise UsageError("seed text not found; pass --seed-text FILE or set SEPHB_SEED (looked "
                      f"in {', '.join(str(p) for p in SEED_CANDIDATES)})")
 
 

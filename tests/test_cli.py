@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -149,3 +151,202 @@ def test_mutants_judges_faults_side_by_side_over_the_wire() -> None:
         assert r["replays"] == "3/3" and 1 <= r["steps"] <= 6
         assert 0 < r["seconds_to_kill"] <= r["seconds"]
     assert res.returncode == 0, res.stderr
+
+
+# --- output files: the format follows the extension; a path is checked up front -----
+
+
+def _one_line_usage_error(res: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert all(w in lines[0] for w in words), lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize(("name", "start"), [
+    ("x.png", b"\x89PNG"), ("x.svg", b"<?xml"), ("x.dot", b"digraph"),
+    ("x.gv", b"digraph"), ("x.mmd", b"stateDiagram-v2"),
+])
+def test_diagram_format_follows_the_extension(tmp_path: Path, name: str,
+                                              start: bytes) -> None:
+    out = tmp_path / "new" / "dir" / name  # missing directories are created
+    res = sephb("diagram", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes().lstrip().startswith(start)
+
+
+def test_diagram_format_option_wins_over_the_extension(tmp_path: Path) -> None:
+    out = tmp_path / "x.png"
+    assert sephb("diagram", "--format", "svg", "-o", str(out)).returncode == 0
+    assert out.read_bytes().lstrip().startswith(b"<?xml")
+
+
+@pytest.mark.parametrize("args", [
+    ["diagram", "-o", "x.jpg"], ["diff", "-o", "x.md"], ["diagram", "-o", "noextension"],
+])
+def test_an_extension_that_names_no_format_is_refused(args: list[str],
+                                                     tmp_path: Path) -> None:
+    args[-1] = str(tmp_path / args[-1])
+    _one_line_usage_error(sephb(*args), "names no format", "--format")
+    assert not list(tmp_path.iterdir())
+
+
+#: Every command that writes a file or a directory, with the option that names it.
+WRITERS = [
+    ["diagram", "-o"], ["diagram", "--all", "-o"], ["review", "-o"], ["diff", "-o"],
+    ["export", "promela", "-o"], ["capacity", "--clients", "10", "-o"],
+    ["conform", "--report"], ["conform", "--junitxml"], ["conform", "--junit"],
+    ["examples"],
+]
+
+
+@pytest.mark.parametrize("args", WRITERS, ids=" ".join)
+def test_a_path_that_cannot_be_written_is_one_line(args: list[str]) -> None:
+    _one_line_usage_error(sephb(*args, "/etc/passwd/x"), "/etc/passwd/x",
+                          "/etc/passwd is not a directory")
+
+
+@pytest.mark.parametrize("args", [w for w in WRITERS if w[-1] in ("-o", "--junitxml")
+                                  and "--all" not in w], ids=" ".join)
+def test_a_directory_where_a_file_goes_is_one_line(args: list[str],
+                                                   tmp_path: Path) -> None:
+    _one_line_usage_error(sephb(*args, str(tmp_path)), str(tmp_path), "directory")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
+def test_a_directory_without_permission_is_one_line(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    _one_line_usage_error(sephb("diff", "-o", str(locked / "d.txt")),
+                          "permission denied")
+
+
+def test_conform_refuses_a_report_it_cannot_write_before_the_run() -> None:
+    t0 = time.monotonic()
+    res = sephb("conform", "--report", "/etc/passwd/x")
+    _one_line_usage_error(res, "--report", "/etc/passwd/x")
+    assert res.stdout == ""  # no verdict: nothing ran
+    assert time.monotonic() - t0 < 20
+
+
+def test_conform_json_is_the_result_json(tmp_path: Path) -> None:
+    report = tmp_path / "new" / "report"
+    res = sephb("conform", "--max-examples", "5", "--json", "--report", str(report),
+                "--junitxml", str(tmp_path / "junit" / "j.xml"), timeout=300)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc == json.loads((report / "result.json").read_bytes())
+    assert doc["verdict"] == "CONFORMANT" and doc["exit_status"] == 0
+    assert (tmp_path / "junit" / "j.xml").read_text().startswith("<?xml")
+
+
+# --- the JSON of every reporting command --------------------------------------------
+
+
+def test_capacity_json_has_the_figures() -> None:
+    res = sephb("capacity", "--clients", "1000", "--logging", "full", "--mode", "push",
+                "--json")
+    doc = json.loads(res.stdout)
+    assert doc["clients"] == 1000 and doc["logging"] == "full" and doc["mode"] == "push"
+    assert doc["held_connections_per_manager"] == 1000 and doc["assumptions"]
+
+
+def test_export_json_has_the_source_and_the_configuration(tmp_path: Path) -> None:
+    doc = json.loads(sephb("export", "promela", "--json", "--managers", "3").stdout)
+    assert doc["managers"] == 3 and "proctype" in doc["source"]
+    out = tmp_path / "m.pml"
+    doc = json.loads(sephb("export", "promela", "--json", "-o", str(out)).stdout)
+    assert doc["source"] is None and doc["output"] == str(out) and out.is_file()
+
+
+def test_review_json_traces_every_requirement() -> None:
+    from sephb.model.protocol import REQUIREMENTS
+
+    res = sephb("review", "--root", str(ROOT), "--json", "--check")
+    doc = json.loads(res.stdout)
+    assert res.returncode == 0 and doc["gaps"] == []
+    assert [r["id"] for r in doc["requirements"]] == list(REQUIREMENTS)
+    assert all(r["status"].startswith("ENCODED") for r in doc["requirements"])
+    assert all(s["requirements"] for s in doc["sentences"])
+
+
+# --- diff: a summary by default, every row and path with --full, data with --json -----
+
+
+def test_diff_is_a_summary_by_default() -> None:
+    res = sephb("diff")
+    assert res.returncode == 0
+    lines = res.stdout.splitlines()
+    assert len(lines) < 40, res.stdout
+    assert "5 only in seed, 10 only in documented" in res.stdout
+    assert "5 changed, 0 only in seed, 1 only in documented" in res.stdout
+    table = next(i for i, line in enumerate(lines)
+                 if line.split()[:2] == ["state", "event"])
+    assert lines[table + 1].split()[:3] == ["CONNECTING", "SESSION_TIMEOUT", "IDLE"]
+    assert any(line.split()[:2] == ["failover", "no"] for line in lines)
+    assert "2 managers, 1 priority, GUP, pull: 7 only in seed, 96 only in documented" \
+        in res.stdout
+
+
+def test_diff_full_lists_every_row_and_path() -> None:
+    full = sephb("diff", "--full").stdout
+    assert len(full.splitlines()) > 300
+    assert "CONNECTING--SESSION_TIMEOUT[next_manager]-->CONNECTING" in full
+
+
+def test_diff_json_is_the_whole_diff(tmp_path: Path) -> None:
+    doc = json.loads(sephb("diff", "--json").stdout)
+    assert doc["from"]["name"] == "seed" and doc["to"]["name"] == "documented"
+    assert len(doc["rows_only_from"]) == 5 and len(doc["rows_only_to"]) == 10
+    assert [g["how"] for g in doc["by_state_event"]].count("changed") == 5
+    assert sum(len(p["only_to"]) for p in doc["paths"]) == 96 + 210
+    # -o FILE.json is the same JSON
+    out = tmp_path / "d.json"
+    assert sephb("diff", "-o", str(out)).returncode == 0
+    assert json.loads(out.read_text()) == doc
+
+
+# --- sephb examples ---------------------------------------------------------------------
+
+
+def test_examples_writes_the_packaged_examples_and_what_to_do_next(tmp_path: Path
+                                                                  ) -> None:
+    dest = tmp_path / "a" / "ex"
+    res = sephb("examples", str(dest))
+    assert res.returncode == 0, res.stderr
+    shipped = sorted(p.name for p in EXAMPLES.iterdir() if p.is_file())
+    assert sorted(p.name for p in dest.iterdir()) == shipped
+    assert "reference.har" in shipped and "managers.toml" in shipped
+    for name in shipped:
+        assert (dest / name).read_bytes() == (EXAMPLES / name).read_bytes()
+    for command in (f"sephb manager --config {dest}/managers.toml",
+                    f"sephb client --sylink {dest}/sylink-pull.xml --state-dir state/",
+                    f"sephb validate {dest}/reference.har"):
+        assert command in res.stdout
+    # again: refused, in one line, and nothing is overwritten; --force replaces
+    (dest / "managers.toml").write_text("# mine\n")
+    _one_line_usage_error(sephb("examples", str(dest)), "managers.toml", "--force")
+    assert (dest / "managers.toml").read_text() == "# mine\n"
+    assert sephb("examples", str(dest), "--force").returncode == 0
+    assert (dest / "managers.toml").read_bytes() == \
+        (EXAMPLES / "managers.toml").read_bytes()
+
+
+def test_the_examples_sylink_files_name_servers_the_fleet_file_serves() -> None:
+    """`sephb manager --config managers.toml` serves every manager and GUP that
+    sylink-pull.xml and sylink-push.xml name, so they work together as `sephb
+    examples` says."""
+    import tomllib
+
+    from sephb.conformance.traces import sylink
+
+    fleet = tomllib.loads((EXAMPLES / "managers.toml").read_text())
+    served = {(m["address"], m.get("port", 8014)) for m in fleet["manager"]}
+    pull = sylink.load(EXAMPLES / "sylink-pull.xml")
+    assert {(s.address, s.port) for s in pull.servers} <= served
+    push = sylink.load(EXAMPLES / "sylink-push.xml")
+    assert {(s.address, s.port) for s in push.servers} <= served
+    assert pull.gup is not None
+    assert (pull.gup.address, pull.gup.port) == (fleet["gup"]["address"],
+                                                 fleet["gup"]["port"])

@@ -61,7 +61,7 @@ def test_mentioned_ids_expands_abbreviations() -> None:
 
 def test_review_cli_check(tmp_path: Path, seed: Path) -> None:
     out = tmp_path / "r.md"
-    assert main(["review", "--root", str(ROOT), "--seed", str(seed),
+    assert main(["review", "--root", str(ROOT), "--seed-text", str(seed),
                               "-o", str(out), "--check"]) == 0
     assert out.read_text() == review.render(ROOT, seed)
 
@@ -117,7 +117,7 @@ def test_committed_capacity_doc_is_fresh() -> None:
 
 
 def test_capacity_cli_prints_assumptions(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["capacity", "--clients", "100000", "--profile", "full",
+    assert main(["capacity", "--clients", "100000", "--logging", "full",
                               "--mode", "push", "--managers", "4"]) == 0
     out = capsys.readouterr().out
     assert "assumptions:" in out and "held connections per manager:        25,000" in out

@@ -1135,10 +1135,11 @@ def test_manager_process_refuses_bad_arguments(tmp_path: Path) -> None:
 # --- fleet config ---------------------------------------------------------------------
 
 
-def test_the_example_config_has_two_managers_and_a_gup() -> None:
+def test_the_example_config_has_three_managers_and_a_gup() -> None:
     cfg = load_config(str(ROOT / "conformance" / "examples" / "managers.toml"))
     assert [(m.name, m.address, m.port, m.priority) for m in cfg.managers] == [
-        ("m1", "127.0.0.2", 8014, 1), ("m2", "127.0.0.3", 8014, 2)]
+        ("m1", "127.0.0.2", 8014, 1), ("m2", "127.0.0.3", 8014, 2),
+        ("m3", "127.0.0.5", 8015, 1)]
     assert cfg.gup is not None and (cfg.gup.address, cfg.gup.port) == ("127.0.0.4", 2967)
     assert cfg.managers[0].locations["Branch"] is Source.GUP
     assert apply_listen(cfg, None) is cfg
@@ -1195,6 +1196,23 @@ CONFIG_ERRORS = [
      r"x.toml:2: <site.body_timeout> expected seconds, a number 0.01..86400, got nan"),
     ('[[manager]\nname = "m1"\n', r"x.toml:1: not valid TOML"),
     ('manager = 3\n', r"x.toml: <manager> at least one"),
+    # msgspec's path names no dict key and no line: the scan finds both
+    ('[[manager]]\nname = "m1"\naddress = "127.0.0.2"\n[[manager]]\nname = "m2"\n'
+     'address = "127.0.0.3"\nlocations = { A = "gup", B = "cdn" }\n',
+     r"x.toml:7: <manager\[2\].locations.B> expected one of manager, gup, none, "
+     r"got 'cdn'$"),
+    ('x = 1\n[[manager]]\nname = "m1"\naddress = "127.0.0.2"\n',
+     r"x.toml:1: <x> unknown key \(expected one of: control, gup, manager, site\)"),
+    ('[[manager]]\nname = "m1"\naddress = "127.0.0.02"\n',
+     r"x.toml:3: <manager\[1\].address> expected an IPv4 address like 127.0.0.2, "
+     r"got '127.0.0.02'$"),
+    ('[[manager]]\nname = 3\naddress = "127.0.0.2"\n',
+     r"x.toml:2: <manager\[1\].name> expected a string, got 3$"),
+    ('[[manager]]\nname = "m1"\naddress = "127.0.0.2"\n[gup]\nname = "g"\n',
+     r"x.toml:4: <gup> missing key 'address'$"),
+    ('[[manager]]\nname = "m1"\naddress = "127.0.0.2"\n[site]\nfiles = ["a", "a"]\n',
+     r"x.toml:5: <site.files> expected a non-empty list of distinct file names "
+     r"\(\[A-Za-z0-9._-\], at most 64 characters\), got \['a', 'a'\]$"),
 ]
 
 

@@ -1244,7 +1244,7 @@ def test_command_json_and_exit(tmp_path: Path) -> None:
 
 def test_command_output_stays_short_at_fleet_scale(tmp_path: Path) -> None:
     """A row per file, not per client; the first --limit violations and problems of
-    a file in detail and a count of the rest; --clients and --json have them all."""
+    a file in detail and a count of the rest; --per-client and --json have them all."""
     p = tmp_path / "fleet.ndjson"
     write_trace(p, 3000, clients=300, side="client")
     with open(p, "ab") as f:  # 30 clients break the model, 25 lines are bad
@@ -1259,7 +1259,7 @@ def test_command_output_stays_short_at_fleet_scale(tmp_path: Path) -> None:
     assert heads.count("input") == 5 and "20 more input problems" in out
     assert "3,030 events, 300 clients, 30 violating, 25 input problems" in out
     assert "│ c1 " not in out  # no row per client
-    every = _sephb("validate", str(p), "--clients", "--limit", "0").stdout
+    every = _sephb("validate", str(p), "--per-client", "--limit", "0").stdout
     heads = [line.split(" ")[0] for line in every.splitlines()]
     assert heads.count("violation") == 30 and heads.count("input") == 25
     assert every.count("│ conformant") == 270

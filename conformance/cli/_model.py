@@ -11,13 +11,20 @@ from typing import Any
 
 from sephb.conformance.cli._common import (
     interpretation_option,
+    json_option,
     mode_choices,
+    output_format,
     output_option,
+    output_path,
+    positive,
     print_json,
+    renamed,
+    require_writable,
     topology_options,
+    write_output,
 )
 from sephb.model.errors import UsageError
-from sephb.model.interpretations import DEFAULT, INTERPRETATIONS
+from sephb.model.interpretations import INTERPRETATIONS
 
 
 def register(sub: Any) -> None:
@@ -27,9 +34,7 @@ def register(sub: Any) -> None:
                                    "interpretations and the result of the static "
                                    "analyses.")
     interpretation_option(p)
-    p.add_argument("--json", action="store_true",
-                   help="machine-readable: states, events, transitions, parameters, "
-                        "interpretations")
+    json_option(p, "states, events, transitions, parameters, interpretations")
     p.set_defaults(run=cmd_model)
 
     p = sub.add_parser("paths", help="check-in paths: test cases generated from the model",
@@ -39,8 +44,7 @@ def register(sub: Any) -> None:
                                    "named test case.")
     interpretation_option(p)
     topology_options(p)
-    p.add_argument("--json", action="store_true",
-                   help="machine-readable: paths, covered_transitions, total_transitions")
+    json_option(p, "paths, covered_transitions, total_transitions")
     p.set_defaults(run=cmd_paths)
 
     p = sub.add_parser("diagram", help="draw the state diagram",
@@ -48,15 +52,17 @@ def register(sub: Any) -> None:
                                    "Mermaid), optionally highlighting one check-in path "
                                    "from `sephb paths` with the same options.")
     interpretation_option(p)
-    p.add_argument("--format", "-f", default="svg",
-                   choices=("svg", "png", "dot", "mermaid"),
-                   help="output format (default: svg)")
+    p.add_argument("--format", "-f", choices=("svg", "png", "dot", "mermaid"),
+                   help="output format (default: the one -o FILE's extension names: "
+                        ".svg, .png, .dot or .gv, .mmd; svg on standard output)")
     p.add_argument("--highlight", type=int, metavar="PATH_INDEX",
                    help="index of a path in `sephb paths` (same options) to highlight")
-    p.add_argument("-o", "--output", metavar="FILE",
-                   help="write here (default: standard output; a directory with --all)")
+    p.add_argument("-o", "--output", type=output_path, metavar="FILE",
+                   help="write here (default: standard output; a directory with --all; "
+                        "missing directories are created)")
     p.add_argument("--all", action="store_true",
-                   help="write every format of every interpretation into the -o directory")
+                   help="write every format of every interpretation into the -o "
+                        "directory (files named as docs/diagrams/ names them)")
     topology_options(p)
     p.set_defaults(run=cmd_diagram)
 
@@ -68,27 +74,48 @@ def register_review(sub: Any) -> None:
         description="Trace every behavioural sentence of the seed to its requirement "
                     "id, the transitions and parameters that encode it, the checks and "
                     "tests that exercise it, and list the ambiguities. Run from the "
-                    "project root to trace the tests too.")
+                    "project root to trace the tests too. Exit 0; 1 with --check when "
+                    "something is missing; 2 usage error.")
     p.add_argument("-i", "--interpretation", choices=sorted(INTERPRETATIONS),
                    help="only this interpretation's transitions (default: all)")
-    p.add_argument("--seed", type=Path, help="the seed text (default: $SEPHB_SEED, "
-                   "model/seed/heartbeat-process.txt)")
-    p.add_argument("--root", type=Path, default=Path("."),
+    p.add_argument("--seed-text", type=_seed_text, metavar="FILE",
+                   help="the seed text to trace (default: $SEPHB_SEED, else the copy "
+                        "shipped with sephb, model/seed/heartbeat-process.txt; "
+                        "formerly --seed)")
+    renamed(p, "--seed", "is a random seed (conform, client); the seed text to trace "
+                         "is now --seed-text FILE")
+    p.add_argument("--root", type=Path, default=Path("."), metavar="DIR",
                    help="project root holding tests/ and conformance/ (default: .)")
     output_option(p)
     p.add_argument("--check", action="store_true",
-                   help="exit 1 when a seed requirement has no model element or test")
+                   help="exit 1 when a seed requirement has no model element or test "
+                        "(the gaps on standard error; in the JSON with --json)")
+    json_option(p, "every seed sentence and requirement with what encodes, checks "
+                   "and tests it, instead of the Markdown")
     p.set_defaults(run=cmd_review)
 
     p = sub.add_parser(
         "diff", help="the behavioural difference between two interpretations",
         description="Transitions present under one interpretation only, check-in paths "
                     "(2 managers, a GUP, pull and push) that exist under one only, and "
-                    "a diagram with the differing transitions highlighted.")
+                    "a diagram with the differing transitions highlighted. By default "
+                    "a summary: the transitions that differ by state and event, and "
+                    "the counts; --full lists every row and path.")
     names = sorted(INTERPRETATIONS)
-    p.add_argument("--from", dest="from_", default="seed", choices=names)
-    p.add_argument("--to", default="documented", choices=names)
-    p.add_argument("--format", default="text", choices=["text", "svg", "mermaid", "dot"])
+    p.add_argument("--from", dest="from_", default="seed", choices=names,
+                   help="the interpretation compared from (default: seed)")
+    p.add_argument("--to", default="documented", choices=names,
+                   help="the interpretation compared to (default: documented)")
+    p.add_argument("--format", "-f", choices=DIFF_FORMATS,
+                   help="output format: the text, or the --to diagram with the "
+                        "differing transitions highlighted (default: the one -o FILE's "
+                        "extension names: .txt, .svg, .png, .dot or .gv, .mmd, .json; "
+                        "text on standard output)")
+    p.add_argument("--full", action="store_true",
+                   help="text: every differing row and check-in path (default: a "
+                        "summary)")
+    json_option(p, "the full structured diff (rows, changed state/event pairs, "
+                   "paths, the interpretations)")
     output_option(p)
     p.set_defaults(run=cmd_diff)
 
@@ -100,14 +127,20 @@ def register_review(sub: Any) -> None:
         description="Translate the table of one interpretation into Promela (one "
                     "proctype, a branch per row) with the seed's rules as LTL "
                     "properties. Check with: spin -a FILE && gcc -o pan pan.c && "
-                    "./pan -a -N <property>.")
-    q.add_argument("-i", "--interpretation", default=DEFAULT,
-                   choices=sorted(INTERPRETATIONS))
-    q.add_argument("--managers", type=int, default=2)
-    q.add_argument("--gup", action=argparse.BooleanOptionalAction, default=True)
-    q.add_argument("--mode", choices=mode_choices(), default="pull")
+                    "./pan -a -N <property>. Exit 0; 1 with --verify when a property "
+                    "is violated; 2 usage error (SPIN or gcc missing too).")
+    interpretation_option(q)
+    q.add_argument("--managers", "-n", type=positive, default=2, metavar="N",
+                   help="managers in the modelled server list (default: 2)")
+    q.add_argument("--gup", action=argparse.BooleanOptionalAction, default=True,
+                   help="a Group Update Provider exists (default: --gup)")
+    q.add_argument("--mode", choices=mode_choices(), default="pull",
+                   help="CommunicationMode (default: pull)")
     q.add_argument("--verify", action="store_true",
-                   help="also run SPIN on every property and print the verdicts")
+                   help="also run SPIN on every property and print the verdicts (on "
+                        "standard error; in the JSON with --json)")
+    json_option(q, "the configuration, the Promela source (unless -o writes it) and "
+                   "the verdicts of --verify")
     output_option(q)
     q.set_defaults(run=cmd_export)
 
@@ -119,17 +152,50 @@ def register_review(sub: Any) -> None:
         description="Bytes per day per manager (low/high from the seed's size ranges), "
                     "check-ins per second and held push connections, with the "
                     "assumptions they rest on.")
-    p.add_argument("--clients", type=int, help="number of clients (required unless "
-                                               "--examples)")
-    p.add_argument("--interval", type=int, default=HEARTBEAT_INTERVAL_S,
+    p.add_argument("--clients", type=positive, metavar="N",
+                   help="number of clients (required unless --examples)")
+    p.add_argument("--interval", type=positive, default=HEARTBEAT_INTERVAL_S,
+                   metavar="SECONDS",
                    help="heartbeat interval in seconds (default: %(default)s)")
-    p.add_argument("--profile", choices=list(PROFILES), default="idle")
-    p.add_argument("--mode", choices=mode_choices(), default="pull")
-    p.add_argument("--managers", type=int, default=1)
+    p.add_argument("--logging", choices=list(PROFILES), default="idle",
+                   help="the clients' log volume, which sets the heartbeat's size: "
+                        "idle (3-5 KB, nothing new) or full (200-300 KB, every "
+                        "technology and maximum logging) (default: idle; formerly "
+                        "--profile)")
+    renamed(p, "--profile", "is the suite's depth (conform, mutants); the log volume "
+                            "is now --logging idle|full")
+    p.add_argument("--mode", choices=mode_choices(), default="pull",
+                   help="CommunicationMode: push holds a connection per client "
+                        "(default: pull)")
+    p.add_argument("--managers", "-n", type=positive, default=1, metavar="N",
+                   help="managers sharing the fleet (default: 1)")
     p.add_argument("--examples", action="store_true",
                    help="print the worked examples (docs/capacity.md) instead")
+    json_option(p, "the figures and assumptions of one fleet")
     output_option(p)
     p.set_defaults(run=cmd_capacity)
+
+
+#: ``sephb diff --format``: the text, or a diagram in one of the diagram formats.
+DIFF_FORMATS = ("text", "svg", "png", "dot", "mermaid")
+
+
+def _diagram_suffixes() -> dict[str, str]:
+    """File extensions and the diagram format each names (``-o FILE`` without
+    ``--format``): the ones ``diagram --all`` writes, and Graphviz's ``.gv``."""
+    from sephb.diagrams import SUFFIXES
+
+    return {**{suffix: fmt for fmt, suffix in SUFFIXES.items()}, ".gv": "dot"}
+
+
+def _seed_text(text: str) -> Path:
+    """``review --seed-text``: a text file that can be read (argparse ``type=``)."""
+    try:
+        Path(text).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise argparse.ArgumentTypeError(f"cannot read {text!r}: {why or exc}") from None
+    return Path(text)
 
 
 def cmd_model(args: argparse.Namespace) -> int:
@@ -249,9 +315,19 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     if args.all:
         if not args.output:
             raise UsageError("--all needs -o DIRECTORY")
-        for path in diagrams.write_all(Path(args.output)):
+        if args.format:
+            raise UsageError("--all writes every format; --format chooses one (leave "
+                             "out one of the two)")
+        require_writable(args.output, "-o", directory=True)
+        for path in diagrams.write_all(args.output):
             print(path)
         return 0
+    if args.output and args.output.is_dir():
+        raise UsageError(f"-o {str(args.output)!r} is a directory: give a file, or "
+                         "--all to write every diagram into it")
+    fmt = output_format(args.format, args.output, _diagram_suffixes(), "svg")
+    if fmt == "png" and not args.output:
+        raise UsageError("PNG is binary: give -o FILE")
     highlight = None
     if args.highlight is not None:
         _, paths = _graph_and_paths(args)
@@ -261,48 +337,101 @@ def cmd_diagram(args: argparse.Namespace) -> int:
                 f"(0..{len(paths) - 1}) with these options"
             )
         highlight = paths[args.highlight]
-    data = diagrams.render(args.interpretation, args.format, highlight)
-    if args.output:
-        Path(args.output).write_bytes(data)
-    elif args.format == "png":
-        raise UsageError("PNG is binary: give -o FILE")
-    else:
-        sys.stdout.write(data.decode())
+    write_output(args.output, diagrams.render(args.interpretation, fmt, highlight))
     return 0
-
-
-
-def _write(args: argparse.Namespace, data: str | bytes) -> None:
-    """Write to ``-o FILE``, or to standard output."""
-    raw = data.encode() if isinstance(data, str) else data
-    if args.output:
-        args.output.write_bytes(raw)
-    else:
-        sys.stdout.buffer.write(raw)
-        sys.stdout.flush()
 
 
 def cmd_review(args: argparse.Namespace) -> int:
-    from sephb.model.review import NO_TESTS, gaps, has_tests, render
+    from sephb.model import review
 
-    if not has_tests(args.root):
-        print(f"sephb review: {NO_TESTS}", file=sys.stderr)
-    _write(args, render(args.root, args.seed, args.interpretation))
+    seed = args.seed_text or _default_seed()
+    if not review.has_tests(args.root):
+        print(f"sephb review: {review.NO_TESTS}", file=sys.stderr)
+    problems = review.gaps(args.root, seed) if args.check else []
+    if args.json:
+        write_output(args.output, _json_text(_review_json(args, seed, problems)))
+    else:
+        write_output(args.output, review.render(args.root, seed, args.interpretation))
+        for problem in problems:
+            print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+def _default_seed() -> Path:
+    """The seed text review reads without --seed-text (as model/review.py finds it),
+    or a usage error in this command's words."""
+    from sephb.model.review import SEED_CANDIDATES, find_seed
+
+    try:
+        return find_seed(None)
+    except UsageError:
+        raise UsageError("seed text not found; pass --seed-text FILE or set SEPHB_SEED "
+                         f"(looked in {', '.join(map(str, SEED_CANDIDATES))})") from None
+
+
+def _review_json(args: argparse.Namespace, seed: Path, problems: list[str]
+                 ) -> dict[str, Any]:
+    """``review --json``: what the Markdown tables say, as data."""
+    from sephb.model import review
+    from sephb.model.interpretations import get
+    from sephb.model.protocol import REQUIREMENTS
+
+    interp = get(args.interpretation) if args.interpretation else None
+    traces = {rid: review.trace(rid, args.root, interp) for rid in REQUIREMENTS}
+    requirements = []
+    for rid, req in REQUIREMENTS.items():
+        t = traces[rid]
+        requirements.append({
+            "id": rid, "origin": req.origin, "text": req.text,
+            "transitions": [r.name for r in t.rows], "guards": list(t.guards),
+            "parameters": list(t.parameters), "rules": list(t.rules),
+            "ltl": list(t.ltl), "oracle": list(t.oracle),
+            # None: no tests/ under --root, so not traced (not "untested")
+            "tests": None if t.tests is None else list(t.tests),
+            "status": t.status})
+    doc: dict[str, Any] = {
+        "seed": str(seed),
+        "interpretation": args.interpretation,
+        "sentences": [
+            {"where": s.where, "text": s.text, "requirements": list(s.requirements),
+             "status": [traces[r].status for r in s.requirements] or ["UNMATCHED"]}
+            for s in review.sentences(seed.read_text(encoding="utf-8"))],
+        "requirements": requirements,
+    }
     if args.check:
-        problems = gaps(args.root, args.seed)
-        for p in problems:
-            print(p, file=sys.stderr)
-        return 1 if problems else 0
-    return 0
+        doc["gaps"] = problems
+    return doc
+
+
+def _json_text(doc: object) -> str:
+    import json
+
+    return json.dumps(doc, indent=2) + "\n"
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from sephb.diagrams import diff_diagram
-    from sephb.model.diffing import diff, to_text
+    from sephb.model.diffing import diff, summary, to_json, to_text
     from sephb.model.interpretations import get
 
+    if args.json and args.format:
+        raise UsageError("--json and --format both choose the output: give one")
+    fmt = "json" if args.json else output_format(
+        args.format, args.output, {".txt": "text", **_diagram_suffixes(), ".json": "json"},
+        "text")
+    if args.full and fmt != "text":
+        raise UsageError(f"--full applies to the text output, not to {fmt}")
+    if fmt == "png" and not args.output:
+        raise UsageError("PNG is binary: give -o FILE")
     d = diff(get(args.from_), get(args.to))
-    _write(args, to_text(d) if args.format == "text" else diff_diagram(d, args.format))
+    if fmt == "json":
+        data: str | bytes = _json_text(to_json(d))
+    elif fmt == "text":
+        data = to_text(d) if args.full else summary(d)
+    else:
+        from sephb.diagrams import diff_diagram
+
+        data = diff_diagram(d, fmt)
+    write_output(args.output, data)
     return 0
 
 
@@ -316,13 +445,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     topo = Topology(managers=args.managers, priorities=1, gup=args.gup,
                     mode=Mode(args.mode))
     source = export(get(args.interpretation), topo)
-    _write(args, source)
-    if not args.verify:
-        return 0
-    failed = 0
-    for v in verify(source):
-        failed += not v.holds
-        print(f"{v.property}: {'holds' if v.holds else 'VIOLATED'}", file=sys.stderr)
+    if not args.json or args.output:
+        write_output(args.output, source)
+    verdicts = verify(source) if args.verify else []
+    failed = sum(not v.holds for v in verdicts)
+    if args.json:
+        doc: dict[str, Any] = {
+            "interpretation": args.interpretation, "managers": args.managers,
+            "gup": args.gup, "mode": args.mode,
+            "output": str(args.output) if args.output else None,
+            "source": None if args.output else source,
+        }
+        if args.verify:
+            doc["verdicts"] = [{"property": v.property, "holds": v.holds}
+                               for v in verdicts]
+        print_json(doc)
+    else:
+        for v in verdicts:
+            print(f"{v.property}: {'holds' if v.holds else 'VIOLATED'}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -331,11 +471,23 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     from sephb.model.protocol import Mode
 
     if args.examples:
-        text = render_doc()
-    elif args.clients is None:
+        if args.json or args.clients is not None:
+            raise UsageError("--examples prints the worked examples as Markdown; "
+                             "--clients (and --json) describe one fleet: give one")
+        write_output(args.output, render_doc())
+        return 0
+    if args.clients is None:
         raise UsageError("--clients is required (or --examples)")
+    load = capacity(args.clients, args.interval, args.logging, Mode(args.mode),
+                    args.managers)
+    if args.json:
+        import dataclasses
+
+        # the model's "profile" of sizes is this command's --logging
+        doc = {"logging" if k == "profile" else k: v
+               for k, v in dataclasses.asdict(load).items()}
+        doc["mode"] = load.mode.value
+        write_output(args.output, _json_text(doc))
     else:
-        text = to_text(capacity(args.clients, args.interval, args.profile,
-                                Mode(args.mode), args.managers))
-    _write(args, text)
+        write_output(args.output, to_text(load))
     return 0

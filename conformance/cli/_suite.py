@@ -14,10 +14,15 @@ from typing import Any
 
 from sephb.conformance.cli._common import (
     interpretation_option,
+    json_option,
     log_size,
+    make_dir,
     non_negative,
+    output_dir,
+    output_file,
     positive,
     print_json,
+    profile_option,
     seconds,
     time_scale,
 )
@@ -31,7 +36,8 @@ def register(sub: Any) -> None:
                        description="Start the simulated managers and GUP of a fleet "
                                    "file (see conformance/examples/managers.toml; `sephb "
                                    "examples DIR` writes it) as real HTTP servers, print "
-                                   "their addresses and a control API, and run until "
+                                   "their addresses and a control API on stdout, log "
+                                   "each request on stderr, and run until "
                                    "SIGINT/SIGTERM.")
     p.add_argument("--config", "-c", required=True, metavar="FILE",
                    help="fleet file (TOML)")
@@ -40,34 +46,44 @@ def register(sub: Any) -> None:
                         "address (needed for anything outside 127.0.0.0/8)")
     p.add_argument("--time-scale", type=time_scale, default=1.0, metavar="S",
                    help="wall seconds per model second, for trace times (default: 1)")
-    p.add_argument("--trace", metavar="FILE",
-                   help="append what the servers observe to this NDJSON trace")
+    p.add_argument("--trace", type=output_file, metavar="FILE",
+                   help="append what the servers observe to this NDJSON trace (its "
+                        "missing directories are created)")
+    _verbosity(p, "a line per request on stderr: [t=MODEL_MS ms] server client: method "
+                  "path status event, bytes in and out, and what went wrong",
+               "the requests that failed (a fault, an error status, a lost connection)",
+               "also a line per request as it arrives and per connection opened or "
+               "closed")
     p.set_defaults(run=cmd_manager)
 
     p = sub.add_parser("client", help="run the reference heartbeat client",
                        description="Run the reference client: read sylink.xml, check in "
                                    "with the managers it names, keep its index copy and "
-                                   "log queue in --state-dir.")
+                                   "log queue in --state-dir. It says what it does on "
+                                   "stdout; trouble with the state directory goes to "
+                                   "stderr.")
     interpretation_option(p)
     p.add_argument("--sylink", required=True, metavar="FILE", help="the sylink.xml to read")
-    p.add_argument("--state-dir", required=True, metavar="DIR",
+    p.add_argument("--state-dir", required=True, type=output_dir, metavar="DIR",
                    help="index.dat copy and durable log queue (created if missing)")
     p.add_argument("--time-scale", type=time_scale, default=1.0, metavar="S",
                    help="wall seconds per model second: 0.001 makes the 30,000 ms "
                         "session limit 30 ms (default: 1)")
-    p.add_argument("--trace", metavar="FILE",
-                   help="append what the client does and sees to this NDJSON trace")
+    p.add_argument("--trace", type=output_file, metavar="FILE",
+                   help="append what the client does and sees to this NDJSON trace "
+                        "(its missing directories are created)")
     p.add_argument("--heartbeats", type=positive, metavar="N",
                    help="stop after N check-ins (default: run until SIGINT/SIGTERM)")
     p.add_argument("--location", default="Default", metavar="NAME",
-                   help="the client's current location (selects the LiveUpdate policy)")
+                   help="the client's current location (selects the LiveUpdate policy; "
+                        "default: Default)")
     p.add_argument("--client-id", metavar="ID",
                    help="sent as X-Sephb-Client (default: an id made once and kept in "
                         "the state directory's client-id file, the same across "
                         "restarts)")
     p.add_argument("--log-bytes", type=log_size, default=0, metavar="N",
                    help="log volume produced before each heartbeat: a byte count, "
-                        "'idle' (0) or 'full' (256000, maximum logging)")
+                        "'idle' (0) or 'full' (256000, maximum logging) (default: 0)")
     p.add_argument("--log-dir", metavar="DIR",
                    help="a spool of log entries written by others (<id>.log files): "
                         "taken into the durable queue under their ids before each log "
@@ -79,6 +95,11 @@ def register(sub: Any) -> None:
     p.add_argument("--fault", choices=list(FAULTS), metavar="NAME",
                    help="run a seeded-fault client (for testing conformance suites): "
                         + ", ".join(FAULTS))
+    _verbosity(p, "a line per check-in on stdout when it ends: [t=MODEL_MS ms] check-in "
+                  "N via MANAGER: completed (what it did), or failed: how each manager "
+                  "failed; bytes in and out; when the next heartbeat is due",
+               "the check-ins that met a failure (a manager down, a timeout, a failed "
+               "request)", "also a line per request, answer and timer as it happens")
     p.set_defaults(run=cmd_client)
 
     p = sub.add_parser("conform", help="run the conformance suite against a client",
@@ -102,6 +123,8 @@ def register(sub: Any) -> None:
                               "  sephb conform --client-cmd 'my-client --config {sylink} "
                               "--state {state_dir} --speed {time_scale}'\n"
                               "  sephb conform --client sensors-before-logs --report out/r"
+                              "\n  sephb conform --json > result.json         the result "
+                              "as report/result.json has it"
                               "\n  sephb conform --seed 7 --baseline out/r/result.json  "
                               "what changed since a run\n\n"
                               "Every run prints its seed and the command that runs it "
@@ -115,10 +138,10 @@ def register(sub: Any) -> None:
     who.add_argument("--client-cmd", metavar="CMD",
                      help="any client, over the wire: a command with {sylink}, "
                           "{state_dir} and {time_scale} placeholders (docs/adapters.md)")
-    p.add_argument("--profile", choices=("ci", "nightly", "certify"), default="ci",
-                   help="ci (default): a fixed seed, the same cases on every machine; "
-                        "nightly: 10,000+ cases; certify: 3,000 clean cases for a 0.999 "
-                        "reliability statement (both draw a seed and print it)")
+    profile_option(p, "the suite's depth: ci (default): a fixed seed, the same cases "
+                      "on every machine; nightly: 10,000+ cases; certify: 3,000 clean "
+                      "cases for a 0.999 reliability statement (both draw a seed and "
+                      "print it)")
     p.add_argument("--seed", type=int, metavar="N",
                    help="seed of every random choice: replays a run's cases and steps "
                         "(a run prints its own)")
@@ -151,15 +174,20 @@ def register(sub: Any) -> None:
                            "starter, a JVM say, needs more: lateness beyond it is a "
                            "REQ-7-PULL failure)")
     out = p.add_argument_group("outputs")
-    out.add_argument("--report", metavar="DIR",
+    out.add_argument("--report", type=output_dir, metavar="DIR",
                      help="write the HTML, Markdown, JUnit and result.json here, with "
-                          "each failure's trace and replay file")
-    out.add_argument("--junit", metavar="FILE",
-                     help="write JUnit XML here (stands alone: failure traces inline "
-                          "unless --report writes them)")
+                          "each failure's trace and replay file (created if missing; "
+                          "checked before the run)")
+    out.add_argument("--junitxml", "--junit", dest="junit", type=output_file,
+                     metavar="FILE",
+                     help="write JUnit XML here, as pytest's --junitxml (--junit is the "
+                          "same option); it stands alone: failure traces inline unless "
+                          "--report writes them")
     out.add_argument("--baseline", metavar="RESULT_JSON",
                      help="an earlier run's result.json: print and report what changed "
                           "per requirement (regressions first)")
+    json_option(out, "the result on standard output, as the report's result.json "
+                     "has it, instead of the summary")
     p.set_defaults(run=cmd_conform)
 
     p = sub.add_parser("mutants", help="check that the suite kills every seeded fault",
@@ -180,20 +208,33 @@ def register(sub: Any) -> None:
                    help="over the wire: test cases (and shrink candidates) run at once "
                         "in all, two per fault, so N/2 faults are judged side by side "
                         "(default: two per core, at most 8)")
-    p.add_argument("--profile", choices=("ci", "nightly", "certify"), default="ci",
-                   help="the suite's depth for each fault (default: ci)")
+    profile_option(p, "the suite's depth for each fault (default: ci)")
     p.add_argument("--fault", action="append", choices=list(FAULTS), metavar="NAME",
                    dest="faults", help="only this fault (repeatable; default: all "
                                        "of `sephb client --help`'s --fault list)")
-    p.add_argument("--json", action="store_true", help="machine-readable rows")
+    json_option(p, "a row per fault and adapter, instead of the lines")
     p.set_defaults(run=cmd_mutants)
+
+
+def _verbosity(p: argparse.ArgumentParser, default: str, quiet: str, verbose: str
+               ) -> None:
+    """``-q``/``-v`` of a long-running command, and what it says by default."""
+    p.set_defaults(verbosity=0)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", dest="verbosity", action="store_const", const=-1,
+                   help=f"say only {quiet} (default: {default})")
+    g.add_argument("-v", "--verbose", dest="verbosity", action="store_const", const=1,
+                   help=verbose)
 
 
 def cmd_manager(args: argparse.Namespace) -> int:
     from sephb.conformance.site import run_manager_process
 
+    if args.trace is not None:
+        make_dir(args.trace.parent, "--trace")
     return run_manager_process(args.config, listen=args.listen,
-                               time_scale=args.time_scale, trace_path=args.trace)
+                               time_scale=args.time_scale, trace_path=args.trace,
+                               verbosity=args.verbosity)
 
 
 def cmd_client(args: argparse.Namespace) -> int:
@@ -205,7 +246,7 @@ def cmd_client(args: argparse.Namespace) -> int:
 
     opts = ClientOptions(
         sylink=sylink.load(args.sylink),
-        state_dir=Path(args.state_dir),
+        state_dir=args.state_dir,
         interpretation=get(args.interpretation),
         time_scale=args.time_scale,
         heartbeats=args.heartbeats,
@@ -215,9 +256,12 @@ def cmd_client(args: argparse.Namespace) -> int:
         fault=args.fault,
         log_dir=Path(args.log_dir) if args.log_dir else None,
         volatile_logs=args.volatile_logs,
+        verbosity=args.verbosity,
     )
     if args.client_id:
         opts.client_id = args.client_id
+    if args.trace is not None:
+        make_dir(args.trace.parent, "--trace")
     return asyncio.run(run_client(opts, args.trace))
 
 
@@ -270,19 +314,37 @@ def cmd_conform(args: argparse.Namespace) -> int:
             seed=args.seed, client=args.client, max_examples=args.max_examples,
             progress=progress))
     result.replay = _replay(args, result.seed)
-    _print_result(result, baseline)
-    if args.report:
-        from sephb.conformance.suite.report import write_report
+    if args.json:
+        from sephb.conformance.suite.results import dumps
 
-        written = write_report(result, Path(args.report), baseline=baseline)
-        print(f"report: {written['index.html']}")
-    if args.junit:
-        from sephb.conformance.suite.report import write_junit
-
-        write_junit(result, Path(args.junit),
-                    report_dir=Path(args.report) if args.report else None,
-                    baseline=baseline)
+        sys.stdout.buffer.write(dumps(result) + b"\n")
+        sys.stdout.flush()
+    else:
+        _print_result(result, baseline)
+    _write_reports(args, result, baseline)
     return int(result.exit_status)
+
+
+def _write_reports(args: argparse.Namespace, result: Any, baseline: Any) -> None:
+    """``--report`` and ``--junitxml``, checked when parsed; a write that fails anyway
+    (the disk filled during the run) is one line, never a traceback."""
+    from sephb.conformance.suite.report import write_junit, write_report
+
+    if args.report:
+        try:
+            written = write_report(result, make_dir(args.report, "--report"),
+                                   baseline=baseline)
+        except OSError as exc:
+            raise UsageError(f"--report {str(args.report)!r}: cannot write: "
+                             f"{exc.strerror or exc}") from None
+        print(f"report: {written['index.html']}",
+              file=sys.stderr if args.json else sys.stdout)
+    if args.junit:
+        try:
+            write_junit(result, args.junit, report_dir=args.report, baseline=baseline)
+        except OSError as exc:
+            raise UsageError(f"--junitxml {str(args.junit)!r}: cannot write: "
+                             f"{exc.strerror or exc}") from None
 
 
 def _replay(args: argparse.Namespace, seed: int | None) -> str:

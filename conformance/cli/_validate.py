@@ -11,9 +11,11 @@ from typing import Any
 
 from sephb.conformance.cli._common import (
     interpretation_option,
+    json_option,
     mode_choices,
     non_negative,
     positive,
+    renamed,
     time_scale,
 )
 from sephb.model.errors import UsageError
@@ -47,7 +49,7 @@ examples:
   sephb validate run.ndjson                        one trace, a table of verdicts
   sephb validate traces/*.ndjson.gz --jobs 4       files in parallel
   zcat run.ndjson.gz | sephb validate -            from stdin
-  sephb validate capture.har --format har --json   a browser/mitmproxy capture
+  sephb validate capture.har --input-format har --json   a browser/mitmproxy capture
   sephb validate client.ndjson --mode push         hold push clients to step 7
   sephb validate manager.ndjson --data             ports, logs, session limit too
   sephb validate client.ndjson --data --tolerance 5000   timing slack: not the header's
@@ -64,8 +66,11 @@ def register(sub: Any) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="NDJSON traces (plain or gzip), HAR files, or - for stdin")
-    p.add_argument("--format", choices=("auto", "ndjson", "har"), default="auto",
-                   help="input format (default: auto, .har files are HAR)")
+    p.add_argument("--input-format", choices=("auto", "ndjson", "har"), default="auto",
+                   help="input format (default: auto, .har files are HAR; formerly "
+                        "--format)")
+    renamed(p, "--format", "names an output format; the traces' input format is now "
+                           "--input-format auto|ndjson|har")
     interpretation_option(p)
     p.add_argument("--mode", choices=mode_choices(),
                    help="the clients' configured communication mode (sylink.xml's "
@@ -98,11 +103,13 @@ def register(sub: Any) -> None:
     p.add_argument("--scheduler", metavar="ADDR",
                    help="with --engine dask: an existing scheduler (tcp://host:8786); "
                         "default: a LocalCluster of --jobs workers")
-    p.add_argument("--json", action="store_true",
-                   help="machine-readable verdicts of every client and the input "
-                        "problems kept (the first 1,000 of a file, and their count)")
-    p.add_argument("--clients", action="store_true",
-                   help="a table row per client (default: a row per file)")
+    json_option(p, "the verdicts of every client and the input problems kept (the "
+                   "first 1,000 of a file, and their count)")
+    p.add_argument("--per-client", action="store_true",
+                   help="a table row per client (default: a row per file; formerly "
+                        "--clients)")
+    renamed(p, "--clients", "is a number of clients (capacity); a table row per client "
+                            "is now --per-client")
     p.add_argument("--limit", type=non_negative, default=20, metavar="N",
                    help="show the first N input problems and violations of each file "
                         "(default: 20; 0: all, of input problems all kept: the first "
@@ -130,7 +137,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if args.mode is not None and args.mode != configured:
             raise UsageError(f"--mode {args.mode} contradicts {args.sylink}, which "
                              f"says {configured}")
-    results = validate_files(args.files, args.format, args.interpretation,
+    results = validate_files(args.files, args.input_format, args.interpretation,
                              mode=args.mode, data=args.data,
                              tolerance_ms=args.tolerance, sylink=args.sylink,
                              jobs=args.jobs,
@@ -140,6 +147,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         write_json(results, sys.stdout)  # streamed: a fleet has millions of clients
     else:
-        render(results, sys.stdout, limit=args.limit, every_client=args.clients,
+        render(results, sys.stdout, limit=args.limit, every_client=args.per_client,
                timing=args.data or args.sylink is not None)
     return exit_code(results)

@@ -30,7 +30,8 @@ with what it has -- the index copy in memory, the queue as it is (a damaged entr
 moved aside by the store, never uploaded, never blocking the rest).
 
 Everything the client does and sees is recorded in model time (``--trace``) with
-``by: "client"``.
+``by: "client"``; ``sephb client`` also says it on stdout from the same records
+(:class:`_Narration`): a line per check-in, and the core stays pure.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TextIO
 from urllib.parse import urlsplit
 
 import msgspec
@@ -62,6 +63,7 @@ from sephb.conformance.client.store import (
 )
 from sephb.conformance.traces import wire
 from sephb.conformance.traces.clock import Clock
+from sephb.conformance.traces.lines import LineOut
 from sephb.conformance.traces.sylink import Sylink
 from sephb.conformance.traces.trace import Recorder, TraceWriter
 from sephb.model.errors import UsageError
@@ -106,6 +108,10 @@ class ClientOptions:
     #: Test only: keep spool entries in memory (a restart loses them), to show that
     #: the conformance suite catches a client whose log queue is not durable.
     volatile_logs: bool = False
+    #: What to say on stdout (:class:`_Narration`): None nothing (a client in a test's
+    #: event loop), 0 a line per check-in (``sephb client``), 1 also a line per request
+    #: and answer (``-v``), -1 only check-ins that met a failure (``-q``).
+    verbosity: int | None = None
 
 
 @dataclass
@@ -157,6 +163,8 @@ class ReferenceClient:
         self._rnd = random.Random(opts.seed)
         #: Spool entries of a --volatile-logs client: id -> text, in memory only.
         self._volatile: dict[str, str] = {}
+        self._narration = (None if opts.verbosity is None
+                           else _Narration(self.core, opts.verbosity, sys.stdout))
 
     # --- the loop ------------------------------------------------------------------
 
@@ -548,6 +556,85 @@ class ReferenceClient:
         fields = {k: v for k, v in fields.items()
                   if v is not None and k in _RECORD_FIELDS}
         self.recorder.emit(name, self.client_id, by="client", **fields)
+        if self._narration is not None:
+            self._narration.record(name, self.clock.now_ms(), fields)
+
+
+class _Narration:
+    """What ``sephb client`` says on stdout, from the client's own records: a line per
+    check-in when it ends; with verbosity 1 also a line per record (request, answer,
+    timer); with -1 only the check-ins that met a failure. It keeps a few strings per
+    check-in, so it costs nothing at any rate, and it never raises: once the reader
+    is gone (a closed pipe), it falls silent and the heartbeat goes on."""
+
+    def __init__(self, core: ClientCore, verbosity: int, out: TextIO) -> None:
+        self.core, self.verbosity = core, verbosity
+        self._say = LineOut(out).say
+        self.ended = 0
+        #: The session's manager (a check-in on a held push connection keeps it), and
+        #: the host and action of the last request.
+        self.manager = self.at = self.step = ""
+        self._begin("")
+
+    def _begin(self, why: str) -> None:
+        self.why, self.connected, self.completed = why, False, False
+        self.done, self.failed = list[str](), list[str]()  # what it did, what failed
+
+    def record(self, name: Action | Event, t: int, fields: dict[str, Any]) -> None:
+        if self.verbosity > 0:  # a list is said as its length
+            self._say(t, " ".join([">" if isinstance(name, Action) else "<", name.value] + [
+                f"{k}={len(v) if isinstance(v, list) else v}" for k, v in fields.items()]))
+        held = self.core.state is State.PUSH_HELD
+        if name in (Event.HEARTBEAT_DUE, Event.POLICY_PUSHED) or (
+                held and name is Event.CONNECTION_LOST):
+            self._begin(" (policy pushed)" if name is Event.POLICY_PUSHED else
+                        " (push heartbeat)" if held else "")
+        if "addr" in fields:
+            self.at, self.step = f"{fields['addr']}:{fields['port']}", name.value
+            self.manager = self.at if name is Action.CONNECT else self.manager
+        self.connected |= name is Event.CONNECTED
+        if name is Event.INDEX_RECEIVED:
+            self.done.append("new index" if fields.get("changed") else "index unchanged")
+        elif name is Event.CONTENT_RECEIVED:
+            self.done.append(f"content from {self.at}")
+        elif name is Event.LOGS_ACKED:
+            n = len(fields.get("ids", ()))
+            self.done.append(f"{n:,} log{'' if n == 1 else 's'} uploaded")
+        elif name is Event.SENSORS_ACKED:
+            self.completed = True
+        elif name in _FAILED:
+            # No error: the client's own timer fired, no answer came in time.
+            limit = (self.core.session_limit_ms if name is Event.SESSION_TIMEOUT
+                     else self.core.request_limit_ms or 0)
+            self.failed.append(f"{self.at} {_FAILED[name] or self.step + ' failed'} " + (
+                f"({fields['error']})" if "error" in fields else f"after {limit:,} ms"))
+        elif name in (Action.DISCONNECT, Action.HOLD):
+            self._ended(name, t, fields)
+
+    def _ended(self, name: Action | Event, t: int, fields: dict[str, Any]) -> None:
+        self.ended += 1
+        if self.verbosity < 0 and not self.failed:
+            return
+        failed = ", then ".join(self.failed)
+        how = (f"via {self.manager}: completed ({', '.join(self.done)})"
+               + (f" after {failed}" if failed else "") if self.completed
+               else f"failed: {failed}" if self.connected
+               else f"failed to reach a manager: {failed}")
+        timer, held = self.core.timer, name is Action.HOLD
+        nxt = "waiting for pushes only" if timer is None else (
+            f"{'push' if held else 'next'} heartbeat in "
+            f"{(timer.at - t) / 1000:,.3f}".rstrip("0").rstrip(".")
+            + f" s (t={timer.at:,} ms)")
+        self._say(t, f"check-in {self.ended}{self.why} {how}; "
+                     f"{fields.get('bytes_in', 0):,} B in, {fields.get('bytes_out', 0):,}"
+                     f" B out{'; connection held for pushes' if held else ''}; {nxt}")
+
+
+#: Failures a check-in can meet, as its line says them ("": the request's action).
+_FAILED: Final = {
+    Event.CONNECT_FAILED: "connect failed", Event.SESSION_TIMEOUT: "session timed out",
+    Event.REQUEST_FAILED: "", Event.DOWNLOAD_FAILED: "download failed",
+    Event.CONNECTION_LOST: "connection lost"}
 
 
 def _spool_text(raw: bytes) -> str:

@@ -15,6 +15,10 @@ size and SHA-256 -- and the sensor counts per client. Memory stays bounded by
 SQLite's page cache however much is uploaded, and nothing is left on disk after a
 crash. Readers page through it (by sequence number, by client id), so that
 ``GET /control/state`` streams its answer instead of building it.
+
+The ``sephb manager`` process says on stderr what its servers serve
+(:class:`RequestLog`, a listener on the fleet's recorder): a line per request. A
+fleet in a test or in the suite has no such listener, and says nothing.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ import hashlib
 import math
 import signal
 import sqlite3
+import sys
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 import msgspec
 
@@ -37,9 +42,11 @@ from sephb.conformance.site._server import Endpoint, SimServer, SiteError
 from sephb.conformance.site.config import FleetConfig, apply_listen, load_config
 from sephb.conformance.traces import wire
 from sephb.conformance.traces.clock import Clock
+from sephb.conformance.traces.lines import LineOut
 from sephb.conformance.traces.trace import Record, Recorder, TraceWriter
 from sephb.conformance.traces.wire import IndexAnswer, LogEntry, Role
 from sephb.model.errors import UsageError
+from sephb.model.protocol import Action
 
 # --- the site ---------------------------------------------------------------------------
 
@@ -405,28 +412,75 @@ class Fleet:
 # --- the `sephb manager` process -------------------------------------------------------
 
 
+class RequestLog:
+    """What ``sephb manager`` says on ``out`` (stderr), from its servers' records:
+    with verbosity 0 a line per request when it ended (``[t=MODEL_MS ms] server
+    client: method path status event, bytes in and out``, and the error), with -1
+    only the requests that failed, with 1 also a line per request as it arrives and
+    per connection opened or closed. It never raises: once the reader is gone (a
+    closed pipe), it falls silent and the servers go on."""
+
+    def __init__(self, verbosity: int, out: TextIO) -> None:
+        self.verbosity = verbosity
+        self._say = LineOut(out).say
+        #: Bytes of the request running on (server, connection), from its head.
+        self._in: dict[tuple[str | None, int | None], int] = {}
+
+    def __call__(self, rec: Record) -> None:
+        key = (rec.server, rec.conn)
+        who = f"{rec.server} {rec.client}:"
+        if rec.event in _CONNECTION:  # CONNECT, DISCONNECT
+            self._in.pop(key, None)
+            if self.verbosity > 0:
+                self._say(rec.t, f"{who} connection {rec.conn} to {rec.addr}:{rec.port} "
+                          + ("opened" if rec.event == "CONNECT" else
+                             f"closed, {rec.bytes_in or 0:,} B in, {rec.bytes_out or 0:,} "
+                             f"B out" + (f": {rec.error}" if rec.error else "")))
+        elif rec.event in _ACTIONS:  # a request's head came
+            self._in[key] = rec.bytes_in or 0
+            if self.verbosity > 0:
+                self._say(rec.t, f"{who} {rec.method} {rec.path} arrived ({rec.event}), "
+                                 f"{rec.bytes_in or 0:,} B")
+        else:  # answered, or failed
+            got = self._in.pop(key, None)
+            failed = rec.error is not None or not rec.status or rec.status >= 400
+            if self.verbosity >= 0 or failed:
+                self._say(rec.t, f"{who} {rec.method or '-'} {rec.path or '-'} "
+                                 f"{rec.status or '-'} {rec.event}, "
+                                 f"{'-' if got is None else f'{got:,}'} B in, "
+                                 f"{rec.bytes_out or 0:,} B out"
+                                 + (f": {rec.error}" if rec.error else ""))
+
+
+_CONNECTION: Final = frozenset({Action.CONNECT.value, Action.DISCONNECT.value})
+_ACTIONS: Final = frozenset(a.value for a in Action) - _CONNECTION
+
+
 def run_manager_process(config_path: str, *, listen: str | None, time_scale: float,
-                        trace_path: str | None) -> int:
+                        trace_path: str | None, verbosity: int | None = None) -> int:
     """Run the fleet of ``config_path`` until SIGINT or SIGTERM; return 0.
 
-    Prints one line per server (name, role, address:port, and a note when the port
-    was taken). Raises ConfigError / UsageError for a bad config, a bad argument or a
-    port that cannot be bound.
+    Prints one line per server on stdout (name, role, address:port, and a note when
+    the port was taken); with a ``verbosity`` (:class:`RequestLog`), a line per
+    request on stderr. Raises ConfigError / UsageError for a bad config, a bad
+    argument or a port that cannot be bound.
     """
     if not (isinstance(time_scale, (int, float)) and math.isfinite(time_scale)
             and time_scale > 0):
         raise UsageError(f"--time-scale {time_scale!r}: expected a number > 0")
     config = load_config(config_path)
     apply_listen(config, listen)  # fail before starting anything
-    return asyncio.run(_serve(config, listen, time_scale, trace_path))
+    return asyncio.run(_serve(config, listen, time_scale, trace_path, verbosity))
 
 
 async def _serve(config: FleetConfig, listen: str | None, time_scale: float,
-                 trace_path: str | None) -> int:
+                 trace_path: str | None, verbosity: int | None) -> int:
     # Bounded memory: a long-running process keeps the last 100,000 records for
     # GET /control/trace; the trace file has them all.
     fleet = Fleet(config, clock=Clock(time_scale), trace=trace_path, listen=listen,
                   maxlen=100_000)
+    if verbosity is not None:
+        fleet.recorder.listen(RequestLog(verbosity, sys.stderr))
     await fleet.start()
     try:
         for line in fleet.describe():

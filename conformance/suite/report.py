@@ -146,7 +146,7 @@ def write_report(result: SuiteResult, outdir: Path, *,
 
 def write_junit(result: SuiteResult, path: Path, *, report_dir: Path | None = None,
                 baseline: SuiteResult | None = None) -> Path:
-    """Write the JUnit XML of ``result`` to ``path`` (the CLI's ``--junit FILE``).
+    """Write the JUnit XML of ``result`` to ``path`` (the CLI's ``--junitxml FILE``).
     It names the failure files of ``report_dir`` when a report was written there
     (as paths relative to the working directory); otherwise each failure's trace is
     inline, so that the file stands alone."""
@@ -158,7 +158,7 @@ def write_junit(result: SuiteResult, path: Path, *, report_dir: Path | None = No
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(_junit_bytes(facts))
     except OSError as exc:
-        raise UsageError(f"--junit {str(path)!r}: {exc.strerror or exc}") from None
+        raise UsageError(f"--junitxml {str(path)!r}: {exc.strerror or exc}") from None
     return path
 
 

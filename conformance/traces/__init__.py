@@ -10,6 +10,7 @@ speaks and the judge that reads them offline:
 ``har``         HAR archives in and out
 ``clock``       model time vs wall time, and the jitter tolerance of a time scale
 ``files``       atomic file writes (sylink.xml, the client's state directory)
+``lines``       the lines a running client or manager says about what it does
 ``properties``  the oracle's data and deadline rules over records -- one judge for
                 the suite's live records and for recorded traces
 ``validate``    offline validation of recorded traces at fleet scale

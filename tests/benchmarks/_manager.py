@@ -29,9 +29,11 @@ def start_manager(tmp: Path, toml: str, *extra: str
     port by name."""
     cfg = tmp / "managers.toml"
     cfg.write_text(toml)
+    # -q: a line per request on the terminal would be noise, and cost time a
+    # benchmark measures; the failed ones are still said.
     proc = subprocess.Popen(
         [sys.executable, "-m", "sephb.conformance.cli", "manager", "--config", str(cfg),
-         *extra], stdout=subprocess.PIPE, text=True)
+         "-q", *extra], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     ports: dict[str, int] = {}
     control = ""
