@@ -224,3 +224,24 @@ def test_help_says_where_the_lines_go(command: str) -> None:
     assert ("log each request on stderr" if command == "manager"
             else "says what it does on stdout") in text
     assert "-q, --quiet" in text and "-v, --verbose" in text
+
+
+def test_a_reader_that_stops_reading_never_stalls_the_writer() -> None:
+    # A pipe nobody reads fills up (64 KB on Linux); a write into it would block the
+    # manager's servers or the client's heartbeat. The lines are dropped instead,
+    # and counted.
+    import os
+
+    from sephb.conformance.traces.lines import QUEUE_LINES, LineOut
+
+    r, w = os.pipe()
+    try:
+        out = LineOut(os.fdopen(w, "w", buffering=1))
+        for i in range(QUEUE_LINES * 20):  # (a blocking write would hang here)
+            out.say(i, "x" * 100)
+        assert out.dropped > 0
+        out.drain(0.2)  # the writer is stuck on the full pipe: drain gives up
+        first = os.read(r, 200).decode()
+        assert first.startswith("[t=0 ms] " + "x" * 100)
+    finally:
+        os.close(r)

@@ -233,7 +233,8 @@ def cmd_manager(args: argparse.Namespace) -> int:
     if args.trace is not None:
         make_dir(args.trace.parent, "--trace")
     return run_manager_process(args.config, listen=args.listen,
-                               time_scale=args.time_scale, trace_path=args.trace,
+                               time_scale=args.time_scale,
+                               trace_path=None if args.trace is None else str(args.trace),
                                verbosity=args.verbosity)
 
 
@@ -262,7 +263,7 @@ def cmd_client(args: argparse.Namespace) -> int:
         opts.client_id = args.client_id
     if args.trace is not None:
         make_dir(args.trace.parent, "--trace")
-    return asyncio.run(run_client(opts, args.trace))
+    return asyncio.run(run_client(opts, None if args.trace is None else str(args.trace)))
 
 
 def _conform_client_cmd(args: argparse.Namespace) -> str | None:
