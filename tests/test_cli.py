@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -214,20 +213,23 @@ def test_a_directory_where_a_file_goes_is_one_line(args: list[str],
     _one_line_usage_error(sephb(*args, str(tmp_path)), str(tmp_path), "directory")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")
 def test_a_directory_without_permission_is_one_line(tmp_path: Path) -> None:
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    _one_line_usage_error(sephb("diff", "-o", str(locked / "d.txt")),
-                          "permission denied")
+    argv = [sys.executable, "-m", "sephb.conformance.cli", "diff", "-o",
+            str(locked / "d.txt")]
+    if os.geteuid() == 0:
+        # Root writes anywhere by its capabilities: without them (util-linux's
+        # setpriv), it meets the directory's mode bits as any owner would.
+        argv = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", *argv]
+    res = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    _one_line_usage_error(res, "permission denied")
 
 
 def test_conform_refuses_a_report_it_cannot_write_before_the_run() -> None:
-    t0 = time.monotonic()
     res = sephb("conform", "--report", "/etc/passwd/x")
     _one_line_usage_error(res, "--report", "/etc/passwd/x")
-    assert res.stdout == ""  # no verdict: nothing ran
-    assert time.monotonic() - t0 < 20
+    assert res.stdout == ""  # no verdict, no progress: nothing ran
 
 
 def test_conform_json_is_the_result_json(tmp_path: Path) -> None:

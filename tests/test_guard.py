@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -64,10 +63,9 @@ def test_a_nested_call_is_reported_once() -> None:
 def test_the_watchdog_interrupts_a_loop_that_never_returns() -> None:
     dog = Watchdog(0.3)
     c = Guarded(_Client(), dog)
-    t0 = time.monotonic()
+    # (a watchdog that never fired would hang here: the run's faulthandler says where)
     with pytest.raises(ClientFailed, match=r"spin\(\) did not return within 0.3 s"):
         c.spin()
-    assert time.monotonic() - t0 < 10
     # the guard still works after a hang
     with pytest.raises(ClientFailed, match="ZeroDivisionError"):
         c.boom()

@@ -167,15 +167,13 @@ def test_unicode_and_large_entries(tmp_path: Path) -> None:
     assert q.pending_bytes() == len(big.encode())
 
 
-def test_thousands_of_entries_are_fast_enough(tmp_path: Path) -> None:
+def test_a_thousand_entries_in_one_batch_keep_their_order(tmp_path: Path) -> None:
+    # (how fast: tests/benchmarks, never a timed assertion)
     q = LogQueue(tmp_path)
-    t0 = time.perf_counter()
     ids = q.append_many(f"entry {i}" for i in range(1000))
     pending = LogQueue(tmp_path).pending()
     q.ack(ids[:500])
-    elapsed = time.perf_counter() - t0
     assert [e.id for e in pending] == ids and len(q) == 500
-    assert elapsed < 60, elapsed  # ~3 ms per fsynced append on an ordinary disk
 
 
 # -- entries made elsewhere (a spool) ---------------------------------------------------

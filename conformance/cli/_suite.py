@@ -115,8 +115,10 @@ def register(sub: Any) -> None:
                            "exercised); 2 usage error; 3 the client could not be "
                            "tested (it exited, or made no request within the start-up "
                            "wait); 4 inconclusive (over the wire: the machine was "
-                           "busier than the run's measured jitter budget, so its "
-                           "timing could not be judged).", 79),
+                           "busier than the run's measured jitter budget, or more "
+                           "timing findings than a tenth of the cases did not recur "
+                           "when their case ran again, so its timing could not be "
+                           "judged).", 79),
                        epilog="examples:\n"
                               "  sephb conform                          the reference, "
                               "in process\n"
@@ -153,8 +155,8 @@ def register(sub: Any) -> None:
     wire.add_argument("--time-scale", type=time_scale, metavar="S",
                       help="wall seconds per model second (default: calibrated -- the "
                            "fastest this machine's measured scheduling jitter allows, "
-                           "0.002 on a quiet machine, where the 300 s interval lasts "
-                           "0.6 s)")
+                           "0.003 on a quiet machine, where the 300 s interval lasts "
+                           "0.9 s)")
     wire.add_argument("--tolerance", type=non_negative, metavar="MS",
                       help="model ms of slack on every timing rule (default 10,000: a "
                            "third of the 30,000 ms session limit; at the time scale it "
