@@ -71,6 +71,7 @@ def main() -> int:
     for p in busy:
         p.start()
     times: dict[str, list[float]] = {"old": [], "new": []}
+    verdicts_seen: list[str] = []
     try:
         for r in range(args.repeats):
             for name, settings in (("old", OLD), ("new", NEW)):
@@ -78,12 +79,15 @@ def main() -> int:
                     continue
                 secs, res = one(args.interpretation, settings)
                 times[name].append(secs)
+                verdicts_seen.append(res.verdict)
                 covered = sum(1 for n in res.transitions.values() if n)
                 print(f"round {r + 1} {name}: {secs:6.1f} s  {res.verdict:<14} "
                       f"{res.cases} random + {res.directed} directed cases, "
                       f"{covered}/{len(res.transitions)} rows, scale "
                       f"{res.settings.get('time scale')}, "
-                      f"{res.settings.get('scheduling lateness')}", flush=True)
+                      f"{res.settings.get('scheduling lateness')}; findings set "
+                      f"aside: {res.settings.get('findings set aside', '-')}",
+                      flush=True)
                 for f in res.failures:
                     print(f"    FAILED {f.requirement}: {f.message} "
                           f"({f.reproducibility})")
@@ -92,6 +96,10 @@ def main() -> int:
     finally:
         for p in busy:
             p.terminate()
+    verdicts = [v for v in verdicts_seen if v]
+    if verdicts:
+        print("verdicts: " + ", ".join(f"{verdicts.count(v)} {v}"
+                                       for v in sorted(set(verdicts))))
     if times["old"] and times["new"]:
         old, new = statistics.median(times["old"]), statistics.median(times["new"])
         print(f"median old {old:.1f} s, new {new:.1f} s: new takes {new / old:.2f} of "
