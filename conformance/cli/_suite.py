@@ -236,7 +236,7 @@ def cmd_manager(args: argparse.Namespace) -> int:
         make_dir(args.trace.parent, "--trace")
     return run_manager_process(args.config, listen=args.listen,
                                time_scale=args.time_scale,
-                               trace_path=None if args.trace is None else str(args.trace),
+                               trace_path=args.trace,
                                verbosity=args.verbosity)
 
 
@@ -265,7 +265,7 @@ def cmd_client(args: argparse.Namespace) -> int:
         opts.client_id = args.client_id
     if args.trace is not None:
         make_dir(args.trace.parent, "--trace")
-    return asyncio.run(run_client(opts, None if args.trace is None else str(args.trace)))
+    return asyncio.run(run_client(opts, args.trace))
 
 
 def _conform_client_cmd(args: argparse.Namespace) -> str | None:

@@ -337,7 +337,7 @@ class ReferenceClient:
         if action is Action.DISCONNECT:
             self._close()
             self._record(action, bytes_in=self._bytes[0], bytes_out=self._bytes[1])
-            self._checkin_ended()
+            self._checkin_ended(action)
             return None
         if action is Action.CONNECT:
             self._close()
@@ -348,7 +348,7 @@ class ReferenceClient:
             self._record_size()
             self._record(action, bytes_in=self._bytes[0], bytes_out=self._bytes[1],
                          **fields)
-            self._checkin_ended()
+            self._checkin_ended(action)
             assert conn is not None
             if self._done():
                 return None  # the last check-in ended held: nothing more to wait for
@@ -425,8 +425,11 @@ class ReferenceClient:
             self.errors.append(text)
             print(f"sephb client: {text}", file=sys.stderr)
 
-    def _checkin_ended(self) -> None:
+    def _checkin_ended(self, action: Action) -> None:
+        """A check-in ended with ``action`` (DISCONNECT, or HOLD in push mode)."""
         self.checkins += 1
+        if self._narration is not None:
+            self._narration.ended(action, self.clock.now_ms(), *self._bytes)
         self._produce_logs()
 
     def _record_size(self) -> None:
@@ -570,7 +573,7 @@ class _Narration:
     def __init__(self, core: ClientCore, verbosity: int, out: TextIO) -> None:
         self.core, self.verbosity = core, verbosity
         self._say = LineOut(out).say
-        self.ended = 0
+        self.ended_count = 0
         #: The session's manager (a check-in on a held push connection keeps it), and
         #: the host and action of the last request.
         self.manager = self.at = self.step = ""
@@ -608,11 +611,11 @@ class _Narration:
                      else self.core.request_limit_ms or 0)
             self.failed.append(f"{self.at} {_FAILED[name] or self.step + ' failed'} " + (
                 f"({fields['error']})" if "error" in fields else f"after {limit:,} ms"))
-        elif name in (Action.DISCONNECT, Action.HOLD):
-            self._ended(name, t, fields)
 
-    def _ended(self, name: Action | Event, t: int, fields: dict[str, Any]) -> None:
-        self.ended += 1
+
+    def ended(self, name: Action, t: int, bytes_in: int, bytes_out: int) -> None:
+        """The runner's check-in ended (it decides when: ``_checkin_ended``)."""
+        self.ended_count += 1
         if self.verbosity < 0 and not self.failed:
             return
         failed = ", then ".join(self.failed)
@@ -625,9 +628,9 @@ class _Narration:
             f"{'push' if held else 'next'} heartbeat in "
             f"{(timer.at - t) / 1000:,.3f}".rstrip("0").rstrip(".")
             + f" s (t={timer.at:,} ms)")
-        self._say(t, f"check-in {self.ended}{self.why} {how}; "
-                     f"{fields.get('bytes_in', 0):,} B in, {fields.get('bytes_out', 0):,}"
-                     f" B out{'; connection held for pushes' if held else ''}; {nxt}")
+        self._say(t, f"check-in {self.ended_count}{self.why} {how}; {bytes_in:,} B in, "
+                     f"{bytes_out:,} B out{'; connection held for pushes' if held else ''}"
+                     f"; {nxt}")
 
 
 #: Failures a check-in can meet, as its line says them ("": the request's action).
@@ -663,7 +666,8 @@ _RECORD_FIELDS = frozenset({
 TRACE_WRITER: Final = "client"
 
 
-async def run_client(opts: ClientOptions, trace: str | None = None) -> int:
+async def run_client(opts: ClientOptions, trace: str | os.PathLike[str] | None = None
+                     ) -> int:
     """Run one reference client with its own clock and trace (its header says the
     time scale); stop on SIGINT/SIGTERM."""
     writer = TraceWriter(trace, time_scale=opts.time_scale, writer=TRACE_WRITER) \

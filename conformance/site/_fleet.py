@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
+import os
 import signal
 import sqlite3
 import sys
@@ -275,7 +276,7 @@ class Fleet:
         config: FleetConfig,
         *,
         clock: Clock | None = None,
-        trace: TraceWriter | str | None = None,
+        trace: TraceWriter | str | os.PathLike[str] | None = None,
         listen: str | None = None,
         maxlen: int | None = None,
         recorder: Recorder | None = None,
@@ -288,7 +289,8 @@ class Fleet:
         self._own_recorder = recorder is None
         if recorder is None:
             writer = TraceWriter(trace, time_scale=self.clock.time_scale,
-                                 writer=TRACE_WRITER) if isinstance(trace, str) else trace
+                                 writer=TRACE_WRITER) \
+                if isinstance(trace, (str, os.PathLike)) else trace
             recorder = Recorder(self.clock, writer=writer, maxlen=maxlen)
         self.recorder = recorder
         self.site = Site(self.config.serial, self.config.content, self.config.files,
@@ -457,7 +459,8 @@ _ACTIONS: Final = frozenset(a.value for a in Action) - _CONNECTION
 
 
 def run_manager_process(config_path: str, *, listen: str | None, time_scale: float,
-                        trace_path: str | None, verbosity: int | None = None) -> int:
+                        trace_path: str | os.PathLike[str] | None,
+                        verbosity: int | None = None) -> int:
     """Run the fleet of ``config_path`` until SIGINT or SIGTERM; return 0.
 
     Prints one line per server on stdout (name, role, address:port, and a note when
@@ -474,7 +477,8 @@ def run_manager_process(config_path: str, *, listen: str | None, time_scale: flo
 
 
 async def _serve(config: FleetConfig, listen: str | None, time_scale: float,
-                 trace_path: str | None, verbosity: int | None) -> int:
+                 trace_path: str | os.PathLike[str] | None, verbosity: int | None
+                 ) -> int:
     # Bounded memory: a long-running process keeps the last 100,000 records for
     # GET /control/trace; the trace file has them all.
     fleet = Fleet(config, clock=Clock(time_scale), trace=trace_path, listen=listen,
