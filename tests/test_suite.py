@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 
 from sephb.conformance import suite
-from sephb.conformance.client.faults import FAULTS
+from sephb.conformance.client.faults import FAULTS, core_class
+from sephb.conformance.suite._run import probe_programs, run_program
+from sephb.conformance.suite.inproc import CoreClient
 from sephb.conformance.suite.results import Status
-from sephb.model.interpretations import INTERPRETATIONS, get
+from sephb.conformance.suite.world import World
+from sephb.model.interpretations import INTERPRETATIONS, Interpretation, get
+from sephb.model.protocol import Mode
 
 INTERPS = sorted(INTERPRETATIONS)
 KILLED_BY = {"urls-without-change": {"REQ-5-LOGS"},
@@ -226,3 +230,42 @@ def test_every_output_of_a_run_tells_the_same_story(tmp_path: Path, client: str)
                                            + both[Status.NOT_EXERCISED])
     assert suite_el.get("skipped") == str(both[Status.SKIPPED] + both[Status.NOT_REACHED])
     assert (suite_el.get("failures") == "0") == res.conformant
+
+
+class _RunsOnWorld(World):
+    """A world whose clock runs on past the time it was asked to advance to, as a
+    loaded machine's does over the wire."""
+
+    def advance(self, now: int) -> None:
+        super().advance(now + 3_000)
+
+
+class _Starved(CoreClient):
+    """A client with no push heartbeat that has waited 4 ms more for a CPU at each
+    new time it is asked at (an excuse that moves its deadlines on a little at
+    every look)."""
+
+    def __init__(self, world: World, interp: Interpretation, mode: Mode) -> None:
+        super().__init__(world, interp, mode, core=core_class("no-push-heartbeat"))
+        self.starved, self.asked_at = 0, -1
+
+    def cpu_wait_ms(self, since: int) -> int:
+        if self.world.now != self.asked_at:
+            self.starved, self.asked_at = self.starved + 4, self.world.now
+        return self.starved
+
+
+def test_the_drain_judges_a_deadline_past_its_due_time_before_the_case_ends() -> None:
+    # Before, the case's end looked at the world's clock, which had run past the
+    # due time, while the oracle's last look was before it (the excuse had moved
+    # it on by 4 ms): the hold was left open, and the fault passed 1 run in 10 over
+    # the wire on a loaded machine.
+    env = suite.Environment(lambda world, interp, mode: _Starved(world, interp, mode),
+                            world=_RunsOnWorld.of, tolerance_ms=10_000, black_box=True)
+    interp = get("documented")
+    machine = suite.make_machine(interp, env, suite.Coverage(
+        {r.name: 0 for r in interp.rows()}))
+    program = dict(probe_programs(interp))["probe:push"]
+    with pytest.raises(suite.Violation) as found:
+        run_program(machine, program)
+    assert found.value.requirement == "REQ-7-PUSH-HEARTBEAT"

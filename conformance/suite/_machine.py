@@ -513,9 +513,10 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 return
             self._settle()
 
-        def _advance(self, dt: int, until: Callable[[], bool] | None = None) -> None:
+        def _advance(self, dt: int, until: Callable[[], bool] | None = None) -> int:
             """Let ``dt`` of model time pass, judging as it goes; ``until``: end as
-            soon as it holds (looked at after every poll)."""
+            soon as it holds (looked at after every poll). Returns the model time the
+            oracle last judged at (over the wire the world's clock runs on past it)."""
             assert self.world is not None
             w = self.world
             target = w.now + dt
@@ -545,7 +546,7 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 self.oracle.tick(nxt)
                 self._settle()  # raises what the tick found
                 if nxt >= target or (until is not None and until()):
-                    return
+                    return int(nxt)
 
         def _settle(self) -> None:
             assert self.world is not None
@@ -598,16 +599,20 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                 # Over the wire the clock runs on: when ``until`` has passed already,
                 # one look at time now still judges what is due (it is not skipped).
                 # A black box's case ends as soon as they have all resolved.
-                self._advance(max(0, until - w.now),
-                              until=settled if environment.black_box else None)
+                judged = self._advance(max(0, until - w.now),
+                                       until=settled if environment.black_box else None)
                 if environment.black_box:
                     settled()
                 # An excuse (a client starved of a CPU) may have moved a due time
-                # on: keep going for the deadlines still open, up to the cap.
+                # on: keep going for the deadlines still open, up to the cap. Done
+                # only when the oracle has *judged* past them: over the wire the
+                # world's clock runs on while a loaded machine is slow, and a due
+                # time the clock passed but no tick looked at would be left open
+                # (a client that never ended its hold passed that way).
                 due = [o.due for o in self.oracle.pending()
                        if (o.deadline, o.opened) in awaited]
-                if not due or w.now >= cap or max(due) + environment.tolerance_ms \
-                        < w.now:
+                if not due or judged >= cap or max(due) + environment.tolerance_ms \
+                        < judged:
                     return
 
         def teardown(self) -> None:
