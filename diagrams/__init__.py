@@ -8,6 +8,7 @@ Start at :mod:`sephb.diagrams.statechart`. Importing this package is cheap:
 from .statechart import (
     FORMATS,
     SUFFIXES,
+    VIEWS,
     diff_diagram,
     filename,
     is_stale,
@@ -15,5 +16,5 @@ from .statechart import (
     write_all,
 )
 
-__all__ = ["FORMATS", "SUFFIXES", "diff_diagram", "filename", "is_stale", "render",
+__all__ = ["FORMATS", "SUFFIXES", "VIEWS", "diff_diagram", "filename", "is_stale", "render",
            "write_all"]

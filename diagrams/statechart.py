@@ -38,11 +38,13 @@ from __future__ import annotations
 
 import functools
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from sephb.model.errors import UsageError
+from sephb.model.hierarchy import ChartEdge, Statechart, statechart
 from sephb.model.interpretations import INTERPRETATIONS, Interpretation, get
 from sephb.model.protocol import ENTRY, INITIAL, REST_STATES, STEP, Row, State
 
@@ -54,6 +56,9 @@ FORMATS: Final[tuple[str, ...]] = ("svg", "png", "dot", "mermaid")
 #: File suffix written for each format.
 SUFFIXES: Final[dict[str, str]] = {"svg": ".svg", "png": ".png", "dot": ".dot",
                                    "mermaid": ".mmd"}
+
+#: The views :func:`render` draws: one edge per row, or superstates with shared exits.
+VIEWS: Final[tuple[str, ...]] = ("full", "statechart")
 
 #: An edge of a networkx graph from :mod:`sephb.model.graph`: (source, dest, row name).
 HighlightEdge = tuple[str, str, str]
@@ -80,7 +85,7 @@ _DOT_STYLES: Final[dict[str, dict[str, dict[str, str]]]] = {
     },
     "edge": {
         "default": {"color": _INK, "fontcolor": "#263238", "fontname": _FONT,
-                    "fontsize": "10", "arrowsize": "0.7"},
+                    "fontsize": "11", "arrowsize": "0.7"},
         "path": {"color": _PATH_INK, "fontcolor": _PATH_INK, "penwidth": "2.5"},
         "uncovered": {"color": UNCOVERED_INK, "fontcolor": "#b71c1c", "style": "dashed",
                       "penwidth": "1.6"},
@@ -88,10 +93,17 @@ _DOT_STYLES: Final[dict[str, dict[str, dict[str, str]]]] = {
     "graph": {
         "default": {"fontname": _FONT, "fontsize": "14", "labelloc": "t",
                     "labeljust": "l"},
+        # A superstate's frame (statechart view): quieter than a state's box.
+        "cluster": {"style": "rounded,filled", "fillcolor": "#f5f7fa", "color": "#90a4ae",
+                    "fontsize": "12", "fontcolor": _INK, "penwidth": "1.2",
+                    "margin": "14"},
     },
 }
-# Layout (top to bottom, set in _engines): generous separation keeps the labels of
-# parallel edges and of the long edges back to IDLE apart.
+# Layout (top to bottom, set in _engines), per view. The full view is read at its
+# natural size: generous separation keeps the labels of parallel edges and of the long
+# edges back to IDLE apart. The statechart view is tight: the HTML report fits it
+# into about 1,244 px, where its 11 pt labels must still be 10 px or more. Both hold
+# in a browser: tests/test_legibility.py.
 _DOT_LAYOUT: Final[dict[str, str]] = {
     "nodesep": "0.55",
     "ranksep": "0.9",
@@ -129,6 +141,12 @@ def edge_label(row: Row) -> str:
     return f"{row.event.value}{guard}\n{row.requirement}"
 
 
+def chart_edge_label(edge: ChartEdge) -> str:
+    """A statechart edge's label: its events (any of them), guard and requirement."""
+    guard = f" [{edge.guard.value}]" if edge.guard else ""
+    return f"{' | '.join(e.value for e in edge.events)}{guard}\n{edge.requirement}"
+
+
 def count_label(count: int) -> str:
     """The coverage line of an edge: how often a run exercised the row."""
     return f"{count:,}× exercised" if count else "0× NOT EXERCISED"
@@ -139,10 +157,11 @@ def node_label(state: State) -> str:
     return f"{state.value}\nstep {STEP[state]}: entry / {ENTRY[state].value}"
 
 
-def filename(interpretation: str, fmt: str) -> str:
-    """The file :func:`write_all` writes for one interpretation and format."""
+def filename(interpretation: str, fmt: str, view: str = "full") -> str:
+    """The file :func:`write_all` writes for one interpretation, format and view."""
     _check_format(fmt)
-    return f"heartbeat-{interpretation}{SUFFIXES[fmt]}"
+    suffix = "" if view == "full" else f"-{view}"
+    return f"heartbeat-{interpretation}{suffix}{SUFFIXES[fmt]}"
 
 
 def render(
@@ -150,18 +169,28 @@ def render(
     fmt: str = "svg",
     highlight: Sequence[HighlightEdge] | None = None,
     counts: Mapping[str, int] | None = None,
+    *,
+    view: str = "full",
+    caption: str | None = None,
 ) -> bytes:
     """The state diagram of one interpretation in one of :data:`FORMATS`.
 
-    ``highlight`` is a check-in path (edges of the abstract or of a concrete graph);
-    its edges and states are drawn in red and its edges numbered in path order.
-    ``counts`` (row name -> times exercised) overlays a test run's coverage: every
-    edge gets its count, and rows never exercised are drawn red and dashed.
+    ``view`` is one of :data:`VIEWS`: ``full`` draws one edge per row; ``statechart``
+    boxes states that share exits into superstates (:mod:`sephb.model.hierarchy`) and
+    draws each shared exit once, from the box. ``highlight`` is a check-in path (edges
+    of the abstract or of a concrete graph); its edges and states are drawn in red and
+    its edges numbered in path order, and ``caption`` (which path, of which
+    configuration) goes in the title. ``counts`` (row name -> times exercised)
+    overlays a test run's coverage: every edge gets its count, and rows never
+    exercised are drawn red and dashed.
     """
     _check_format(fmt)
+    if view not in VIEWS:
+        raise UsageError(f"unknown diagram view {view!r}; expected one of: "
+                         f"{', '.join(VIEWS)}")
     interp = get(interpretation)
     graph = _machine_graph(interp, "mermaid" if fmt == "mermaid" else "graphviz",
-                           list(highlight or []), counts)
+                           list(highlight or []), counts, view, caption)
     if fmt in ("dot", "mermaid"):
         return str(graph.source).encode()
     return _pipe(graph, fmt)
@@ -171,8 +200,8 @@ def write_all(outdir: Path) -> list[Path]:
     """Write every interpretation in every format into ``outdir``; return the paths."""
     outdir.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    for name, fmt, data in _renders():
-        path = outdir / filename(name, fmt)
+    for name, view, fmt, data in _renders():
+        path = outdir / filename(name, fmt, view)
         path.write_bytes(data)
         paths.append(path)
     return paths
@@ -190,13 +219,13 @@ def is_stale(outdir: Path) -> list[str]:
     stale: list[str] = []
     fresh = _renders()
     same_renderer = {
-        name: _generator(outdir / filename(name, "svg")) == _generator(data)
-        for name, fmt, data in fresh
+        (name, view): _generator(outdir / filename(name, "svg", view)) == _generator(data)
+        for name, view, fmt, data in fresh
         if fmt == "svg"
     }
-    for name, fmt, data in fresh:
-        path = outdir / filename(name, fmt)
-        comparable = fmt in ("dot", "mermaid") or same_renderer[name]
+    for name, view, fmt, data in fresh:
+        path = outdir / filename(name, fmt, view)
+        comparable = fmt in ("dot", "mermaid") or same_renderer[name, view]
         if not path.is_file() or (
             comparable and _normalise(fmt, path.read_bytes()) != _normalise(fmt, data)
         ):
@@ -214,11 +243,13 @@ def _check_format(fmt: str) -> None:
 
 
 @functools.cache
-def _renders() -> tuple[tuple[str, str, bytes], ...]:
-    """Every plain diagram. Cached: the table cannot change within a process, and
-    ``write_all`` followed by ``is_stale`` would otherwise run ``dot`` twice over."""
+def _renders() -> tuple[tuple[str, str, str, bytes], ...]:
+    """Every plain diagram: (interpretation, view, format, bytes). Cached: the table
+    cannot change within a process, and ``write_all`` followed by ``is_stale`` would
+    otherwise run ``dot`` twice over."""
     return tuple(
-        (name, fmt, render(name, fmt)) for name in INTERPRETATIONS for fmt in FORMATS
+        (name, view, fmt, render(name, fmt, view=view))
+        for name in INTERPRETATIONS for view in VIEWS for fmt in FORMATS
     )
 
 
@@ -295,6 +326,8 @@ def _machine_graph(
     engine: str,
     highlight: Sequence[HighlightEdge],
     counts: Mapping[str, int] | None = None,
+    view: str = "full",
+    caption: str | None = None,
 ) -> Any:
     """The engine's graph object (a ``graphviz.Digraph`` or Mermaid text holder)."""
     from . import _engines  # imports transitions (and graphviz): only when drawing
@@ -302,43 +335,144 @@ def _machine_graph(
     steps, on_path = _path_steps(interp, highlight)
     full, uncovered, unreached = _coverage(interp, counts)
     rows = interp.rows()
-    title = (f"SEP client heartbeat, interpretation '{interp.name}': "
-             f"{interp.summary} ({len(rows)} transitions)")
-    if full is not None:
-        title += (f"; coverage: {len(rows) - len(uncovered)} of {len(rows)} "
-                  "transitions exercised")
+    chart = statechart(interp) if view == "statechart" else None
+    # What each drawn edge stands for: one row (full view) or the rows of a
+    # statechart edge.
+    drawn: list[tuple[str, str, str, str, str | None, tuple[str, ...]]] = (
+        [(r.name, r.event.value, r.source.value, r.dest.value,
+          r.guard.value if r.guard else None, (r.name,)) for r in rows]
+        if chart is None else
+        [(e.name, " | ".join(ev.value for ev in e.events), e.source, e.dest.value,
+          e.guard.value if e.guard else None, e.rows) for e in chart.edges])
+    node = _node_names(chart)
+    labels = {r.name: edge_label(r) for r in rows}
+    if chart is not None:
+        labels = {e.name: chart_edge_label(e) for e in chart.edges}
+
+    def count(names: tuple[str, ...]) -> str:
+        assert full is not None
+        if len(names) == 1 or all(full[n] for n in names):
+            return count_label(sum(full[n] for n in names))
+        missed = sum(1 for n in names if not full[n])
+        return f"{missed} of {len(names)} transitions NOT EXERCISED"
+
     drawing = _engines.Drawing(
-        title=title,
+        title=_title(interp, chart, full, uncovered, caption, len(steps) and
+                     sum(len(v) for v in steps.values())),
+        legend=_legend(chart is not None, bool(steps), full is not None),
         node_labels={s.value: node_label(s) for s in State},
-        path_steps=steps,
-        path_states=on_path,
-        rest_states=frozenset(s.value for s in REST_STATES),
-        uncovered_rows=uncovered,
-        uncovered_states=unreached,
-        dot_graph_attr=_DOT_LAYOUT,
+        path_steps=_merged_steps(steps, drawn),
+        path_states=frozenset(node[s] for s in on_path),
+        rest_states=frozenset(node[s.value] for s in REST_STATES),
+        uncovered_rows=frozenset(name for name, *_, of in drawn
+                                 if any(r in uncovered for r in of)),
+        uncovered_states=frozenset(node[s] for s in unreached),
+        dot_graph_attr=_DOT_LAYOUT if chart is None else {
+            **_DOT_LAYOUT, "nodesep": "0.15", "ranksep": "0.8"},
+        cluster_labels={} if chart is None else {
+            s.name: s.text for s in chart.superstates},
     )
-    machine = _engines.TableMachine(
-        states=[s.value for s in State],
+    machine_cls = _engines.TableMachine if chart is None else _engines.ChartMachine
+    machine = machine_cls(
+        states=_states(chart),
         initial=INITIAL.value,
         edges=[
             _engines.EdgeSpec(
-                row=r.name,
-                trigger=r.event.value,
-                source=r.source.value,
-                dest=r.dest.value,
-                label=(edge_label(r) if full is None
-                       else f"{edge_label(r)}\n{count_label(full[r.name])}"),
-                guard=r.guard.value if r.guard else None,
+                row=name,
+                trigger=trigger,
+                source=node[source],
+                dest=node[dest],
+                label=labels[name] if full is None else f"{labels[name]}\n{count(of)}",
+                guard=guard,
             )
-            for r in rows
+            for name, trigger, source, dest, guard, of in drawn
         ],
         drawing=drawing,
         engine=engine,
         style_attributes=(_mermaid_styles(coverage=full is not None)
                           if engine == "mermaid" else _DOT_STYLES),
     )
-    graph_cls = _engines.MermaidGraph if engine == "mermaid" else _engines.DotGraph
+    if chart is None:
+        graph_cls = _engines.MermaidGraph if engine == "mermaid" else _engines.DotGraph
+    else:
+        graph_cls = (_engines.NestedMermaidGraph if engine == "mermaid"
+                     else _engines.NestedDotGraph)
     return graph_cls(machine).get_graph()
+
+
+def _node_names(chart: Statechart | None) -> dict[str, str]:
+    """State value (or superstate name) -> its node's name in the drawing: a state
+    in a superstate is named after it too (``SESSION_PENDING__CONNECTING``)."""
+    names = {s.value: s.value for s in State}
+    if chart is not None:
+        for s in State:
+            parent = chart.parent(s)
+            if parent is not None:
+                names[s.value] = f"{parent.name}__{s.value}"
+        names.update({s.name: s.name for s in chart.superstates})
+    return names
+
+
+def _states(chart: Statechart | None) -> list[str | dict[str, Any]]:
+    """The machine's states in table order; a superstate where its first state is."""
+    if chart is None:
+        return [s.value for s in State]
+    out: list[str | dict[str, Any]] = []
+    for s in State:
+        parent = chart.parent(s)
+        if parent is None:
+            out.append(s.value)
+        elif s is parent.states[0]:
+            out.append({"name": parent.name,
+                        "children": [c.value for c in parent.states]})
+    return out
+
+
+def _merged_steps(steps: Mapping[str, list[int]],
+                  drawn: Sequence[tuple[str, str, str, str, str | None, tuple[str, ...]]]
+                  ) -> dict[str, list[int]]:
+    """Path positions per drawn edge: the positions of the rows it stands for."""
+    out: dict[str, list[int]] = {}
+    for name, *_, of in drawn:
+        taken = sorted(i for r in of for i in steps.get(r, ()))
+        if taken:
+            out[name] = taken
+    return out
+
+
+def _title(interp: Interpretation, chart: Statechart | None,
+           full: Mapping[str, int] | None, uncovered: frozenset[str],
+           caption: str | None, path_length: int) -> str:
+    """What the picture shows, one line each: the reading, the view, and what is
+    drawn on it (a path, a coverage)."""
+    n = len(interp.rows())
+    lines = [f"SEP client heartbeat, interpretation '{interp.name}'",
+             *textwrap.wrap(interp.summary, 100),
+             (f"Full view: one arrow per transition ({n})" if chart is None else
+              f"Statechart view: {len(chart.edges)} arrows for {n} transitions "
+              f"({len(chart.superstates)} superstates)")]
+    if path_length:
+        lines.append(f"Highlighted: {caption or 'a check-in path'}, {path_length} steps")
+    if full is not None:
+        lines.append(f"Coverage: {n - len(uncovered)} of {n} transitions exercised")
+    return "\n".join(lines)
+
+
+def _legend(statechart_view: bool, path: bool, coverage: bool) -> list[str]:
+    """The marks this picture uses, in words."""
+    lines = ["Box: a state, the seed step it performs, its entry action; shaded: a rest "
+             "state, where a check-in starts and ends.",
+             "Arrow: EVENT [guard] over the requirement id that makes the move "
+             "mandatory (docs/spec-review.md)."]
+    if statechart_view:
+        lines.append("Frame: a superstate. An arrow from its border (or from its dot) "
+                     "stands for one arrow from each state in it.")
+    if path:
+        lines.append("Red, numbered (n): the highlighted path, in order.")
+    if coverage:
+        lines.append("N× exercised: how often the run took it; red, dashed: never "
+                     "exercised (a state: never reached).")
+    return lines
 
 
 def _pipe(graph: Any, fmt: str) -> bytes:

@@ -71,7 +71,12 @@ def test_diagram_writes_files_and_highlights(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert out.read_text().lstrip().startswith("<?xml")
     res = sephb("diagram", "--format", "mermaid")
-    assert res.stdout.startswith("stateDiagram-v2")
+    assert res.stdout.startswith("---\ntitle: ") and "\nstateDiagram-v2\n" in res.stdout
+    res = sephb("diagram", "--view", "statechart", "--highlight", "0", "--format", "dot")
+    assert res.returncode == 0, res.stderr
+    assert "subgraph cluster_SESSION_PENDING" in res.stdout
+    assert "Highlighted: path 0 of " in res.stdout and "1 manager over 1 priority" \
+        in res.stdout
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -165,7 +170,7 @@ def _one_line_usage_error(res: subprocess.CompletedProcess[str], *words: str) ->
 
 @pytest.mark.parametrize(("name", "start"), [
     ("x.png", b"\x89PNG"), ("x.svg", b"<?xml"), ("x.dot", b"digraph"),
-    ("x.gv", b"digraph"), ("x.mmd", b"stateDiagram-v2"),
+    ("x.gv", b"digraph"), ("x.mmd", b"---\ntitle: "),
 ])
 def test_diagram_format_follows_the_extension(tmp_path: Path, name: str,
                                               start: bytes) -> None:

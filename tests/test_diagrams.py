@@ -9,10 +9,11 @@ from xml.etree import ElementTree as ET  # our own output: no untrusted XML
 
 import pytest
 
-from sephb.diagrams import FORMATS, filename, is_stale, render, write_all
+from sephb.diagrams import FORMATS, VIEWS, filename, is_stale, render, write_all
 from sephb.diagrams.statechart import _machine_graph, edge_label
 from sephb.model.errors import UsageError
 from sephb.model.graph import Topology, abstract_graph, checkin_paths, concrete_graph
+from sephb.model.hierarchy import statechart
 from sephb.model.interpretations import INTERPRETATIONS, Interpretation, Selection, get
 from sephb.model.protocol import State, Switch
 
@@ -38,7 +39,9 @@ def dot_edges(src: str) -> list[tuple[str, str, str]]:
 
 
 def dot_nodes(src: str) -> dict[str, str]:
-    return {m[1]: m[2] for m in re.finditer(r"^\t(\w+) \[(.*)\]$", src, re.M)}
+    """Node name -> attribute text of every node statement (in a frame too)."""
+    return {m[1]: m[2] for m in re.finditer(r"^\t+(\w+) \[(.*)\]$", src, re.M)
+            if m[1] not in ("graph", "node", "edge")}
 
 
 def documented_failover_path() -> list[tuple[str, str, str]]:
@@ -70,7 +73,9 @@ def test_edge_label_reads_event_guard_and_requirement() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_mermaid_is_a_state_diagram_with_one_transition_per_row(name: str) -> None:
     src = render(name, "mermaid").decode()
-    assert src.startswith("stateDiagram-v2\n")
+    # A front matter with the title Mermaid draws, then the diagram.
+    assert src.startswith("---\ntitle: \"SEP client heartbeat, interpretation ")
+    assert "\n---\nstateDiagram-v2\n" in src
     rows = get(name).rows()
     drawn = Counter((m[1], m[2], m[3]) for m in MMD_EDGE.finditer(src))
     want = Counter(
@@ -182,8 +187,9 @@ def test_unknown_interpretation_is_a_usage_error() -> None:
 
 def test_write_all_writes_every_format(tmp_path: Path) -> None:
     paths = write_all(tmp_path / "a" / "nested")
-    assert [p.name for p in paths] == [filename(n, f) for n in INTERPRETATIONS
-                                       for f in FORMATS]
+    assert [p.name for p in paths] == [filename(n, f, v) for n in INTERPRETATIONS
+                                       for v in VIEWS for f in FORMATS]
+    assert "heartbeat-seed-statechart.svg" in {p.name for p in paths}
     assert {p.suffix for p in paths} == {".svg", ".png", ".dot", ".mmd"}
     assert all(p.parent == tmp_path / "a" / "nested" for p in paths)
     assert is_stale(tmp_path / "a" / "nested") == []
@@ -202,8 +208,11 @@ def test_is_stale_names_changed_and_missing_files(tmp_path: Path) -> None:
     (tmp_path / "heartbeat-documented.png").unlink()
     svg = tmp_path / "heartbeat-documented.svg"
     svg.write_text(svg.read_text().replace("HEARTBEAT_DUE", "HEARTBEAT"))
+    chart = tmp_path / "heartbeat-documented-statechart.mmd"
+    chart.write_text(chart.read_text().replace("SESSION_UP", "SESSION"))
     assert is_stale(tmp_path) == [
-        "heartbeat-seed.dot", "heartbeat-documented.svg", "heartbeat-documented.png"
+        "heartbeat-seed.dot", "heartbeat-documented.svg", "heartbeat-documented.png",
+        "heartbeat-documented-statechart.mmd",
     ]
 
 
@@ -228,6 +237,136 @@ def test_every_row_of_every_interpretation_is_in_the_committed_dot() -> None:
         src = (DOCS / filename(name, "dot")).read_text()
         ids = {dot_attr(a, "id") for _, _, a in dot_edges(src)}
         assert ids == {r.name for r in get(name).rows()}
+        chart = (DOCS / filename(name, "dot", "statechart")).read_text()
+        assert Counter(expand_dot(chart)) == Counter(row_keys(get(name)))
+
+
+# --- the statechart view ----------------------------------------------------------------
+
+
+def row_keys(interp: Interpretation) -> list[tuple[str, str, str | None, str, str]]:
+    return [(r.source.value, r.event.value, r.guard.value if r.guard else None,
+             r.dest.value, r.requirement) for r in interp.rows()]
+
+
+def _label_parts(label: str) -> tuple[list[str], str | None, str]:
+    """Events, guard and requirement of an edge label (``(n) `` step prefix and a
+    coverage line dropped)."""
+    first, requirement = label.split(r"\n")[:2]
+    first = re.sub(r"^\([\d,]+\) ", "", first)
+    m = re.fullmatch(r"(.*?)(?: \[(\w+)\])?", first)
+    assert m is not None
+    return m[1].split(" | "), m[2], requirement
+
+
+def expand_dot(src: str) -> list[tuple[str, str, str | None, str, str]]:
+    """The rows a statechart DOT stands for, read off the drawing alone: an edge with
+    ``ltail`` (or from a frame's dot) stands for every state in that frame, on every
+    event of its label."""
+    clusters: dict[str, list[str]] = {}
+    # (a frame may be opened twice: the second time for its dot)
+    for m in re.finditer(r"subgraph cluster_(\w+) \{(.*?)\n\t\}", src, re.S):
+        clusters.setdefault(m[1], []).extend(
+            n for n, a in dot_nodes(m[2]).items() if dot_attr(a, "shape") != "point")
+    out = []
+    for tail, head, attrs in dot_edges(src):
+        if dot_attr(attrs, "style") == "invis":
+            continue
+        frame = (dot_attr(attrs, "ltail") or "").removeprefix("cluster_") or (
+            tail if tail in clusters else None)
+        sources = clusters[frame] if frame else [tail]
+        events, guard, requirement = _label_parts(dot_attr(attrs, "label") or "")
+        out += [(s.split("__")[-1], e, guard, head.split("__")[-1], requirement)
+                for s in sources for e in events]
+    return out
+
+
+def expand_mermaid(src: str) -> list[tuple[str, str, str | None, str, str]]:
+    """The same from the Mermaid text: a composite state's members, its edges."""
+    members = {m[1]: re.findall(r" as (\w+)$", m[2], re.M)
+               for m in re.finditer(r"^  state (\w+) \{\n(.*?)^  \}", src, re.S | re.M)}
+    out = []
+    for m in MMD_EDGE.finditer(src):
+        events, guard, requirement = _label_parts(m[3].replace("<br/>", r"\n"))
+        out += [(s.split("__")[-1], e, guard, m[2].split("__")[-1], requirement)
+                for s in members.get(m[1], [m[1]]) for e in events]
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_statechart_view_expands_back_to_the_rows(name: str) -> None:
+    # Read off what is drawn (DOT and Mermaid), not off the model's own expansion.
+    interp = get(name)
+    dot = render(name, "dot", view="statechart").decode()
+    mmd = render(name, "mermaid", view="statechart").decode()
+    assert Counter(expand_dot(dot)) == Counter(row_keys(interp))
+    assert Counter(expand_mermaid(mmd)) == Counter(row_keys(interp))
+    # ... with fewer arrows, and one frame per superstate
+    chart = statechart(interp)
+    assert len([e for e in dot_edges(dot) if dot_attr(e[2], "style") != "invis"]) == \
+        len(chart.edges) < len(interp.rows())
+    assert set(re.findall(r"subgraph cluster_(\w+) \{", dot)) == {
+        s.name for s in chart.superstates}
+
+
+def test_the_statechart_svg_names_its_edges_and_frames() -> None:
+    root = ET.fromstring(render("documented", "svg", view="statechart"))
+    edges = {str(g.get("id")) for g in root.iter(f"{SVG_NS}g") if g.get("class") == "edge"}
+    assert {e.name for e in statechart(get("documented")).edges} <= edges
+    frames = [g.findtext(f"{SVG_NS}title") for g in root.iter(f"{SVG_NS}g")
+              if g.get("class") == "cluster"]
+    assert sorted(map(str, frames)) == ["cluster_SESSION_PENDING", "cluster_SESSION_UP"]
+
+
+def test_a_highlight_on_the_statechart_marks_the_edges_that_stand_for_its_rows() -> None:
+    path = documented_failover_path()
+    src = render("documented", "dot", path, view="statechart",
+                 caption="the failover path").decode()
+    red = {dot_attr(a, "id") for _, _, a in dot_edges(src)
+           if dot_attr(a, "color") == PATH_INK}
+    chart = statechart(get("documented"))
+    on_path = {k for _, _, k in path}
+    assert red == {e.name for e in chart.edges if on_path & set(e.rows)}
+    # The failover is taken twice, from the frame: both steps on the one arrow.
+    failover = next(a for _, _, a in dot_edges(src) if dot_attr(a, "id") ==
+                    "SESSION_PENDING--SESSION_TIMEOUT|CONNECT_FAILED[next_manager]-->CONNECTING")
+    steps = [i for i, e in enumerate(path, 1) if "[next_manager]" in e[2]]
+    assert (dot_attr(failover, "label") or "").startswith(f"({','.join(map(str, steps))}) ")
+    styled = {n.split("__")[-1] for n, a in dot_nodes(src).items()
+              if dot_attr(a, "color") == PATH_INK}
+    assert styled == {n.split("@")[0] for e in path for n in e[:2]}
+    assert f"Highlighted: the failover path, {len(path)} steps" in src
+
+
+def test_coverage_on_the_statechart_counts_every_row_of_an_edge() -> None:
+    rows = get("seed").rows()
+    counts = {r.name: 2 for r in rows}
+    counts["FETCHING_URLS--REQUEST_FAILED-->IDLE"] = 0
+    src = render("seed", "dot", counts=counts, view="statechart").decode()
+    labels = {dot_attr(a, "id"): dot_attr(a, "label") or "" for _, _, a in dot_edges(src)}
+    assert labels["SESSION_UP--REQUEST_FAILED-->IDLE"].endswith(
+        r"\n1 of 4 transitions NOT EXERCISED")
+    assert labels["SESSION_PENDING--SESSION_TIMEOUT|CONNECT_FAILED-->IDLE"].endswith(
+        r"\n8× exercised")
+    assert "Coverage: 22 of 23 transitions exercised" in src
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_every_picture_has_a_title_and_a_legend(view: str) -> None:
+    dot = render("seed", "dot", view=view).decode()
+    label = dot_attr(dot.split("\n")[1], "label") or ""
+    assert label.startswith("SEP client heartbeat, interpretation 'seed'")
+    assert ("Statechart view" if view == "statechart" else "Full view") in label
+    assert "Arrow: EVENT [guard] over the requirement id" in label
+    assert ("Frame: a superstate" in label) == (view == "statechart")
+    mmd = render("seed", "mermaid", view=view).decode()
+    assert "note left of IDLE" in mmd and "Arrow: EVENT [guard]" in mmd
+
+
+def test_an_unknown_view_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="unknown diagram view 'nested'; expected one of: "
+                                         "full, statechart"):
+        render("seed", "dot", view="nested")
 
 
 def test_the_drawing_follows_the_rows_of_any_interpretation() -> None:

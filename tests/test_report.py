@@ -5,6 +5,7 @@ reliability claim only when earned -- and the page as a real browser draws it.""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -19,6 +20,7 @@ from xml.etree import ElementTree as ET  # our own output: no untrusted XML
 import msgspec
 import pytest
 
+from sephb.conformance.suite._facts import failure_path
 from sephb.conformance.suite._seqdiagram import (
     FAILURE_EVENTS,
     layout,
@@ -44,8 +46,11 @@ from sephb.conformance.suite.results import (
 from sephb.diagrams import render
 from sephb.diagrams.statechart import UNCOVERED_INK
 from sephb.model.errors import UsageError
+from sephb.model.hierarchy import statechart
 from sephb.model.interpretations import get
 from sephb.model.protocol import REQUIREMENTS
+
+PATH_INK = "#c62828"
 
 SVG = "{http://www.w3.org/2000/svg}"
 STATEMENT = "0.999 reliability at 95% confidence"
@@ -134,7 +139,8 @@ def failing() -> SuiteResult:
         warnings=["idle heartbeat of 5,400 B is above the seed's 3-5 KB"])
 
 
-FILES = {"index.html", "report.md", "junit.xml", "result.json", "coverage.svg"}
+FILES = {"index.html", "report.md", "junit.xml", "result.json", "coverage.svg",
+         "coverage-full.svg"}
 
 
 # --- files --------------------------------------------------------------------------
@@ -402,22 +408,56 @@ def edge_groups(svg: bytes) -> dict[str, ET.Element]:
 
 
 def test_coverage_svg_shows_counts_and_marks_uncovered_rows(tmp_path: Path) -> None:
+    # The full view: one arrow per row, its count; the failure's check-in in red.
     res = failing()
-    svg = write_report(res, tmp_path)["coverage.svg"].read_bytes()
+    svg = write_report(res, tmp_path)["coverage-full.svg"].read_bytes()
     groups = edge_groups(svg)
     assert set(groups) == {r.name for r in get("documented").rows()}
+    on_path = {row for _, _, row in failure_path(get("documented"), res.failures[0],
+                                                 res.adapter)}
+    # (the servers' records explain it as a check-in with nothing to download that
+    # ends on the failed log upload: the GUP's refusal is not theirs to see)
+    assert on_path == {"IDLE--HEARTBEAT_DUE-->CONNECTING",
+                       "CONNECTING--CONNECTED-->FETCHING_INDEX",
+                       "FETCHING_INDEX--INDEX_RECEIVED[no_download]-->UPLOADING_LOGS",
+                       "UPLOADING_LOGS--REQUEST_FAILED-->IDLE"}
     for name, g in groups.items():
         text = " ".join(t.text or "" for t in g.iter(f"{SVG}text"))
         strokes = {p.get("stroke") for p in g.iter(f"{SVG}path")}
         dashed = any(p.get("stroke-dasharray") for p in g.iter(f"{SVG}path"))
         count = res.transitions[name]
-        if count:
-            assert f"{count:,}× exercised" in text, name
+        assert (f"{count:,}× exercised" if count else "0× NOT EXERCISED") in text, name
+        if name in on_path:  # the path wins: it is what the reader looks for
+            assert strokes == {PATH_INK} and re.match(r"\(\d+\) ", text), name
+        elif count:
             assert UNCOVERED_INK not in strokes and not dashed, name
         else:
-            assert "0× NOT EXERCISED" in text, name
             assert strokes == {UNCOVERED_INK} and dashed, name
-    assert b"coverage: 27 of 28 transitions exercised" in svg
+    assert b"Coverage: 27 of 28 transitions exercised" in svg
+    # (Graphviz writes a hyphen in text as &#45;)
+    assert "Highlighted: the check-in of failure 1 (REQ-X-ABORT) up to its violation, " \
+        "4 steps" in html.unescape(svg.decode())
+
+
+def test_the_coverage_statechart_counts_each_frame_arrow_over_its_rows(
+        tmp_path: Path) -> None:
+    res = failing()
+    res.transitions["UPLOADING_LOGS--REQUEST_FAILED-->IDLE"] = 0
+    svg = write_report(res, tmp_path)["coverage.svg"].read_bytes()
+    groups = edge_groups(svg)
+    chart = statechart(get("documented"))
+    assert set(groups) == {e.name for e in chart.edges}
+    for e in chart.edges:
+        text = " ".join(t.text or "" for t in groups[e.name].iter(f"{SVG}text"))
+        counts = [res.transitions[r] for r in e.rows]
+        want = (f"{sum(counts):,}× exercised" if all(counts) else "0× NOT EXERCISED"
+                if len(counts) == 1 else
+                f"{counts.count(0)} of {len(counts)} transitions NOT EXERCISED")
+        assert want in text, (e.name, text)
+    assert "1 of 4 transitions NOT EXERCISED" in " ".join(
+        t.text or "" for t in groups["SESSION_UP--REQUEST_FAILED-->IDLE"].iter(
+            f"{SVG}text"))
+    assert b"Statechart view" in svg and b"Frame: a superstate" in svg
 
 
 def test_coverage_overlay_in_every_format_and_its_errors() -> None:
@@ -587,7 +627,11 @@ def test_the_page_renders_in_headless_chromium(tmp_path: Path) -> None:
     svgs = [a for t, a in parsed.tags if t == "svg"]
     assert sum(1 for a in svgs if a.get("class") == "statechart") == 1
     edges = [a.get("id") for t, a in parsed.tags if t == "g" and a.get("class") == "edge"]
-    assert sorted(map(str, edges)) == sorted(r.name for r in get("documented").rows())
+    assert sorted(map(str, edges)) == sorted(
+        e.name for e in statechart(get("documented")).edges)
+    # The full view is one click away.
+    assert any(t == "a" and a.get("id") == "full-view" and a.get("href") ==
+               "coverage-full.svg" for t, a in parsed.tags)
     assert sum(1 for a in svgs if a.get("class") == "seq") == len(res.failures)
     assert "NON-CONFORMANT" in "".join(parsed.text)
 

@@ -55,14 +55,18 @@ def register(sub: Any) -> None:
     p.add_argument("--format", "-f", choices=("svg", "png", "dot", "mermaid"),
                    help="output format (default: the one -o FILE's extension names: "
                         ".svg, .png, .dot or .gv, .mmd; svg on standard output)")
+    p.add_argument("--view", choices=("full", "statechart"), default="full",
+                   help="full: one arrow per transition of the table; statechart: "
+                        "states that share exits framed as superstates, each shared "
+                        "exit drawn once (default: full)")
     p.add_argument("--highlight", type=int, metavar="PATH_INDEX",
                    help="index of a path in `sephb paths` (same options) to highlight")
     p.add_argument("-o", "--output", type=output_path, metavar="FILE",
                    help="write here (default: standard output; a directory with --all; "
                         "missing directories are created)")
     p.add_argument("--all", action="store_true",
-                   help="write every format of every interpretation into the -o "
-                        "directory (files named as docs/diagrams/ names them)")
+                   help="write every format and view of every interpretation into "
+                        "the -o directory (files named as docs/diagrams/ names them)")
     topology_options(p)
     p.set_defaults(run=cmd_diagram)
 
@@ -309,6 +313,14 @@ def _label(row: Any) -> str:
     return f"{row.event.value}{guard}"
 
 
+def _configuration(args: argparse.Namespace) -> str:
+    """The concrete configuration of the topology options, in words."""
+    n, p = args.managers, args.priorities
+    return (f"{n} manager{'s' if n != 1 else ''} over {p} priorit"
+            f"{'ies' if p != 1 else 'y'}, {args.mode} mode, "
+            f"{'a GUP' if args.gup else 'no GUP'}")
+
+
 def cmd_diagram(args: argparse.Namespace) -> int:
     from sephb import diagrams
 
@@ -318,6 +330,9 @@ def cmd_diagram(args: argparse.Namespace) -> int:
         if args.format:
             raise UsageError("--all writes every format; --format chooses one (leave "
                              "out one of the two)")
+        if args.view != "full" or args.highlight is not None:
+            raise UsageError("--all writes every view, without a highlight; --view and "
+                             "--highlight draw one diagram (leave out --all)")
         require_writable(args.output, "-o", directory=True)
         for path in diagrams.write_all(args.output):
             print(path)
@@ -328,7 +343,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     fmt = output_format(args.format, args.output, _diagram_suffixes(), "svg")
     if fmt == "png" and not args.output:
         raise UsageError("PNG is binary: give -o FILE")
-    highlight = None
+    highlight, caption = None, None
     if args.highlight is not None:
         _, paths = _graph_and_paths(args)
         if not 0 <= args.highlight < len(paths):
@@ -337,7 +352,10 @@ def cmd_diagram(args: argparse.Namespace) -> int:
                 f"(0..{len(paths) - 1}) with these options"
             )
         highlight = paths[args.highlight]
-    write_output(args.output, diagrams.render(args.interpretation, fmt, highlight))
+        caption = (f"path {args.highlight} of {len(paths)} (--cover {args.cover}) for "
+                   f"{_configuration(args)}")
+    write_output(args.output, diagrams.render(args.interpretation, fmt, highlight,
+                                              view=args.view, caption=caption))
     return 0
 
 

@@ -22,8 +22,10 @@ from sephb.conformance.suite.results import (
     shrink_text,
 )
 from sephb.conformance.traces.trace import header_record
+from sephb.model.checker import Checker
 from sephb.model.errors import UsageError
-from sephb.model.interpretations import INTERPRETATIONS
+from sephb.model.interpretations import INTERPRETATIONS, Interpretation
+from sephb.model.protocol import REST_STATES
 
 #: The reliability a conformant run may claim, and at which confidence.
 RELIABILITY_TARGET: Final = 0.999
@@ -35,6 +37,8 @@ MARKDOWN_FILE: Final = "report.md"
 JUNIT_FILE: Final = "junit.xml"
 JSON_FILE: Final = "result.json"
 COVERAGE_FILE: Final = "coverage.svg"
+#: The same coverage in the full view (one arrow per row), linked from the page.
+COVERAGE_FULL_FILE: Final = "coverage-full.svg"
 FAILURES_DIR: Final = "failures"
 
 
@@ -117,7 +121,7 @@ class _Facts:
     notes: list[str]
     #: Requirement id -> the 1-based numbers of its failures.
     failures_of: dict[str, list[int]]
-    #: The coverage diagram, or why there is none.
+    #: The coverage diagram (statechart view), or why there is none.
     svg: bytes | None
     svg_problem: str | None
     #: The counts every format prints.
@@ -128,6 +132,10 @@ class _Facts:
     files: str | None = None
     #: What changed per requirement since a baseline run (None: no baseline).
     changes: list[Change] | None = None
+    #: The coverage diagram in the full view (one arrow per row).
+    svg_full: bytes | None = None
+    #: What the diagrams highlight: the first failure's last check-in, in words.
+    path_caption: str | None = None
 
     @property
     def verdict(self) -> str:
@@ -163,18 +171,64 @@ def _facts(result: SuiteResult, *, draw: bool = True) -> _Facts:
         failures_of.setdefault(f.requirement, []).append(i)
 
     svg: bytes | None = None
+    svg_full: bytes | None = None
     problem: str | None = None
+    path: list[tuple[str, str, str]] = []
+    caption: str | None = None
+    if interp is not None and result.failures:
+        path = failure_path(interp, result.failures[0], result.adapter)
+        caption = (f"the check-in of failure 1 ({result.failures[0].requirement}) up to "
+                   "its violation") if path else None
     if interp is not None and draw:
         from sephb.diagrams import render  # graphviz and transitions load here
 
         try:
-            svg = render(interp.name, "svg", counts=known)
+            svg, svg_full = (render(interp.name, "svg", path, counts=known, view=view,
+                                    caption=caption) for view in ("statechart", "full"))
         except UsageError as exc:  # e.g. Graphviz's dot is missing
             problem = str(exc)
     elif interp is None:
         problem = notes[0]
     return _Facts(result, reliability(result), rows, uncovered, notes, failures_of, svg,
-                  problem, Tally.of(result))
+                  problem, Tally.of(result), svg_full=svg_full, path_caption=caption)
+
+
+def failure_path(interp: Interpretation, failure: Failure, adapter: str
+                 ) -> list[tuple[str, str, str]]:
+    """The rows of the failure's last check-in before its violation, as a diagram
+    highlights them ``(source, dest, row)``: the model's run that explains its server
+    records (:meth:`~sephb.model.checker.Checker.run`, with what the adapter's
+    servers cannot see hidden, as the oracle reads them), from the last row that left
+    a rest state. Empty when no record of it explains a row."""
+    from sephb.conformance.suite._remote import WIRE_HIDDEN  # (loads the site)
+    from sephb.conformance.traces.properties import HIDDEN_IN_PROCESS
+
+    checker = Checker(interp, hidden=WIRE_HIDDEN if adapter == "wire"
+                      else HIDDEN_IN_PROCESS)
+    rows = {r.name: r for r in interp.rows()}
+    for i, rec in enumerate(failure.trace):
+        if failure.record is not None and i >= failure.record:
+            break
+        if rec.get("by", "server") != "server":  # the client's own view of it
+            continue
+        try:
+            if checker.feed(str(rec.get("event")), 0, _flag(rec.get("changed")),
+                            _text(rec.get("source"))) is not None:
+                break
+        except ValueError:  # a record the checker does not read (environment, sizes)
+            continue
+    taken = [rows[n] for n in checker.run() if n in rows]
+    starts = [i for i, r in enumerate(taken) if r.source in REST_STATES]
+    last = taken[starts[-1]:] if starts else taken
+    return [(r.source.value, r.dest.value, r.name) for r in last]
+
+
+def _flag(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 

@@ -44,6 +44,7 @@ from typing import Any
 from sephb.conformance.suite._facts import (
     CONFIDENCE,
     COVERAGE_FILE,
+    COVERAGE_FULL_FILE,
     FAILURES_DIR,
     HTML_FILE,
     JSON_FILE,
@@ -104,7 +105,8 @@ def write_report(result: SuiteResult, outdir: Path, *,
     """Write every report of ``result`` into ``outdir``; return them by relative name.
 
     Files: ``index.html``, ``report.md``, ``junit.xml``, ``result.json``,
-    ``coverage.svg`` (when the diagram could be drawn) and, per failure ``n``,
+    ``coverage.svg`` and ``coverage-full.svg`` (the statechart and the full view,
+    when they could be drawn) and, per failure ``n``,
     ``failures/failure-<n>.ndjson`` and ``failures/test_replay_<n>.py``. Failure files
     (and the drawing) of an earlier report in the same directory are removed, so the
     directory never shows a failure this result does not have. ``baseline``: an
@@ -132,10 +134,11 @@ def write_report(result: SuiteResult, outdir: Path, *,
     for i, failure in enumerate(result.failures, 1):
         put(trace_file(i), _ndjson(_traced(result, failure)))
         put(replay_file(i), failure.replay.encode())
-    if facts.svg is not None:
-        put(COVERAGE_FILE, facts.svg)
-    else:  # an older drawing must not pass for this run's
-        (outdir / COVERAGE_FILE).unlink(missing_ok=True)
+    for name, svg in ((COVERAGE_FILE, facts.svg), (COVERAGE_FULL_FILE, facts.svg_full)):
+        if svg is not None:
+            put(name, svg)
+        else:  # an older drawing must not pass for this run's
+            (outdir / name).unlink(missing_ok=True)
     put(JSON_FILE, dumps(result))
     put(JUNIT_FILE, _junit_bytes(facts))
     view = _view(facts)
@@ -182,6 +185,7 @@ def _view(facts: _Facts) -> dict[str, Any]:
                       "program": _program(res, f), "trace_file": trace_file(n),
                       "replay_file": replay_file(n)}
                      for n, f in enumerate(res.failures, 1)],
-        "names": {"coverage": COVERAGE_FILE, "json": JSON_FILE, "junit": JUNIT_FILE,
-                  "markdown": MARKDOWN_FILE},
+        "path_caption": facts.path_caption,
+        "names": {"coverage": COVERAGE_FILE, "coverage_full": COVERAGE_FULL_FILE,
+                  "json": JSON_FILE, "junit": JUNIT_FILE, "markdown": MARKDOWN_FILE},
     }
