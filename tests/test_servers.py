@@ -166,7 +166,7 @@ def test_index_changed_compares_the_clients_serial() -> None:
 def test_location_policies_choose_manager_gup_or_none() -> None:
     cfg = fleet_config()
     m1 = cfg.managers[0]
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     cfg = replace(cfg, managers=(replace(m1, locations={"Branch": Source.GUP,
                                                         "Internet": Source.NONE}),

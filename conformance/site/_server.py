@@ -227,11 +227,8 @@ class SimServer:
                                         reuse_address=True)
 
     def _bind_error(self, port: int, exc: OSError) -> ConfigError:
-        cfg = self.fleet.config
-        elem = (f"manager[{cfg.managers.index(self.spec) + 1}]"
-                if self.role is Role.MANAGER else "gup")
-        return ConfigError(cfg.path, self.spec.line, elem,
-                           f"cannot listen on {self.address}:{port}: {exc.strerror}")
+        return self.fleet.config.error(
+            self.spec, None, f"cannot listen on {self.address}:{port}: {exc.strerror}")
 
     async def stop(self) -> None:
         if self._listener is not None:

@@ -3,98 +3,185 @@
 A fleet file (``conformance/examples/managers.toml``) lists the managers with the
 address, port and priority a client's sylink.xml would name, their LiveUpdate policies
 per location, an optional GUP, the site's shared state and the control API.
-:func:`load_config` parses it with :mod:`tomllib` and decodes it into the structs of
-"the file's schema" (``msgspec.convert(..., strict=True)``): their types hold the rules
-(ranges, patterns, enums, defaults, no unknown key), and a constraint's description
-is what a message says was expected; :func:`_build` checks what no type can say. A bad
-value is one :class:`~sephb.model.errors.ConfigError` naming file, line and element:
-``managers.toml:14: <manager[2].port> expected an integer 0..65535, got '8014'``.
-tomllib and msgspec keep no positions: msgspec's path (``$.manager[1].port``) becomes
-a line by a scan of the text (:func:`_line`). Binding outside 127.0.0.0/8 needs an
-explicit listen address (:func:`apply_listen`): a conformance kit should not open
-ports on a network by accident.
+:func:`load_config` parses it with :mod:`tomllib` and decodes it into the structs below
+(``msgspec.convert(..., strict=True)``), which are the configuration: their types hold
+the rules (ranges, patterns, enums, defaults, no unknown key), and a constraint's
+description is what a message says was expected; :func:`_build` checks what no type
+can say. A bad value is one :class:`~sephb.model.errors.ConfigError` naming file, line
+and element: ``managers.toml:14: <manager[2].port> expected an integer 0..65535, got
+'8014'``. tomllib and msgspec keep no positions: msgspec's path (``$.manager[1].port``)
+becomes a line by a scan of the text (:func:`_line`), done only for a message. Binding
+outside 127.0.0.0/8 needs an explicit listen address (:func:`apply_listen`): a
+conformance kit should not open ports on a network by accident.
 """
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import re
 import tomllib
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Final, NoReturn
+from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
+from msgspec.structs import asdict, replace
 
 from sephb.conformance.traces.wire import GUP_PORT, MANAGER_PORT, Role, parse_serial
 from sephb.model.errors import ConfigError, UsageError
 from sephb.model.protocol import Source
 
-__all__ = ["DEFAULT_SERIAL", "ControlSpec", "FleetConfig", "ServerSpec", "apply_listen",
-           "load_config", "parse_config"]
+__all__ = ["DEFAULT_SERIAL", "ControlSpec", "FleetConfig", "GupSpec", "ManagerSpec",
+           "ServerSpec", "apply_listen", "load_config", "parse_config"]
 
 DEFAULT_SERIAL: Final = "A3AF-11/26/2026 23:50:54 284"
 LOOPBACK: Final = ipaddress.IPv4Network("127.0.0.0/8")
 
+# --- the file's schema -----------------------------------------------------------------
+# A description completes "expected <description>, got <the value>" in a message.
 
-@dataclass(frozen=True)
-class ServerSpec:
-    """One simulated manager or GUP."""
 
-    name: str
-    role: Role
-    address: str
-    port: int
-    #: sylink.xml ServerPriorityBlock (1 = tried first); 0 for the GUP.
-    priority: int = 0
+def _ints(lo: int, hi: int) -> msgspec.Meta:
+    return msgspec.Meta(ge=lo, le=hi, description=f"an integer {lo}..{hi}")
+
+
+_OCTET: Final = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # no leading zero
+_Address = Annotated[str, msgspec.Meta(pattern=rf"^({_OCTET}\.){{3}}{_OCTET}\Z",
+                                       description="an IPv4 address like 127.0.0.2")]
+_Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}\Z",
+                                    description="a name of letters, digits, '-' and '_' "
+                                                "(at most 32)")]
+_Port = Annotated[int, _ints(0, 65535)]
+#: Wall seconds; a day is more than any run needs. (NaN fails the bounds too.)
+_Seconds = Annotated[float, msgspec.Meta(ge=0.01, le=86_400.0,
+                                         description="seconds, a number 0.01..86400")]
+_SOURCES: Final = f"one of {', '.join(s.value for s in Source)}"
+_FILES: Final = ("a non-empty list of distinct file names ([A-Za-z0-9._-], at most 64 "
+                 "characters)")
+
+
+class _Site(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``[site]``: what the managers share."""
+
+    #: Initial policy serial; its group id prefixes every later serial.
+    serial: str = DEFAULT_SERIAL
+    #: Initial content revision.
+    content: Annotated[int, _ints(0, 2**53)] = 1
+    #: Content files of every revision, and the size of each in bytes.
+    files: Annotated[tuple[Annotated[str, msgspec.Meta(
+        pattern=r"^[A-Za-z0-9._-]{1,64}\Z")], ...], msgspec.Meta(
+            min_length=1, description=_FILES)] = ("avdefs.zip",)
+    content_size: Annotated[int, _ints(0, 1 << 30)] = 64 * 1024
+    #: Largest request body a server reads; above it the answer is 413. The seed's
+    #: largest heartbeat is 300 KB; 8 MiB leaves room for big log batches.
+    max_upload: Annotated[int, _ints(1024, 1 << 30)] = 8 * 1024 * 1024
+    #: How long a server waits for the rest of a request's head once its first byte
+    #: came (a slow-header client holds a connection for nothing; nginx's
+    #: client_header_timeout plays the same part). The answer is 408.
+    header_timeout: _Seconds = 10.0
+    #: How long a server waits for the next bytes of a request body (408 after it).
+    body_timeout: _Seconds = 10.0
+    #: How long a connection with no request in progress may stay silent before the
+    #: server closes it. A request the server holds on purpose (push, ``stall``) is
+    #: in progress: it is never cut.
+    idle_timeout: _Seconds = 60.0
+
+
+class ManagerSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A ``[[manager]]``: one simulated manager."""
+
+    role: ClassVar[Role] = Role.MANAGER
+    name: _Name
+    address: _Address
+    port: _Port = MANAGER_PORT
+    #: sylink.xml ServerPriorityBlock (1 = tried first).
+    priority: Annotated[int, _ints(1, 99)] = 1
     #: LiveUpdate source of the manager's default policy.
-    source: Source = Source.MANAGER
+    source: Annotated[Source, msgspec.Meta(description=_SOURCES)] = Source.MANAGER
     #: LiveUpdate source per location name; other locations get ``source``.
-    locations: Mapping[str, Source] = field(default_factory=dict)
-    #: Lines of its table and of its address in the config file, for messages.
-    line: int | None = None
-    address_line: int | None = None
+    locations: Annotated[dict[str, Source], msgspec.Meta(
+        description="a table of location = source")] = {}
 
 
-@dataclass(frozen=True)
-class FleetConfig:
+class GupSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The ``[gup]``: the simulated Group Update Provider. Where a manager's fields
+    are read, it has priority 0 and, serving no policy, a manager's default one."""
+
+    role: ClassVar[Role] = Role.GUP
+    priority: ClassVar[int] = 0
+    source: ClassVar[Source] = Source.MANAGER
+    locations: ClassVar[Mapping[str, Source]] = {}
+    address: _Address
+    name: _Name = "gup"
+    port: _Port = GUP_PORT
+
+
+#: One simulated manager or GUP.
+ServerSpec = ManagerSpec | GupSpec
+
+
+class ControlSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where the JSON control API listens (always loopback); port 0: an ephemeral
+    port, printed at start."""
+
+    address: _Address = "127.0.0.1"
+    port: _Port = 0
+
+
+class _File(msgspec.Struct, forbid_unknown_fields=True):
+    manager: Annotated[list[ManagerSpec], msgspec.Meta(min_length=1)]
+    site: _Site = msgspec.field(default_factory=_Site)
+    gup: GupSpec | None = None
+    control: ControlSpec = msgspec.field(default_factory=ControlSpec)
+
+
+_TABLES: Final[dict[str | None, type[msgspec.Struct]]] = {
+    None: _File, "site": _Site, "manager": ManagerSpec, "gup": GupSpec,
+    "control": ControlSpec}
+
+
+class FleetConfig(_Site, frozen=True, kw_only=True):
     """A validated fleet: what :class:`~sephb.conformance.site._fleet.Fleet` starts.
-    The site's settings and their defaults are those of the ``[site]`` table
-    (:class:`_Site`)."""
+    The site's settings are the ``[site]`` table's fields; ``path`` and ``text`` are
+    the file's, for messages."""
 
-    managers: tuple[ServerSpec, ...]
-    gup: ServerSpec | None
+    managers: tuple[ManagerSpec, ...]
+    gup: GupSpec | None
     control: ControlSpec | None
-    serial: str
-    content: int
-    files: tuple[str, ...]
-    content_size: int
-    max_upload: int
-    header_timeout: float
-    body_timeout: float
-    idle_timeout: float
     path: str
+    text: str
 
     @property
     def servers(self) -> tuple[ServerSpec, ...]:
         return self.managers + ((self.gup,) if self.gup else ())
+
+    def error(self, at: ServerSpec | str, key: str | None, what: str) -> ConfigError:
+        """``what`` about ``key`` of ``at`` (one of this config's servers, or a table's
+        name), or about that table, at its line in the file."""
+        return _error(self.path, self.text, *self._table(at), key, what)
+
+    def _table(self, at: ServerSpec | str) -> tuple[str, int]:
+        """The table of ``at`` (a server's is named by its role) and its index among
+        tables of that name. A server is found by identity: two managers may be equal
+        until validated."""
+        index = next((i for i, m in enumerate(self.managers) if m is at), 0)
+        return at if isinstance(at, str) else at.role.value, index
 
     @classmethod
     def loopback(cls, addresses: list[str], *, gup: str | None = None,
                  manager_port: int = MANAGER_PORT, gup_port: int = GUP_PORT,
                  control: ControlSpec | None = None, **site: Any) -> FleetConfig:
         """A fleet for tests: one manager per address (m1, m2, ... with priorities 1,
-        2, ...), an optional GUP; ``site`` sets serial, content, files, content_size,
-        max_upload and the timeouts. Validated like a file."""
+        2, ...), an optional GUP, the control API only if given; ``site`` sets what a
+        ``[site]`` table would. Validated like a file."""
         doc: dict[str, Any] = {"site": site, "manager": [
             {"name": f"m{i}", "address": a, "port": manager_port, "priority": i}
             for i, a in enumerate(addresses, 1)]}
         if gup is not None:
             doc["gup"] = {"name": "gup", "address": gup, "port": gup_port}
-        cfg = _build(doc | ({"control": msgspec.to_builtins(control)} if control else {}),
-                     "<loopback>", "")
+        if control is not None:
+            doc["control"] = msgspec.to_builtins(control)
+        cfg = _build(doc, "<loopback>", "")
         return cfg if control is not None else replace(cfg, control=None)
 
 
@@ -128,12 +215,9 @@ def apply_listen(config: FleetConfig, listen: str | None) -> FleetConfig:
     if listen is None:
         for s in config.servers:
             if ipaddress.IPv4Address(s.address) not in LOOPBACK:
-                elem = (f"manager[{config.managers.index(s) + 1}].address"
-                        if s.role is Role.MANAGER else "gup.address")
-                raise ConfigError(
-                    config.path, s.address_line or s.line, elem,
-                    f"{s.address} is outside 127.0.0.0/8; pass --listen {s.address} "
-                    f"(or --listen 0.0.0.0) to bind a non-loopback address explicitly")
+                raise config.error(s, "address", f"{s.address} is outside 127.0.0.0/8; "
+                                   f"pass --listen {s.address} (or --listen 0.0.0.0) to "
+                                   "bind a non-loopback address explicitly")
         return config
     try:
         ipaddress.IPv4Address(listen)
@@ -144,91 +228,6 @@ def apply_listen(config: FleetConfig, listen: str | None) -> FleetConfig:
                    gup=replace(config.gup, address=listen) if config.gup else None)
 
 
-# --- the file's schema -----------------------------------------------------------------
-# A description completes "expected <description>, got <the value>" in a message.
-
-
-def _ints(lo: int, hi: int) -> msgspec.Meta:
-    return msgspec.Meta(ge=lo, le=hi, description=f"an integer {lo}..{hi}")
-
-
-_OCTET: Final = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"  # no leading zero
-_Address = Annotated[str, msgspec.Meta(pattern=rf"^({_OCTET}\.){{3}}{_OCTET}\Z",
-                                       description="an IPv4 address like 127.0.0.2")]
-_Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}\Z",
-                                    description="a name of letters, digits, '-' and '_' "
-                                                "(at most 32)")]
-_Port = Annotated[int, _ints(0, 65535)]
-#: Wall seconds; a day is more than any run needs. (NaN fails the bounds too.)
-_Seconds = Annotated[float, msgspec.Meta(ge=0.01, le=86_400.0,
-                                         description="seconds, a number 0.01..86400")]
-_SOURCES: Final = f"one of {', '.join(s.value for s in Source)}"
-_FILES: Final = ("a non-empty list of distinct file names ([A-Za-z0-9._-], at most 64 "
-                 "characters)")
-
-
-class _Site(msgspec.Struct, forbid_unknown_fields=True):
-    """``[site]``: what the managers share."""
-
-    #: Initial policy serial; its group id prefixes every later serial.
-    serial: Annotated[str, msgspec.Meta(description="a string")] = DEFAULT_SERIAL
-    #: Initial content revision.
-    content: Annotated[int, _ints(0, 2**53)] = 1
-    #: Content files of every revision, and the size of each in bytes.
-    files: Annotated[tuple[Annotated[str, msgspec.Meta(
-        pattern=r"^[A-Za-z0-9._-]{1,64}\Z")], ...], msgspec.Meta(
-            min_length=1, description=_FILES)] = ("avdefs.zip",)
-    content_size: Annotated[int, _ints(0, 1 << 30)] = 64 * 1024
-    #: Largest request body a server reads; above it the answer is 413. The seed's
-    #: largest heartbeat is 300 KB; 8 MiB leaves room for big log batches.
-    max_upload: Annotated[int, _ints(1024, 1 << 30)] = 8 * 1024 * 1024
-    #: How long a server waits for the rest of a request's head once its first byte
-    #: came (a slow-header client holds a connection for nothing; nginx's
-    #: client_header_timeout plays the same part). The answer is 408.
-    header_timeout: _Seconds = 10.0
-    #: How long a server waits for the next bytes of a request body (408 after it).
-    body_timeout: _Seconds = 10.0
-    #: How long a connection with no request in progress may stay silent before the
-    #: server closes it. A request the server holds on purpose (push, ``stall``) is
-    #: in progress: it is never cut.
-    idle_timeout: _Seconds = 60.0
-
-
-class _Manager(msgspec.Struct, forbid_unknown_fields=True):
-    name: _Name
-    address: _Address
-    port: _Port = MANAGER_PORT
-    priority: Annotated[int, _ints(1, 99)] = 1
-    source: Annotated[Source, msgspec.Meta(description=_SOURCES)] = Source.MANAGER
-    locations: Annotated[dict[str, Source], msgspec.Meta(
-        description="a table of location = source")] = {}
-
-
-class _Gup(msgspec.Struct, forbid_unknown_fields=True):
-    address: _Address
-    name: _Name = "gup"
-    port: _Port = GUP_PORT
-
-
-class ControlSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """Where the JSON control API listens (always loopback); port 0: an ephemeral
-    port, printed at start."""
-
-    address: _Address = "127.0.0.1"
-    port: _Port = 0
-
-
-class _File(msgspec.Struct, forbid_unknown_fields=True):
-    manager: Annotated[list[_Manager], msgspec.Meta(min_length=1)]
-    site: _Site = msgspec.field(default_factory=_Site)
-    gup: _Gup | None = None
-    control: ControlSpec = msgspec.field(default_factory=ControlSpec)
-
-
-_TABLES: Final[dict[str | None, type[msgspec.Struct]]] = {
-    None: _File, "site": _Site, "manager": _Manager, "gup": _Gup, "control": ControlSpec}
-
-
 # --- validation ------------------------------------------------------------------------
 
 
@@ -237,54 +236,41 @@ def _build(doc: dict[str, Any], path: str, text: str) -> FleetConfig:
         f = msgspec.convert(doc, _File, strict=True)
     except msgspec.ValidationError as exc:
         raise _invalid(str(exc), doc, path, text) from None
-
-    def fail(table: str, index: int, key: str, what: str) -> NoReturn:
-        raise _error(path, text, table, index, key, what)
-
+    cfg = FleetConfig(**asdict(f.site), managers=tuple(f.manager),
+                      gup=f.gup, control=f.control, path=path, text=text)
     try:
-        parse_serial(f.site.serial)
+        parse_serial(cfg.serial)
     except ValueError as exc:
-        fail("site", 0, "serial", str(exc))
-    if len(set(f.site.files)) != len(f.site.files):
-        fail("site", 0, "files", f"expected {_FILES}, got {list(f.site.files)!r}")
-    servers: list[tuple[str, int, _Manager | _Gup]] = [
-        ("manager", i, m) for i, m in enumerate(f.manager)]
-    servers += [("gup", 0, f.gup)] if f.gup else []
+        raise cfg.error("site", "serial", str(exc)) from None
+    if len(set(cfg.files)) != len(cfg.files):
+        raise cfg.error("site", "files", f"expected {_FILES}, got {list(cfg.files)!r}")
     names: dict[str, str] = {}
     endpoints: dict[tuple[str, int], str] = {}
-    for table, i, s in servers:
+    for s in cfg.servers:
         if s.name in names:
-            fail(table, i, "name", f"name {s.name!r} is already used by {names[s.name]}")
+            raise cfg.error(s, "name", f"name {s.name!r} is already used by "
+                            f"{names[s.name]}")
         if s.port and (s.address, s.port) in endpoints:
-            fail(table, i, "port", f"{s.address}:{s.port} is already used by "
-                 f"{endpoints[(s.address, s.port)]}")
-        names[s.name] = endpoints[(s.address, s.port)] = _elem(table, i)
-    for i, m in enumerate(f.manager if f.gup is None else ()):
+            raise cfg.error(s, "port", f"{s.address}:{s.port} is already used by "
+                            f"{endpoints[(s.address, s.port)]}")
+        names[s.name] = endpoints[(s.address, s.port)] = _elem(*cfg._table(s))
+    for m in cfg.managers if cfg.gup is None else ():
         for key, src in [("source", m.source), *(
                 (f"locations.{loc}", src) for loc, src in m.locations.items())]:
             if src is Source.GUP:
-                fail("manager", i, key, "source 'gup' needs a [gup] table, and there is "
-                     "none")
+                raise cfg.error(m, key, "source 'gup' needs a [gup] table, and there is "
+                                "none")
     if ipaddress.IPv4Address(f.control.address) not in LOOPBACK:
-        fail("control", 0, "address", f"{f.control.address} is outside 127.0.0.0/8; "
-             "the control API only listens on loopback")
-
-    def spec(table: str, i: int, s: _Manager | _Gup, role: Role, **kw: Any) -> ServerSpec:
-        return ServerSpec(s.name, role, s.address, s.port, **kw, line=_line(text, table, i),
-                          address_line=_line(text, table, i, "address"))
-
-    return FleetConfig(
-        tuple(spec("manager", i, m, Role.MANAGER, priority=m.priority, source=m.source,
-                   locations=m.locations) for i, m in enumerate(f.manager)),
-        spec("gup", 0, f.gup, Role.GUP) if f.gup else None, f.control,
-        **msgspec.structs.asdict(f.site), path=path)
+        raise cfg.error("control", "address", f"{f.control.address} is outside "
+                        "127.0.0.0/8; the control API only listens on loopback")
+    return cfg
 
 
 def _invalid(error: str, doc: dict[str, Any], path: str, text: str) -> ConfigError:
     """msgspec's ``<what> - at `$.manager[1].port``` as a message of this module."""
     what, _, at = error.partition(" - at `$")
     field_ = re.search(r"field `(.+)`$", what)  # a missing or unknown key
-    if at == ".manager`" or (not at and field_ and field_.group(1) == "manager"):
+    if at == ".manager`" or error == "Object missing required field `manager`":
         return ConfigError(path, None, "manager", "at least one [[manager]] table is "
                            "required")  # none, an empty list, not a list
     parts = re.findall(r"\.([^.\[`]+)|\[(\d+|\.\.\.)\]", at)
@@ -302,12 +288,14 @@ def _invalid(error: str, doc: dict[str, Any], path: str, text: str) -> ConfigErr
     value = value[index] if table == "manager" else value
     if key is None:
         return _error(path, text, table, index, None, f"expected a table, got {value!r}")
-    value, hint = value[key], typing.get_type_hints(_TABLES[table], include_extras=True)
-    expected = ("a string" if what.startswith("Expected `str`,") and hint[key].__origin__
-                is str else hint[key].__metadata__[0].description)
+    value = value[key]
+    hint = typing.get_type_hints(_TABLES[table], include_extras=True)[key]
+    expected = ("a string" if what.startswith("Expected `str`,")
+                and getattr(hint, "__origin__", hint) is str
+                else hint.__metadata__[0].description)
     if parts[-1][1] == "...":  # a location's source: msgspec does not say which
-        loc, value = next(((k, v) for k, v in value.items() if v not in _SOURCE_NAMES),
-                          ("?", value))
+        loc, value = next(((k, v) for k, v in value.items()
+                           if v not in [s.value for s in Source]), ("?", value))
         key, expected = f"locations.{loc}", _SOURCES
     return _error(path, text, table, index, key, f"expected {expected}, got {value!r}")
 
@@ -325,16 +313,7 @@ def _error(path: str, text: str, table: str | None, index: int, key: str | None,
                        elem, what)
 
 
-_SOURCE_NAMES: Final = tuple(s.value for s in Source)  # (a list value is no key)
 _HEADER: Final = re.compile(r"^\s*\[\[?\s*([^\[\]#]+?)\s*\]\]?\s*(#.*)?$")
-
-
-@functools.lru_cache(maxsize=4)
-def _scan(text: str) -> tuple[list[str], list[tuple[int, str]]]:
-    """The text's lines, and its table headers: (line, name without quotes)."""
-    lines = text.splitlines()
-    return lines, [(n, re.sub(r"[\s\"']", "", m.group(1)))
-                   for n, ln in enumerate(lines, 1) if (m := _HEADER.match(ln))]
 
 
 def _line(text: str, table: str | None, index: int = 0, key: str | None = None
@@ -342,7 +321,9 @@ def _line(text: str, table: str | None, index: int = 0, key: str | None = None
     """The line of ``key = ...`` in the ``index``-th ``[table]``/``[[table]]`` and its
     sub-tables (``[manager.locations]``), else of that header. With no ``table``: a
     top-level ``key = ...`` or ``[key]``; a table with no header is its key's line."""
-    lines, heads = _scan(text)
+    lines = text.splitlines()
+    heads = [(n, re.sub(r"[\s\"']", "", m.group(1)))  # (line, name without quotes)
+             for n, ln in enumerate(lines, 1) if (m := _HEADER.match(ln))]
     starts = [n for n, h in heads if h == table] if table else [0]
     if index >= len(starts):
         return _line(text, None, 0, table)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import dataclasses
 import itertools
 import os
 import re
@@ -180,8 +179,8 @@ class RemoteWorld:
         cfg = FleetConfig.loopback(addrs[:-1], gup=addrs[-1] if site.gup else None,
                                    gup_port=site.gup or GUP_PORT)
         policies = {loc: Source(src) for loc, src in site.policies}
-        cfg = dataclasses.replace(cfg, managers=tuple(
-            dataclasses.replace(m, priority=prio, port=port, locations=policies)
+        cfg = msgspec.structs.replace(cfg, managers=tuple(
+            msgspec.structs.replace(m, priority=prio, port=port, locations=policies)
             for m, (prio, port) in zip(cfg.managers, site.managers, strict=True)))
         self.clock = Clock(time_scale)
         self.fleet = Fleet(cfg, clock=self.clock)
