@@ -32,6 +32,7 @@ Nothing here knows the protocol: the rows, labels and highlight come from
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,9 @@ from transitions.extensions.nesting import NestedState
 
 #: The line break inside a label, before an engine translates it.
 NL = "\n"
-#: The dot that stands for a superstate (statechart view).
+#: Characters per line of a Graphviz title or legend (longer lines wrap).
+_TITLE_WIDTH = 110
+#: The circle that stands for a superstate (statechart view).
 _DOT_INK = "#37474f"
 #: Compass points self-loops take in turn (Graphviz ports).
 _LOOP_SIDES = ("e", "w")
@@ -295,7 +298,8 @@ class DotGraph(_GraphvizGraph):
         # line flush left); the graph is named by the first line alone.
         d = self.machine.drawing
         legend = ["", *d.legend] if d.legend else []
-        lines = [*(title or d.title).split(NL), *legend]
+        lines = [wrapped for line in [*(title or d.title).split(NL), *legend]
+                 for wrapped in (textwrap.wrap(line, _TITLE_WIDTH) or [""])]
         graph.graph_attr["label"] = "".join(line + r"\l" for line in lines)
         graph.name = lines[0]
         return graph
@@ -304,9 +308,10 @@ class DotGraph(_GraphvizGraph):
 class NestedDotGraph(DotGraph, _NestedGraphviz):
     """The Graphviz engine of the statechart view: a superstate is a cluster holding
     its states. An edge from a superstate leaves from the box's border (``ltail``;
-    ``dot`` routes it from the box's first state). ``dot`` cannot clip an edge at a
-    box that also holds its head, so an edge back into its own superstate leaves
-    from a dot at the bottom of the box, which stands for the box."""
+    ``dot`` routes it from the box's first state) and starts with a small open
+    circle. ``dot`` cannot clip an edge at a box that also holds its head, so an
+    edge back into its own superstate leaves from an open circle at the bottom of
+    the box, which stands for the box."""
 
     def _add_nodes(self, states: list[dict[str, Any]], container: Any) -> None:
         self._first: dict[str, str] = {}
@@ -333,13 +338,18 @@ class NestedDotGraph(DotGraph, _NestedGraphviz):
     def _ends(self, source: str, dest: str) -> tuple[str, dict[str, str]]:
         if source not in self._cluster_states:
             return source, {}
+        # A frame's arrow starts with a small open circle, on the frame's border or
+        # (back into the frame) at the circle inside it, so that it cannot pass for
+        # an arrow of a framed state that leaves near the border.
+        mark = {"dir": "both", "arrowtail": "odot"}
         if not dest.startswith(source + ChartState.separator):
-            return self._first[source], {"ltail": "cluster_" + source}
-        if source not in self._dots:  # the box's dot, below its last state
+            return self._first[source], {"ltail": "cluster_" + source, **mark}
+        if source not in self._dots:  # the frame's circle, below its last state
             self._dots.add(source)
             with self._graph.subgraph(name="cluster_" + source) as sub:
-                sub.node(source, label="", shape="point", width="0.09",
-                         color=_DOT_INK, fillcolor=_DOT_INK, style="filled")
+                sub.node(source, label="", shape="circle", width="0.13", height="0.13",
+                         fixedsize="true", color=_DOT_INK, fillcolor="white",
+                         style="filled", penwidth="1.2")
                 sub.edge(self._last[source], source, style="invis", weight="10")
         return source, {}
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import functools
 import re
-import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -446,8 +445,7 @@ def _title(interp: Interpretation, chart: Statechart | None,
     """What the picture shows, one line each: the reading, the view, and what is
     drawn on it (a path, a coverage)."""
     n = len(interp.rows())
-    lines = [f"SEP client heartbeat, interpretation '{interp.name}'",
-             *textwrap.wrap(interp.summary, 100),
+    lines = [f"SEP client heartbeat, interpretation '{interp.name}'", interp.summary,
              (f"Full view: one arrow per transition ({n})" if chart is None else
               f"Statechart view: {len(chart.edges)} arrows for {n} transitions "
               f"({len(chart.superstates)} superstates)")]
@@ -465,8 +463,9 @@ def _legend(statechart_view: bool, path: bool, coverage: bool) -> list[str]:
              "Arrow: EVENT [guard] over the requirement id that makes the move "
              "mandatory (docs/spec-review.md)."]
     if statechart_view:
-        lines.append("Frame: a superstate. An arrow from its border (or from its dot) "
-                     "stands for one arrow from each state in it.")
+        lines.append("Frame: a superstate. An arrow that starts with a small circle on "
+                     "its border (or at the circle inside it) stands for one arrow from "
+                     "each state in the frame; A | B: on event A or on event B.")
     if path:
         lines.append("Red, numbered (n): the highlighted path, in order.")
     if coverage:

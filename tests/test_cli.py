@@ -75,8 +75,9 @@ def test_diagram_writes_files_and_highlights(tmp_path: Path) -> None:
     res = sephb("diagram", "--view", "statechart", "--highlight", "0", "--format", "dot")
     assert res.returncode == 0, res.stderr
     assert "subgraph cluster_SESSION_PENDING" in res.stdout
-    assert "Highlighted: path 0 of " in res.stdout and "1 manager over 1 priority" \
-        in res.stdout
+    assert "Highlighted: path T00 of `sephb paths` (T00-T" in res.stdout
+    assert "1 manager over 1 priority" in res.stdout
+    assert "arrowtail=odot" in res.stdout  # a frame's arrow starts with a circle
 
 
 @pytest.mark.parametrize(("args", "message"), [

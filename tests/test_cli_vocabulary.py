@@ -324,3 +324,15 @@ def test_a_bad_plugin_option_is_a_usage_error_at_start(
     assert res.returncode == pytest.ExitCode.USAGE_ERROR, res.stdout + res.stderr
     assert expected in res.stderr and "passed" not in res.stdout, res.stderr
     assert "Traceback" not in res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_no_command_takes_an_abbreviated_option(command: str) -> None:
+    # A prefix of an option is no option: new options cannot change old command lines.
+    assert COMMAND_PARSERS[command].allow_abbrev is False
+
+
+def test_an_abbreviated_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]
+                                                ) -> None:
+    line = _parse_error(["conform", "--max-ex", "3"], capsys, main)
+    assert line.startswith("sephb conform: error: ") and "--max-ex" in line

@@ -261,13 +261,13 @@ def _label_parts(label: str) -> tuple[list[str], str | None, str]:
 
 def expand_dot(src: str) -> list[tuple[str, str, str | None, str, str]]:
     """The rows a statechart DOT stands for, read off the drawing alone: an edge with
-    ``ltail`` (or from a frame's dot) stands for every state in that frame, on every
+    ``ltail`` (or from a frame's circle) stands for every state in that frame, on every
     event of its label."""
     clusters: dict[str, list[str]] = {}
-    # (a frame may be opened twice: the second time for its dot)
+    # (a frame may be opened twice: the second time for its circle, the node named
+    # after the frame)
     for m in re.finditer(r"subgraph cluster_(\w+) \{(.*?)\n\t\}", src, re.S):
-        clusters.setdefault(m[1], []).extend(
-            n for n, a in dot_nodes(m[2]).items() if dot_attr(a, "shape") != "point")
+        clusters.setdefault(m[1], []).extend(n for n in dot_nodes(m[2]) if n != m[1])
     out = []
     for tail, head, attrs in dot_edges(src):
         if dot_attr(attrs, "style") == "invis":

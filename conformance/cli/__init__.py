@@ -56,6 +56,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (the full usage is one --help away)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations: `--seed` must never be read as some other option's
+        # prefix, and a new option must not change what an old command line means.
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         # The innermost command parsed sets it last, so that main() says an unknown
         # argument in that command's words ("sephb review: error: ..."), where

@@ -60,7 +60,8 @@ def register(sub: Any) -> None:
                         "states that share exits framed as superstates, each shared "
                         "exit drawn once (default: full)")
     p.add_argument("--highlight", type=int, metavar="PATH_INDEX",
-                   help="index of a path in `sephb paths` (same options) to highlight")
+                   help="index of a path in `sephb paths` (same options) to highlight: "
+                        "3 is T03")
     p.add_argument("-o", "--output", type=output_path, metavar="FILE",
                    help="write here (default: standard output; a directory with --all; "
                         "missing directories are created)")
@@ -352,8 +353,8 @@ def cmd_diagram(args: argparse.Namespace) -> int:
                 f"(0..{len(paths) - 1}) with these options"
             )
         highlight = paths[args.highlight]
-        caption = (f"path {args.highlight} of {len(paths)} (--cover {args.cover}) for "
-                   f"{_configuration(args)}")
+        caption = (f"path T{args.highlight:02d} of `sephb paths` (T00-T{len(paths) - 1:02d}, "
+                   f"--cover {args.cover}) for {_configuration(args)}")
     write_output(args.output, diagrams.render(args.interpretation, fmt, highlight,
                                               view=args.view, caption=caption))
     return 0
