@@ -353,7 +353,8 @@ def cmd_diagram(args: argparse.Namespace) -> int:
                 f"(0..{len(paths) - 1}) with these options"
             )
         highlight = paths[args.highlight]
-        caption = (f"path T{args.highlight:02d} of `sephb paths` (T00-T{len(paths) - 1:02d}, "
+        last = len(paths) - 1
+        caption = (f"path T{args.highlight:02d} of `sephb paths` (T00-T{last:02d}, "
                    f"--cover {args.cover}) for {_configuration(args)}")
     write_output(args.output, diagrams.render(args.interpretation, fmt, highlight,
                                               view=args.view, caption=caption))
