@@ -29,11 +29,11 @@ from sephb.conformance.cli._common import OUTPUT_TYPES, SUITE_PROFILES, Renamed
 #: Every command, nested ones by their words.
 COMMANDS = {"model", "paths", "diagram", "manager", "client", "conform", "mutants",
             "validate", "review", "diff", "export", "export promela", "capacity",
-            "examples"}
+            "examples", "monitor"}
 #: The commands that report something a program may want to read: each has --json.
 #: (diagram draws, examples copies files, manager and client run until stopped.)
 REPORTING = {"model", "paths", "conform", "mutants", "validate", "review", "diff",
-             "export promela", "capacity"}
+             "export promela", "capacity", "monitor"}
 #: Spellings whose choices are the command's own: the output formats a command
 #: writes differ (diagram has no text, diff no other), the meaning does not.
 OWN_CHOICES = {"--format", "-f"}

@@ -36,6 +36,7 @@ ROOMS = {
     "sephb.conformance.traces": 2,
     "sephb.conformance.client": 3,
     "sephb.conformance.site": 3,
+    "sephb.conformance.monitor": 3,
     "sephb.conformance.suite": 4,
     "sephb.conformance": 5,  # cli, pytest_plugin, _argtypes
 }

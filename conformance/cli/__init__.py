@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from sephb.conformance.cli import _examples, _model, _suite, _validate
+from sephb.conformance.cli import _examples, _model, _monitor, _suite, _validate
 from sephb.model.errors import SephbError, UsageError
 
 __all__ = ["build_parser", "main"]
@@ -95,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     _validate.register(sub)
     _model.register_review(sub)
     _examples.register(sub)
+    _monitor.register(sub)
     return parser
 
 

@@ -511,6 +511,19 @@ class _Run:
                          _NO_NODE if start is None else start[-1], _BY_CODE[st[_BY]],
                          last, st[_OFFSET], st[_HIST])
 
+    def peek(self, row: int) -> tuple[str, str, int, int]:
+        """(client id, view, last time, events accepted) of a stream, hot or parked,
+        read without changing anything (for a live monitor's report). A stream that
+        violated something has the events before its violation."""
+        s = self.streams
+        client, side = s.name(row), SIDES[s.code[row] & 3]
+        st = self.states[side].get(client)
+        if st is not None:
+            return client, side, st[_LAST], st[_OFFSET] + len(st[_HIST])
+        last = self.late.get(row)
+        return (client, side, s.last[row] - 1 if last is None else last,
+                s.offset[row] + s.hist_len[row])
+
     def hot(self) -> int:
         """How many streams are hot."""
         return sum(len(states) for states in self.states.values())
@@ -698,7 +711,11 @@ class _Run:
         del hist[:cut]
         st[_OFFSET] += cut
 
-    def finish(self) -> FileResult:
+    def finish(self, end: int | None = None) -> FileResult:
+        """The file's result (the run is over: every stream is parked and the
+        deadlines still open are judged). ``end``: the model time the recording went
+        on to, when it is later than its last record (a live monitor's clock); None:
+        the last record, whoever's."""
         res = self.result
         res.events = self.events
         res.tolerance_ms, res.tolerance = self.tolerance_ms, self.tolerance_reason()
@@ -719,7 +736,8 @@ class _Run:
         # client due before then was broken (it was silent past it); one due later
         # is pending.
         last = np.frombuffer(s.last, dtype=np.uint64)
-        end = max(int(last.max()) - 1 if n else 0, *self.late.values(), 0)
+        end = max(int(last.max()) - 1 if n else 0, *self.late.values(), 0,
+                  -1 if end is None else end)
         for row, props in self.props_of.items():
             if row in self.verdicts:
                 continue
@@ -899,12 +917,13 @@ def _ndjson(stream: IO[bytes], run: _Run) -> None:
             run.park_idle()
 
 
-def _careful(run: _Run, raw: bytes, line: int, last: bool) -> None:
-    """One line the fast path did not take: decode it slowly, report what is wrong."""
+def _careful(run: _Run, raw: bytes, line: int, last: bool) -> _Line | None:
+    """One line the fast path did not take: decode it slowly, report what is wrong.
+    The record it fed to the run (None: a blank line, a header, a bad line)."""
     if not raw.strip():
-        return
+        return None
     try:
-        rec = run.decoder.decode(raw)
+        rec: _Line | None = run.decoder.decode(raw)
     except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         rec = None
     if rec is None:
@@ -913,21 +932,22 @@ def _careful(run: _Run, raw: bytes, line: int, last: bool) -> None:
         except msgspec.ValidationError as exc:
             if not run.header_at(raw, line):  # a header is no record, nor a bad line
                 run.bad(line, f"bad record: {exc}")
-            return
+            return None
         except msgspec.DecodeError as exc:
             hint = " (truncated last line?)" if last else ""
             run.bad(line, f"bad JSON: {exc}{hint}")
-            return
+            return None
         except RecursionError:
             # msgspec's decoder recurses per level of nesting: a line of brackets
             # under the length cap would otherwise end the whole run.
             run.bad(line, f"bad JSON: {NESTED}")
-            return
+            return None
         run.bad(line, problem(full) or "bad record")
-        return
+        return None
     run.events += 1
     run.slow(_side(rec.by), rec.client, rec.event, rec.t,
              rec.changed, rec.source, rec.role, line, rec)
+    return rec
 
 
 def _har(path: str, run: _Run) -> None:

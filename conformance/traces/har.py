@@ -63,16 +63,13 @@ from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 
+from sephb.conformance.traces.exchanges import answer_of, json_object, log_ids, request_of
 from sephb.conformance.traces.wire import (
     HEADER_CLIENT,
     HEADER_LOCATION,
     HEADER_SERIAL,
-    INDEX_PATH,
     PUSH_PATH,
-    URLS_PATH,
     Role,
-    failure_event,
-    route_for,
 )
 from sephb.model.protocol import GUP_PORT, Action, Event
 
@@ -280,34 +277,21 @@ def har_events(path: str, *, time_scale: float = 1.0,
             conns[client] = conn
             emit(client, Action.CONNECT.value, start, n, addr=addr, port=port)
         seen.add((client, conn))
-        route = route_for(role, e.request.method, url.path)
+        route = request_of(role, e.request.method, url.path)
         if route is None:
             raise HarError(n, f"entries[{n - 1}]: {e.request.method} {url.path} on a "
                               f"{role.value} is not in the wire profile")
         emit(client, route.action.value, start, n, addr=addr, port=port,
-             ids=_log_ids(e.request) if route.action is Action.UPLOAD_LOGS else None)
-        status = e.response.status
-        if 200 <= status < 300 and not e.response._error:
-            body = _body(e.response)
-            changed = source = None
-            if route.path == INDEX_PATH:
-                serial = body.get("serial")
-                mine = _header(e.request, HEADER_SERIAL)
-                if isinstance(serial, str) and mine is not None:
-                    changed = serial != mine
-                source = _source(body)
-            elif route.path == URLS_PATH:
-                source = _source(body)
-            event = route.answer
-            if route.path == PUSH_PATH and status == 204:
-                event = Event.HEARTBEAT_DUE
-            acked = body.get("acked") if event is Event.LOGS_ACKED else None
-            emit(client, event.value, end, n, changed, source,
-                 ids=_strings(acked) if isinstance(acked, list) else None)
-        else:
-            emit(client, failure_event(route, first_request=first).value, end, n)
-            if role is Role.MANAGER and (first or route.path == PUSH_PATH):
-                conns[client] = None
+             ids=log_ids(route, e.request.postData.text if e.request.postData else None))
+        status = None if e.response._error else e.response.status
+        answer = answer_of(route, status, json_object(
+            e.response.content.text if e.response.content else None),
+            request_serial=_header(e.request, HEADER_SERIAL), first_request=first)
+        emit(client, answer.event.value, end, n, answer.changed, answer.source,
+             ids=answer.ids)
+        failed = status is None or not 200 <= status < 300
+        if failed and role is Role.MANAGER and (first or route.path == PUSH_PATH):
+            conns[client] = None
     if keyed and warn is not None:
         total = sum(keyed.values())
         names = ", ".join(f"{k!r}" for k in list(keyed)[:3]) + (
@@ -317,51 +301,6 @@ def har_events(path: str, *, time_scale: float = 1.0,
              f"capture beside one client is one client; add the header, or a "
              f"_clientAddress field per entry, to tell clients apart)")
     yield from out
-
-
-def _body(resp: _Response) -> dict[str, Any]:
-    text = resp.content.text if resp.content else None
-    if not text:
-        return {}
-    try:
-        doc = json.loads(text)
-    except (ValueError, RecursionError):  # not a body the profile knows: unknown
-        return {}
-    return doc if isinstance(doc, dict) else {}
-
-
-def _strings(items: list[Any]) -> list[str]:
-    return [_id(i) for i in items]
-
-
-def _log_ids(req: _Request) -> list[str] | None:
-    """The ids of an upload's logs (``{"logs": [{"id": ...}]}``), or None when the
-    capture kept no body to read them from."""
-    text = req.postData.text if req.postData else None
-    try:
-        doc = json.loads(text) if text else None
-    except (ValueError, RecursionError):  # not a body the profile knows: unknown
-        return None
-    logs = doc.get("logs") if isinstance(doc, dict) else None
-    if not isinstance(logs, list):
-        return None
-    return [_id(log["id"]) for log in logs if isinstance(log, dict) and "id" in log]
-
-
-def _id(value: Any) -> str:
-    """A log id as text: a string as it is, anything else as its JSON (``str`` of
-    a deeply nested list would recurse as deep)."""
-    if isinstance(value, str):
-        return value
-    try:
-        return json.dumps(value)
-    except (ValueError, RecursionError):
-        return "(an id nested too deeply to show)"
-
-
-def _source(body: Mapping[str, Any]) -> str | None:
-    s = body.get("source")
-    return s if s in ("manager", "gup", "none") else None
 
 
 # --- server trace -> HAR -----------------------------------------------------------
