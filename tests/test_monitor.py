@@ -124,3 +124,27 @@ def test_a_seeded_fault_is_shown_live_with_its_requirement_and_offline_the_same(
     code, doc = offline(trace, mine)
     assert code == 1
     assert requirement in json.dumps(doc)
+
+
+def test_a_request_waited_on_for_ever_is_said_presumptively_while_it_waits(
+        tmp_path: Path) -> None:
+    # The manager stalls GET /urls; a client that never gives a request up waits
+    # for ever: no record will ever prove it, so the monitor says it once the request
+    # limit (and the tolerance) has passed -- presumptively, while the client waits.
+    with running_manager(tmp_path, SCALE) as mgr, \
+            monitor(tmp_path, sylink(tmp_path, mgr, Mode.PULL)) as (proc, lines, mine,
+                                                                   _):
+        mgr.call("POST", "/control/m1/fault", {"mode": "stall", "path": "/urls"})
+        mgr.call("POST", "/control/publish", {"push": False})  # content to fetch
+        stuck = subprocess.Popen(
+            [*SEPHB, "client", "--sylink", str(mine), "--state-dir",
+             str(tmp_path / "stuck"), "--time-scale", SCALE, "--client-id", "stuck",
+             "--heartbeats", "1", "--fault", "waits-forever-after-session"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            said = lines.wait_for("presumptively NON-CONFORMANT")
+        finally:
+            stuck.kill()
+            stuck.wait(timeout=20)
+        stop(proc)
+    assert said.startswith("stuck: ") and "REQ-X-ABORT" in said, said
