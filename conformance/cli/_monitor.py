@@ -6,6 +6,7 @@ when the command runs."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 from typing import Any
 
 from sephb.conformance.cli._common import (
@@ -27,7 +28,9 @@ GET /urls answer, which are pointed at the relays. The monitor writes the
 sylink.xml the clients should use (--client-sylink), turns what the relays see into the
 records a server writes, and judges them with the engine of `sephb validate --data`:
 a violation is said the moment it shows, with its requirement id; a deadline past
-due is said presumptively. Ctrl-C (or SIGTERM, or --duration) prints the summary
+due is said presumptively. On a terminal a table of the clients (state, last
+check-in, next deadline, verdict) is redrawn below those lines; --web serves it as a
+page too. Ctrl-C (or SIGTERM, or --duration) prints the summary
 `sephb validate` prints for the written trace, which validates offline to the same
 verdicts.
 
@@ -40,8 +43,29 @@ examples:
   sephb monitor --upstream up.xml --client-sylink mine.xml --trace live.ndjson \\
       --time-scale 0.01                                    clients run at that scale
   sephb validate live.ndjson --data --sylink mine.xml     the same verdicts, offline
+  sephb monitor --upstream up.xml --client-sylink mine.xml --web 127.0.0.1:8080
 
 See docs/monitor.md."""
+
+
+def web_address(text: str) -> tuple[str, int]:
+    """``--web``'s ``HOST:PORT``: ``localhost``, an IPv4 or a bracketed IPv6 loopback
+    address, and a port (0: an ephemeral one)."""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    host = "127.0.0.1" if host == "localhost" else host
+    try:
+        number = int(port)
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        number, address = -1, None
+    if not sep or not 0 <= number <= 65535 or address is None:
+        raise argparse.ArgumentTypeError(
+            f"expected HOST:PORT (a loopback address; port 0: any free one), got {text!r}")
+    if not address.is_loopback:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the page is served on loopback only (127.0.0.0/8, ::1)")
+    return str(address), number
 
 
 def register(sub: Any) -> None:
@@ -72,6 +96,10 @@ def register(sub: Any) -> None:
     p.add_argument("--duration", type=seconds, metavar="SECONDS",
                    help="stop after this many wall seconds (default: run until "
                         "Ctrl-C or SIGTERM)")
+    p.add_argument("--web", type=web_address, metavar="HOST:PORT",
+                   help="also serve a page of the clients, reloading every second, and "
+                        "/state, the same rows as JSON, on this loopback address (port "
+                        "0: any free one; the URL is printed) (default: none)")
     json_option(p, "the summary as `sephb validate --json` writes it")
     p.set_defaults(run=cmd_monitor)
 
@@ -86,4 +114,4 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     return run_monitor(args.upstream, args.client_sylink, listen_base=args.listen_base,
                        interpretation=args.interpretation, time_scale=args.time_scale,
                        trace=args.trace, tolerance_ms=args.tolerance,
-                       duration_s=args.duration, as_json=args.json)
+                       duration_s=args.duration, as_json=args.json, web_at=args.web)

@@ -26,6 +26,11 @@ same summary ``sephb validate`` prints for the written trace, and exits as it do
 
 Model time is the clients': wall seconds since the monitor started, divided by
 ``--time-scale`` (1 for a real client; 0.01 for the reference client at that scale).
+
+What it shows while it runs is :meth:`Monitor.view` (rows made by
+:func:`~._view.rows`): on a terminal a table redrawn four times a second, and with
+``--web`` a page and ``/state`` served by an aiohttp server in the same event loop.
+Findings are also said one line each, on a terminal above the table.
 """
 
 from __future__ import annotations
@@ -41,7 +46,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
+from aiohttp import web
+
 from sephb.conformance.monitor._relay import ConnEvent, Exchange, Relay
+from sephb.conformance.monitor._view import RelayRow, Seen, View, page, rows, table
 from sephb.conformance.traces import sylink as sylinks
 from sephb.conformance.traces.clock import Clock
 from sephb.conformance.traces.exchanges import answer_of, json_object, log_ids, request_of
@@ -62,6 +71,8 @@ __all__ = ["Monitor", "Upstream", "run_monitor", "upstreams_of"]
 
 #: How often the monitor looks for deadlines past due (wall seconds).
 TICK_S: Final = 0.1
+#: How often the terminal table is redrawn (wall seconds).
+DRAW_S: Final = 0.25
 _WRITER: Final = "sephb monitor"
 
 
@@ -104,6 +115,7 @@ def listen_addresses(base: str, n: int) -> list[str]:
 _LOOPBACK: Final = ipaddress.IPv4Network("127.0.0.0/8")
 
 
+
 @dataclass
 class _Conn:
     upstream: Upstream
@@ -144,6 +156,11 @@ class Monitor:
         self._conns: dict[tuple[str, int], _Conn] = {}
         self._said: set[tuple[str, str]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        #: Per client id: its last record (for the view).
+        self.seen: dict[str, Seen] = {}
+        #: Per client id: the presumptive findings said, (requirement, message).
+        self.presumed: dict[str, list[tuple[str, str]]] = {}
+        self._web: web.AppRunner | None = None
 
     # -- lifecycle --
 
@@ -182,8 +199,56 @@ class Monitor:
         gup = None if self.upstream.gup is None else sylinks.Gup(*self.bound["gup"])
         return replace(self.upstream, servers=servers, gup=gup)
 
+    async def serve(self, host: str, port: int) -> tuple[str, int]:
+        """Serve the view over HTTP: ``/`` a page that reloads itself every second,
+        ``/state`` the rows as JSON. Where it listens (port 0: an ephemeral one);
+        ``host`` must be a loopback address (UsageError otherwise)."""
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise UsageError(f"--web {host}: the page is served on loopback only")
+
+        async def index(_: web.Request) -> web.Response:
+            return web.Response(text=page(self.view()), content_type="text/html")
+
+        async def state(_: web.Request) -> web.Response:
+            return web.Response(body=msgspec.json.encode(self.view()),
+                                content_type="application/json")
+
+        app = web.Application()
+        app.router.add_get("/", index)
+        app.router.add_get("/state", state)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise UsageError(f"--web: cannot listen on {host}:{port}: "
+                             f"{exc.strerror}") from None
+        self._web = runner
+        bound = runner.addresses[0]
+        return str(bound[0]), int(bound[1])
+
+    def view(self) -> View:
+        """What the monitor shows now: a row per client, a line per relay."""
+        open_ = {u.name: 0 for u in self.servers}
+        for name, _ in self._conns:
+            open_[name] += 1
+        relays = [RelayRow(u.name, u.role.value, f"{u.address}:{u.port}",
+                           "{}:{}".format(*self.bound[u.name]), open_[u.name])
+                  for u in self.servers if u.name in self.bound]
+        return rows(self.live.clients(), self.seen, self.presumed, self.clock.now_ms(),
+                    relays)
+
     async def stop(self) -> None:
-        """Stop the relays (their open connections are closed and recorded)."""
+        """Stop the web server and the relays (their open connections are closed and
+        recorded)."""
+        if self._web is not None:
+            await self._web.cleanup()
+            self._web = None
         if self._ticker is not None:
             self._ticker.cancel()
             await asyncio.gather(self._ticker, return_exceptions=True)
@@ -280,6 +345,10 @@ class Monitor:
     # -- judgement --
 
     def _judge(self, rec: Record) -> None:
+        old = self.seen.get(rec.client)
+        checkin = rec.t if rec.event == Action.CONNECT.value and rec.role is \
+            Role.MANAGER else old.checkin if old else None
+        self.seen[rec.client] = Seen(rec.event, rec.t, checkin)
         found = self.live.feed(rec)
         if found is not None and found.requirement is not None:
             self._said.add((found.client, found.requirement))
@@ -293,6 +362,7 @@ class Monitor:
             for client, requirement, message in self.live.overdue(now):
                 if (client, requirement) not in self._said:
                     self._said.add((client, requirement))
+                    self.presumed.setdefault(client, []).append((requirement, message))
                     self.say(f"{client}: presumptively NON-CONFORMANT at t={now}: "
                              f"{requirement}: {message}")
 
@@ -306,28 +376,55 @@ def _header(headers: list[tuple[str, str]], name: str) -> str | None:
 def run_monitor(upstream_path: str, client_sylink: Path, *, listen_base: str,
                 interpretation: str, time_scale: float, trace: Path | None,
                 tolerance_ms: int | None = None, duration_s: float | None = None,
-                as_json: bool = False, say: Callable[[str], None] = print) -> int:
+                as_json: bool = False, web_at: tuple[str, int] | None = None,
+                say: Callable[[str], None] | None = None) -> int:
     """``sephb monitor``: relay and judge until SIGINT or SIGTERM (or ``duration_s``);
-    print the summary ``sephb validate`` prints; its exit status."""
+    print the summary ``sephb validate`` prints; its exit status. ``web_at``: serve
+    the view there too. ``say``: where the lines go (None: standard output; on a
+    terminal, above a table of the clients redrawn four times a second)."""
+    from rich.console import Console
+    from rich.live import Live
+    from rich.text import Text
+
     from sephb.conformance.traces.validate import exit_code, render, write_json
 
     upstream = sylinks.load(upstream_path)  # a bad file: one ConfigError
+    console = Console() if say is None and sys.stdout.isatty() else None
+
+    def said(line: str) -> None:
+        if console is not None:
+            console.print(Text(line), soft_wrap=True)
+        else:
+            (say or print)(line)
+
+    async def draw(monitor: Monitor, live: Live) -> None:
+        while True:
+            live.update(table(monitor.view()), refresh=True)
+            await asyncio.sleep(DRAW_S)
 
     async def main() -> int:
         monitor = Monitor(upstream, listen_base=listen_base,
                           interpretation=interpretation, time_scale=time_scale,
-                          trace=trace, tolerance_ms=tolerance_ms, say=say)
+                          trace=trace, tolerance_ms=tolerance_ms, say=said)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        live = None if console is None else Live(console=console, auto_refresh=False)
+        drawing: asyncio.Task[None] | None = None
         try:
             sylinks.save(await monitor.start(), client_sylink)
             for up in monitor.servers:
                 host, port = monitor.bound[up.name]
-                say(f"{up.name} ({up.role.value}) {up.address}:{up.port} <- relay "
-                    f"{host}:{port}")
-            say(f"clients: use {client_sylink}; Ctrl-C prints the summary")
+                said(f"{up.name} ({up.role.value}) {up.address}:{up.port} <- relay "
+                     f"{host}:{port}")
+            if web_at is not None:
+                host, port = await monitor.serve(*web_at)
+                said(f"web: http://{f'[{host}]' if ':' in host else host}:{port}/")
+            said(f"clients: use {client_sylink}; Ctrl-C prints the summary")
+            if live is not None:
+                live.start()
+                drawing = loop.create_task(draw(monitor, live))
             try:
                 async with asyncio.timeout(duration_s):
                     await stop.wait()
@@ -336,6 +433,12 @@ def run_monitor(upstream_path: str, client_sylink: Path, *, listen_base: str,
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
+            if drawing is not None:
+                drawing.cancel()
+                await asyncio.gather(drawing, return_exceptions=True)
+            if live is not None and live.is_started:
+                live.update(table(monitor.view()), refresh=True)
+                live.stop()
             await monitor.stop()
         result = monitor.live.result()
         if as_json:
