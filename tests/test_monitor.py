@@ -111,9 +111,10 @@ def test_the_reference_client_through_the_monitor_is_conformant_live_and_offline
 
 def test_a_seeded_fault_is_shown_live_with_its_requirement_and_offline_the_same(
         tmp_path: Path) -> None:
+    har = tmp_path / "live.har"
     with running_manager(tmp_path, SCALE) as mgr, \
-            monitor(tmp_path, sylink(tmp_path, mgr, Mode.PULL)) as (proc, lines, mine,
-                                                                   trace):
+            monitor(tmp_path, sylink(tmp_path, mgr, Mode.PULL), "--har", str(har)) as (
+                proc, lines, mine, trace):
         client(tmp_path, mine, "--heartbeats", "1", "--fault", "sensors-before-logs",
                check=False)
         # live: said while the monitor runs, before it is stopped
@@ -124,6 +125,11 @@ def test_a_seeded_fault_is_shown_live_with_its_requirement_and_offline_the_same(
     code, doc = offline(trace, mine)
     assert code == 1
     assert requirement in json.dumps(doc)
+    # The HTTP Archive of the same exchanges, read by the HAR reader: the same finding.
+    res = subprocess.run([*SEPHB, "validate", str(har), "--data", "--time-scale", SCALE,
+                          "--json"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert requirement in res.stdout
 
 
 def test_a_request_waited_on_for_ever_is_said_presumptively_while_it_waits(

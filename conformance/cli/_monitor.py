@@ -86,6 +86,10 @@ def register(sub: Any) -> None:
     p.add_argument("--trace", type=output_file, metavar="FILE",
                    help="write the records the relays observe here (NDJSON, the "
                         "servers' view; .gz compresses) (default: none)")
+    p.add_argument("--har", type=output_file, metavar="FILE",
+                   help="write the exchanges here as an HTTP Archive when the monitor "
+                        "stops (`sephb validate FILE --data --time-scale S` reads it; "
+                        "the records are kept until then) (default: none)")
     interpretation_option(p)
     p.add_argument("--time-scale", type=time_scale, default=1.0, metavar="S",
                    help="wall seconds per model second of the clients: 1 for a real "
@@ -111,7 +115,10 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     make_dir(args.client_sylink.parent, "--client-sylink")
     if args.trace is not None:
         make_dir(args.trace.parent, "--trace")
+    if args.har is not None:
+        make_dir(args.har.parent, "--har")
     return run_monitor(args.upstream, args.client_sylink, listen_base=args.listen_base,
                        interpretation=args.interpretation, time_scale=args.time_scale,
                        trace=args.trace, tolerance_ms=args.tolerance,
-                       duration_s=args.duration, as_json=args.json, web_at=args.web)
+                       duration_s=args.duration, as_json=args.json, web_at=args.web,
+                       har=args.har)

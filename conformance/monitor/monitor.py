@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import json
 import re
 import signal
 import sys
@@ -50,10 +51,13 @@ import msgspec
 from aiohttp import web
 
 from sephb.conformance.monitor._relay import ConnEvent, Exchange, Relay
+from sephb.conformance.monitor._upstream import server_finding
 from sephb.conformance.monitor._view import RelayRow, Seen, View, page, rows, table
 from sephb.conformance.traces import sylink as sylinks
 from sephb.conformance.traces.clock import Clock
 from sephb.conformance.traces.exchanges import answer_of, json_object, log_ids, request_of
+from sephb.conformance.traces.files import atomic_write
+from sephb.conformance.traces.har import trace_to_har
 from sephb.conformance.traces.live import LiveValidation
 from sephb.conformance.traces.trace import Record, Recorder, TraceTarget, TraceWriter
 from sephb.conformance.traces.wire import (
@@ -136,8 +140,15 @@ class Monitor:
     def __init__(self, upstream: sylinks.Sylink, *, listen_base: str = "127.0.9.0",
                  interpretation: str = "seed", time_scale: float = 1.0,
                  trace: TraceTarget | None = None, tolerance_ms: int | None = None,
+                 har: Path | None = None,
                  say: Callable[[str], None] = print) -> None:
         self.upstream = upstream
+        #: Where the exchanges go as an HTTP Archive at the end (the records are kept
+        #: for it: a long run with --har holds them all).
+        self.har = har
+        #: What the upstream servers' answers broke of the wire profile, in order:
+        #: (server, message). Not the clients' findings.
+        self.server_findings: list[tuple[str, str]] = []
         self.servers = upstreams_of(upstream)
         self.addresses = listen_addresses(listen_base, len(self.servers))
         self.time_scale = time_scale
@@ -145,7 +156,7 @@ class Monitor:
         self.say = say
         writer = None if trace is None else TraceWriter(trace, time_scale=time_scale,
                                                         writer=_WRITER)
-        self.recorder = Recorder(self.clock, writer=writer, keep=False)
+        self.recorder = Recorder(self.clock, writer=writer, keep=har is not None)
         self.live = LiveValidation(interpretation, data=True, tolerance_ms=tolerance_ms,
                                    time_scale=time_scale, name=str(trace or "<live>"))
         self.live.header(time_scale, _WRITER)
@@ -255,6 +266,10 @@ class Monitor:
         for relay in self.relays:
             await relay.stop()
         self.recorder.close()
+        if self.har is not None:
+            doc = trace_to_har((msgspec.to_builtins(r) for r in self.recorder.records),
+                               time_scale=self.time_scale)
+            atomic_write(self.har, json.dumps(doc, indent=1).encode())
 
     # -- records --
 
@@ -297,6 +312,11 @@ class Monitor:
         if conn is None or conn.client is None:
             return
         route, first = conn.routes.pop(id(ex), (None, conn.requests == 1))
+        broken = server_finding(route, ex)
+        if broken is not None:
+            self.server_findings.append((up.name, broken))
+            self.say(f"server {up.name} ({up.address}:{up.port}): SERVER FINDING: "
+                     f"{broken} (client {conn.client})")
         fields: dict[str, Any] = {"method": ex.method,
                                   "path": ex.target.split("?", 1)[0]}
         if ex.status is not None:
@@ -377,6 +397,7 @@ def run_monitor(upstream_path: str, client_sylink: Path, *, listen_base: str,
                 interpretation: str, time_scale: float, trace: Path | None,
                 tolerance_ms: int | None = None, duration_s: float | None = None,
                 as_json: bool = False, web_at: tuple[str, int] | None = None,
+                har: Path | None = None,
                 say: Callable[[str], None] | None = None) -> int:
     """``sephb monitor``: relay and judge until SIGINT or SIGTERM (or ``duration_s``);
     print the summary ``sephb validate`` prints; its exit status. ``web_at``: serve
@@ -405,7 +426,7 @@ def run_monitor(upstream_path: str, client_sylink: Path, *, listen_base: str,
     async def main() -> int:
         monitor = Monitor(upstream, listen_base=listen_base,
                           interpretation=interpretation, time_scale=time_scale,
-                          trace=trace, tolerance_ms=tolerance_ms, say=said)
+                          trace=trace, tolerance_ms=tolerance_ms, har=har, say=said)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -441,6 +462,10 @@ def run_monitor(upstream_path: str, client_sylink: Path, *, listen_base: str,
                 live.stop()
             await monitor.stop()
         result = monitor.live.result()
+        for server, message in monitor.server_findings:
+            # Said apart: the servers are not under test, but a client that failed
+            # on such an answer is not to blame (nor in the exit status).
+            result.warnings.append(f"server finding ({server}): {message}")
         if as_json:
             write_json([result], sys.stdout)
         else:
