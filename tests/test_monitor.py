@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -86,6 +87,16 @@ def offline(trace: Path, sy: Path) -> tuple[int, dict[str, object]]:
     return res.returncode, json.loads(res.stdout)
 
 
+def same_summary(live: list[str], trace: Path, sy: Path) -> None:
+    """The monitor's closing summary is the one `sephb validate --data --sylink`
+    prints for its trace: the same counts of events, clients and violations."""
+    res = subprocess.run([*SEPHB, "validate", str(trace), "--data", "--sylink", str(sy)],
+                         capture_output=True, text=True, timeout=120)
+    line = re.compile(r"^\d[\d,]* events?, ")
+    assert [ln for ln in live if line.match(ln)] == [
+        ln for ln in res.stdout.splitlines() if line.match(ln)], (live, res.stdout)
+
+
 def test_the_reference_client_through_the_monitor_is_conformant_live_and_offline(
         tmp_path: Path) -> None:
     with running_manager(tmp_path, SCALE) as mgr, \
@@ -104,6 +115,7 @@ def test_the_reference_client_through_the_monitor_is_conformant_live_and_offline
     # Offline, the trace the monitor wrote: the same verdict.
     code, doc = offline(trace, mine)
     assert code == 0, doc
+    same_summary(lines.lines, trace, mine)
     events = [json.loads(line)["event"] for line in trace.read_text().splitlines()[1:]]
     # what the relays saw: the check-ins, content fetched through them too
     assert events.count("INDEX_RECEIVED") >= 2 and "CONTENT_RECEIVED" in events
@@ -125,6 +137,7 @@ def test_a_seeded_fault_is_shown_live_with_its_requirement_and_offline_the_same(
     code, doc = offline(trace, mine)
     assert code == 1
     assert requirement in json.dumps(doc)
+    same_summary(lines.lines, trace, mine)
     # The HTTP Archive of the same exchanges, read by the HAR reader: the same finding.
     res = subprocess.run([*SEPHB, "validate", str(har), "--data", "--time-scale", SCALE,
                           "--json"], capture_output=True, text=True, timeout=120)

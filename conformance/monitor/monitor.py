@@ -59,6 +59,7 @@ from sephb.conformance.traces.exchanges import answer_of, json_object, log_ids, 
 from sephb.conformance.traces.files import atomic_write
 from sephb.conformance.traces.har import trace_to_har
 from sephb.conformance.traces.live import LiveValidation
+from sephb.conformance.traces.properties import ClientConfig
 from sephb.conformance.traces.trace import Record, Recorder, TraceTarget, TraceWriter
 from sephb.conformance.traces.wire import (
     HEADER_CLIENT,
@@ -69,6 +70,7 @@ from sephb.conformance.traces.wire import (
     failure_event,
 )
 from sephb.model.errors import UsageError
+from sephb.model.interpretations import get
 from sephb.model.protocol import Action, Event
 
 __all__ = ["Monitor", "Upstream", "run_monitor", "upstreams_of"]
@@ -157,9 +159,8 @@ class Monitor:
         writer = None if trace is None else TraceWriter(trace, time_scale=time_scale,
                                                         writer=_WRITER)
         self.recorder = Recorder(self.clock, writer=writer, keep=har is not None)
-        self.live = LiveValidation(interpretation, data=True, tolerance_ms=tolerance_ms,
-                                   time_scale=time_scale, name=str(trace or "<live>"))
-        self.live.header(time_scale, _WRITER)
+        self._judge_with = (interpretation, tolerance_ms, str(trace or "<live>"))
+        self.live = self._validation(None)
         self.recorder.listen(self._judge)
         self.relays: list[Relay] = []
         #: Where each relay listens, by upstream name.
@@ -175,13 +176,29 @@ class Monitor:
 
     # -- lifecycle --
 
+    def _validation(self, client_sylink: sylinks.Sylink | None) -> LiveValidation:
+        """The live judge: ``sephb validate --data`` with the header the trace file
+        starts with and, once the relays are bound, ``--sylink`` the clients' own
+        sylink.xml -- what the docs tell a user to validate the trace with offline,
+        so that the two give the same verdicts."""
+        interpretation, tolerance_ms, name = self._judge_with
+        config = None if client_sylink is None else ClientConfig.of(
+            get(interpretation), client_sylink)
+        live = LiveValidation(interpretation, data=True, tolerance_ms=tolerance_ms,
+                              time_scale=self.time_scale, config=config, name=name)
+        live.header(self.time_scale, _WRITER)
+        return live
+
     async def start(self) -> sylinks.Sylink:
         """Start every relay; the sylink.xml the clients should use."""
         for up, addr in zip(self.servers, self.addresses, strict=True):
             relay = await self._start_relay(up, addr)
             self.relays.append(relay)
+        mine = self.client_sylink()
+        # (Before the clients can know where the relays are: no record yet.)
+        self.live = self._validation(mine)
         self._ticker = asyncio.get_running_loop().create_task(self._tick())
-        return self.client_sylink()
+        return mine
 
     async def _start_relay(self, up: Upstream, addr: str) -> Relay:
         for port in (up.port, 0):  # the upstream's port, else an ephemeral one
