@@ -167,3 +167,22 @@ def test_a_request_waited_on_for_ever_is_said_presumptively_while_it_waits(
             stuck.wait(timeout=20)
         stop(proc)
     assert said.startswith("stuck: ") and "REQ-X-ABORT" in said, said
+
+
+def test_a_session_given_up_before_the_limit_is_said_and_one_at_the_limit_is_not(
+        tmp_path: Path) -> None:
+    # m1 stalls index.dat: the reference client gives the session up at the limit
+    # (conformant); the seeded fault gives it up after 10,000 ms (A14: not before).
+    with running_manager(tmp_path, SCALE) as mgr, \
+            monitor(tmp_path, sylink(tmp_path, mgr, Mode.PULL)) as (proc, lines, mine,
+                                                                   trace):
+        mgr.call("POST", "/control/m1/fault", {"mode": "stall", "path": "/index.dat"})
+        client(tmp_path, mine, "--heartbeats", "1", cid="ontime")
+        client(tmp_path, mine, "--heartbeats", "1", "--fault", "gives-up-session-early",
+               cid="early", check=False)
+        said = lines.wait_for("early: NON-CONFORMANT")
+        code = stop(proc)
+    assert "REQ-2-TIMEOUT-30000" in said and "before the 30000 ms limit" in said, said
+    assert not any(ln.startswith("ontime:") for ln in lines.lines), lines.lines
+    assert code == 1
+    same_summary(lines.lines, trace, mine)

@@ -62,6 +62,7 @@ from sephb.conformance.traces.live import LiveValidation
 from sephb.conformance.traces.properties import ClientConfig
 from sephb.conformance.traces.trace import Record, Recorder, TraceTarget, TraceWriter
 from sephb.conformance.traces.wire import (
+    GAVE_UP,
     HEADER_CLIENT,
     HEADER_SERIAL,
     URLS_PATH,
@@ -75,6 +76,8 @@ from sephb.model.protocol import Action, Event
 
 __all__ = ["Monitor", "Upstream", "run_monitor", "upstreams_of"]
 
+#: How a relay says the client ended an exchange (closed or reset its connection).
+_CLIENT_ENDED: Final = frozenset({"client closed", "client reset"})
 #: How often the monitor looks for deadlines past due (wall seconds).
 TICK_S: Final = 0.1
 #: How often the terminal table is redrawn (wall seconds).
@@ -342,6 +345,16 @@ class Monitor:
             fields["error"] = ex.error
         if route is None:
             self._emit(conn, failure_event(None, first_request=first), **fields)
+            return
+        if first and up.role is Role.MANAGER and ex.status is None \
+                and ex.error in _CLIENT_ENDED:
+            # The client ended its connection while the session's first answer was
+            # still to come: in the model only its session limit does that. Recorded
+            # as that (as the suite records a stalled session given up), so that a
+            # session given up before the limit is judged (A14), not read as a
+            # connect that failed.
+            fields["error"] = f"{ex.error}: {GAVE_UP}"
+            self._emit(conn, Event.SESSION_TIMEOUT, **fields)
             return
         body = json_object(ex.response_body)
         answer = answer_of(route, ex.status if ex.error is None else None, body,
