@@ -499,7 +499,7 @@ def run_monitor(upstream_path: str, client_sylink: Path, *, listen_base: str,
         if as_json:
             write_json([result], sys.stdout)
         else:
-            render([result], sys.stdout, timing=True)
+            render([result], sys.stdout, timing=True, title="sephb monitor")
         return exit_code([result])
 
     return asyncio.run(main())

@@ -361,11 +361,13 @@ def write_json(results: Sequence[FileResult], out: IO[str]) -> None:
 
 
 def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
-           every_client: bool = False, timing: bool = False) -> None:
+           every_client: bool = False, timing: bool = False,
+           title: str = "sephb validate") -> None:
     """Input problems and violations in detail (the first ``limit`` of each per file;
     0: all there are, of problems all kept), a summary table per file (per client
     with ``every_client``), totals.
     ``timing``: the timing rules ran (``--data``), so say which tolerance they used.
+    ``title``: the table's (``sephb monitor`` prints the same summary as its own).
 
     A fleet trace holds a hundred thousand clients: a row each would take minutes
     to draw and nobody would read it, so by default the table has a row per file and
@@ -437,7 +439,7 @@ def render(results: Sequence[FileResult], out: IO[str], *, limit: int = 20,
                 console.print(f"  timing: {c.margin.describe()}", markup=False)
             console.print(f"  before: {' '.join(c.before) or '(start of trace)'}",
                           markup=False)
-    table = Table(title="sephb validate")
+    table = Table(title=title)
     if every_client:
         for col in ("file", "client", "view", "events", "verdict"):
             table.add_column(col, justify="right" if col == "events" else "left",
