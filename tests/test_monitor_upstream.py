@@ -109,3 +109,22 @@ def test_the_monitor_says_a_broken_answer_apart_from_the_clients(tmp_path: Path)
         assert any("SERVER FINDING" in line and "(client c9)" in line for line in said)
 
     run(main(), timeout=30)
+
+
+@pytest.mark.parametrize(("path", "first", "gave_up", "event"), [
+    # a request the client gave up is its timer, as the table says per state
+    ("/index.dat", True, True, "SESSION_TIMEOUT"),
+    ("/urls", False, True, "REQUEST_FAILED"),
+    # a request the server failed: the session never came, or the request failed
+    ("/index.dat", True, False, "CONNECT_FAILED"),
+    ("/urls", False, False, "REQUEST_FAILED"),
+])
+def test_a_request_given_up_by_the_client_is_its_timer(path: str, first: bool,
+                                                       gave_up: bool, event: str) -> None:
+    from sephb.conformance.traces.exchanges import answer_of
+
+    route = route_for(Role.MANAGER, "GET", path)
+    assert route is not None
+    answer = answer_of(route, None, {}, request_serial=None, first_request=first,
+                       gave_up=gave_up)
+    assert answer.event.value == event

@@ -55,7 +55,7 @@ from sephb.conformance.monitor._upstream import server_finding
 from sephb.conformance.monitor._view import RelayRow, Seen, View, page, rows, table
 from sephb.conformance.traces import sylink as sylinks
 from sephb.conformance.traces.clock import Clock
-from sephb.conformance.traces.exchanges import answer_of, json_object, log_ids, request_of
+from sephb.conformance.traces.exchanges import answer_of, json_object, log_ids
 from sephb.conformance.traces.files import atomic_write
 from sephb.conformance.traces.har import trace_to_har
 from sephb.conformance.traces.live import LiveValidation
@@ -69,7 +69,9 @@ from sephb.conformance.traces.wire import (
     Role,
     Route,
     failure_event,
+    route_for,
 )
+from sephb.model.deadlines import HEARTBEAT_STARTS
 from sephb.model.errors import UsageError
 from sephb.model.interpretations import get
 from sephb.model.protocol import Action, Event
@@ -314,7 +316,7 @@ class Monitor:
             conn.client = _header(ex.headers, HEADER_CLIENT) or f"peer:{conn.peer[0]}"
             self._emit(conn, Action.CONNECT, t=conn.accepted)
         path = ex.target.split("?", 1)[0]
-        route = request_of(up.role, ex.method, path)
+        route = route_for(up.role, ex.method, path)
         conn.routes[id(ex)] = (route, first)
         if route is None:  # answered 404 by a simulated server; a failure either way
             return
@@ -346,20 +348,13 @@ class Monitor:
         if route is None:
             self._emit(conn, failure_event(None, first_request=first), **fields)
             return
-        if first and up.role is Role.MANAGER and ex.status is None \
-                and ex.error in _CLIENT_ENDED:
-            # The client ended its connection while the session's first answer was
-            # still to come: in the model only its session limit does that. Recorded
-            # as that (as the suite records a stalled session given up), so that a
-            # session given up before the limit is judged (A14), not read as a
-            # connect that failed.
+        gave_up = ex.status is None and ex.error in _CLIENT_ENDED
+        if gave_up:
             fields["error"] = f"{ex.error}: {GAVE_UP}"
-            self._emit(conn, Event.SESSION_TIMEOUT, **fields)
-            return
         body = json_object(ex.response_body)
         answer = answer_of(route, ex.status if ex.error is None else None, body,
                            request_serial=_header(ex.headers, HEADER_SERIAL),
-                           first_request=first)
+                           first_request=first, gave_up=gave_up)
         if answer.changed is not None:
             fields["changed"] = answer.changed
         if answer.source is not None:
@@ -396,7 +391,7 @@ class Monitor:
 
     def _judge(self, rec: Record) -> None:
         old = self.seen.get(rec.client)
-        checkin = rec.t if rec.event == Action.CONNECT.value and rec.role is \
+        checkin = rec.t if rec.event in HEARTBEAT_STARTS and rec.role is \
             Role.MANAGER else old.checkin if old else None
         self.seen[rec.client] = Seen(rec.event, rec.t, checkin)
         found = self.live.feed(rec)

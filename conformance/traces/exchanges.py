@@ -14,7 +14,14 @@ here and only here, from the wire profile's table (:data:`.wire.ROUTES`):
   otherwise they are unknown to the checker;
 * anything else (no answer, a reset, 3xx-5xx) is :func:`.wire.failure_event`: on a
   manager, a failure of a connection's first request means the session was never
-  established.
+  established;
+* but a request the *client* gave up (it closed or reset the connection before the
+  answer, which only an observer of the connection knows) is its timer running out:
+  :func:`~sephb.model.protocol.failure_of` with ``timed_out`` -- ``SESSION_TIMEOUT``
+  for the session's ``GET /index.dat``, so that a session given up before its limit is
+  judged (A14), not read as a connect that failed.
+
+Which request a route is, :func:`.wire.route_for` says.
 """
 
 from __future__ import annotations
@@ -28,14 +35,12 @@ from sephb.conformance.traces.wire import (
     INDEX_PATH,
     PUSH_PATH,
     URLS_PATH,
-    Role,
     Route,
     failure_event,
-    route_for,
 )
-from sephb.model.protocol import Action, Event
+from sephb.model.protocol import Action, Event, failure_of
 
-__all__ = ["Answer", "answer_of", "json_object", "log_ids", "request_of"]
+__all__ = ["Answer", "answer_of", "json_object", "log_ids"]
 
 
 @dataclass(frozen=True)
@@ -49,16 +54,14 @@ class Answer:
     ids: list[str] | None = None
 
 
-def request_of(role: Role, method: str, path: str) -> Route | None:
-    """The route of a request to a server of ``role`` (None: not in the profile)."""
-    return route_for(role, method, path)
-
-
 def answer_of(route: Route, status: int | None, body: Mapping[str, Any], *,
-              request_serial: str | None, first_request: bool) -> Answer:
+              request_serial: str | None, first_request: bool,
+              gave_up: bool = False) -> Answer:
     """What the answer ``status`` (None: none came) with its decoded JSON ``body``
     (``{}`` when unknown) means, for a request on a connection's first request or
-    not."""
+    not; ``gave_up``: no answer came because the client ended the connection."""
+    if status is None and gave_up:
+        return Answer(failure_of(route.action, timed_out=True))
     if status is None or not 200 <= status < 300:
         return Answer(failure_event(route, first_request=first_request))
     changed = source = None

@@ -63,13 +63,14 @@ from urllib.parse import SplitResult, urlsplit
 
 import msgspec
 
-from sephb.conformance.traces.exchanges import answer_of, json_object, log_ids, request_of
+from sephb.conformance.traces.exchanges import answer_of, json_object, log_ids
 from sephb.conformance.traces.wire import (
     HEADER_CLIENT,
     HEADER_LOCATION,
     HEADER_SERIAL,
     PUSH_PATH,
     Role,
+    route_for,
 )
 from sephb.model.protocol import GUP_PORT, Action, Event
 
@@ -277,7 +278,7 @@ def har_events(path: str, *, time_scale: float = 1.0,
             conns[client] = conn
             emit(client, Action.CONNECT.value, start, n, addr=addr, port=port)
         seen.add((client, conn))
-        route = request_of(role, e.request.method, url.path)
+        route = route_for(role, e.request.method, url.path)
         if route is None:
             raise HarError(n, f"entries[{n - 1}]: {e.request.method} {url.path} on a "
                               f"{role.value} is not in the wire profile")
