@@ -88,6 +88,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Literal, cast
 
 import h11
@@ -523,14 +524,16 @@ def _rewritten(ex: Exchange, body: bytes) -> bytes:
     """An answer with ``body``, its length said by Content-Length (the framing of the
     answer as it came -- chunked or not -- is replaced, its other headers kept)."""
     assert ex.status is not None
-    head = [f"HTTP/1.1 {ex.status} {_REASONS.get(ex.status, 'OK')}"]
+    try:
+        reason = HTTPStatus(ex.status).phrase
+    except ValueError:  # a status the standard does not name: none
+        reason = ""
+    head = [f"HTTP/1.1 {ex.status} {reason}"]
     head += [f"{k}: {v}" for k, v in ex.response_headers
              if k not in ("content-length", "transfer-encoding")]
     head.append(f"content-length: {len(body)}")
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
 
-
-_REASONS: dict[int, str] = {200: "OK", 201: "Created", 204: "No Content"}
 
 
 def _reset(leg: _Leg) -> None:
