@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from sephb.conformance.suite import _process
 from sephb.conformance.suite._process import CLIENT_MARK, ProcessClient
 from sephb.conformance.suite._wire_world import RemoteWorld
 from sephb.model.protocol import Mode
@@ -245,3 +246,41 @@ def test_restart_and_close_kill_the_daemons_and_reap_them(
     assert [c for c in children() if c not in before] == []  # not even a zombie
     assert _subreaper() == 0
     assert not client.state_dir.parent.exists()
+
+
+def test_a_kill_reaps_a_zombie_read_as_the_child_of_a_process_that_died_after(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A walk of /proc is not one instant: the kill can read a daemon as the zombie
+    child of the client, and the client, a moment later, as dead -- its exit has
+    since re-parented the zombie to this process (the subreaper). The kill reaps it
+    all the same. (Before: it was left a zombie child; CI saw it once in a run of
+    the restart test above.) The stale walk is made, not waited for: the zombie's
+    parent reads as the client until the client is reaped."""
+    assert not _process._LIVE_CLIENTS  # (the subreaper flag is this test's alone)
+    _process._adopt_orphans(True)
+    proc = subprocess.Popen(["sh", "-c", "sh -c 'exit 0' & exec sleep 60"],
+                            start_new_session=True)
+    try:
+        def zombies() -> list[int]:  # sleep never waits for the child: it stays one
+            return [pid for pid, (state, ppid, _, _) in _process._stat_all().items()
+                    if ppid == proc.pid and state == b"Z"]
+
+        assert eventually(lambda: len(zombies()) == 1), zombies()
+        [zombie] = zombies()
+        real = _process._stat_all
+
+        def stale() -> dict[int, tuple[bytes, int, int, int]]:
+            procs = real()
+            if proc.returncode is None and zombie in procs:
+                state, _, group, session = procs[zombie]
+                procs[zombie] = (state, proc.pid, group, session)
+            return procs
+
+        monkeypatch.setattr(_process, "_stat_all", stale)
+        _process._kill_all("no-such-mark", proc)
+        assert not Path(f"/proc/{zombie}").exists()  # reaped
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        _process._adopt_orphans(False)

@@ -536,6 +536,12 @@ def _kill_all(mark: str, proc: subprocess.Popen[bytes] | None,
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         proc.wait()
+    # A walk of /proc is not one instant: a zombie read as the child of a process
+    # that died a moment later (the client's daemon, read before the client's exit
+    # re-parented it to this process) was not reaped above. All are dead now, so a
+    # fresh look sees every one of them that is this process's child.
+    _reap(pid for pid, (_, ppid) in _processes_of(mark, sid, set(other_sids)).items()
+          if ppid == me and pid != sid)
 
 
 def _reap(pids: Iterator[int]) -> None:
