@@ -130,6 +130,8 @@ def test_mutants_counts_kills_and_leaves_out_faults_of_the_other_reading() -> No
     # the seed reading never fails over: there the faulty client is the reference
     assert rows["never-fails-over"]["verdict"] == "n/a"
     assert rows["never-fails-over"]["killed"] is None
+    assert rows["never-fails-over"]["why"] == \
+        "only a deviation under the documented reading"
     killed = rows["sensors-before-logs"]
     assert killed["verdict"] == "NON-CONFORMANT" and killed["killed"] is True
     assert killed["requirement"] == "REQ-5-LOGS" and killed["steps"] >= 1
@@ -138,6 +140,30 @@ def test_mutants_counts_kills_and_leaves_out_faults_of_the_other_reading() -> No
     # would be exit 1; one that is only n/a is not a survivor
     text = sephb("mutants", "-i", "seed", "--fault", "never-fails-over")
     assert text.returncode == 0 and "killed 0/0 (and 1 not applicable" in text.stdout
+
+
+def test_a_fault_not_killed_says_why(capsys: pytest.CaptureFixture[str]) -> None:
+    """An INCONCLUSIVE or ERROR row carries its run's reason, in the JSON row and
+    on a line under the fault's (before: a bare verdict and a dash)."""
+    from sephb.conformance.cli._suite import _mutant_row
+    from sephb.conformance.suite.results import SuiteResult
+
+    def result(**kw: str) -> SuiteResult:
+        return SuiteResult("c", "wire", "seed", "ci", 0, 1, 1, 1.0, {}, [], [], **kw)
+
+    row = _mutant_row("checks-in-late", "wire", "REQ-7-PULL",
+                      result(inconclusive="the machine was too busy"), 9.0, False)
+    assert (row["verdict"], row["killed"]) == ("INCONCLUSIVE", False)
+    assert row["why"] == "the machine was too busy"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("checks-in-late") and "INCONCLUSIVE" in lines[0]
+    assert lines[1].split() == ["inconclusive:", "the", "machine", "was", "too", "busy"]
+    row = _mutant_row("crashes-on-error", "wire", "REQ-X-ALIVE",
+                      result(error="the client exited with status 3"), 2.0, True)
+    assert row["verdict"] == "ERROR" and row["why"] == "the client exited with status 3"
+    assert capsys.readouterr().out == ""  # quiet: the JSON rows only
+    survived = _mutant_row("x", "wire", "REQ-7-PULL", result(), 2.0, True)
+    assert survived["killed"] is False and survived["why"] is None
 
 
 def test_mutants_judges_faults_side_by_side_over_the_wire() -> None:

@@ -6,12 +6,21 @@ Real runs: real servers on loopback, the reference client as a process."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from sephb.conformance.suite import program_length
-from sephb.conformance.suite._jobs import candidates, shard_seed
+from sephb.conformance.suite._jobs import (
+    Found,
+    Job,
+    Outcome,
+    Pool,
+    candidates,
+    confirm,
+    shard_seed,
+)
 from sephb.conformance.suite._machine import Coverage
 from sephb.conformance.suite._timing import (
     MIN_BUDGET_S,
@@ -77,6 +86,61 @@ def test_candidates_cut_the_middle_biggest_chunks_first() -> None:
     assert all(c[0] == prog[0] and c[-1] == prog[-1] for c in cands)
     assert [prog[0], "a", "b", "c", prog[-1]] in cands  # one step at a time, last
     assert list(candidates(prog[:1] + prog[-1:])) == []  # nothing to cut
+
+
+class _ReplayPool(Pool):
+    """A pool whose runs are not cases: a program of ``n`` steps breaks its
+    requirement in the replays ``hits[n]`` says (in turn), so the choice of
+    :func:`confirm` is seen alone."""
+
+    def __init__(self, hits: dict[int, list[bool]]) -> None:
+        super().__init__(1)
+        self.hits = {n: iter(h) for n, h in hits.items()}
+        self.replayed: list[int] = []
+
+    def run(self, jobs: Sequence[Job], *, stop: Callable[[Outcome], bool] = lambda o: False,
+            each: Callable[[int, Outcome], None] | None = None) -> list[Outcome | None]:
+        outs: list[Outcome | None] = []
+        for job in jobs:
+            n = program_length(job.program)
+            self.replayed.append(n)
+            o = Outcome({}, {}, {})
+            if next(self.hits[n]):
+                o.found = _found(n)
+            outs.append(o)
+        return outs
+
+
+def _found(n: int) -> Found:
+    """A violation whose program is ``n`` steps long (the start is one)."""
+    body = [f"state.wait(dt={i})" for i in range(n - 1)]
+    return Found("REQ-7-PULL", "late", [], None, None,
+                 ["state.start(mode=Mode.PULL)", *body, "state.teardown()"], [])
+
+
+def _make(program: list[str], found_by: str) -> Job:
+    return Job("seed", "client", 0.003, 10_000, 3.0, 0.5, 7, 1, "program",
+               program=program, found_by=found_by)
+
+
+def test_a_shrunk_program_that_does_not_always_reproduce_gives_way_to_its_parent(
+        ) -> None:
+    kept = [_found(7), _found(4), _found(2)]  # as a shrink kept them
+    # the 2-step program breaks it 2 times in 3, the 4-step one every time
+    pool = _ReplayPool({2: [True, False, True], 4: [True] * 3, 7: [True] * 3})
+    chosen, n = confirm(pool, _make, kept, times=3)
+    assert (program_length(chosen.program), n) == (4, 3)
+    assert pool.replayed == [2] * 3 + [4] * 3  # the 7-step one was not needed
+    # none reproduces every time: the one that did most often, the smaller of equals
+    pool = _ReplayPool({2: [True, False, False], 4: [True, True, False],
+                        7: [True, True, False]})
+    chosen, n = confirm(pool, _make, kept, times=3)
+    assert (program_length(chosen.program), n) == (4, 2)
+    # at most `tries` programs are replayed, the smallest first
+    pool = _ReplayPool({2: [False] * 3, 4: [False] * 3, 7: [True] * 3})
+    chosen, n = confirm(pool, _make, kept, times=3, tries=2)
+    assert (program_length(chosen.program), n) == (2, 0)
+    assert pool.replayed == [2] * 3 + [4] * 3
 
 
 def test_shards_are_a_fixed_function_of_the_seed() -> None:

@@ -451,10 +451,10 @@ def cmd_mutants(args: argparse.Namespace) -> int:
             rows.append({"fault": name, "adapter": adapter, "verdict": "n/a",
                          "killed": None, "expected": fault.requirement,
                          "requirement": None, "seconds": 0.0, "seconds_to_kill": None,
-                         "steps": None, "replays": None})
+                         "steps": None, "replays": None,
+                         "why": f"only a deviation under the {fault.only_under} reading"})
             if not args.json:
-                print(f"{name:<26} {adapter:<10} {'n/a':<9} only a deviation under "
-                      f"the {fault.only_under} reading", flush=True)
+                print(f"{name:<26} {adapter:<10} {'n/a':<9} {rows[-1]['why']}", flush=True)
     tested = [name for name, fault in chosen if fault.applies(interp.name)]
     for name in tested:
         t0 = time.perf_counter()
@@ -502,6 +502,9 @@ def _mutant_row(name: str, adapter: str, expected: str, result: Any, seconds: fl
         "seconds_to_kill": (f.found_after_s or seconds) if f else None,
         "steps": suite.program_length(f.steps) if f else None,
         "replays": f"{f.reproduced}/{f.replays}" if f and f.replays else None,
+        # why a fault that was not killed was not: what its run said
+        "why": None if killed or result is None else (
+            result.error or result.inconclusive or None),
     }
     if not quiet:
         word = "killed" if killed else (
@@ -510,6 +513,8 @@ def _mutant_row(name: str, adapter: str, expected: str, result: Any, seconds: fl
               f"{row['seconds_to_kill'] or 0:>6.1f} s to kill, {seconds:>6.1f} s in all"
               f"  {row['steps'] if f else '-'} steps"
               + (f", reproduced {row['replays']}" if row["replays"] else ""), flush=True)
+        if row["why"]:
+            print(f"{'':<26} {verdict.lower()}: {row['why']}", flush=True)
     return row
 
 
@@ -542,7 +547,10 @@ def _wire_mutants(interp: str, faults: list[str], profile: str, jobs: int | None
     def one(name: str, report: Path) -> tuple[str, Any, float]:
         client = (f"{shlex.quote(sys.executable)} -m sephb.conformance.cli client "
                   f"--sylink {{sylink}} --state-dir {{state_dir}} --time-scale "
-                  f"{{time_scale}} -i {interp} --fault {name} --log-bytes 1000")
+                  f"{{time_scale}} -i {interp} --fault {name} --log-bytes 1000 "
+                  # with the suite's spool the log probe applies: it shows a lost
+                  # upload in seconds, where random cases need two uploads to meet
+                  f"--log-dir {{log_dir}}")
         argv = [sys.executable, "-m", "sephb.conformance.cli", "conform", "-i", interp,
                 "--profile", profile, "--client-cmd", client, "--jobs", str(per_fault),
                 "--time-scale", f"{calibration.time_scale:g}", "--report", str(report)]

@@ -9,10 +9,12 @@ directory, on a third octet of its own: ``_wire_world.use_lane``) and returns an
 it, what the wire measured. What a run is made of never depends on how many jobs
 run at once:
 
-* the random cases are fixed **shards** (:data:`SHARD_CASES` Hypothesis cases each,
-  seeded ``shard_seed(seed, i)``);
-* the directed cases are one program per uncovered row (pull mode, then push for
-  rows still uncovered) and one per probe;
+* the deadline probes come first, one program each (short, and aimed at what
+  random search meets last);
+* then the random cases, as fixed **shards** (:data:`SHARD_CASES` Hypothesis cases
+  each, seeded ``shard_seed(seed, i)``);
+* then the directed cases, one program per row still uncovered (pull mode, then
+  push for rows still uncovered);
 * outcomes are merged in job order, and a failure is the first job's in that order
   that failed: later jobs are cancelled or ignored, earlier ones always finish.
 
@@ -21,7 +23,9 @@ So ``--jobs 1`` and ``--jobs 4`` run the same programs and give the same verdict
 A failure is then **shrunk** (:func:`shrink`: delta debugging over the program's
 steps, the candidates of one round run side by side, the first in order that still
 breaks the same requirement wins) and **replayed** (:data:`REPLAYS` runs of the
-shrunk program): reproducible when every replay broke it again, flaky otherwise.
+shrunk program): reproducible when every replay broke it again. A shrunk program
+that is not gives way to the one it was cut from (:func:`confirm`); one that no
+replay confirms is reported flaky, with how often it reproduced.
 
 A worker **stops** on its first SIGTERM or SIGINT (the pool shutting down an
 interrupted run, ``timeout`` or a CI runner signalling the whole process group, a
@@ -62,6 +66,8 @@ SHARD_CASES: Final = 4
 REPLAYS: Final = 3
 #: Most candidate programs one shrink runs (each is a whole case).
 SHRINK_BUDGET: Final = 48
+#: Most programs of a shrink :func:`confirm` replays, the smallest first.
+CONFIRM_TRIES: Final = 3
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -461,18 +467,19 @@ def candidates(steps: list[str]) -> Iterator[list[str]]:
 
 
 def shrink(pool: Pool, make: Callable[[list[str], str], Job], found: Found,
-           budget: int = SHRINK_BUDGET) -> tuple[Found, int]:
+           budget: int = SHRINK_BUDGET) -> tuple[list[Found], int]:
     """Shrink ``found``'s program over the wire: each round runs the candidates
     (:func:`candidates`) up to ``pool.n`` at a time and keeps the first, in order,
     that breaks the same requirement; until none does or ``budget`` runs are spent.
-    Returns the smallest violation found and the runs it took."""
-    best, spent = found, 0
+    Returns every violation it kept, ``found`` first and the smallest last, and the
+    runs it took."""
+    kept, spent = [found], 0
     while spent < budget:
-        tried = list(_take(candidates(best.program), budget - spent))
+        tried = list(_take(candidates(kept[-1].program), budget - spent))
         if not tried:
             break
         better = None
-        breaks = functools.partial(_same, found=best)
+        breaks = functools.partial(_same, found=kept[-1])
         for start in range(0, len(tried), pool.n):
             batch = tried[start:start + pool.n]
             outs = pool.run([make(p, "shrink") for p in batch], stop=breaks)
@@ -483,8 +490,28 @@ def shrink(pool: Pool, make: Callable[[list[str], str], Job], found: Found,
                 break
         if better is None:
             break
-        best = better
-    return best, spent
+        kept.append(better)
+    return kept, spent
+
+
+def confirm(pool: Pool, make: Callable[[list[str], str], Job], kept: Sequence[Found],
+            times: int = REPLAYS, tries: int = CONFIRM_TRIES) -> tuple[Found, int]:
+    """The program to report, of the ``kept`` ones of a shrink (smallest last), and
+    how many of ``times`` replays broke its requirement again: the smallest that
+    every replay broke, of the last ``tries``; when none of those, the one most
+    replays broke (the smaller of equals). One run decides that a candidate is
+    kept, and cutting a step can leave a program that breaks the requirement only
+    when timing helps (a wait that let the client reach the fault, gone): then the
+    program before it, which did not need that help, is the counterexample."""
+    best: tuple[Found, int] | None = None
+    for f in list(reversed(kept))[:max(1, tries)]:
+        n = replay(pool, make, f, times)
+        if n == times:
+            return f, n
+        if best is None or n > best[1]:
+            best = (f, n)
+    assert best is not None
+    return best
 
 
 def _same(o: Outcome, found: Found) -> bool:

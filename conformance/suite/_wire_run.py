@@ -75,15 +75,16 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
     """Run the suite against ``client_cmd`` over the wire; never raises for a
     non-conformant client.
 
-    The profile's Hypothesis cases (:data:`WIRE_PROFILES`) run as fixed shards,
-    then (``directed``) directed cases for the rows they missed and (``probes``)
-    the deadline probes (``eager``: a wait ends once the model needs no more time,
-    see ``Environment.black_box``); ``jobs`` at a time (:mod:`._jobs`; default: what the
-    machine holds), each on a site of its own, merged in a fixed order (the same
-    result for every ``jobs``). A failure is shrunk (``shrink``) and replayed
-    ``replays`` times. ``time_scale`` None: calibrated (:mod:`._timing`); the
-    tolerance's wall time is the jitter budget. A run whose scheduling was later
-    than the budget may be inconclusive on timing (:func:`_inconclusive`)."""
+    The deadline probes (``probes``), then the profile's Hypothesis cases
+    (:data:`WIRE_PROFILES`, as fixed shards), then (``directed``) directed cases
+    for the rows they missed (``eager``: a wait ends once the model needs no more
+    time, see ``Environment.black_box``); ``jobs`` at a time (:mod:`._jobs`;
+    default: what the machine holds), each on a site of its own, merged in a fixed
+    order (the same result for every ``jobs``). A failure is shrunk (``shrink``)
+    and replayed ``replays`` times (:func:`._jobs.confirm`). ``time_scale`` None:
+    calibrated (:mod:`._timing`); the tolerance's wall time is the jitter budget. A
+    run whose scheduling was later than the budget may be inconclusive on timing
+    (:func:`_inconclusive`)."""
     if profile not in WIRE_PROFILES:
         raise UsageError(f"profile {profile!r}: expected one of "
                          f"{', '.join(WIRE_PROFILES)}")
@@ -128,13 +129,14 @@ def run_wire(interp: Interpretation, client_cmd: str, *, profile: str = "ci",
                 Pool(n_jobs) as pool, JitterMonitor(budget_ms) as jitter:
             sizes = [SHARD_CASES] * (cases // SHARD_CASES) + (
                 [cases % SHARD_CASES] if cases % SHARD_CASES else [])
-            shards = [job("random", seed=shard_seed(seed, i), cases=n,
-                          steps=steps or plan.steps) for i, n in enumerate(sizes)]
-            # The probes need nothing from the random cases: they run in the same
-            # stage, after the shards in order (one pool, no barrier between them).
-            if probes:
-                shards += [program(p, by) for by, p
-                           in _run.probe_programs(interp, env.logs)]
+            # The probes need nothing from the random cases, so they run in the
+            # same stage (one pool, no barrier), and first: they are short and aimed
+            # at what random search meets last (stalls, timeouts, failover, a lost
+            # upload), and a stage's failure waits only for the jobs before it.
+            shards = [program(p, by) for by, p
+                      in _run.probe_programs(interp, env.logs)] if probes else []
+            shards += [job("random", seed=shard_seed(seed, i), cases=n,
+                           steps=steps or plan.steps) for i, n in enumerate(sizes)]
             stage: list[tuple[Job, Outcome | None]] = list(zip(
                 shards, pool.run(shards, each=each), strict=True))
             first = merged.add(stage)
@@ -323,10 +325,9 @@ def _shrunk_failure(interp: Interpretation, client_cmd: str, pool: Pool,
     if not found.program:  # a directed case: its program is the job's
         found = msgspec.structs.replace(found, program=list(job.program))
     original = program_length(found.program)
-    best = found
-    if shrink:
-        best, _ = _jobs.shrink(pool, program, found)
-    reproduced = _jobs.replay(pool, program, best, replays) if replays else 0
+    kept = _jobs.shrink(pool, program, found)[0] if shrink else [found]
+    best, reproduced = (_jobs.confirm(pool, program, kept, replays) if replays
+                        else (kept[-1], 0))
     f = _run._failure(best.violation(), best.program, interp, client_cmd, client_cmd,
                       seed if job.kind == "random" else None, job.found_by)
     return msgspec.structs.replace(f, timing=best.timing,
