@@ -103,6 +103,21 @@ def test_a_normal_install_works_from_an_empty_directory(installed: Path,
     har = _run(installed, tmp_path, "validate", "ex/reference.har")
     assert har.returncode == 0, har.stdout + har.stderr
 
+    # The pytest plugin, through the wheel's pytest11 entry point: a project's own
+    # test run judges the reference client too.
+    (tmp_path / "test_own.py").write_text("def test_own():\n    assert True\n")
+    plugin = subprocess.run(
+        [str(installed / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "--sephb-client", "reference", "--sephb-report", "report"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert plugin.returncode == 0, plugin.stdout[-2000:] + plugin.stderr[-2000:]
+    assert (tmp_path / "report" / "junit.xml").is_file()
+    loaded = subprocess.run(
+        [str(installed / "python"), "-c",
+         "import sephb.conformance.pytest_plugin as p; print(p.__file__)"],
+        cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert loaded.stdout.startswith(str(installed.parent)), loaded.stdout  # the wheel's
+
 
 def _wait_for_control(manager: subprocess.Popen[str], timeout_s: float = 30) -> None:
     """Until the example site's control API answers (it starts last)."""

@@ -115,9 +115,10 @@ def register(sub: Any) -> None:
                            "exercised); 2 usage error; 3 the client could not be "
                            "tested (it exited, or made no request within the start-up "
                            "wait); 4 inconclusive (over the wire: the machine was "
-                           "busier than the run's measured jitter budget, or more "
+                           "busier than the run's measured jitter budget, more "
                            "timing findings than a tenth of the cases did not recur "
-                           "when their case ran again, so its timing could not be "
+                           "when their case ran again, or its timing failure did not "
+                           "come back in every replay, so its timing could not be "
                            "judged).", 79),
                        epilog="examples:\n"
                               "  sephb conform                          the reference, "

@@ -217,8 +217,7 @@ def _inconclusive(merged: _Merged, budget_ms: float, failure: Failure | None) ->
     (a client seems on time). A lone hiccup while nothing was timed changes
     nothing; so a run is inconclusive when the machine was busy throughout (more
     than BUSY_SHARE of the samples over the budget), or when its failure rests on
-    timing and no replay broke it again, or rests on timing, scheduling went over
-    the budget, and not every replay broke it again, or more than
+    timing and not every replay broke it again, or more than
     :meth:`_Merged.max_set_aside` findings did not recur when their cases ran
     again."""
     busy = merged.samples and merged.over > BUSY_SHARE * merged.samples
@@ -235,18 +234,17 @@ def _inconclusive(merged: _Merged, budget_ms: float, failure: Failure | None) ->
                 f"{budget_ms:g} ms): the machine, or the client, is too noisy to judge "
                 f"timing; {advice}")
     if failure is not None and failure.timing and failure.replays \
-            and failure.reproduced == 0:
-        return (f"its failure rests on timing and none of {failure.replays} replays "
+            and failure.reproduced < failure.replays:
+        # (Before, a timing failure that some replays broke stood when scheduling
+        # had kept within the budget: on a machine kept busy the reference client
+        # then failed once in ten runs -- a next action 2 ms past the budget whose
+        # case had shown it twice and one replay in three again.)
+        some = "none" if failure.reproduced == 0 else f"only {failure.reproduced}"
+        return (f"its failure rests on timing and {some} of {failure.replays} replays "
                 f"of it broke the requirement again (worst scheduling lateness "
                 f"{late:.1f} ms, budget {budget_ms:g} ms; the client's own wait for a "
                 f"CPU is excused, other delays on a busy machine are not measured): "
                 f"it may be noise; {advice}")
-    if (failure is not None and failure.timing and late > budget_ms
-            and failure.reproduced < failure.replays):
-        return (f"its failure rests on timing, scheduling was {late:.1f} ms late at "
-                f"worst (the jitter budget is {budget_ms:g} ms), and the failure "
-                f"did not reproduce in every replay ({failure.reproducibility}): it "
-                f"may be noise; {advice}")
     return ""
 
 
