@@ -148,8 +148,9 @@ def test_a_fault_not_killed_says_why(capsys: pytest.CaptureFixture[str]) -> None
     from sephb.conformance.cli._suite import _mutant_row
     from sephb.conformance.suite.results import SuiteResult
 
-    def result(**kw: str) -> SuiteResult:
-        return SuiteResult("c", "wire", "seed", "ci", 0, 1, 1, 1.0, {}, [], [], **kw)
+    def result(inconclusive: str = "", error: str = "") -> SuiteResult:
+        return SuiteResult("c", "wire", "seed", "ci", 0, 1, 1, 1.0, {}, [], [],
+                           inconclusive=inconclusive, error=error)
 
     row = _mutant_row("checks-in-late", "wire", "REQ-7-PULL",
                       result(inconclusive="the machine was too busy"), 9.0, False)
