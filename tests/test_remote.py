@@ -698,6 +698,32 @@ def test_a_client_that_exits_at_once_ends_the_run_with_its_words(tmp_path: Path)
     nothing_left()
 
 
+@pytest.mark.parametrize(("starved_s", "tested"), [(1.0, True), (0.3, False)])
+def test_a_client_starved_of_a_cpu_at_start_gets_the_time_it_waited(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, starved_s: float,
+        tested: bool) -> None:
+    """On a machine kept busy a client can wait seconds on a run queue before its
+    first request: its start-up wait grows by that time (before, a loaded run of the
+    reference client once ended ERROR, "made no request within 3 s"). The wait for
+    a CPU is measured by schedstat; here it is given (starving a process on demand
+    is not deterministic), and the client takes 1.2 s to start: 0.5 s of start-up
+    wait and 1 s of CPU wait cover it, 0.3 s do not."""
+    script = tmp_path / "slow-start.sh"
+    script.write_text('#!/bin/sh\nsleep 1.2\nexec "$@"\n')
+    script.chmod(0o755)
+    monkeypatch.setattr(ProcessClient, "start_wait_ms",
+                        lambda self: round(starved_s / self.world.time_scale * 1000))
+    result = run_wire(get("seed"), f"{script} {REFERENCE}", max_examples=1, steps=2,
+                      directed=False, probes=False, jobs=1, startup_s=0.5)
+    if tested:
+        assert result.error == "" and result.cases == 1, result.error
+    else:
+        assert result.verdict == "ERROR"
+        assert ("made no request within 0.5 s of its start (and 0.3 s more, the time "
+                "it waited for a CPU)") in result.error
+    nothing_left()
+
+
 def test_a_silent_client_ends_the_run_after_the_startup_wait() -> None:
     result = run_wire(get("seed"), "sh -c 'sleep 60' {sylink} {state_dir} {time_scale}",
                       max_examples=3, startup_s=0.5)

@@ -91,6 +91,8 @@ def main() -> int:
                 for f in res.failures:
                     print(f"    FAILED {f.requirement}: {f.message} "
                           f"({f.reproducibility})")
+                if res.error:
+                    print(f"    ERROR: {res.error}")
                 if res.inconclusive:
                     print(f"    INCONCLUSIVE: {res.inconclusive}")
     finally:
