@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from test_e2e import SCALE, SEPHB, client, running_manager, sylink
 
@@ -146,15 +147,22 @@ def test_a_seeded_fault_is_shown_live_with_its_requirement_and_offline_the_same(
     assert requirement in res.stdout
 
 
+@contextmanager
+def stalled(tmp: Path, path: str) -> Iterator[tuple[
+        Any, subprocess.Popen[str], Lines, Path, Path]]:
+    """A manager whose m1 stalls ``path``, and the monitor in front of it (pull)."""
+    with running_manager(tmp, SCALE) as mgr, \
+            monitor(tmp, sylink(tmp, mgr, Mode.PULL)) as (proc, lines, mine, trace):
+        mgr.call("POST", "/control/m1/fault", {"mode": "stall", "path": path})
+        yield mgr, proc, lines, mine, trace
+
+
 def test_a_request_waited_on_for_ever_is_said_presumptively_while_it_waits(
         tmp_path: Path) -> None:
     # The manager stalls GET /urls; a client that never gives a request up waits
     # for ever: no record will ever prove it, so the monitor says it once the request
     # limit (and the tolerance) has passed -- presumptively, while the client waits.
-    with running_manager(tmp_path, SCALE) as mgr, \
-            monitor(tmp_path, sylink(tmp_path, mgr, Mode.PULL)) as (proc, lines, mine,
-                                                                   _):
-        mgr.call("POST", "/control/m1/fault", {"mode": "stall", "path": "/urls"})
+    with stalled(tmp_path, "/urls") as (mgr, proc, lines, mine, _):
         mgr.call("POST", "/control/publish", {"push": False})  # content to fetch
         stuck = subprocess.Popen(
             [*SEPHB, "client", "--sylink", str(mine), "--state-dir",
@@ -174,10 +182,7 @@ def test_a_session_given_up_before_the_limit_is_said_and_one_at_the_limit_is_not
         tmp_path: Path) -> None:
     # m1 stalls index.dat: the reference client gives the session up at the limit
     # (conformant); the seeded fault gives it up after 10,000 ms (A14: not before).
-    with running_manager(tmp_path, SCALE) as mgr, \
-            monitor(tmp_path, sylink(tmp_path, mgr, Mode.PULL)) as (proc, lines, mine,
-                                                                   trace):
-        mgr.call("POST", "/control/m1/fault", {"mode": "stall", "path": "/index.dat"})
+    with stalled(tmp_path, "/index.dat") as (_, proc, lines, mine, trace):
         client(tmp_path, mine, "--heartbeats", "1", cid="ontime")
         client(tmp_path, mine, "--heartbeats", "1", "--fault", "gives-up-session-early",
                cid="early", check=False)

@@ -25,6 +25,7 @@ from sephb.conformance.traces import validate as V
 from sephb.conformance.traces.har import har_events, trace_to_har
 from sephb.conformance.traces.properties import CONTENT_PORTS, HIDDEN
 from sephb.conformance.traces.trace import header_record
+from sephb.conformance.traces.wire import GAVE_UP
 from sephb.model import oracle
 from sephb.model.checker import NAMES
 from sephb.model.graph import Topology, checkin_paths, concrete_graph, node, row_of
@@ -548,6 +549,34 @@ def test_trace_to_har_keeps_what_the_servers_did_not_answer_or_record() -> None:
     held = entries[2]
     assert held["request"]["url"].endswith("/push") and held["response"]["status"] == 0
     assert held["response"]["_error"] and held["time"] == 80
+
+
+def test_a_session_given_up_before_the_limit_is_judged_the_same_from_a_har(
+        tmp_path: Path) -> None:
+    """A client that gives its session up 10,000 ms after the connect (A14: not
+    before 30,000): the servers record SESSION_TIMEOUT with the error "the client
+    gave up", and the HAR of those records reads back as the same event, so
+    validate finds the same violation in both. (Before, the HAR read it as a
+    connect that failed, and the early give-up passed.)"""
+    at = {"client": "c1", "by": "server", "server": "m1", "role": "manager",
+          "conn": 1, "addr": "127.0.0.2", "port": 8014}
+    records = [{**at, "t": 0, "event": "CONNECT"},
+               {**at, "t": 1, "event": "GET_INDEX", "method": "GET",
+                "path": "/index.dat"},
+               {**at, "t": 10_000, "event": "SESSION_TIMEOUT", "status": 0,
+                "error": f"client closed: {GAVE_UP}"},
+               {**at, "t": 10_001, "event": "DISCONNECT"}]
+    har = tmp_path / "early.har"
+    har.write_text(json.dumps(trace_to_har(records)))
+    assert [e.event for e in har_events(str(har))] == [
+        "CONNECT", "GET_INDEX", "SESSION_TIMEOUT"]
+    trace = tmp_path / "early.ndjson"
+    trace.write_text("".join(json.dumps(r) + "\n" for r in records))
+    for path in (trace, har):
+        res = V.validate_file(str(path), data=True, tolerance_ms=1_000)
+        bad = [c for c in res.clients if not c.conformant]
+        assert [(c.requirement, c.seen) for c in bad] == [
+            ("REQ-2-TIMEOUT-30000", "SESSION_TIMEOUT")], (path, res.clients)
 
 
 def test_a_push_capture_validates_clean_with_data(tmp_path: Path) -> None:

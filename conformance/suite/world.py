@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from sephb.conformance.site import Fault
 from sephb.conformance.traces import wire
 from sephb.conformance.traces.wire import ROUTES, Role, Route
-from sephb.model.protocol import Action, Event, Source
+from sephb.model.protocol import Action, Event, Source, failure_of
 
 #: ``Fault`` is the site's vocabulary (:class:`sephb.conformance.site.Fault`); the
 #: replay files of shrunk programs name it from here.
@@ -387,12 +387,10 @@ class World:
         conn = self._conns.get(client)
         if conn is not None:
             if conn.pending is not None and conn.pending is not Action.HOLD:
-                route = _ROUTE[conn.pending]
-                # Giving up on the first answer, or on index.dat (a pushed check-in's
-                # session on the held connection), is the session limit running out.
-                failed = (Event.SESSION_TIMEOUT
-                          if conn.requests == 1 or conn.pending is Action.GET_INDEX
-                          else wire.failure_event(route, first_request=False))
+                # The client's timer ran out: the table's timeout of the request
+                # (SESSION_TIMEOUT for index.dat, the session's, also a pushed
+                # check-in's on the held connection), as the exchange reading says.
+                failed = failure_of(conn.pending, timed_out=True)
                 self._emit(client, conn.server, failed.value, conn=conn.id,
                            error=wire.GAVE_UP)
             self._close(client, conn)

@@ -28,7 +28,9 @@ else:
   A GUP's connections are transport, not model steps;
 * method + path -> the route's Action; a 2xx answer -> the route's Event (``204`` on
   ``/push`` is the end of a hold, ``HEARTBEAT_DUE``); anything else (status 0, an
-  ``_error``, 3xx-5xx) -> :func:`sephb.conformance.traces.wire.failure_event`;
+  ``_error``, 3xx-5xx) -> :func:`sephb.conformance.traces.wire.failure_event`, but
+  an ``_error`` saying the client gave up is its timer running out (``SESSION_TIMEOUT``
+  for the session's ``GET /index.dat``: see :mod:`.exchanges`);
 * ``changed`` on INDEX_RECEIVED compares the request's ``X-Sephb-Serial`` with the
   answer's serial, and ``source`` is read from the answer body, when the capture
   kept the body; otherwise both are unknown to the checker;
@@ -65,6 +67,7 @@ import msgspec
 
 from sephb.conformance.traces.exchanges import answer_of, json_object, log_ids
 from sephb.conformance.traces.wire import (
+    GAVE_UP,
     HEADER_CLIENT,
     HEADER_LOCATION,
     HEADER_SERIAL,
@@ -287,7 +290,9 @@ def har_events(path: str, *, time_scale: float = 1.0,
         status = None if e.response._error else e.response.status
         answer = answer_of(route, status, json_object(
             e.response.content.text if e.response.content else None),
-            request_serial=_header(e.request, HEADER_SERIAL), first_request=first)
+            request_serial=_header(e.request, HEADER_SERIAL), first_request=first,
+            # the servers' and the monitor's records say so (trace_to_har keeps it)
+            gave_up=GAVE_UP in (e.response._error or ""))
         emit(client, answer.event.value, end, n, answer.changed, answer.source,
              ids=answer.ids)
         failed = status is None or not 200 <= status < 300
