@@ -6,11 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sephb.conformance import suite
 from sephb.conformance.client.faults import FAULTS, core_class
+from sephb.conformance.suite._narrate import parse_step, replay_source
 from sephb.conformance.suite._run import probe_programs, run_program
 from sephb.conformance.suite.inproc import CoreClient
 from sephb.conformance.suite.results import Status
@@ -269,3 +271,39 @@ def test_the_drain_judges_a_deadline_past_its_due_time_before_the_case_ends() ->
     with pytest.raises(suite.Violation) as found:
         run_program(machine, program)
     assert found.value.requirement == "REQ-7-PUSH-HEARTBEAT"
+
+
+def test_steps_before_the_start_are_in_place_for_the_first_heartbeat(
+        tmp_path: Path) -> None:
+    """A directed program's faults and logs before its start are set once the site
+    and the client are built, before the client starts: the first check-in meets
+    them. A replay file runs such a program the same way."""
+    interp = get("seed")
+
+    def played(program: list[str]) -> list[dict[str, Any]]:
+        machine = suite.make_machine(interp, suite.reference_factory(), suite.Coverage(
+            {r.name: 0 for r in interp.rows()}))
+        state: Any = machine()
+        for rule, kw in map(parse_step, program):
+            getattr(state, rule)(**kw)
+        assert state.oracle.findings == []
+        return list(state.world.records)
+
+    stalled = ["state.fault(m=0, fault=Fault.STALL, path='/urls')",
+               "state.start(mode=Mode.PULL)", "state.wait(dt=None)", "state.teardown()"]
+    records = played(stalled)
+    assert [(r["t"], r["event"]) for r in records][3:5] == [
+        (0, "GET_URLS"), (30_000, "REQUEST_FAILED")]  # the first request to /urls stalled
+    records = played(["state.logs(count=2)", "state.start(mode=Mode.PULL)",
+                      "state.teardown()"])
+    upload = next(r for r in records if r["event"] == "UPLOAD_LOGS")
+    assert upload["t"] == 0 and len(upload["ids"]) == 2  # the first upload took them
+    # the stalled program, replayed against a client that keeps waiting on the
+    # stalled request, fails there
+    replay = tmp_path / "test_replay.py"
+    replay.write_text(replay_source("seed", "waits-forever-after-session", stalled,
+                                    "REQ-X-ABORT", "stuck"))
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          str(replay)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1, run.stdout[-2000:]
+    assert "REQ-X-ABORT" in run.stdout

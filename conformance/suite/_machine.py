@@ -280,6 +280,11 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             #: have resolved.
             self.target: str | None = None
             self._awaited: set[tuple[str, int]] | None = None
+            #: What a directed case's steps before its start do, done once the site
+            #: and the client are built and before the client starts (a stall, or
+            #: logs, its first heartbeat meets).
+            self._before: list[Callable[[], None]] = []
+            self._started = False
             self.began = time.perf_counter()
             if currently_in_test_context():
                 coverage.cases += 1
@@ -316,6 +321,9 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             self.client = Guarded(made, watchdog, self._client_failed)
             w.on_answer = lambda cid, reply: self.client.answer(w.now, reply)
             self.fed = 0
+            for act in self._before:
+                act()
+            self._started = True
             t0 = w.now
             self._starting(lambda: self.client.start(0))
             self.oracle.started(self._spawned(t0), environment.start_ms)
@@ -327,11 +335,13 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
               path=st.sampled_from(PATHS))
         @_counted
         def fault(self, m: int, fault: Fault, path: str | None) -> None:
-            """Manager ``m`` (counted round the site's managers) misbehaves."""
-            assert self.world is not None
+            """Manager ``m`` (counted round the site's managers) misbehaves; before
+            the start (a directed case's program only), from the client's first
+            request on."""
             if fault in (Fault.REFUSE, Fault.BLACKHOLE):
                 path = None  # connection-level faults: every connection
-            self.world.set_fault(m % len(self.world.managers), path, fault)
+            self._when_started(lambda: self.world.set_fault(
+                m % len(self.world.managers), path, fault))
 
         @rule()
         @_counted
@@ -343,8 +353,7 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
                                                        Fault.STALL]))
         @_counted
         def gup(self, up: bool, fault: Fault) -> None:
-            assert self.world is not None
-            self.world.set_gup(None if up else fault)
+            self._when_started(lambda: self.world.set_gup(None if up else fault))
 
         @rule()
         @_counted
@@ -392,9 +401,12 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
         @rule(count=st.integers(1, 4))
         @_counted
         def logs(self, count: int) -> None:
-            # Ids when the suite wrote them (a spool): judged one by one from now.
-            ids = self.client.produce_logs(count)
-            self.oracle.logs_produced(count, ids=ids, at=self.world.now)
+            def produce() -> None:
+                # Ids when the suite wrote them (a spool): judged one by one from now.
+                ids = self.client.produce_logs(count)
+                self.oracle.logs_produced(count, ids=ids, at=self.world.now)
+
+            self._when_started(produce)
 
         @rule()
         @_counted
@@ -439,6 +451,15 @@ def make_machine(interp: Interpretation, env: Environment | ClientFactory,
             self.oracle.restarted(t0)
             self.oracle.started(self._spawned(t0), environment.start_ms)
             self._settle()
+
+        def _when_started(self, act: Callable[[], None]) -> None:
+            """Do ``act`` now, or (a step before the start: only a directed case's
+            program has one) once the case's site and client are built, just before
+            the client starts."""
+            if self._started:
+                act()
+            else:
+                self._before.append(act)
 
         def _open(self) -> set[tuple[str, int]]:
             return {(o.deadline, o.opened) for o in self.oracle.pending()}

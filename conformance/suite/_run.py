@@ -310,76 +310,94 @@ class Probe:
     logs: bool = False
     #: The site the probe runs against.
     site: Site = DEFAULT_SITE
+    #: Faults in place before the client starts (``fault`` and ``gup`` steps): its
+    #: first heartbeat meets them, so the probe needs no heartbeat to get there.
+    before: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     def program(self) -> list[str]:
         site = {} if self.site == DEFAULT_SITE else {"site": self.site}
-        return [step_text("start", {"mode": self.mode, **site}),
+        return [*(step_text(rule, kw) for rule, kw in self.before),
+                step_text("start", {"mode": self.mode, **site}),
                 *(step_text(rule, kw) for rule, kw in self.steps),
                 "state.teardown()"]
 
 
+def _every(fault: Fault, path: str, managers: range
+           ) -> tuple[tuple[str, dict[str, Any]], ...]:
+    return tuple(("fault", {"m": i, "fault": fault, "path": path}) for i in managers)
+
+
 def _stall(path: str, managers: range) -> tuple[tuple[str, dict[str, Any]], ...]:
-    return tuple(("fault", {"m": i, "fault": Fault.STALL, "path": path})
-                 for i in managers)
+    return _every(Fault.STALL, path, managers)
 
 
 _WAIT_NEXT = ("wait", {"dt": None})
 #: How many managers share the first priority (they come first in SITE).
 _TOP = sum(1 for *_, p in SITE if p == SITE[0][2])
 # A case starts with every server up and the manager as every location's content
-# source: the probes change only what they need.
+# source: the probes change only what they need, before the client starts when its
+# first heartbeat can meet it (a client starts with no index.dat, so its first
+# check-in fetches the download URLs and the content).
 PROBES: tuple[Probe, ...] = (
-    # Two heartbeats with nothing wrong: each begins by the interval, each pull
-    # check-in closes its connection at once (step 7).
-    Probe("heartbeats", Mode.PULL,
-          (("wait", {"dt": INTERVAL_MS}), ("wait", {"dt": INTERVAL_MS}))),
-    # New content and every manager stalls GET /urls: the request is given up within
-    # the request limit, and the next heartbeat still comes.
-    # (Faults come before what they must meet: a client still busy with its first
-    # check-in when the probe begins must not get past them.)
-    Probe("stalled-request", Mode.PULL,
-          (*_stall("/urls", range(len(SITE))), ("publish", {}), _WAIT_NEXT, _WAIT_NEXT)),
+    # (In the order they run: those that end soonest and that most wrong clients
+    # fail come first, since a failure is reported only once the probes before it
+    # have ended -- that keeps a run's result the same whatever its --jobs.)
     # Every manager stalls index.dat: the session is given up at the limit, neither
-    # later nor earlier.
-    Probe("stalled-session", Mode.PULL,
-          (*_stall("/index.dat", range(len(SITE))), _WAIT_NEXT, _WAIT_NEXT)),
+    # later nor earlier, and the next heartbeat still comes.
+    Probe("stalled-session", Mode.PULL, (_WAIT_NEXT, _WAIT_NEXT),
+          before=_stall("/index.dat", range(len(SITE)))),
+    # A site unlike the default one: managers on other ports than 8014 and in
+    # another order of ports, a GUP on another port than 2967 that the client's
+    # location takes its content from. Every address and port must come from
+    # sylink.xml and the download URLs, none from the seed's defaults.
+    Probe("other-ports", Mode.PULL, (),
+          site=Site(managers=((1, 9014), (1, 8443), (2, 8014)), gup=2968,
+                    policies=(("Default", "gup"),))),
+    # Every manager answers GET /index.dat with an HTTP error (503): the check-in
+    # ends at once (documented: after failing over through the managers), and the
+    # client goes on to its next heartbeat.
+    Probe("failed-session", Mode.PULL, (_WAIT_NEXT,),
+          before=_every(Fault.ERROR, "/index.dat", range(len(SITE)))),
+    # Every manager stalls GET /urls: the request is given up within the request
+    # limit, and the next heartbeat still comes.
+    Probe("stalled-request", Mode.PULL, (_WAIT_NEXT, _WAIT_NEXT),
+          before=_stall("/urls", range(len(SITE)))),
+    # The first priority's managers stall the session: the heartbeat fails over to
+    # the next manager at once, in priority order.
+    Probe("failover", Mode.PULL, (_WAIT_NEXT, _WAIT_NEXT),
+          failover=True, before=_stall("/index.dat", range(_TOP))),
+    # The location takes its content from the GUP, which fails: the seed's reading
+    # skips it, the documented one fetches it from the manager (a failed GUP
+    # download leaves no record over the wire; the suite knows it made the GUP fail).
+    Probe("gup-down", Mode.PULL, (),
+          site=Site(policies=(("Default", "gup"),)),
+          before=(("gup", {"up": False, "fault": Fault.ERROR}),)),
+    # Every manager answers POST /sensors with an HTTP error: the check-in ends (its
+    # logs went before) and the next heartbeat comes by the interval.
+    Probe("failed-upload", Mode.PULL, (_WAIT_NEXT,),
+          before=_every(Fault.ERROR, "/sensors", range(len(SITE)))),
     # A change pushed on the held connection is acted on at once.
     # (A push reaches only a held request: first the client holds.)
     Probe("push", Mode.PUSH, (("wait", {"dt": SESSION_LIMIT_MS}), ("push", {}),
                               ("wait", {"dt": INTERVAL_MS}))),
+    # Heartbeats with nothing wrong: each begins by the interval, each pull check-in
+    # closes its connection at once (step 7). (Every case ends by waiting for the
+    # next heartbeat: this one sees three.)
+    Probe("heartbeats", Mode.PULL, (_WAIT_NEXT,)),
     # A pushed check-in whose index.dat stalls: its session is given up at the
     # session limit, neither later nor earlier, as a heartbeat's would be.
+    # (Faults come before what they must meet: a client still busy with its first
+    # check-in when the probe begins must not get past them.)
     Probe("push-stalled-session", Mode.PUSH,
           (("wait", {"dt": SESSION_LIMIT_MS}), *_stall("/index.dat", range(len(SITE))),
            ("push", {}), ("wait", {"dt": INTERVAL_MS}))),
     # Logs produced, the first priority's managers reset POST /logs, the client is
     # restarted after the failed upload: what it had taken in must still be
-    # uploaded, once.
-    Probe("log-durability", Mode.PULL,
-          (*(("fault", {"m": i, "fault": Fault.RESET, "path": "/logs"})
-             for i in range(_TOP)), ("logs", {"count": 2}),
-           _WAIT_NEXT, ("heal", {}), ("restart", {}), _WAIT_NEXT), logs=True),
-    # The first priority's managers stall the session: the heartbeat fails over to
-    # the next manager at once, in priority order.
-    Probe("failover", Mode.PULL,
-          (*_stall("/index.dat", range(_TOP)),
-           _WAIT_NEXT, _WAIT_NEXT, _WAIT_NEXT), failover=True),
-    # The location takes its content from the GUP, which then fails while new content
-    # is published: the seed's reading skips it, the documented one fetches it from
-    # the manager (a failed GUP download leaves no record over the wire; the suite
-    # knows it made the GUP fail).
-    Probe("gup-down", Mode.PULL,
-          (("gup", {"up": False, "fault": Fault.ERROR}), ("publish", {}), _WAIT_NEXT,
-           _WAIT_NEXT),
-          site=Site(policies=(("Default", "gup"),))),
-    # A site unlike the default one: managers on other ports than 8014 and in
-    # another order of ports, a GUP on another port than 2967 that the client's
-    # location takes its content from. Every address and port must come from
-    # sylink.xml and the download URLs, none from the seed's defaults.
-    Probe("other-ports", Mode.PULL,
-          (_WAIT_NEXT, ("publish", {}), _WAIT_NEXT),
-          site=Site(managers=((1, 9014), (1, 8443), (2, 8014)), gup=2968,
-                    policies=(("Default", "gup"),))),
+    # uploaded, once (the first wait ends when the first check-in has ended).
+    Probe("log-durability", Mode.PULL, (_WAIT_NEXT, ("heal", {}), ("restart", {})),
+          logs=True,
+          before=(*(("fault", {"m": i, "fault": Fault.RESET, "path": "/logs"})
+                    for i in range(_TOP)), ("logs", {"count": 2}))),
 )
 
 
