@@ -178,6 +178,24 @@ def test_a_request_waited_on_for_ever_is_said_presumptively_while_it_waits(
     assert said.startswith("stuck: ") and "REQ-X-ABORT" in said, said
 
 
+def test_a_request_given_up_before_its_limit_is_said_and_one_at_it_is_not(
+        tmp_path: Path) -> None:
+    # m1 stalls GET /urls: the reference client gives the request up at the request
+    # limit (conformant); the seeded fault gives it up early (A12: not before). The
+    # rule is the offline checker's (RequestGiveUp), so the monitor says it live.
+    with stalled(tmp_path, "/urls") as (mgr, proc, lines, mine, trace):
+        mgr.call("POST", "/control/publish", {"push": False})  # content to fetch
+        client(tmp_path, mine, "--heartbeats", "1", cid="ontime")
+        client(tmp_path, mine, "--heartbeats", "1", "--fault", "gives-up-request-early",
+               cid="early", check=False)
+        said = lines.wait_for("early: NON-CONFORMANT")
+        code = stop(proc)
+    assert "REQ-X-ABORT" in said and "request limit" in said, said
+    assert not any(ln.startswith("ontime:") for ln in lines.lines), lines.lines
+    assert code == 1
+    same_summary(lines.lines, trace, mine)
+
+
 def test_a_session_given_up_before_the_limit_is_said_and_one_at_the_limit_is_not(
         tmp_path: Path) -> None:
     # m1 stalls index.dat: the reference client gives the session up at the limit

@@ -231,6 +231,7 @@ DATA_FAULTS = {
     "drops-logs-on-failure": "REQ-5-LOGS",
     "uploads-logs-twice": "REQ-5-LOGS",
     "gives-up-session-early": "REQ-2-TIMEOUT-30000",
+    "gives-up-request-early": "REQ-X-ABORT",
 }
 
 
@@ -577,6 +578,46 @@ def test_a_session_given_up_before_the_limit_is_judged_the_same_from_a_har(
         bad = [c for c in res.clients if not c.conformant]
         assert [(c.requirement, c.seen) for c in bad] == [
             ("REQ-2-TIMEOUT-30000", "SESSION_TIMEOUT")], (path, res.clients)
+
+
+@pytest.mark.parametrize(("gave_up_at", "early"), [(10_000, True), (30_500, False)])
+def test_a_request_given_up_before_its_limit_is_found_offline(
+        tmp_path: Path, gave_up_at: int, early: bool) -> None:
+    """A12: a stalled request after the session is given up at the request limit
+    (30,000 ms under seed), not before: the suite judged it (the oracle), and now
+    validate does too, from the servers' NDJSON and from their HAR alike (one rule,
+    ``RequestGiveUp``). An error answer ends a request at once: only a failure whose
+    error says the client gave up is judged."""
+    at = {"client": "c1", "by": "server", "server": "m1", "role": "manager",
+          "conn": 1, "addr": "127.0.0.2", "port": 8014}
+    records = [{**at, "t": 0, "event": "CONNECT"},
+               {**at, "t": 1, "event": "GET_INDEX", "method": "GET",
+                "path": "/index.dat"},
+               {**at, "t": 2, "event": "INDEX_RECEIVED", "status": 200,
+                "changed": True, "source": "manager"},
+               {**at, "t": 3, "event": "GET_URLS", "method": "GET", "path": "/urls"},
+               {**at, "t": gave_up_at, "event": "REQUEST_FAILED", "status": 0,
+                "error": f"client closed: {GAVE_UP}"},
+               {**at, "t": gave_up_at + 1, "event": "DISCONNECT"}]
+    har = tmp_path / "early.har"
+    har.write_text(json.dumps(trace_to_har(records)))
+    trace = tmp_path / "early.ndjson"
+    trace.write_text("".join(json.dumps(r) + "\n" for r in records))
+    for path in (trace, har):
+        res = V.validate_file(str(path), data=True, tolerance_ms=1_000)
+        bad = [c for c in res.clients if not c.conformant]
+        assert [(c.requirement, c.seen) for c in bad] == (
+            [("REQ-X-ABORT", "REQUEST_FAILED")] if early else []), (path, res.clients)
+        if early:
+            margin = bad[0].margin
+            assert margin is not None and margin.way == "early"
+            assert margin.by_ms == 30_003 - gave_up_at
+    # the same failure as an error answer (503) ends the request at once: no finding
+    answered = [{**r, "error": "answered 503"} if r["event"] == "REQUEST_FAILED" else r
+                for r in records]
+    trace.write_text("".join(json.dumps(r) + "\n" for r in answered))
+    res = V.validate_file(str(trace), data=True, tolerance_ms=1_000)
+    assert all(c.conformant for c in res.clients), res.clients
 
 
 def test_a_push_capture_validates_clean_with_data(tmp_path: Path) -> None:

@@ -19,7 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sephb.conformance.traces import wire
 from sephb.conformance.traces.properties import (
     CONTENT_PORTS,
     HIDDEN,
@@ -27,6 +26,7 @@ from sephb.conformance.traces.properties import (
     Finding,
     LogLedger,
     PushHold,
+    RequestGiveUp,
     SessionLimit,
 )
 from sephb.conformance.traces.trace import is_transport
@@ -43,8 +43,6 @@ from sephb.model.interpretations import Interpretation, Selection
 from sephb.model.protocol import (
     ENTRY,
     GUP_PORT,
-    ON_ERROR,
-    ON_TIMEOUT,
     SESSION_LIMIT_MS,
     TABLE,
     Action,
@@ -53,13 +51,6 @@ from sephb.model.protocol import (
     Switch,
 )
 
-#: Requests after the session: the request deadline's openers (model/deadlines.py),
-#: and the failures of the table that end one without its answer.
-_REQUEST_RULE = next(d for d in DEADLINES if d.id == "request")
-_AFTER_SESSION = _REQUEST_RULE.opens[None]
-_REQUEST_FAILS = frozenset(r.event.value for r in TABLE
-                           if ENTRY[r.source].value in _AFTER_SESSION
-                           and r.event in (*ON_ERROR, *ON_TIMEOUT))
 #: Manager actions that come once step 4 is over: the entry actions of the states
 #: the table leads to from a download, other than another download.
 _DOWNLOADING = frozenset(r.source for r in TABLE if r.event is Event.CONTENT_RECEIVED)
@@ -167,8 +158,8 @@ class Oracle:
     _copy_known: bool = True
     #: The serial of the last index answer, until its content arrives.
     _offered: str | None = None
-    #: The last request after the session on each connection: (action, when).
-    _requested: dict[tuple[Any, Any], tuple[str, int]] = field(default_factory=dict)
+    #: Requests after the session, keyed by server and connection (REQ-X-ABORT).
+    _requests: RequestGiveUp = field(init=False)
     #: Step 7 in push mode (None in pull mode).
     _push: PushHold | None = field(init=False)
     #: The manager a push-mode client last held its connection with.
@@ -186,6 +177,9 @@ class Oracle:
     def __post_init__(self) -> None:
         self.checker = Checker(self.interpretation, mode=self.mode, hidden=self.hidden)
         self._session = SessionLimit(self.tolerance_ms)
+        self._requests = RequestGiveUp(
+            self.interpretation.timing.request_limit_ms(self.interval_ms),
+            self.tolerance_ms)
         self._push = PushHold(self.interval_ms, self.tolerance_ms) \
             if self.mode is Mode.PUSH else None
         self.deadlines = self._new_deadlines()
@@ -560,26 +554,12 @@ class Oracle:
                        f"{better[0].priority}), which was reachable and not tried", t)
 
     def _request_limit(self, rec: dict[str, Any], name: str, t: int) -> None:
-        """REQ-X-ABORT, the lower bound (A12, as A14 for the session): a request after
-        the session that the suite left unanswered (a stall) is given up at the
-        request limit, not before it. A server records the client giving up as a
-        failure whose error says so; an error answer ends a request at once."""
-        key = (rec.get("server"), rec.get("conn"))
-        if name in _AFTER_SESSION:
-            self._requested[key] = (name, t)
-            return
-        if name not in _REQUEST_FAILS:
-            return
-        asked = self._requested.pop(key, None)
-        if asked is None or wire.GAVE_UP not in str(rec.get("error") or ""):
-            return
-        limit = self.interpretation.timing.request_limit_ms(self.interval_ms)
-        if t < asked[1] + limit - self.tolerance_ms:
-            self._find("REQ-X-ABORT",
-                       f"the client gave up {asked[0]} (sent at t={asked[1]}, left "
-                       f"unanswered) at t={t}, {t - asked[1]} ms later: before the "
-                       f"{limit} ms request limit (A12: the limit is how long a client "
-                       f"waits; tolerance {self.tolerance_ms} ms)", t, timing=True)
+        """REQ-X-ABORT, the lower bound: a stalled request after the session is not
+        given up before the request limit (:class:`RequestGiveUp`, as offline)."""
+        early = self._requests.see(name, t, rec.get("error"),
+                                   (rec.get("server"), rec.get("conn")))
+        if early is not None:
+            self._find("REQ-X-ABORT", early, t, timing=True)
 
     def _index_compared(self, rec: dict[str, Any], t: int) -> None:
         """REQ-3-INDEX: the client compares index.dat against its copy, and its copy

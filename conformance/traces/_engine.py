@@ -147,6 +147,8 @@ class _DataLine(_Line, gc=False):
     port: int | None = None
     ids: list[str] | None = None
     duplicates: list[str] | None = None
+    #: Why a request failed (a client that gave up says so: REQ-X-ABORT).
+    error: str | None = None
 
 
 _FAST: Final = msgspec.json.Decoder(_Line)
@@ -624,7 +626,7 @@ class _Run:
             props = st[_PROPS] = self.props_of[st[_ROW]] = _Measured(
                 self.tolerance_ms, self.config, st[_SIDE] != "client", self.mode,
                 self.timing, _HAR_UNSEEN if st[_SIDE] == "har" else frozenset())
-        found = props.feed(name, t, r.port, r.ids, r.duplicates, r.addr)
+        found = props.feed(name, t, r.port, r.ids, r.duplicates, r.addr, r.error)
         st[_COLS] = self.col_every if props.watching else self.col_quiet
         if found is not None:
             self.violate(st, r.client, name, t, first + self.at(recs, r), found,
@@ -961,8 +963,8 @@ def _har(path: str, run: _Run) -> None:
             # With --data, the fields the properties read, as a trace line has them.
             # (har_events gives only the sources _DataLine admits, or None.)
             rec = _DataLine(ev.t, ev.client, ev.event, "server", None, ev.changed,
-                            cast(Any, ev.source), ev.addr, ev.port, ev.ids
-                            ) if run.data else None
+                            cast(Any, ev.source), ev.addr, ev.port, ev.ids,
+                            None, ev.error) if run.data else None
             run.slow("har", ev.client, ev.event, ev.t, ev.changed, ev.source, None,
                      ev.line, rec)
     except HarError as exc:

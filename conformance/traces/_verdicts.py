@@ -275,19 +275,21 @@ class _Measured(TraceProperties):
 
     def feed(self, name: str, t: int, port: int | None = None,
              ids: list[str] | None = None, duplicates: list[str] | None = None,
-             addr: str | None = None) -> tuple[str, str] | None:
+             addr: str | None = None, error: str | None = None
+             ) -> tuple[str, str] | None:
         # Every record of --data comes here: reads only, and the base's feed called
         # directly (super() costs a lookup a record).
         since, last, broken = self._session.since, self._last_heartbeat, \
             self._push_broken
         push = self._push
         held = None if push is None else push._held_at
-        found = _feed(self, name, t, port, ids, duplicates, addr)
+        asked = self._requests.asked()
+        found = _feed(self, name, t, port, ids, duplicates, addr, error)
         if found is None:
             if broken is None and self._push_broken is not None:
                 self._closed_early = self._early_close(held, t)
             return None
-        self.margin = self._measure(found, t, since, last, broken)
+        self.margin = self._measure(found, t, since, last, broken, asked=asked)
         return found
 
     def finish(self, end: int) -> tuple[str, str] | None:
@@ -298,10 +300,14 @@ class _Measured(TraceProperties):
         return found
 
     def _measure(self, found: tuple[str, str], t: int, since: int | None,
-                 last: int | None, broken: str | None, *, at_end: bool = False
-                 ) -> Margin | None:
+                 last: int | None, broken: str | None, *, at_end: bool = False,
+                 asked: int | None = None) -> Margin | None:
         tol = self.tolerance_ms
         requirement, message = found
+        if requirement == "REQ-X-ABORT" and asked is not None \
+                and self.deadlines.broken is None:
+            bound = asked + self._requests.limit_ms
+            return Margin("request", "early", bound, bound - t, tol)
         if since is not None and t > since + SESSION_LIMIT_MS + tol:
             return Margin("session", "late", since + SESSION_LIMIT_MS,
                           t - since - SESSION_LIMIT_MS, tol, at_end)

@@ -102,6 +102,8 @@ class HarEvent:
     port: int | None = None
     #: Log ids: of an upload (from its body, when kept) or of an acknowledgement.
     ids: list[str] | None = None
+    #: Why no answer came (the entry's ``_error``), on the failure it reads as.
+    error: str | None = None
 
 
 class _Header(msgspec.Struct):
@@ -294,7 +296,7 @@ def har_events(path: str, *, time_scale: float = 1.0,
             # the servers' and the monitor's records say so (trace_to_har keeps it)
             gave_up=GAVE_UP in (e.response._error or ""))
         emit(client, answer.event.value, end, n, answer.changed, answer.source,
-             ids=answer.ids)
+             ids=answer.ids, error=e.response._error or None)
         failed = status is None or not 200 <= status < 300
         if failed and role is Role.MANAGER and (first or route.path == PUSH_PATH):
             conns[client] = None

@@ -34,12 +34,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from sephb.conformance.traces.wire import GAVE_UP
 from sephb.model.deadlines import DEADLINES, Deadlines, Open, Timing
 from sephb.model.interpretations import Interpretation, Selection
 from sephb.model.protocol import (
     ENTRY,
     HEARTBEAT_INTERVAL_S,
     INITIAL,
+    ON_ERROR,
+    ON_TIMEOUT,
     PARAMETERS,
     SESSION_LIMIT_MS,
     SESSION_PENDING,
@@ -145,6 +148,43 @@ class SessionLimit:
                              f"{self.tolerance_ms} ms)"
             return since is not None and name in SESSION_FAILS
         return False
+
+
+@dataclass
+class RequestGiveUp:
+    """REQ-X-ABORT's lower bound as records show it, for both judges (A12, as A14 is
+    for the session, :class:`SessionLimit`): a request after the session that was
+    left unanswered is given up at the request limit (``limit_ms``, the reading's),
+    not before it. A server (or the monitor) records the client giving up as a
+    failure whose ``error`` says so (:data:`~.wire.GAVE_UP`); an error answer ends a
+    request at once. Requests are told apart by ``key`` (the suite keys them by
+    server and connection; one client's trace has one request at a time)."""
+
+    limit_ms: int
+    tolerance_ms: int = 0
+    _asked: dict[Any, tuple[str, int]] = field(default_factory=dict)
+
+    def asked(self, key: Any = None) -> int | None:
+        """When the request pending on ``key`` was sent (None: none is)."""
+        pending = self._asked.get(key)
+        return None if pending is None else pending[1]
+
+    def see(self, name: str, t: int, error: str | None, key: Any = None) -> str | None:
+        """Note a request after the session, or judge a failure of one; what a
+        failure the client gave up too early broke, or None."""
+        if name in REQUESTS_AFTER_SESSION:
+            self._asked[key] = (name, t)
+            return None
+        if name not in REQUEST_FAILS:
+            return None
+        asked = self._asked.pop(key, None)
+        if asked is None or error is None or GAVE_UP not in error \
+                or t >= asked[1] + self.limit_ms - self.tolerance_ms:
+            return None
+        return (f"the client gave up {asked[0]} (sent at t={asked[1]}, left "
+                f"unanswered) at t={t}, {t - asked[1]} ms later: before the "
+                f"{self.limit_ms} ms request limit (A12: the limit is how long a client "
+                f"waits; tolerance {self.tolerance_ms} ms)")
 
 
 @dataclass
@@ -313,12 +353,13 @@ class TraceProperties:
 
     The deadlines of the model (:mod:`sephb.model.deadlines`, read as ``timing``
     says): an answer acted on at once, a request after the session answered or
-    given up within the request limit, a stalled session given up at its limit and
-    not before (:class:`SessionLimit`); and in the client's own view the next
-    heartbeat by the interval (the configuration's, else the default 300 s). A
-    server cannot see a heartbeat that met only refusing managers, so in its view
-    that rule is the suite's alone. What is still open at the end of a trace is
-    :meth:`pending`.
+    given up within the request limit and not before (:class:`RequestGiveUp`,
+    REQ-X-ABORT: a failure whose ``error`` says the client gave up), a stalled
+    session given up at its limit and not before (:class:`SessionLimit`); and in
+    the client's own view the next heartbeat by the interval (the configuration's,
+    else the default 300 s). A server cannot see a heartbeat that met only refusing
+    managers, so in its view that rule is the suite's alone. What is still open at
+    the end of a trace is :meth:`pending`.
     """
 
     tolerance_ms: int = 1000
@@ -340,6 +381,7 @@ class TraceProperties:
     #: The managers the current heartbeat tried, in order (the client's view).
     _tried: list[tuple[str, int]] = field(default_factory=list)
     _session: SessionLimit = field(init=False)
+    _requests: RequestGiveUp = field(init=False)
     _logs: LogLedger = field(default_factory=LogLedger)
     _push: PushHold | None = field(init=False)
     #: What the last record broke of the push hold, if the client goes on.
@@ -352,9 +394,11 @@ class TraceProperties:
             mode = config.mode
         self._push = PushHold(config.interval_ms if config else None,
                               self.tolerance_ms) if mode is Mode.PUSH else None
+        interval_ms = config.interval_ms if config else HEARTBEAT_INTERVAL_S * 1000
+        self._requests = RequestGiveUp(self.timing.request_limit_ms(interval_ms),
+                                       self.tolerance_ms)
         self.deadlines = Deadlines(
-            self.timing, mode,
-            config.interval_ms if config else HEARTBEAT_INTERVAL_S * 1000,
+            self.timing, mode, interval_ms,
             self.tolerance_ms, config.randomization_ms if config else 0,
             next_heartbeat=not self.server_view, unseen=self.unseen,
             # The push heartbeat's bound is the configuration's interval.
@@ -387,7 +431,8 @@ class TraceProperties:
 
     def feed(self, name: str, t: int, port: int | None = None,
              ids: list[str] | None = None, duplicates: list[str] | None = None,
-             addr: str | None = None) -> tuple[str, str] | None:
+             addr: str | None = None, error: str | None = None
+             ) -> tuple[str, str] | None:
         """Check one record (not a GUP's own transport record); the (requirement,
         message) of what it proves wrong, or None."""
         session = self._session
@@ -412,6 +457,10 @@ class TraceProperties:
                 return "REQ-7-PUSH", f"{broken}; {name} at t={t} shows it had not " \
                                      f"stopped"
             self._push_broken = self._push.see(name, t)[1]
+        if name in _REQUESTS:
+            early = self._requests.see(name, t, error)
+            if early is not None:
+                return "REQ-X-ABORT", early
         what = _WHAT.get(name)
         if what is None:  # most records: only the session limit above applies
             return None
@@ -533,6 +582,13 @@ SESSION_ENDS: Final = frozenset(
     {r.event.value for r in TABLE
      if r.source in SESSION_PENDING and r.dest not in SESSION_PENDING}
     | {ENTRY[s].value for s in State if s not in SESSION_PENDING})
+#: Requests after the session: the request deadline's openers (model/deadlines.py),
+#: and the failures of the table that end one without its answer.
+REQUESTS_AFTER_SESSION: Final = next(d for d in DEADLINES if d.id == "request").opens[None]
+REQUEST_FAILS: Final = frozenset(r.event.value for r in TABLE
+                                 if ENTRY[r.source].value in REQUESTS_AFTER_SESSION
+                                 and r.event in (*ON_ERROR, *ON_TIMEOUT))
+_REQUESTS: Final = REQUESTS_AFTER_SESSION | REQUEST_FAILS
 _UPLOADING: Final = next(s for s, a in ENTRY.items() if a is Action.UPLOAD_LOGS)
 #: Events that end a log upload without its acknowledgement.
 UPLOAD_FAILS: Final = frozenset(
