@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, overload
 
 from sephb.conformance.traces.properties import (
+    REQUEST_FAILS,
     TraceProperties,
 )
 from sephb.model.protocol import SESSION_LIMIT_MS
@@ -283,7 +284,7 @@ class _Measured(TraceProperties):
             self._push_broken
         push = self._push
         held = None if push is None else push._held_at
-        asked = self._requests.asked()
+        asked = self._requests.asked() if name in REQUEST_FAILS else None
         found = _feed(self, name, t, port, ids, duplicates, addr, error)
         if found is None:
             if broken is None and self._push_broken is not None:
