@@ -25,6 +25,7 @@ from sephb.conformance.suite import _process, _wire_world
 from sephb.conformance.suite import _remote as remote
 from sephb.conformance.suite._process import PLACEHOLDERS, ProcessClient, _signals_held
 from sephb.conformance.suite._remote import uncoverable, wire_environment
+from sephb.conformance.suite._run import run_program
 from sephb.conformance.suite._wire_run import run_wire
 from sephb.conformance.suite._wire_world import RemoteWorld, Size, measure
 from sephb.conformance.suite.oracle import Manager, Oracle
@@ -208,6 +209,26 @@ def test_a_log_queue_kept_in_memory_is_caught_by_the_log_probe() -> None:
     f = result.failures[0]
     assert f.requirement == "REQ-5-LOGS" and "lost" in f.message, f.message
     assert "state.restart()" in f.steps
+    nothing_left()
+
+
+@pytest.mark.parametrize("interp", ["seed", "documented"])
+def test_a_stalled_session_the_server_drops_is_not_the_client_giving_up(
+        interp: str) -> None:
+    """Found by a client written from the docs alone (and the reference failed it
+    too): every manager stalls index.dat, then drops its connections while the
+    first check-in waits. The server records the stall it ended as its own failure
+    ("dropped by the server"); the adapter read every stall failure as the client
+    giving its session up, so the reference was NON-CONFORMANT for giving it up
+    before the limit (A14)."""
+    env = wire_environment(REFERENCE + f" -i {interp}")
+    machine = suite.make_machine(get(interp), env, suite.Coverage(
+        {r.name: 0 for r in get(interp).rows()}))
+    managers = range(len(suite.SITE))
+    run_program(machine, [
+        *(f"state.fault(m={m}, fault=Fault.STALL, path='/index.dat')" for m in managers),
+        "state.start(mode=Mode.PULL)", *(f"state.drop(m={m})" for m in managers),
+        "state.teardown()"])
     nothing_left()
 
 
@@ -491,8 +512,11 @@ def test_rows_the_wire_cannot_show_are_named_with_a_reason() -> None:
 def test_a_command_must_name_its_placeholders() -> None:
     with pytest.raises(UsageError, match=r"missing \{state_dir\}, \{time_scale\}"):
         wire_environment("my-client --config {sylink}")
-    with pytest.raises(UsageError, match="not an executable program"):
+    with pytest.raises(UsageError, match="not an executable program: no such file"):
         wire_environment("/nonexistent/client {sylink} {state_dir} {time_scale}")
+    # a bare name looked up on PATH (the docs' `sephb client ...` outside the venv)
+    with pytest.raises(UsageError, match=r"not found on PATH \(give its path"):
+        wire_environment("no-such-sephb client {sylink} {state_dir} {time_scale}")
     with pytest.raises(UsageError, match=r"tolerance 20000 model ms: more than half"):
         wire_environment(REFERENCE, tolerance_ms=20_000)
     env = wire_environment(REFERENCE + " --client-id {client_id} -i {interpretation}")

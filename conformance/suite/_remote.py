@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shlex
 import shutil
 import signal
@@ -210,7 +211,10 @@ def wire_environment(client_cmd: str, *, time_scale: float = DEFAULT_TIME_SCALE,
         raise UsageError(f"--client-cmd {client_cmd!r}: {exc}") from None
     if shutil.which(words[0]) is None:
         # Found now rather than as a crash in the first test case.
-        raise UsageError(f"--client-cmd: {words[0]!r} is not an executable program")
+        where = ("no such file, or not executable" if os.sep in words[0]
+                 else "not found on PATH (give its path, e.g. .venv/bin/sephb)")
+        raise UsageError(f"--client-cmd: {words[0]!r} is not an executable program: "
+                         f"{where}")
     if not (math.isfinite(time_scale) and time_scale > 0):
         raise UsageError(f"time scale {time_scale!r}: expected a number > 0")
     if not (math.isfinite(startup_s) and startup_s > 0):

@@ -29,7 +29,7 @@ from sephb.conformance.site.config import FleetConfig
 from sephb.conformance.suite.world import DEFAULT_SITE, Fault, Reply, Site, VServer
 from sephb.conformance.traces.clock import Clock
 from sephb.conformance.traces.trace import Record
-from sephb.conformance.traces.wire import GUP_PORT, Role
+from sephb.conformance.traces.wire import GAVE_UP, GUP_PORT, Role
 from sephb.model.protocol import (
     FULL_HEARTBEAT_BYTES,
     IDLE_HEARTBEAT_BYTES,
@@ -71,7 +71,6 @@ SETTLE_LIMIT_S: Final = 2.0
 #: smallest typical full heartbeat, so that the logs dominate it.
 FULL_LOG_BYTES: Final = FULL_HEARTBEAT_BYTES[0] // 2
 
-_STALL_TEXT: Final = "fault stall"
 #: Trace names of requests (what a client sends), as opposed to answers.
 _REQUESTS: Final = frozenset(a.value for a in Action) - {Action.CONNECT.value,
                                                         Action.DISCONNECT.value}
@@ -336,11 +335,13 @@ class RemoteWorld:
         if rec.event == Action.CONNECT.value:
             self._connect_t[key] = rec.t
         elif (rec.event == Event.CONNECT_FAILED.value
-              and (rec.error or "").startswith(_STALL_TEXT)
+              and GAVE_UP in (rec.error or "")
               and key in self._connect_t):
             # The first answer stalled and the client gave up: the session limit ran
             # out in the client, as World.abandon records it. Whether it was given
-            # up at the limit, and not before, the oracle judges (A14).
+            # up at the limit, and not before, the oracle judges (A14). A stall the
+            # server's drop ended is the server's failure (its error says so), as
+            # World.drop records it: not the client giving up.
             rec = msgspec.structs.replace(rec, event=Event.SESSION_TIMEOUT.value)
         elif (_PEER_RE.match(rec.client) and rec.event != Action.DISCONNECT.value
               and not any("X-Sephb-Client" in n for n in self.notes)):
