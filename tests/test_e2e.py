@@ -305,3 +305,31 @@ def test_the_readme_flow_validates_clean_at_the_recorded_time_scale(
             margin = c["margin"]
             assert margin is not None, c
             assert 1000 < margin["accepting_tolerance_ms"] <= 100_000, c
+
+
+@pytest.mark.parametrize(("path", "fault", "requirement"), [
+    ("/index.dat", "gives-up-session-early", "REQ-2-TIMEOUT-30000"),
+    ("/urls", "gives-up-request-early", "REQ-X-ABORT"),
+])
+def test_a_stall_given_up_early_is_found_in_the_managers_own_trace(
+        tmp_path: Path, path: str, fault: str, requirement: str) -> None:
+    """`sephb manager --trace` records a stalled request the client closed as the
+    table's timeout of it (SESSION_TIMEOUT for index.dat), so `sephb validate --data`
+    of the manager's own trace judges when it was given up, as the suite does: the
+    reference, at the limit, is clean; the seeded fault, early, is not. (Before, the
+    manager wrote a stalled index.dat as CONNECT_FAILED, and only the suite's adapter
+    read it as the session given up.)"""
+    with running_manager(tmp_path, SCALE) as mgr:
+        mgr.call("POST", "/control/m1/fault", {"mode": "stall", "path": path})
+        mgr.call("POST", "/control/m2/fault", {"mode": "stall", "path": path})
+        sy = sylink(tmp_path, mgr, Mode.PULL)
+        client(tmp_path, sy, "--heartbeats", "1", cid="ontime")
+        client(tmp_path, sy, "--heartbeats", "1", "--fault", fault, cid="early",
+               check=False)
+    res = validate(str(mgr.trace), "--data", "--json")
+    doc = json.loads(res.stdout)
+    verdicts = {c["client"]: c for c in doc["files"][0]["clients"]}
+    assert verdicts["ontime"]["conformant"], verdicts["ontime"]
+    assert not verdicts["early"]["conformant"]
+    assert verdicts["early"]["requirement"] == requirement, verdicts["early"]
+    assert res.returncode == 1

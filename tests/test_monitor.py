@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_e2e import SCALE, SEPHB, client, running_manager, sylink
 
 from sephb.conformance.traces.sylink import load
@@ -178,35 +179,26 @@ def test_a_request_waited_on_for_ever_is_said_presumptively_while_it_waits(
     assert said.startswith("stuck: ") and "REQ-X-ABORT" in said, said
 
 
-def test_a_request_given_up_before_its_limit_is_said_and_one_at_it_is_not(
-        tmp_path: Path) -> None:
-    # m1 stalls GET /urls: the reference client gives the request up at the request
-    # limit (conformant); the seeded fault gives it up early (A12: not before). The
-    # rule is the offline checker's (RequestGiveUp), so the monitor says it live.
-    with stalled(tmp_path, "/urls") as (mgr, proc, lines, mine, trace):
+@pytest.mark.parametrize(("path", "fault", "requirement", "said_why"), [
+    # A14: the session limit is when a stalled session is given up, not sooner
+    ("/index.dat", "gives-up-session-early", "REQ-2-TIMEOUT-30000",
+     "before the 30000 ms limit"),
+    # A12: the same for a request after the session (the offline checker's rule,
+    # RequestGiveUp, so the monitor says it live)
+    ("/urls", "gives-up-request-early", "REQ-X-ABORT", "request limit"),
+])
+def test_a_stall_given_up_before_its_limit_is_said_and_one_at_it_is_not(
+        tmp_path: Path, path: str, fault: str, requirement: str, said_why: str) -> None:
+    # m1 stalls ``path``: the reference client gives it up at the limit (conformant);
+    # the seeded fault gives it up early.
+    with stalled(tmp_path, path) as (mgr, proc, lines, mine, trace):
         mgr.call("POST", "/control/publish", {"push": False})  # content to fetch
         client(tmp_path, mine, "--heartbeats", "1", cid="ontime")
-        client(tmp_path, mine, "--heartbeats", "1", "--fault", "gives-up-request-early",
-               cid="early", check=False)
+        client(tmp_path, mine, "--heartbeats", "1", "--fault", fault, cid="early",
+               check=False)
         said = lines.wait_for("early: NON-CONFORMANT")
         code = stop(proc)
-    assert "REQ-X-ABORT" in said and "request limit" in said, said
-    assert not any(ln.startswith("ontime:") for ln in lines.lines), lines.lines
-    assert code == 1
-    same_summary(lines.lines, trace, mine)
-
-
-def test_a_session_given_up_before_the_limit_is_said_and_one_at_the_limit_is_not(
-        tmp_path: Path) -> None:
-    # m1 stalls index.dat: the reference client gives the session up at the limit
-    # (conformant); the seeded fault gives it up after 10,000 ms (A14: not before).
-    with stalled(tmp_path, "/index.dat") as (_, proc, lines, mine, trace):
-        client(tmp_path, mine, "--heartbeats", "1", cid="ontime")
-        client(tmp_path, mine, "--heartbeats", "1", "--fault", "gives-up-session-early",
-               cid="early", check=False)
-        said = lines.wait_for("early: NON-CONFORMANT")
-        code = stop(proc)
-    assert "REQ-2-TIMEOUT-30000" in said and "before the 30000 ms limit" in said, said
+    assert requirement in said and said_why in said, said
     assert not any(ln.startswith("ontime:") for ln in lines.lines), lines.lines
     assert code == 1
     same_summary(lines.lines, trace, mine)

@@ -378,6 +378,11 @@ def test_fault_reset_aborts_the_connection_with_rst() -> None:
 
 
 def test_fault_stall_reads_the_request_and_never_answers() -> None:
+    """Who closed a stalled request decides its record: the client (its timer ran
+    out) -- the table's timeout of the request, SESSION_TIMEOUT for index.dat, as
+    the exchange reading and the suite's world say; the server's drop -- the
+    server's failure (CONNECT_FAILED for a connection's first request), which no
+    judge may read as the client giving up early."""
     async def go(fleet: Fleet) -> None:
         await fleet["m1"].set_fault("stall")
         async with session("s1") as s:
@@ -385,10 +390,24 @@ def test_fault_stall_reads_the_request_and_never_answers() -> None:
                 await s.get(base(fleet) + wire.INDEX_PATH,
                             timeout=aiohttp.ClientTimeout(total=0.2))
         await disconnects(fleet, "s1")
-        assert events(fleet, "s1") == ["CONNECT", "GET_INDEX", "CONNECT_FAILED",
+        assert events(fleet, "s1") == ["CONNECT", "GET_INDEX", "SESSION_TIMEOUT",
                                        "DISCONNECT"]
-        failed = next(r for r in fleet.records if r.event == "CONNECT_FAILED")
-        assert failed.error is not None and "stall" in failed.error
+        failed = next(r for r in fleet.records if r.event == "SESSION_TIMEOUT")
+        assert failed.error is not None and failed.error.endswith(wire.GAVE_UP)
+        async with session("s2") as s:
+            task = asyncio.create_task(s.get(base(fleet) + wire.INDEX_PATH))
+            await fleet.recorder.wait_for(
+                lambda r: r.client == "s2" and r.event == "GET_INDEX")
+            assert fleet["m1"].drop() == 1
+            with pytest.raises(aiohttp.ClientError):
+                await task
+        await disconnects(fleet, "s2")
+        assert events(fleet, "s2") == ["CONNECT", "GET_INDEX", "CONNECT_FAILED",
+                                       "DISCONNECT"]
+        dropped = next(r for r in fleet.records
+                       if r.client == "s2" and r.event == "CONNECT_FAILED")
+        assert dropped.error is not None and dropped.error.endswith(
+            "dropped by the server") and wire.GAVE_UP not in dropped.error
 
     with_fleet(go)
 
@@ -853,7 +872,8 @@ def test_held_and_stalled_requests_outlive_the_timeouts() -> None:
         await disconnects(fleet, "s1")
         assert events(fleet, "p1")[:4] == ["CONNECT", "HOLD", "POLICY_PUSHED",
                                            "DISCONNECT"]
-        assert events(fleet, "s1") == ["CONNECT", "GET_URLS", "CONNECT_FAILED",
+        # the client gave the stalled request up: the table's timeout of GET_URLS
+        assert events(fleet, "s1") == ["CONNECT", "GET_URLS", "REQUEST_FAILED",
                                        "DISCONNECT"]
 
     with_fleet(go, timed_config(header_timeout=0.2, body_timeout=0.2, idle_timeout=0.2))

@@ -552,6 +552,20 @@ def test_trace_to_har_keeps_what_the_servers_did_not_answer_or_record() -> None:
     assert held["response"]["_error"] and held["time"] == 80
 
 
+def _on_m1(*records: dict[str, Any]) -> list[dict[str, Any]]:
+    """Server records of client c1's first connection to m1."""
+    at = {"client": "c1", "by": "server", "server": "m1", "role": "manager",
+          "conn": 1, "addr": "127.0.0.2", "port": 8014}
+    return [{**at, **r} for r in records]
+
+
+def _as_ndjson_and_har(tmp_path: Path, records: list[dict[str, Any]]) -> list[Path]:
+    """The same server records as an NDJSON trace and as the HAR made of them."""
+    har = tmp_path / "early.har"
+    har.write_text(json.dumps(trace_to_har(records)))
+    return [ndjson(tmp_path / "early.ndjson", records), har]
+
+
 def test_a_session_given_up_before_the_limit_is_judged_the_same_from_a_har(
         tmp_path: Path) -> None:
     """A client that gives its session up 10,000 ms after the connect (A14: not
@@ -559,21 +573,15 @@ def test_a_session_given_up_before_the_limit_is_judged_the_same_from_a_har(
     gave up", and the HAR of those records reads back as the same event, so
     validate finds the same violation in both. (Before, the HAR read it as a
     connect that failed, and the early give-up passed.)"""
-    at = {"client": "c1", "by": "server", "server": "m1", "role": "manager",
-          "conn": 1, "addr": "127.0.0.2", "port": 8014}
-    records = [{**at, "t": 0, "event": "CONNECT"},
-               {**at, "t": 1, "event": "GET_INDEX", "method": "GET",
-                "path": "/index.dat"},
-               {**at, "t": 10_000, "event": "SESSION_TIMEOUT", "status": 0,
-                "error": f"client closed: {GAVE_UP}"},
-               {**at, "t": 10_001, "event": "DISCONNECT"}]
-    har = tmp_path / "early.har"
-    har.write_text(json.dumps(trace_to_har(records)))
-    assert [e.event for e in har_events(str(har))] == [
+    records = _on_m1({"t": 0, "event": "CONNECT"},
+                     {"t": 1, "event": "GET_INDEX", "method": "GET", "path": "/index.dat"},
+                     {"t": 10_000, "event": "SESSION_TIMEOUT", "status": 0,
+                      "error": f"client closed: {GAVE_UP}"},
+                     {"t": 10_001, "event": "DISCONNECT"})
+    paths = _as_ndjson_and_har(tmp_path, records)
+    assert [e.event for e in har_events(str(paths[1]))] == [
         "CONNECT", "GET_INDEX", "SESSION_TIMEOUT"]
-    trace = tmp_path / "early.ndjson"
-    trace.write_text("".join(json.dumps(r) + "\n" for r in records))
-    for path in (trace, har):
+    for path in paths:
         res = V.validate_file(str(path), data=True, tolerance_ms=1_000)
         bad = [c for c in res.clients if not c.conformant]
         assert [(c.requirement, c.seen) for c in bad] == [
@@ -588,22 +596,15 @@ def test_a_request_given_up_before_its_limit_is_found_offline(
     validate does too, from the servers' NDJSON and from their HAR alike (one rule,
     ``RequestGiveUp``). An error answer ends a request at once: only a failure whose
     error says the client gave up is judged."""
-    at = {"client": "c1", "by": "server", "server": "m1", "role": "manager",
-          "conn": 1, "addr": "127.0.0.2", "port": 8014}
-    records = [{**at, "t": 0, "event": "CONNECT"},
-               {**at, "t": 1, "event": "GET_INDEX", "method": "GET",
-                "path": "/index.dat"},
-               {**at, "t": 2, "event": "INDEX_RECEIVED", "status": 200,
-                "changed": True, "source": "manager"},
-               {**at, "t": 3, "event": "GET_URLS", "method": "GET", "path": "/urls"},
-               {**at, "t": gave_up_at, "event": "REQUEST_FAILED", "status": 0,
-                "error": f"client closed: {GAVE_UP}"},
-               {**at, "t": gave_up_at + 1, "event": "DISCONNECT"}]
-    har = tmp_path / "early.har"
-    har.write_text(json.dumps(trace_to_har(records)))
-    trace = tmp_path / "early.ndjson"
-    trace.write_text("".join(json.dumps(r) + "\n" for r in records))
-    for path in (trace, har):
+    records = _on_m1({"t": 0, "event": "CONNECT"},
+                     {"t": 1, "event": "GET_INDEX", "method": "GET", "path": "/index.dat"},
+                     {"t": 2, "event": "INDEX_RECEIVED", "status": 200, "changed": True,
+                      "source": "manager"},
+                     {"t": 3, "event": "GET_URLS", "method": "GET", "path": "/urls"},
+                     {"t": gave_up_at, "event": "REQUEST_FAILED", "status": 0,
+                      "error": f"client closed: {GAVE_UP}"},
+                     {"t": gave_up_at + 1, "event": "DISCONNECT"})
+    for path in _as_ndjson_and_har(tmp_path, records):
         res = V.validate_file(str(path), data=True, tolerance_ms=1_000)
         bad = [c for c in res.clients if not c.conformant]
         assert [(c.requirement, c.seen) for c in bad] == (
@@ -615,8 +616,8 @@ def test_a_request_given_up_before_its_limit_is_found_offline(
     # the same failure as an error answer (503) ends the request at once: no finding
     answered = [{**r, "error": "answered 503"} if r["event"] == "REQUEST_FAILED" else r
                 for r in records]
-    trace.write_text("".join(json.dumps(r) + "\n" for r in answered))
-    res = V.validate_file(str(trace), data=True, tolerance_ms=1_000)
+    res = V.validate_file(str(ndjson(tmp_path / "answered.ndjson", answered)),
+                          data=True, tolerance_ms=1_000)
     assert all(c.conformant for c in res.clients), res.clients
 
 

@@ -310,7 +310,7 @@ class Probe:
     logs: bool = False
     #: The site the probe runs against.
     site: Site = DEFAULT_SITE
-    #: Faults in place before the client starts (``fault`` and ``gup`` steps): its
+    #: Steps done before the client starts (``fault``, ``gup`` and ``logs``): its
     #: first heartbeat meets them, so the probe needs no heartbeat to get there.
     before: tuple[tuple[str, dict[str, Any]], ...] = ()
 
@@ -324,11 +324,8 @@ class Probe:
 
 def _every(fault: Fault, path: str, managers: range
            ) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """``fault`` steps: each of ``managers`` answers ``path`` with ``fault``."""
     return tuple(("fault", {"m": i, "fault": fault, "path": path}) for i in managers)
-
-
-def _stall(path: str, managers: range) -> tuple[tuple[str, dict[str, Any]], ...]:
-    return _every(Fault.STALL, path, managers)
 
 
 _WAIT_NEXT = ("wait", {"dt": None})
@@ -345,7 +342,7 @@ PROBES: tuple[Probe, ...] = (
     # Every manager stalls index.dat: the session is given up at the limit, neither
     # later nor earlier, and the next heartbeat still comes.
     Probe("stalled-session", Mode.PULL, (_WAIT_NEXT, _WAIT_NEXT),
-          before=_stall("/index.dat", range(len(SITE)))),
+          before=_every(Fault.STALL, "/index.dat", range(len(SITE)))),
     # A site unlike the default one: managers on other ports than 8014 and in
     # another order of ports, a GUP on another port than 2967 that the client's
     # location takes its content from. Every address and port must come from
@@ -361,11 +358,11 @@ PROBES: tuple[Probe, ...] = (
     # Every manager stalls GET /urls: the request is given up within the request
     # limit, and the next heartbeat still comes.
     Probe("stalled-request", Mode.PULL, (_WAIT_NEXT, _WAIT_NEXT),
-          before=_stall("/urls", range(len(SITE)))),
+          before=_every(Fault.STALL, "/urls", range(len(SITE)))),
     # The first priority's managers stall the session: the heartbeat fails over to
     # the next manager at once, in priority order.
     Probe("failover", Mode.PULL, (_WAIT_NEXT, _WAIT_NEXT),
-          failover=True, before=_stall("/index.dat", range(_TOP))),
+          failover=True, before=_every(Fault.STALL, "/index.dat", range(_TOP))),
     # The location takes its content from the GUP, which fails: the seed's reading
     # skips it, the documented one fetches it from the manager (a failed GUP
     # download leaves no record over the wire; the suite knows it made the GUP fail).
@@ -389,15 +386,15 @@ PROBES: tuple[Probe, ...] = (
     # (Faults come before what they must meet: a client still busy with its first
     # check-in when the probe begins must not get past them.)
     Probe("push-stalled-session", Mode.PUSH,
-          (("wait", {"dt": SESSION_LIMIT_MS}), *_stall("/index.dat", range(len(SITE))),
+          (("wait", {"dt": SESSION_LIMIT_MS}),
+           *_every(Fault.STALL, "/index.dat", range(len(SITE))),
            ("push", {}), ("wait", {"dt": INTERVAL_MS}))),
     # Logs produced, the first priority's managers reset POST /logs, the client is
     # restarted after the failed upload: what it had taken in must still be
     # uploaded, once (the first wait ends when the first check-in has ended).
     Probe("log-durability", Mode.PULL, (_WAIT_NEXT, ("heal", {}), ("restart", {})),
           logs=True,
-          before=(*(("fault", {"m": i, "fault": Fault.RESET, "path": "/logs"})
-                    for i in range(_TOP)), ("logs", {"count": 2}))),
+          before=(*_every(Fault.RESET, "/logs", range(_TOP)), ("logs", {"count": 2}))),
 )
 
 

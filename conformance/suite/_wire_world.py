@@ -29,7 +29,7 @@ from sephb.conformance.site.config import FleetConfig
 from sephb.conformance.suite.world import DEFAULT_SITE, Fault, Reply, Site, VServer
 from sephb.conformance.traces.clock import Clock
 from sephb.conformance.traces.trace import Record
-from sephb.conformance.traces.wire import GAVE_UP, GUP_PORT, Role
+from sephb.conformance.traces.wire import GUP_PORT, Role
 from sephb.model.protocol import (
     FULL_HEARTBEAT_BYTES,
     IDLE_HEARTBEAT_BYTES,
@@ -194,7 +194,6 @@ class RemoteWorld:
         #: is due at once from there).
         self.spawned_at: int | None = None
         self._last_heard = 0.0
-        self._connect_t: dict[tuple[str, int], int] = {}
         #: Ranges of the recorder's records that belong to a killed process (see
         #: crash()): only their DISCONNECTs are kept.
         self._cuts: list[tuple[int, int]] = []
@@ -331,20 +330,8 @@ class RemoteWorld:
             i += 1
 
     def _convert(self, rec: Record) -> dict[str, Any]:
-        key = (rec.server or "", rec.conn or 0)
-        if rec.event == Action.CONNECT.value:
-            self._connect_t[key] = rec.t
-        elif (rec.event == Event.CONNECT_FAILED.value
-              and GAVE_UP in (rec.error or "")
-              and key in self._connect_t):
-            # The first answer stalled and the client gave up: the session limit ran
-            # out in the client, as World.abandon records it. Whether it was given
-            # up at the limit, and not before, the oracle judges (A14). A stall the
-            # server's drop ended is the server's failure (its error says so), as
-            # World.drop records it: not the client giving up.
-            rec = msgspec.structs.replace(rec, event=Event.SESSION_TIMEOUT.value)
-        elif (_PEER_RE.match(rec.client) and rec.event != Action.DISCONNECT.value
-              and not any("X-Sephb-Client" in n for n in self.notes)):
+        if (_PEER_RE.match(rec.client) and rec.event != Action.DISCONNECT.value
+                and not any("X-Sephb-Client" in n for n in self.notes)):
             self.notes.append(
                 f"requests without an X-Sephb-Client header (recorded as "
                 f"{rec.client}): the wire profile requires one on every request")
