@@ -558,16 +558,13 @@ class SimServer:
             return web.Response()
         if fault is Fault.STALL:
             await conn.lost
-            # Whose close ended it: the server's drop is its failure; the client's
-            # close, its timer running out -- the table's timeout of the request
-            # (SESSION_TIMEOUT for index.dat), as the exchange reading and the
-            # suite's world record it, so a judge of the limits sees who gave up.
-            if conn.dropped or route is None:
-                self.emit(failed, conn, error=_DROPPED_STALL if conn.dropped
-                          else _FAULT_TEXT[fault], **req)
-            else:
-                self.emit(failure_of(route.action, timed_out=True), conn,
-                          error=_FAULT_TEXT[fault], **req)
+            # Whose close ended it: the server's drop is its failure; the client's,
+            # its timer running out -- the table's timeout of the request
+            # (SESSION_TIMEOUT for index.dat), as the exchange reading records it.
+            event = failed if conn.dropped or route is None \
+                else failure_of(route.action, timed_out=True)
+            self.emit(event, conn, error=_DROPPED_STALL if conn.dropped
+                      else _FAULT_TEXT[fault], **req)
             return web.Response()
         raise AssertionError(f"unhandled fault {fault}")  # RESET is handled earlier
 
